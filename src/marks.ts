@@ -1,0 +1,38 @@
+// The one place that fixes which bits of the packet mark (nfmark) and the conntrack mark
+// Tessera owns. Every rule builder and the datapath read these constants; docs/protocol.md
+// ("Marks") describes the same layout. All bits live in the top 16 bits so that the low
+// bits used by kube-proxy (0x4000, 0x8000) and Docker stay untouched.
+
+/** nfmark: index of the PU that sent an egress SYN (set by `-m cgroup ... -j MARK`). 1..1023. */
+export const PU_INDEX_MASK = 0x03ff_0000;
+export const PU_INDEX_SHIFT = 16;
+export const MAX_PU_INDEX = PU_INDEX_MASK >>> PU_INDEX_SHIFT;
+
+/** nfmark op bits, set only by our verdicts (REPEAT) and consumed by TESSERA-APPLY. */
+export const OP_SET_CLIENT_PENDING = 0x0400_0000;
+export const OP_CLEAR_CLIENT_PENDING = 0x0800_0000;
+export const OP_SET_SERVER_PENDING = 0x1000_0000;
+export const OP_CLEAR_SERVER_PENDING = 0x2000_0000;
+export const OP_MASK = 0x3c00_0000;
+/** nfmark: the verdict rejected the packet; filter-table TESSERA-REJECT answers with a TCP reset. */
+export const REJECT_BIT = 0x4000_0000;
+/** Every nfmark bit Tessera may write. */
+export const NFMARK_MASK = (PU_INDEX_MASK | OP_MASK | REJECT_BIT) >>> 0;
+
+/** connmark: our client side sent a tagged SYN and awaits the SYN-ACK / owes the proof ACK. */
+export const CT_CLIENT_PENDING = 0x0100_0000;
+/** connmark: our server side accepted a tagged SYN and owes the SYN-ACK / awaits the proof ACK. */
+export const CT_SERVER_PENDING = 0x0200_0000;
+/** connmark: this flow passed the full handshake on this host (for `tessera flows`, revoke). */
+export const CT_AUTHORIZED = 0x0400_0000;
+export const CTMARK_MASK = (CT_CLIENT_PENDING | CT_SERVER_PENDING | CT_AUTHORIZED) >>> 0;
+
+export function puIndexFromMark(mark: number): number {
+  return (mark & PU_INDEX_MASK) >>> PU_INDEX_SHIFT;
+}
+
+export function markForPuIndex(index: number): number {
+  return (index << PU_INDEX_SHIFT) >>> 0;
+}
+
+export const hex = (n: number): string => '0x' + (n >>> 0).toString(16);

@@ -1,0 +1,415 @@
+// Tokens: "PU `sub` with labels `lbl`, on host `iss`, ephemeral key `epk`" as a compact JWS.
+// Issued with jose once per rotation (async, control plane); verified synchronously with
+// node:crypto on the packet path, where a verified token is cached by the SHA-256 of its
+// bytes so the common case is one hash and one Map lookup (MEASURED.md: jose verify is
+// ~6 k/s, far too slow per packet).
+
+import { SignJWT, importJWK } from 'jose';
+import {
+  createHmac,
+  createPublicKey,
+  createSecretKey,
+  hash as cryptoHash,
+  timingSafeEqual,
+  verify as cryptoVerify,
+  type KeyObject,
+} from 'node:crypto';
+import { TesseraError } from '../errors.js';
+import { inspectCertificate, verifyCertificateSignature, type VerifiedCertificate } from './certificate.js';
+import { decodeB64url, decodeJsonObject, ecPublicKey, isTime, splitCompactBytes, type EcPublicJwk } from './jws.js';
+import { MIN_SECRET_BYTES, type HostIdentity } from './keys.js';
+import { canonicalLabels, isCanonical, type CanonicalLabels, type Label } from './labels.js';
+import { Lru } from './lru.js';
+
+/** Tokens longer than this are refused by the issuer and reported malformed by verifiers. */
+export const MAX_TOKEN_BYTES = 1200;
+export const TOKEN_VERSION = 1;
+
+export interface TokenClaims {
+  /** Host id of the issuer. */
+  readonly iss: string;
+  /** PU id. */
+  readonly sub: string;
+  /** Canonical labels (sorted "k=v"), system labels included. */
+  readonly lbl: CanonicalLabels;
+  /** base64url of the PU's raw 32-byte X25519 public key. */
+  readonly epk: string;
+  readonly iat: number;
+  readonly exp: number;
+  readonly v: 1;
+}
+
+export interface TokenPu {
+  readonly id: string;
+  readonly labels: Iterable<string | Label>;
+  /** Raw X25519 public key, 32 bytes. */
+  readonly epkPublicRaw: Uint8Array;
+}
+
+export interface TokenIssuer {
+  readonly mode: 'psk' | 'ca';
+  readonly hostId: string;
+  /** Signs a token valid from `now` (seconds since the epoch) for `ttlSeconds`. */
+  issue(pu: TokenPu, now: number, ttlSeconds: number): Promise<string>;
+}
+
+export type VerifyFailureReason = 'malformed' | 'bad-signature' | 'untrusted-issuer' | 'expired' | 'not-yet-valid';
+
+export interface VerifiedToken {
+  readonly ok: true;
+  readonly claims: TokenClaims;
+  /** X25519 public key from `epk`, created once per token. */
+  readonly epkKey: KeyObject;
+  /** SHA-256 of the token bytes. Shared with the cache: do not modify. */
+  readonly tokenHash: Uint8Array;
+}
+
+export interface VerifyFailure {
+  readonly ok: false;
+  readonly reason: VerifyFailureReason;
+}
+
+export type VerifyResult = VerifiedToken | VerifyFailure;
+
+export interface VerifyStats {
+  readonly hits: number;
+  readonly misses: number;
+  readonly cacheSize: number;
+  readonly certHits: number;
+  readonly certMisses: number;
+  readonly certCacheSize: number;
+  readonly rejected: Readonly<Record<VerifyFailureReason, number>>;
+}
+
+export interface TokenVerifier {
+  readonly mode: 'psk' | 'ca';
+  /** Synchronous; never throws. `offset`/`length` select the token inside a larger buffer. */
+  verify(tokenBytes: Uint8Array, offset?: number, length?: number): VerifyResult;
+  verifyStats(): VerifyStats;
+}
+
+export type TokenVerifierOptions = {
+  /** Tolerance for iat/exp of tokens and certificates, seconds. */
+  readonly clockSkewSeconds?: number;
+  /** Verified tokens kept (certificates: a quarter of it, at least 64). */
+  readonly cacheSize?: number;
+  /** Clock in seconds since the epoch (tests inject one). */
+  readonly now?: () => number;
+} & (
+  | {
+      readonly mode: 'psk';
+      /** The current secret; during a rotation, the new and the old one. */
+      readonly psk: Uint8Array | readonly Uint8Array[];
+    }
+  | {
+      readonly mode: 'ca';
+      /** The trusted CA public key; during a CA rotation, the new and the old one. */
+      readonly caPublicJwk: EcPublicJwk | readonly EcPublicJwk[];
+    }
+);
+
+const PU_ID = /^[\x21-\x7e]{1,128}$/;
+const MAX_CLAIM_STRING = 128;
+
+function tokenError(message: string, cause?: unknown): TesseraError {
+  return new TesseraError('TESSERA_ERR_TOKEN', message, cause === undefined ? undefined : { cause });
+}
+
+function configError(message: string): TesseraError {
+  return new TesseraError('TESSERA_ERR_INVALID_CONFIG', message);
+}
+
+// ---- issuing --------------------------------------------------------------------------
+
+/** Signs tokens for the PUs of one host (jose; async, off the packet path). */
+export function createTokenIssuer(identity: HostIdentity): TokenIssuer {
+  let keyPromise: Promise<Awaited<ReturnType<typeof importJWK>> | Uint8Array>;
+  let header: { alg: 'HS256' } | { alg: 'ES256'; hc: string };
+  if (identity.mode === 'psk') {
+    if (!(identity.psk instanceof Uint8Array) || identity.psk.byteLength < MIN_SECRET_BYTES) {
+      throw configError(`the PSK must be at least ${MIN_SECRET_BYTES} bytes: create one with createSecret()`);
+    }
+    keyPromise = Promise.resolve(new Uint8Array(identity.psk));
+    header = { alg: 'HS256' };
+  } else if (identity.mode === 'ca') {
+    const cert = inspectCertificate(identity.certificate);
+    if (cert.sub !== identity.hostId) {
+      throw new TesseraError('TESSERA_ERR_KEY_FILE', `the host certificate is for "${cert.sub}", but this host is "${identity.hostId}"`);
+    }
+    if (cert.hpk.x !== identity.publicJwk.x || cert.hpk.y !== identity.publicJwk.y) {
+      throw new TesseraError('TESSERA_ERR_KEY_FILE', 'the host certificate was issued for a different key than this host identity holds');
+    }
+    keyPromise = importJWK({ ...identity.privateJwk }, 'ES256');
+    // Unhandled rejections would crash the daemon before issue() is awaited.
+    keyPromise.catch(() => undefined);
+    header = { alg: 'ES256', hc: identity.certificate };
+  } else {
+    throw configError(`unknown trust mode ${JSON.stringify((identity as { mode: unknown }).mode)}: use "psk" or "ca"`);
+  }
+  const hostId = identity.hostId;
+
+  return Object.freeze({
+    mode: identity.mode,
+    hostId,
+    async issue(pu: TokenPu, now: number, ttlSeconds: number): Promise<string> {
+      if (typeof pu.id !== 'string' || !PU_ID.test(pu.id)) throw tokenError(`PU id must be 1..128 printable ASCII characters, got ${JSON.stringify(pu.id)}`);
+      if (!(pu.epkPublicRaw instanceof Uint8Array) || pu.epkPublicRaw.byteLength !== 32) throw tokenError('epkPublicRaw must be a 32-byte X25519 public key');
+      if (!(typeof now === 'number' && Number.isFinite(now) && now >= 0)) throw tokenError(`now must be seconds since the epoch, got ${String(now)}`);
+      if (!(Number.isInteger(ttlSeconds) && ttlSeconds > 0 && ttlSeconds <= 86400)) throw tokenError(`ttlSeconds must be an integer in 1..86400, got ${String(ttlSeconds)}`);
+      const lbl = canonicalLabels(pu.labels);
+      const iat = Math.floor(now);
+      const claims = {
+        iss: hostId,
+        sub: pu.id,
+        lbl: [...lbl],
+        epk: Buffer.from(pu.epkPublicRaw.buffer, pu.epkPublicRaw.byteOffset, 32).toString('base64url'),
+        iat,
+        exp: iat + ttlSeconds,
+        v: TOKEN_VERSION,
+      };
+      let token: string;
+      try {
+        token = await new SignJWT(claims).setProtectedHeader(header).sign(await keyPromise);
+      } catch (err) {
+        throw tokenError(`signing the token for PU ${pu.id} failed`, err);
+      }
+      if (token.length > MAX_TOKEN_BYTES) {
+        throw tokenError(`the token for PU ${pu.id} is ${token.length} bytes, more than ${MAX_TOKEN_BYTES}: use fewer or shorter labels`);
+      }
+      return token;
+    },
+  });
+}
+
+// ---- verifying ------------------------------------------------------------------------
+
+interface CacheEntry {
+  readonly result: VerifiedToken;
+  /** Certificate validity (CA mode), rechecked on every hit like the token's. */
+  readonly certIat: number;
+  readonly certExp: number;
+}
+
+const FAIL: Readonly<Record<VerifyFailureReason, VerifyFailure>> = Object.freeze({
+  malformed: Object.freeze({ ok: false, reason: 'malformed' }),
+  'bad-signature': Object.freeze({ ok: false, reason: 'bad-signature' }),
+  'untrusted-issuer': Object.freeze({ ok: false, reason: 'untrusted-issuer' }),
+  expired: Object.freeze({ ok: false, reason: 'expired' }),
+  'not-yet-valid': Object.freeze({ ok: false, reason: 'not-yet-valid' }),
+});
+
+function claimString(v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && v.length <= MAX_CLAIM_STRING;
+}
+
+/** Token claims from a signed payload; null if any claim is missing or of the wrong shape. */
+function parseClaims(payloadB64: string): { claims: TokenClaims; epkRaw: Buffer } | null {
+  const p = decodeJsonObject(payloadB64);
+  if (p === null) return null;
+  if (p.v !== TOKEN_VERSION || !claimString(p.iss) || !claimString(p.sub) || !isTime(p.iat) || !isTime(p.exp)) return null;
+  if (p.exp <= p.iat || typeof p.epk !== 'string' || !Array.isArray(p.lbl) || !isCanonical(p.lbl)) return null;
+  const epkRaw = decodeB64url(p.epk);
+  if (epkRaw === null || epkRaw.length !== 32) return null;
+  const claims: TokenClaims = Object.freeze({
+    iss: p.iss,
+    sub: p.sub,
+    lbl: Object.freeze([...(p.lbl as string[])]),
+    epk: p.epk,
+    iat: p.iat,
+    exp: p.exp,
+    v: TOKEN_VERSION,
+  });
+  return { claims, epkRaw };
+}
+
+function x25519Key(raw: Buffer): KeyObject | null {
+  try {
+    return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: raw.toString('base64url') }, format: 'jwk' });
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A synchronous verifier for the packet path.
+ *
+ * Caching: only tokens whose signature (and, in CA mode, certificate signature) verified
+ * are cached, keyed by SHA-256 of the token bytes, in a bounded LRU; time (token iat/exp,
+ * certificate iat/exp) is rechecked on every hit, so an authentic but expired token stays
+ * cached yet is refused. Failed verifications are NOT cached: an attacker gets a fresh hash
+ * for free by changing one byte, so a negative cache would not bound the attacker's cost,
+ * while its entries would compete with good tokens for the bound. The cost of a miss is one
+ * HMAC (PSK) or one or two ECDSA verifies (CA) per SYN that reaches the queue; verifyStats()
+ * exposes misses and rejections so callers can rate-limit them.
+ */
+export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
+  const skew = options.clockSkewSeconds ?? 30;
+  if (!(typeof skew === 'number' && Number.isFinite(skew) && skew >= 0 && skew <= 3600)) {
+    throw configError(`clockSkewSeconds must be a number in 0..3600, got ${String(skew)}`);
+  }
+  const cacheSize = options.cacheSize ?? 4096;
+  if (!(Number.isInteger(cacheSize) && cacheSize >= 1)) throw configError(`cacheSize must be an integer >= 1, got ${String(cacheSize)}`);
+  const now = options.now ?? (() => Date.now() / 1000);
+  const cache = new Lru<string, CacheEntry>(cacheSize);
+  const certCache = new Lru<string, VerifiedCertificate>(Math.max(64, Math.ceil(cacheSize / 4)));
+  const mode = options.mode;
+
+  let hmacKeys: KeyObject[] = [];
+  let caKeys: KeyObject[] = [];
+  if (mode === 'psk') {
+    const list = options.psk instanceof Uint8Array ? [options.psk] : [...options.psk];
+    if (list.length === 0) throw configError('psk: give at least one shared secret');
+    for (const s of list) {
+      if (!(s instanceof Uint8Array) || s.byteLength < MIN_SECRET_BYTES) throw configError(`every PSK must be at least ${MIN_SECRET_BYTES} bytes`);
+    }
+    hmacKeys = list.map((s) => createSecretKey(s));
+  } else if (mode === 'ca') {
+    const jwks: readonly EcPublicJwk[] = Array.isArray(options.caPublicJwk) ? options.caPublicJwk : [options.caPublicJwk as EcPublicJwk];
+    if (jwks.length === 0) throw configError('caPublicJwk: give at least one CA public key');
+    caKeys = jwks.map((j) => {
+      const k = j && typeof j === 'object' ? ecPublicKey(j) : null;
+      if (k === null) throw configError('caPublicJwk must be an EC P-256 public JWK (kty "EC", crv "P-256", x, y)');
+      return k;
+    });
+  } else {
+    throw configError(`unknown trust mode ${JSON.stringify(mode)}: use "psk" or "ca"`);
+  }
+
+  let hits = 0;
+  let misses = 0;
+  let certHits = 0;
+  let certMisses = 0;
+  const rejected: Record<VerifyFailureReason, number> = {
+    malformed: 0,
+    'bad-signature': 0,
+    'untrusted-issuer': 0,
+    expired: 0,
+    'not-yet-valid': 0,
+  };
+  const fail = (reason: VerifyFailureReason): VerifyFailure => {
+    rejected[reason]++;
+    return FAIL[reason];
+  };
+
+  /** Time checks, certificate first: an expired host certificate means the issuer is no longer trusted. */
+  const checkTime = (entry: CacheEntry, t: number): VerifyResult => {
+    if (t >= entry.certExp + skew || t < entry.certIat - skew) return fail('untrusted-issuer');
+    const c = entry.result.claims;
+    if (t >= c.exp + skew) return fail('expired');
+    if (t < c.iat - skew) return fail('not-yet-valid');
+    return entry.result;
+  };
+
+  const verifyPsk = (bytes: Buffer, token: string, dot1: number, dot2: number): { claims: TokenClaims; epkRaw: Buffer } | VerifyFailureReason => {
+    const header = decodeJsonObject(token.slice(0, dot1));
+    if (header === null || header.alg !== 'HS256' || header.crit !== undefined) return 'malformed';
+    const sig = decodeB64url(token.slice(dot2 + 1));
+    if (sig === null || sig.length !== 32) return 'malformed';
+    const input = bytes.subarray(0, dot2);
+    let good = false;
+    for (const key of hmacKeys) {
+      const mac = createHmac('sha256', key).update(input).digest();
+      if (timingSafeEqual(mac, sig)) {
+        good = true;
+        break;
+      }
+    }
+    if (!good) return 'bad-signature';
+    return parseClaims(token.slice(dot1 + 1, dot2)) ?? 'malformed';
+  };
+
+  const verifyCa = (
+    bytes: Buffer,
+    token: string,
+    dot1: number,
+    dot2: number,
+  ): { claims: TokenClaims; epkRaw: Buffer; cert: VerifiedCertificate } | VerifyFailureReason => {
+    const header = decodeJsonObject(token.slice(0, dot1));
+    if (header === null || header.alg !== 'ES256' || header.crit !== undefined || typeof header.hc !== 'string') return 'malformed';
+    const sig = decodeB64url(token.slice(dot2 + 1));
+    if (sig === null || sig.length !== 64) return 'malformed';
+    const certKey = cryptoHash('sha256', header.hc, 'base64');
+    let cert = certCache.get(certKey);
+    if (cert !== undefined) certHits++;
+    else {
+      certMisses++;
+      const r = verifyCertificateSignature(header.hc, caKeys);
+      if (!r.ok) return r.reason;
+      cert = r.cert;
+      certCache.set(certKey, cert);
+    }
+    let good = false;
+    try {
+      good = cryptoVerify('sha256', bytes.subarray(0, dot2), { key: cert.hostKey, dsaEncoding: 'ieee-p1363' }, sig);
+    } catch {
+      good = false;
+    }
+    if (!good) return 'bad-signature';
+    const parsed = parseClaims(token.slice(dot1 + 1, dot2));
+    if (parsed === null) return 'malformed';
+    // The certificate vouches for one host: it cannot speak for another.
+    if (parsed.claims.iss !== cert.claims.sub) return 'untrusted-issuer';
+    return { ...parsed, cert };
+  };
+
+  return Object.freeze({
+    mode,
+    verify(tokenBytes: Uint8Array, offset = 0, length?: number): VerifyResult {
+      try {
+        if (!(tokenBytes instanceof Uint8Array)) return fail('malformed');
+        const len = length ?? tokenBytes.byteLength - offset;
+        if (!Number.isInteger(offset) || !Number.isInteger(len) || offset < 0 || len <= 0 || offset + len > tokenBytes.byteLength) {
+          return fail('malformed');
+        }
+        if (len > MAX_TOKEN_BYTES) return fail('malformed');
+        const bytes = Buffer.from(tokenBytes.buffer, tokenBytes.byteOffset + offset, len);
+        const key = cryptoHash('sha256', bytes, 'base64');
+        const t = now();
+        const hit = cache.get(key);
+        if (hit !== undefined) {
+          hits++;
+          return checkTime(hit, t);
+        }
+        misses++;
+        const parts = splitCompactBytes(bytes, 0, len);
+        if (parts === null) return fail('malformed');
+        const token = bytes.toString('latin1');
+        let claims: TokenClaims;
+        let epkRaw: Buffer;
+        let certIat = 0;
+        let certExp = Number.MAX_SAFE_INTEGER;
+        if (mode === 'psk') {
+          const r = verifyPsk(bytes, token, parts.dot1, parts.dot2);
+          if (typeof r === 'string') return fail(r);
+          ({ claims, epkRaw } = r);
+        } else {
+          const r = verifyCa(bytes, token, parts.dot1, parts.dot2);
+          if (typeof r === 'string') return fail(r);
+          ({ claims, epkRaw } = r);
+          certIat = r.cert.claims.iat;
+          certExp = r.cert.claims.exp;
+        }
+        const epkKey = x25519Key(epkRaw);
+        if (epkKey === null) return fail('malformed');
+        const result: VerifiedToken = Object.freeze({ ok: true, claims, epkKey, tokenHash: new Uint8Array(Buffer.from(key, 'base64')) });
+        const entry: CacheEntry = { result, certIat, certExp };
+        cache.set(key, entry);
+        return checkTime(entry, t);
+      } catch {
+        // Defence in depth: verify() is fed attacker bytes and must never throw.
+        return fail('malformed');
+      }
+    },
+    verifyStats(): VerifyStats {
+      return {
+        hits,
+        misses,
+        cacheSize: cache.size,
+        certHits,
+        certMisses,
+        certCacheSize: certCache.size,
+        rejected: { ...rejected },
+      };
+    },
+  });
+}

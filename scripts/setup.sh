@@ -28,6 +28,13 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
+# node-gyp must build against the Node headers the system ships (/usr/include/node): it
+# cannot download them here. npm on this kind of machine is configured that way; say it
+# explicitly so the build does not depend on a user's ~/.npmrc.
+if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node_api.h ]; then
+  export npm_config_nodedir=/usr
+fi
+
 # npm dependencies (also builds the native addon through the install script).
 stamp=node_modules/.tessera-installed
 if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || { [ -f package-lock.json ] && [ package-lock.json -nt "$stamp" ]; }; then

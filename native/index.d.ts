@@ -1,0 +1,72 @@
+// Types of the NFQUEUE addon (native/index.cjs). ESM callers load it with
+// createRequire(import.meta.url)('<path>/native/index.cjs') and cast to typeof import('<path>/native/index.js').
+
+/** Verdict values (linux/netfilter.h). REPEAT re-runs the hook, usually with a new mark. */
+export declare const VERDICT: Readonly<{ DROP: 0; ACCEPT: 1; REPEAT: 4 }>;
+
+/**
+ * Words per packet in Queue.meta. For packet i, meta[i * META_FIELDS + k] is:
+ * 0 id, 1 dataOffset (into Queue.data), 2 length (captured bytes), 3 mark, 4 hook
+ * (0 PREROUTING .. 4 POSTROUTING), 5 indev ifindex, 6 outdev ifindex (0 = none),
+ * 7 hwProtocol in host order (0x0800 IPv4, 0x86dd IPv6).
+ */
+export declare const META_FIELDS: 8;
+
+export interface QueueOptions {
+  /** NFQUEUE number, 0..65535, in the network namespace of the calling process. */
+  queueNum: number;
+  /** Kernel queue length (NFQA_CFG_QUEUE_MAXLEN); packets beyond it are dropped, or accepted with failOpen. Default 4096. */
+  maxLen?: number;
+  /** Bytes of each packet copied to userspace, 1..65535, or 0 for metadata only. Default 0xffff. */
+  copyRange?: number;
+  /** NFQA_CFG_F_FAIL_OPEN: accept instead of drop when the queue is full. Default false. */
+  failOpen?: boolean;
+  /** Most packets delivered per onBatch call, 1..1024. Default 64. */
+  batchSize?: number;
+  /** Socket receive buffer in bytes (SO_RCVBUFFORCE, falling back to SO_RCVBUF); 0 keeps the default. Default 8 MiB. */
+  rcvBufBytes?: number;
+}
+
+export interface QueueStats {
+  /** Packet messages received. */
+  received: number;
+  /** Verdicts handed to the kernel. */
+  verdicts: number;
+  /** Verdicts the kernel refused (e.g. unknown id) or that could not be sent. */
+  sendErrors: number;
+  /** Malformed or truncated messages, and receive errors other than ENOBUFS. */
+  recvErrors: number;
+  /** Receive-buffer overruns reported by the socket. */
+  enobufs: number;
+  /** onBatch calls. */
+  batches: number;
+}
+
+/**
+ * One NFQUEUE consumer, owned by the thread that created it (polled on that thread's event
+ * loop). Closed by close(), or when its worker/env exits.
+ */
+export declare class Queue {
+  /**
+   * Binds and configures the queue. Throws TypeError (code TESSERA_ERR_INVALID_ARGUMENT) for
+   * bad arguments and Error (code TESSERA_ERR_QUEUE, errno set) when the kernel refuses.
+   * onBatch(count) runs once per wakeup with count >= 1 packets described in meta.
+   */
+  constructor(options: QueueOptions, onBatch: (this: Queue, count: number) => void);
+  /** batchSize * META_FIELDS words, rewritten before every onBatch call. */
+  readonly meta: Uint32Array;
+  /** The receive buffer; packet bytes are data.subarray(off, off + len), valid only during onBatch. */
+  readonly data: Buffer;
+  /**
+   * Queues a verdict. Inside onBatch it is sent with the batch's other verdicts after onBatch
+   * returns; outside onBatch it is sent at once. mark omitted or -1 keeps the packet's mark.
+   * payload (first payloadLength bytes, default all) replaces the packet; it may be a
+   * subarray of data edited in place.
+   */
+  verdict(id: number, verdict: number, mark?: number, payload?: Uint8Array, payloadLength?: number): void;
+  /** Sends queued verdicts now. */
+  flush(): void;
+  /** Flushes, unbinds, closes the socket and stops polling. Idempotent. */
+  close(): void;
+  stats(): QueueStats;
+}

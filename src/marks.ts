@@ -19,13 +19,18 @@ export const REJECT_BIT = 0x4000_0000;
 /** Every nfmark bit Tessera may write. */
 export const NFMARK_MASK = (PU_INDEX_MASK | OP_MASK | REJECT_BIT) >>> 0;
 
+// connmark: the client PU's index is saved at the same bits as in the nfmark (PU_INDEX_MASK)
+// when its SYN leaves, and restored into the nfmark of the answering SYN-ACK, so the handler
+// knows which local PU the connection belongs to without keeping state. The state bits sit
+// above it.
+
 /** connmark: our client side sent a tagged SYN and awaits the SYN-ACK / owes the proof ACK. */
-export const CT_CLIENT_PENDING = 0x0100_0000;
+export const CT_CLIENT_PENDING = 0x1000_0000;
 /** connmark: our server side accepted a tagged SYN and owes the SYN-ACK / awaits the proof ACK. */
-export const CT_SERVER_PENDING = 0x0200_0000;
+export const CT_SERVER_PENDING = 0x2000_0000;
 /** connmark: this flow passed the full handshake on this host (for `tessera flows`, revoke). */
-export const CT_AUTHORIZED = 0x0400_0000;
-export const CTMARK_MASK = (CT_CLIENT_PENDING | CT_SERVER_PENDING | CT_AUTHORIZED) >>> 0;
+export const CT_AUTHORIZED = 0x4000_0000;
+export const CTMARK_MASK = (PU_INDEX_MASK | CT_CLIENT_PENDING | CT_SERVER_PENDING | CT_AUTHORIZED) >>> 0;
 
 export function puIndexFromMark(mark: number): number {
   return (mark & PU_INDEX_MASK) >>> PU_INDEX_SHIFT;

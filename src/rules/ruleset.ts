@@ -1,0 +1,187 @@
+// The desired iptables state as plain data. buildRuleset() is pure: it turns "which queues,
+// which PUs, which protected ports" into chains of rule argument arrays; the reconciler
+// renders and installs them. docs/rules.md explains each chain and its order.
+//
+// Rules are written in the exact form `iptables-save` prints them back (iptables 1.8.9,
+// nf_tables and legacy): `-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN`, marks as
+// lower-case hex `value/mask`. The reconciler compares the saved text with this data
+// literally, so a rule written in any other spelling would look "different" on every pass
+// and be reinstalled forever. test/integration/rules.test.ts checks the round trip.
+
+import { TesseraError } from '../errors.js';
+import {
+  CT_AUTHORIZED,
+  CT_CLIENT_PENDING,
+  CT_SERVER_PENDING,
+  MAX_PU_INDEX,
+  OP_CLEAR_CLIENT_PENDING,
+  OP_CLEAR_SERVER_PENDING,
+  OP_MASK,
+  OP_SET_CLIENT_PENDING,
+  OP_SET_SERVER_PENDING,
+  PU_INDEX_MASK,
+  REJECT_BIT,
+  hex,
+  markForPuIndex,
+} from '../marks.js';
+
+export type Family = 'ipv4' | 'ipv6';
+export type TableName = 'mangle' | 'filter' | 'raw' | 'nat';
+
+export const FAMILIES: readonly Family[] = ['ipv4', 'ipv6'];
+/** Every table in which a TESSERA- chain may exist (cleanup looks in all of them). */
+export const TABLES: readonly TableName[] = ['mangle', 'filter', 'raw', 'nat'];
+/** Our chains are recognised by this prefix alone; nothing else is ever touched. */
+export const CHAIN_PREFIX = 'TESSERA-';
+
+/** One rule: the arguments that follow `-A <chain>`. */
+export type Rule = readonly string[];
+
+export interface TableRules {
+  /** Our chains in installation order: name -> rules. */
+  readonly chains: Readonly<Record<string, readonly Rule[]>>;
+  /** Unconditional jumps at position 1: builtin chain -> our chain. */
+  readonly jumps: Readonly<Record<string, string>>;
+}
+
+export type Ruleset = Readonly<Record<Family, Readonly<Partial<Record<TableName, TableRules>>>>>;
+
+export interface RulesetSpec {
+  /** NFQUEUE numbers num..num+count-1; bypass lets packets through when no worker is bound (fail-open). */
+  queue: { num: number; count: number; bypass: boolean };
+  /** Process PUs: index (1..MAX_PU_INDEX, carried in the nfmark) and net_cls classid. */
+  pus: Array<{ index: number; classid: number }>;
+  /** Local TCP ports on which a PU listens; untagged SYNs to them go to the queue. */
+  serverPorts: number[];
+}
+
+export const CHAINS = {
+  prerouting: 'TESSERA-PREROUTING',
+  postrouting: 'TESSERA-POSTROUTING',
+  puIn: 'TESSERA-PU-IN',
+  puOut: 'TESSERA-PU-OUT',
+  apply: 'TESSERA-APPLY',
+  reject: 'TESSERA-REJECT',
+} as const;
+
+/** RFC 6994 experimental option kind that carries our ExID. */
+const TCP_OPTION_KIND = '253';
+
+// The mask lists flags in the order iptables-save prints them.
+const tcp = ['-p', 'tcp', '-m', 'tcp'];
+const SYN = [...tcp, '--tcp-flags', 'FIN,SYN,RST,ACK', 'SYN'];
+const SYN_ACK = [...tcp, '--tcp-flags', 'FIN,SYN,RST,ACK', 'SYN,ACK'];
+// The third packet is any segment with ACK and without SYN/RST: FIN is left out of the mask
+// on purpose, or an ACK+FIN would complete a server's handshake without passing the queue.
+const ACK = [...tcp, '--tcp-flags', 'SYN,RST,ACK', 'ACK'];
+
+const markMatch = (value: number, mask: number): string[] => ['-m', 'mark', '--mark', `${hex(value)}/${hex(mask)}`];
+/** CONNMARK --save-mark/--restore-mark of the PU index bits only (same position in both marks). */
+const puBits = ['--nfmask', hex(PU_INDEX_MASK), '--ctmask', hex(PU_INDEX_MASK)];
+const connmarkMatch = (bit: number): string[] => ['-m', 'connmark', '--mark', `${hex(bit)}/${hex(bit)}`];
+
+function fail(message: string): never {
+  throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', `ruleset: ${message}`);
+}
+
+function isInt(n: unknown, min: number, max: number): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= min && n <= max;
+}
+
+function validate(spec: RulesetSpec): void {
+  const { num, count, bypass } = spec.queue ?? ({} as RulesetSpec['queue']);
+  if (!isInt(num, 0, 65535)) fail(`queue.num must be an integer 0..65535, got ${String(num)}`);
+  if (!isInt(count, 1, 65536 - num)) fail(`queue.count must be an integer 1..${65536 - num} (queues num..num+count-1 must exist), got ${String(count)}`);
+  if (typeof bypass !== 'boolean') fail('queue.bypass must be a boolean');
+  const indexes = new Set<number>();
+  const classids = new Set<number>();
+  for (const pu of spec.pus) {
+    if (!isInt(pu.index, 1, MAX_PU_INDEX)) fail(`PU index must be 1..${MAX_PU_INDEX} (it must fit the nfmark PU bits), got ${String(pu.index)}`);
+    // classid 0 means "no class": every socket outside a net_cls cgroup would match it.
+    if (!isInt(pu.classid, 1, 0xffff_ffff)) fail(`PU classid must be 1..0xffffffff, got ${String(pu.classid)}`);
+    if (indexes.has(pu.index)) fail(`PU index ${pu.index} is used twice`);
+    if (classids.has(pu.classid)) fail(`classid ${hex(pu.classid)} is used twice`);
+    indexes.add(pu.index);
+    classids.add(pu.classid);
+  }
+  for (const p of spec.serverPorts) if (!isInt(p, 1, 65535)) fail(`server port must be 1..65535, got ${String(p)}`);
+}
+
+function queueTarget(q: RulesetSpec['queue']): string[] {
+  // --queue-balance hashes on addresses only, symmetrically, so both directions of a flow
+  // (and every handshake packet of it) reach the same worker.
+  const t = q.count === 1 ? ['-j', 'NFQUEUE', '--queue-num', String(q.num)] : ['-j', 'NFQUEUE', '--queue-balance', `${q.num}:${q.num + q.count - 1}`];
+  return q.bypass ? [...t, '--queue-bypass'] : t;
+}
+
+function buildMangle(spec: RulesetSpec): TableRules {
+  const queue = queueTarget(spec.queue);
+  const ops = ['-m', 'mark', '!', '--mark', `0x0/${hex(OP_MASK)}`, '-j', CHAINS.apply];
+  const ports = [...new Set(spec.serverPorts)].sort((a, b) => a - b);
+  const pus = [...spec.pus].sort((a, b) => a.index - b.index);
+  return {
+    chains: {
+      [CHAINS.prerouting]: [
+        ops,
+        [...SYN, '-m', 'tcp', '--tcp-option', TCP_OPTION_KIND, ...queue],
+        [...SYN, '-j', CHAINS.puIn],
+        // Our client's SYN-ACK: bring back the PU index saved with its SYN (TESSERA-APPLY),
+        // so the worker knows the local PU without keeping state. CONNMARK does not end
+        // the chain; the queue rule below then sees the restored nfmark.
+        [...SYN_ACK, ...connmarkMatch(CT_CLIENT_PENDING), '-j', 'CONNMARK', '--restore-mark', ...puBits],
+        [...SYN_ACK, ...connmarkMatch(CT_CLIENT_PENDING), ...queue],
+        [...ACK, ...connmarkMatch(CT_SERVER_PENDING), ...queue],
+      ],
+      [CHAINS.puIn]: ports.map((p) => [...tcp, '--dport', String(p), ...queue]),
+      [CHAINS.postrouting]: [
+        ops,
+        [...SYN, '-j', CHAINS.puOut],
+        [...SYN, '-m', 'mark', '!', '--mark', `0x0/${hex(PU_INDEX_MASK)}`, ...queue],
+        [...SYN_ACK, ...connmarkMatch(CT_SERVER_PENDING), ...queue],
+        [...ACK, ...connmarkMatch(CT_CLIENT_PENDING), ...queue],
+      ],
+      // iptables-save prints the classid in decimal.
+      [CHAINS.puOut]: pus.map((pu) => [
+        '-m', 'cgroup', '--cgroup', String(pu.classid >>> 0),
+        '-j', 'MARK', '--set-xmark', `${hex(markForPuIndex(pu.index))}/${hex(PU_INDEX_MASK)}`,
+      ]),
+      [CHAINS.apply]: [
+        [...markMatch(OP_SET_CLIENT_PENDING, OP_SET_CLIENT_PENDING), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_CLIENT_PENDING)}/${hex(CT_CLIENT_PENDING)}`],
+        // The client SYN's verdict keeps the PU index in the nfmark: save it in the connmark
+        // (same bits) before the MARK rule below clears it.
+        [...markMatch(OP_SET_CLIENT_PENDING, OP_SET_CLIENT_PENDING), '-j', 'CONNMARK', '--save-mark', ...puBits],
+        [...markMatch(OP_CLEAR_CLIENT_PENDING, OP_CLEAR_CLIENT_PENDING), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_AUTHORIZED)}/${hex(CT_CLIENT_PENDING | CT_AUTHORIZED)}`],
+        [...markMatch(OP_SET_SERVER_PENDING, OP_SET_SERVER_PENDING), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_SERVER_PENDING)}/${hex(CT_SERVER_PENDING)}`],
+        [...markMatch(OP_CLEAR_SERVER_PENDING, OP_CLEAR_SERVER_PENDING), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_AUTHORIZED)}/${hex(CT_SERVER_PENDING | CT_AUTHORIZED)}`],
+        // Consume the op and PU bits so the packet cannot loop; REJECT_BIT stays for the filter table.
+        ['-j', 'MARK', '--set-xmark', `0x0/${hex(OP_MASK | PU_INDEX_MASK)}`],
+        // The verdict was already given for this packet: end the mangle hook here, or the
+        // queue rules below would send it to userspace a second time.
+        ['-j', 'ACCEPT'],
+      ],
+    },
+    jumps: { PREROUTING: CHAINS.prerouting, POSTROUTING: CHAINS.postrouting },
+  };
+}
+
+function buildFilter(): TableRules {
+  return {
+    chains: {
+      [CHAINS.reject]: [['-p', 'tcp', ...markMatch(REJECT_BIT, REJECT_BIT), '-j', 'REJECT', '--reject-with', 'tcp-reset']],
+    },
+    jumps: { INPUT: CHAINS.reject, FORWARD: CHAINS.reject },
+  };
+}
+
+/** The complete desired state for both families. Pure; throws TESSERA_ERR_INVALID_ARGUMENT on a bad spec. */
+export function buildRuleset(spec: RulesetSpec): Ruleset {
+  validate(spec);
+  // Same rules for both families today; bridge PUs (-d IP) will make them differ.
+  const tables = (): Partial<Record<TableName, TableRules>> => ({ mangle: buildMangle(spec), filter: buildFilter() });
+  return { ipv4: tables(), ipv6: tables() };
+}
+
+/** A ruleset with no chains: the reconciler then removes everything of ours. */
+export function emptyRuleset(): Ruleset {
+  return { ipv4: {}, ipv6: {} };
+}

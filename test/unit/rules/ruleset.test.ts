@@ -1,0 +1,127 @@
+import { describe, expect, it } from 'vitest';
+import { buildRuleset, type Ruleset, type RulesetSpec } from '../../../src/rules/ruleset.js';
+import { classidFor } from '../../../src/rules/cgroups.js';
+import { TesseraError } from '../../../src/errors.js';
+import { CT_CLIENT_PENDING, CT_SERVER_PENDING, PU_INDEX_MASK, markForPuIndex, hex } from '../../../src/marks.js';
+
+const base: RulesetSpec = { queue: { num: 0, count: 1, bypass: false }, pus: [], serverPorts: [] };
+const threePus = [1, 2, 3].map((index) => ({ index, classid: classidFor(index) }));
+
+// Snapshots show each rule as one line, as iptables-save would print it: easier to review.
+const compact = (rs: Ruleset) =>
+  Object.fromEntries(
+    Object.entries(rs).map(([fam, tables]) => [
+      fam,
+      Object.fromEntries(
+        Object.entries(tables).map(([t, tr]) => [
+          t,
+          { jumps: tr!.jumps, chains: Object.fromEntries(Object.entries(tr!.chains).map(([c, rules]) => [c, rules.map((r) => r.join(' '))])) },
+        ]),
+      ),
+    ]),
+  );
+
+const queueArgs = (rules: readonly (readonly string[])[]) => rules.map((r) => r.slice(r.indexOf('NFQUEUE') - 1)).filter((r) => r[1] === 'NFQUEUE');
+
+describe('buildRuleset', () => {
+  it('1 queue, no PUs, no ports', () => {
+    expect(compact(buildRuleset(base))).toMatchSnapshot();
+  });
+
+  it('4 queues, bypass, 3 PUs, ports', () => {
+    expect(compact(buildRuleset({ queue: { num: 8, count: 4, bypass: true }, pus: threePus, serverPorts: [8080, 80, 443, 80] }))).toMatchSnapshot();
+  });
+
+  it('1 queue with fail-open', () => {
+    expect(compact(buildRuleset({ ...base, queue: { num: 3, count: 1, bypass: true }, serverPorts: [22] }))).toMatchSnapshot();
+  });
+
+  it('uses --queue-num for one queue and --queue-balance for several, --queue-bypass only when fail-open', () => {
+    const one = buildRuleset(base).ipv4.mangle!.chains['TESSERA-PREROUTING']!;
+    for (const q of queueArgs(one)) expect(q).toEqual(['-j', 'NFQUEUE', '--queue-num', '0']);
+    const four = buildRuleset({ ...base, queue: { num: 8, count: 4, bypass: true } }).ipv6.mangle!.chains['TESSERA-POSTROUTING']!;
+    const qs = queueArgs(four);
+    expect(qs).toHaveLength(3);
+    for (const q of qs) expect(q).toEqual(['-j', 'NFQUEUE', '--queue-balance', '8:11', '--queue-bypass']);
+  });
+
+  it('every queue rule matches only handshake packets: a SYN, or SYN-ACK/ACK of a pending flow', () => {
+    const rs = buildRuleset({ ...base, pus: threePus, serverPorts: [80] }).ipv4.mangle!;
+    for (const [chain, rules] of Object.entries(rs.chains)) {
+      for (const r of rules) {
+        if (!r.includes('NFQUEUE')) continue;
+        const s = r.join(' ');
+        if (chain === 'TESSERA-PU-IN') continue; // reached only through the SYN rule
+        const syn = s.includes('--tcp-flags FIN,SYN,RST,ACK SYN ');
+        const pending = [CT_CLIENT_PENDING, CT_SERVER_PENDING].some((b) =>
+          new RegExp(`--tcp-flags (FIN,SYN,RST,ACK SYN,ACK|SYN,RST,ACK ACK) -m connmark --mark ${hex(b)}/${hex(b)} `).test(s),
+        );
+        expect(syn || pending, s).toBe(true);
+      }
+    }
+    const pre = rs.chains['TESSERA-PREROUTING']!.map((r) => r.join(' '));
+    expect(pre.findIndex((r) => r.endsWith('-j TESSERA-PU-IN'))).toBeGreaterThan(-1);
+    expect(pre[pre.findIndex((r) => r.endsWith('-j TESSERA-PU-IN'))]).toContain('--tcp-flags FIN,SYN,RST,ACK SYN -j');
+  });
+
+  it('queues any third packet of a pending flow whatever its FIN bit, so ACK+FIN cannot skip the proof', () => {
+    const m = buildRuleset(base).ipv4.mangle!;
+    const acks = [...m.chains['TESSERA-PREROUTING']!, ...m.chains['TESSERA-POSTROUTING']!].map((r) => r.join(' ')).filter((r) => / ACK -m connmark/.test(r));
+    expect(acks).toHaveLength(2);
+    for (const r of acks) expect(r).toContain('--tcp-flags SYN,RST,ACK ACK');
+  });
+
+  it('marks each PU with its own index in PU-OUT, sorted by index', () => {
+    const out = buildRuleset({ ...base, pus: [...threePus].reverse() }).ipv4.mangle!.chains['TESSERA-PU-OUT']!;
+    expect(out.map((r) => r.join(' '))).toEqual(
+      threePus.map((p) => `-m cgroup --cgroup ${p.classid} -j MARK --set-xmark ${hex(markForPuIndex(p.index))}/${hex(PU_INDEX_MASK)}`),
+    );
+  });
+
+  it('TESSERA-APPLY is the first rule of both hooks and ends with ACCEPT', () => {
+    const m = buildRuleset(base).ipv4.mangle!;
+    for (const c of ['TESSERA-PREROUTING', 'TESSERA-POSTROUTING']) expect(m.chains[c]![0]!.join(' ')).toBe('-m mark ! --mark 0x0/0x3c000000 -j TESSERA-APPLY');
+    expect(m.chains['TESSERA-APPLY']!.at(-1)).toEqual(['-j', 'ACCEPT']);
+    expect(m.jumps).toEqual({ PREROUTING: 'TESSERA-PREROUTING', POSTROUTING: 'TESSERA-POSTROUTING' });
+  });
+
+  it("restores the client PU's index from the connmark before its SYN-ACK is queued, and saves it with its SYN", () => {
+    const m = buildRuleset({ ...base, pus: threePus }).ipv4.mangle!.chains;
+    const pre = m['TESSERA-PREROUTING']!.map((r) => r.join(' '));
+    const restore = pre.findIndex((r) => r.includes('--restore-mark'));
+    const queue = pre.findIndex((r) => r.includes('SYN,ACK') && r.includes('NFQUEUE'));
+    expect(restore).toBeGreaterThan(0);
+    expect(restore).toBeLessThan(queue);
+    expect(pre[restore]).toBe(`-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN,ACK -m connmark --mark ${hex(CT_CLIENT_PENDING)}/${hex(CT_CLIENT_PENDING)} -j CONNMARK --restore-mark --nfmask 0x3ff0000 --ctmask 0x3ff0000`);
+    const apply = m['TESSERA-APPLY']!.map((r) => r.join(' '));
+    const save = apply.findIndex((r) => r.includes('--save-mark'));
+    expect(apply[save]).toBe('-m mark --mark 0x4000000/0x4000000 -j CONNMARK --save-mark --nfmask 0x3ff0000 --ctmask 0x3ff0000');
+    expect(save).toBeLessThan(apply.findIndex((r) => r.startsWith('-j MARK')));
+  });
+
+  it('has the same rules for IPv4 and IPv6', () => {
+    const rs = buildRuleset({ ...base, pus: threePus, serverPorts: [22] });
+    expect(rs.ipv6).toEqual(rs.ipv4);
+  });
+
+  it.each([
+    [{ ...base, queue: { num: -1, count: 1, bypass: false } }, /queue.num/],
+    [{ ...base, queue: { num: 65535, count: 2, bypass: false } }, /queue.count/],
+    [{ ...base, queue: { num: 0, count: 0, bypass: false } }, /queue.count/],
+    [{ ...base, pus: [{ index: 0, classid: 5 }] }, /PU index/],
+    [{ ...base, pus: [{ index: 1024, classid: 5 }] }, /PU index/],
+    [{ ...base, pus: [{ index: 1, classid: 0 }] }, /classid/],
+    [{ ...base, pus: [{ index: 1, classid: 5 }, { index: 1, classid: 6 }] }, /used twice/],
+    [{ ...base, pus: [{ index: 1, classid: 5 }, { index: 2, classid: 5 }] }, /used twice/],
+    [{ ...base, serverPorts: [0] }, /server port/],
+    [{ ...base, serverPorts: [1.5] }, /server port/],
+  ])('rejects an invalid spec %#', (spec, re) => {
+    expect(() => buildRuleset(spec as RulesetSpec)).toThrow(re);
+    try {
+      buildRuleset(spec as RulesetSpec);
+    } catch (err) {
+      expect(err).toBeInstanceOf(TesseraError);
+      expect((err as TesseraError).code).toBe('TESSERA_ERR_INVALID_ARGUMENT');
+    }
+  });
+});

@@ -1,0 +1,680 @@
+// The handshake state machine: a pure function from (packet bytes, hook, nfmark) to a verdict.
+// No I/O, no clock of its own, no queue: the worker feeds it packets and applies what it
+// returns. docs/protocol.md describes the exchange; this file implements it.
+//
+//   client host                                   server host
+//   SYN out    attach nonceC + token(C)    ───▶   SYN in     verify token(C), find PU by port,
+//              connmark += CLIENT_PENDING                    ingress policy, keep (nonceC, epkC),
+//                                                            strip, connmark += SERVER_PENDING
+//   SYN-ACK in verify token(S) and macS,   ◀───   SYN-ACK out nonceS, K, macS, attach token(S)
+//              egress policy, strip, keep macC
+//   ACK out    attach nonceC, macC, token(C) ───▶  ACK in    verify token(C) and macC (proof of
+//              connmark: CLIENT_PENDING→AUTH                 possession for THIS connection),
+//                                                            strip, SERVER_PENDING→AUTHORIZED
+//
+// Per-connection values are keyed by (remote address, remote port, client ISN), which stay the
+// same at every hook of a host even when that host NATs the flow, and nonces are derived from
+// them with the host secret, so most steps are stateless. Two bounded maps remain: the server's
+// (nonceC, epkC) between SYN in and SYN-ACK out, and the client's proof between SYN-ACK in and
+// ACK out; both are LRU-bounded so a SYN flood cannot grow memory.
+
+import type { KeyObject } from 'node:crypto';
+import {
+  parseTcp,
+  findOption,
+  rebuild,
+  toReset,
+  verifyChecksums,
+  TCP_SYN,
+  TCP_ACK,
+  TCP_FIN,
+  TCP_RST,
+  type TcpPacket,
+} from '../../packet/index.js';
+import type { Policy, PolicyDecision } from '../../policy/index.js';
+import {
+  OP_SET_CLIENT_PENDING,
+  OP_CLEAR_CLIENT_PENDING,
+  OP_SET_SERVER_PENDING,
+  OP_CLEAR_SERVER_PENDING,
+  PU_INDEX_MASK,
+  REJECT_BIT,
+  puIndexFromMark,
+} from '../../marks.js';
+import {
+  BlockType,
+  MARKER_EXID,
+  MARKER_KIND,
+  MARKER_OPTION,
+  TOKEN_ID_LENGTH,
+  blockLength,
+  decodeBlock,
+  encodeBlock,
+  type Block,
+} from './wire.js';
+
+/** Netfilter hook numbers as the queue reports them. */
+export const HOOK_PRE_ROUTING = 0;
+export const HOOK_LOCAL_IN = 1;
+export const HOOK_FORWARD = 2;
+export const HOOK_LOCAL_OUT = 3;
+export const HOOK_POST_ROUTING = 4;
+
+export const VERDICT_DROP = 0;
+export const VERDICT_ACCEPT = 1;
+export const VERDICT_REPEAT = 4;
+
+/** Why a handshake packet was refused (or let through without authorization). Stable strings. */
+export type Reason =
+  | 'ok'
+  | 'missing-token'
+  | 'malformed'
+  | 'bad-signature'
+  | 'untrusted-issuer'
+  | 'expired'
+  | 'not-yet-valid'
+  | 'bad-mac'
+  | 'replay'
+  | 'missing-proof'
+  | 'policy'
+  | 'no-pu'
+  | 'no-state'
+  | 'stale-key'
+  | 'too-large'
+  | 'bad-packet';
+
+/** A token this host issued for one of its PUs (newest first in LocalPu.tokens). */
+export interface IssuedToken {
+  readonly bytes: Uint8Array;
+  /** SHA-256 of bytes. */
+  readonly hash: Uint8Array;
+  /** The X25519 private key whose public half is the token's epk. */
+  readonly epkPrivate: KeyObject;
+}
+
+export interface LocalPu {
+  readonly index: number;
+  readonly id: string;
+  readonly labels: readonly string[];
+  /** Current token first; older tokens kept until they expire, for handshakes in flight. */
+  readonly tokens: readonly IssuedToken[];
+}
+
+export interface VerifiedPeer {
+  readonly ok: true;
+  readonly host: string;
+  readonly pu: string;
+  readonly labels: readonly string[];
+  readonly epk: KeyObject;
+  readonly tokenHash: Uint8Array;
+}
+export interface VerifyFailure {
+  readonly ok: false;
+  readonly reason: 'malformed' | 'bad-signature' | 'untrusted-issuer' | 'expired' | 'not-yet-valid';
+}
+
+/** The crypto the handshake needs; all synchronous (node:crypto), all cached by the provider. */
+export interface HandshakeCrypto {
+  /** HMAC-SHA256(host secret, input) truncated to 16 bytes. */
+  nonce(input: Uint8Array): Uint8Array;
+  verify(token: Uint8Array): VerifiedPeer | VerifyFailure;
+  sharedSecret(own: KeyObject, peer: KeyObject): Uint8Array;
+  sessionKey(shared: Uint8Array, nonceC: Uint8Array, nonceS: Uint8Array): Uint8Array;
+  /** HMAC-SHA256(key, input) truncated to 16 bytes. */
+  mac(key: Uint8Array, input: Uint8Array): Uint8Array;
+  equal(a: Uint8Array, b: Uint8Array): boolean;
+}
+
+export interface FlowRecord {
+  time: number;
+  /** Which host's view: 'ingress' = we are the server, 'egress' = we are the client. */
+  direction: 'ingress' | 'egress';
+  stage: 'syn' | 'syn-ack' | 'ack';
+  verdict: 'accept' | 'reject' | 'drop';
+  reason: Reason;
+  ruleId: string;
+  localPu: string | null;
+  localLabels: readonly string[] | null;
+  localPort: number;
+  remoteAddr: string;
+  remotePort: number;
+  remoteHost: string | null;
+  remotePu: string | null;
+  remoteLabels: readonly string[] | null;
+}
+
+export interface HandshakeOptions {
+  /** What a refusal looks like to the peer: a TCP reset (default) or silence. */
+  rejectMode: 'reset' | 'drop';
+  /** Never emit a packet longer than this (path MTU budget). */
+  maxPacketLength: number;
+  /** Bound of each per-flow map. */
+  stateEntries: number;
+  /** Entries older than this are ignored (ms). */
+  stateTtlMs: number;
+}
+
+export const DEFAULT_HANDSHAKE_OPTIONS: HandshakeOptions = {
+  rejectMode: 'reset',
+  maxPacketLength: 1500,
+  stateEntries: 65_536,
+  stateTtlMs: 30_000,
+};
+
+export interface HandshakeDeps {
+  crypto: HandshakeCrypto;
+  policy: () => Policy;
+  puByIndex(index: number): LocalPu | undefined;
+  puByLocalPort(port: number): LocalPu | undefined;
+  now(): number;
+  onFlow(record: FlowRecord): void;
+  options?: Partial<HandshakeOptions>;
+}
+
+/** What to tell the kernel. When `length` > 0, the packet was rewritten into `out[0..length)`. */
+export interface Decision {
+  verdict: number;
+  /** New nfmark, or -1 to leave it unchanged. */
+  mark: number;
+  length: number;
+  reason: Reason;
+}
+
+export interface Handshake {
+  /** Decide one queued packet. `out` receives a rewritten packet; the result object is reused. */
+  handle(buf: Uint8Array, hook: number, mark: number, out: Uint8Array): Decision;
+  stats(): HandshakeStats;
+}
+
+export interface HandshakeStats {
+  packets: number;
+  accepted: number;
+  rejected: number;
+  dropped: number;
+  serverState: number;
+  clientState: number;
+  byReason: Record<string, number>;
+}
+
+interface ServerState {
+  at: number;
+  nonceC: Uint8Array;
+  tokenHashC: Uint8Array;
+  epkC: KeyObject;
+}
+interface ClientState {
+  at: number;
+  nonceC: Uint8Array;
+  macC: Uint8Array;
+  serverTokenId: Uint8Array;
+  token: Uint8Array;
+}
+
+/** Map with insertion-order eviction: enough for entries that live milliseconds. */
+class Bounded<V extends { at: number }> {
+  readonly map = new Map<string, V>();
+  constructor(private readonly max: number) {}
+  set(k: string, v: V): void {
+    this.map.delete(k);
+    this.map.set(k, v);
+    if (this.map.size > this.max) {
+      const first = this.map.keys().next();
+      if (!first.done) this.map.delete(first.value);
+    }
+  }
+  get(k: string, now: number, ttl: number): V | undefined {
+    const v = this.map.get(k);
+    if (v && now - v.at > ttl) {
+      this.map.delete(k);
+      return undefined;
+    }
+    return v;
+  }
+  delete(k: string): void {
+    this.map.delete(k);
+  }
+}
+
+/**
+ * Flows authorized in the last moments, keyed by (remote address, remote port, local port),
+ * so that data segments queued right behind a proof ACK pass. A segment matches only if its
+ * sequence number lies after the recorded client ISN, and entries live briefly.
+ */
+class RecentFlows {
+  private readonly map = new Map<string, { at: number; isnC: number }>();
+  constructor(private readonly max: number, private readonly ttlMs: number) {}
+  add(k: string, isnC: number, now: number): void {
+    this.map.delete(k);
+    this.map.set(k, { at: now, isnC });
+    if (this.map.size > this.max) {
+      const first = this.map.keys().next();
+      if (!first.done) this.map.delete(first.value);
+    }
+  }
+  /** A new SYN on this tuple starts a new connection: the old authorization must not carry over. */
+  forget(k: string): void {
+    this.map.delete(k);
+  }
+  covers(k: string, seq: number, now: number): boolean {
+    const e = this.map.get(k);
+    if (!e || now - e.at > this.ttlMs) return false;
+    const offset = (seq - e.isnC - 1) >>> 0;
+    return offset < 0x4000_0000;
+  }
+}
+
+const LABEL_CLIENT_NONCE = 1;
+const LABEL_SERVER_NONCE = 2;
+const TAG_SYNACK = 0x5341; // "SA"
+const TAG_ACK = 0x4143; // "AC"
+
+const FLAG_MASK = TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST;
+/** The third packet is any segment with ACK and without SYN/RST: FIN must not dodge the proof. */
+const ACK_MASK = TCP_SYN | TCP_ACK | TCP_RST;
+/** How long data segments queued behind a proof ACK are let through (ms). */
+const RECENT_TTL_MS = 2_000;
+
+export function createHandshake(deps: HandshakeDeps): Handshake {
+  const opt: HandshakeOptions = { ...DEFAULT_HANDSHAKE_OPTIONS, ...deps.options };
+  const { crypto } = deps;
+  const serverState = new Bounded<ServerState>(opt.stateEntries);
+  const clientState = new Bounded<ClientState>(opt.stateEntries);
+  const recentServer = new RecentFlows(opt.stateEntries, RECENT_TTL_MS);
+  const recentClient = new RecentFlows(opt.stateEntries, RECENT_TTL_MS);
+  const scratch = new Uint8Array(256);
+  const blockBuf = new Uint8Array(4096);
+  const result: Decision = { verdict: VERDICT_ACCEPT, mark: -1, length: 0, reason: 'ok' };
+  const counters = { packets: 0, accepted: 0, rejected: 0, dropped: 0 };
+  const byReason: Record<string, number> = Object.create(null);
+
+  function decide(verdict: number, mark: number, length: number, reason: Reason): Decision {
+    result.verdict = verdict;
+    result.mark = mark;
+    result.length = length;
+    result.reason = reason;
+    if (reason !== 'ok') byReason[reason] = (byReason[reason] ?? 0) + 1;
+    return result;
+  }
+
+  /** Write remoteAddr ‖ remotePort ‖ extra words into scratch; returns the written view. */
+  function flowInput(buf: Uint8Array, addrOffset: number, addrLength: number, port: number, words: number[], extra: Uint8Array[]): Uint8Array {
+    let p = 0;
+    scratch.set(buf.subarray(addrOffset, addrOffset + addrLength), p);
+    p += addrLength;
+    scratch[p++] = port >> 8;
+    scratch[p++] = port & 0xff;
+    for (const w of words) {
+      scratch[p++] = w >>> 24;
+      scratch[p++] = (w >>> 16) & 0xff;
+      scratch[p++] = (w >>> 8) & 0xff;
+      scratch[p++] = w & 0xff;
+    }
+    for (const e of extra) {
+      scratch.set(e, p);
+      p += e.length;
+    }
+    return scratch.subarray(0, p);
+  }
+
+  function flowKey(buf: Uint8Array, addrOffset: number, addrLength: number, port: number, isnC: number): string {
+    let k = '';
+    for (let i = 0; i < addrLength; i++) k += String.fromCharCode(buf[addrOffset + i]!);
+    return k + String.fromCharCode(port >> 8, port & 0xff) + ':' + (isnC >>> 0);
+  }
+
+  /** (remote address, remote port, local port): the key of the recent-flow sets. */
+  function tupleKey(buf: Uint8Array, addrOffset: number, addrLength: number, remotePort: number, localPort: number): string {
+    let k = '';
+    for (let i = 0; i < addrLength; i++) k += String.fromCharCode(buf[addrOffset + i]!);
+    return k + String.fromCharCode(remotePort >> 8, remotePort & 0xff, localPort >> 8, localPort & 0xff);
+  }
+
+  function addrString(buf: Uint8Array, off: number, len: number): string {
+    if (len === 4) return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
+    const parts: string[] = [];
+    for (let i = 0; i < 16; i += 2) parts.push(((buf[off + i]! << 8) | buf[off + i + 1]!).toString(16));
+    return parts.join(':').replace(/(^|:)0(:0)+(:|$)/, '::');
+  }
+
+  function macInput(tag: number, a: Uint8Array, b: Uint8Array): Uint8Array {
+    scratch[0] = tag >> 8;
+    scratch[1] = tag & 0xff;
+    scratch.set(a, 2);
+    scratch.set(b, 2 + a.length);
+    return scratch.subarray(0, 2 + a.length + b.length);
+  }
+
+  function record(
+    direction: FlowRecord['direction'],
+    stage: FlowRecord['stage'],
+    verdict: FlowRecord['verdict'],
+    reason: Reason,
+    ruleId: string,
+    buf: Uint8Array,
+    pkt: TcpPacket,
+    local: LocalPu | undefined,
+    peer: VerifiedPeer | null,
+    remoteIsSource: boolean,
+  ): void {
+    deps.onFlow({
+      time: deps.now(),
+      direction,
+      stage,
+      verdict,
+      reason,
+      ruleId,
+      localPu: local?.id ?? null,
+      localLabels: local?.labels ?? null,
+      localPort: remoteIsSource ? pkt.dstPort : pkt.srcPort,
+      remoteAddr: addrString(buf, remoteIsSource ? pkt.srcAddrOffset : pkt.dstAddrOffset, pkt.addrLength),
+      remotePort: remoteIsSource ? pkt.srcPort : pkt.dstPort,
+      remoteHost: peer?.host ?? null,
+      remotePu: peer?.pu ?? null,
+      remoteLabels: peer?.labels ?? null,
+    });
+  }
+
+  /** Refuse an inbound packet: a reset from the kernel (filter TESSERA-REJECT) or a drop. */
+  function rejectInbound(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array, reason: Reason): Decision {
+    counters.rejected++;
+    if (opt.rejectMode === 'drop') return decide(VERDICT_DROP, -1, 0, reason);
+    // Strip our block first so that the reset acknowledges exactly the client's SYN.
+    const len = rebuild(buf, pkt, { removeOptionAt: findOption(buf, pkt, MARKER_KIND, MARKER_EXID), payload: null }, out);
+    return decide(VERDICT_ACCEPT, REJECT_BIT, typeof len === 'number' ? len : 0, reason);
+  }
+
+  /** Refuse a SYN-ACK for our local client: turn it into a reset so connect() fails at once. */
+  function rejectSynAck(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array, reason: Reason): Decision {
+    counters.rejected++;
+    if (opt.rejectMode === 'drop') return decide(VERDICT_DROP, -1, 0, reason);
+    const len = toReset(buf, pkt, out);
+    return typeof len === 'number' ? decide(VERDICT_ACCEPT, -1, len, reason) : decide(VERDICT_DROP, -1, 0, reason);
+  }
+
+  /** Add the marker option and append the block after whatever payload the packet has. */
+  function attach(buf: Uint8Array, pkt: TcpPacket, block: Block, out: Uint8Array): number | 'too-large' {
+    const n = encodeBlock(block, blockBuf);
+    const len = rebuild(buf, pkt, { addOption: MARKER_OPTION, append: blockBuf.subarray(0, n), maxLength: opt.maxPacketLength }, out);
+    return typeof len === 'number' ? len : 'too-large';
+  }
+
+  // ---- egress (POSTROUTING): our PU is the client (SYN, ACK) or the server (SYN-ACK) ----
+
+  function synOut(buf: Uint8Array, pkt: TcpPacket, mark: number, out: Uint8Array): Decision {
+    const pu = deps.puByIndex(puIndexFromMark(mark));
+    // A SYN that already carries data is real TCP Fast Open: leave it alone (judged untagged).
+    if (!pu || pkt.payloadLength > 0 || pu.tokens.length === 0) return decide(VERDICT_ACCEPT, -1, 0, pu ? 'ok' : 'no-pu');
+    const token = pu.tokens[0]!;
+    const isnC = pkt.seq;
+    recentClient.forget(tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort));
+    const nonceC = crypto.nonce(flowInput(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, [LABEL_CLIENT_NONCE, isnC], []));
+    const len = attach(buf, pkt, { type: BlockType.Syn, nonceC, token: token.bytes }, out);
+    if (len === 'too-large') {
+      counters.dropped++;
+      return decide(VERDICT_DROP, -1, 0, 'too-large');
+    }
+    counters.accepted++;
+    return decide(VERDICT_REPEAT, (OP_SET_CLIENT_PENDING | (mark & PU_INDEX_MASK)) >>> 0, len, 'ok');
+  }
+
+  function synAckOut(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array): Decision {
+    const pu = deps.puByLocalPort(pkt.srcPort);
+    const isnC = (pkt.ack - 1) >>> 0;
+    const key = flowKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, isnC);
+    const st = serverState.get(key, deps.now(), opt.stateTtlMs);
+    if (!pu || !st || pu.tokens.length === 0) {
+      // Lost state (restart, eviction): drop; the client's SYN retransmission rebuilds it.
+      counters.dropped++;
+      return decide(VERDICT_DROP, -1, 0, pu ? 'no-state' : 'no-pu');
+    }
+    const token = pu.tokens[0]!;
+    const nonceS = crypto.nonce(
+      flowInput(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, [LABEL_SERVER_NONCE, isnC, pkt.seq], [st.nonceC, st.tokenHashC]),
+    );
+    const k = crypto.sessionKey(crypto.sharedSecret(token.epkPrivate, st.epkC), st.nonceC, nonceS);
+    const macS = crypto.mac(k, macInput(TAG_SYNACK, token.hash, st.tokenHashC));
+    const len = attach(buf, pkt, { type: BlockType.SynAck, nonceS, macS, token: token.bytes }, out);
+    if (len === 'too-large') {
+      counters.dropped++;
+      return decide(VERDICT_DROP, -1, 0, 'too-large');
+    }
+    counters.accepted++;
+    return decide(VERDICT_ACCEPT, -1, len, 'ok');
+  }
+
+  function ackOut(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array): Decision {
+    const isnC = (pkt.seq - 1) >>> 0;
+    const key = flowKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, isnC);
+    const now = deps.now();
+    const st = clientState.get(key, now, opt.stateTtlMs);
+    const tuple = tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort);
+    if (!st) {
+      // Segments queued right behind the proof ACK, or a flow whose state is gone: pass them
+      // unchanged; the server refuses a flow that never proved itself.
+      counters.accepted++;
+      if (recentClient.covers(tuple, pkt.seq, now)) return decide(VERDICT_ACCEPT, -1, 0, 'ok');
+      return decide(VERDICT_REPEAT, OP_CLEAR_CLIENT_PENDING, 0, 'no-state');
+    }
+    const len = attach(buf, pkt, { type: BlockType.Ack, nonceC: st.nonceC, macC: st.macC, serverTokenId: st.serverTokenId, token: st.token }, out);
+    if (len === 'too-large') {
+      counters.dropped++;
+      return decide(VERDICT_DROP, -1, 0, 'too-large');
+    }
+    clientState.delete(key);
+    recentClient.add(tuple, isnC, now);
+    counters.accepted++;
+    return decide(VERDICT_REPEAT, OP_CLEAR_CLIENT_PENDING, len, 'ok');
+  }
+
+  // ---- ingress (PREROUTING): our PU is the server (SYN, ACK) or the client (SYN-ACK) ----
+
+  function synIn(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array): Decision {
+    const pu = deps.puByLocalPort(pkt.dstPort);
+    const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
+    if (optAt < 0) {
+      if (!pu) return decide(VERDICT_ACCEPT, -1, 0, 'no-pu');
+      const d = deps.policy().ingress({ client: null, server: pu, port: pkt.dstPort });
+      if (d.allow) {
+        counters.accepted++;
+        record('ingress', 'syn', 'accept', 'ok', d.ruleId, buf, pkt, pu, null, true);
+        return decide(VERDICT_ACCEPT, -1, 0, 'ok');
+      }
+      record('ingress', 'syn', 'reject', 'missing-token', d.ruleId, buf, pkt, pu, null, true);
+      return rejectInbound(buf, pkt, out, 'missing-token');
+    }
+    const decoded = decodeBlock(buf.subarray(pkt.payloadOffset, pkt.payloadOffset + pkt.payloadLength));
+    if (typeof decoded === 'string' || decoded.block.type !== BlockType.Syn) {
+      record('ingress', 'syn', 'reject', 'malformed', 'protocol', buf, pkt, pu, null, true);
+      return rejectInbound(buf, pkt, out, 'malformed');
+    }
+    const peer = crypto.verify(decoded.block.token);
+    if (!peer.ok) {
+      record('ingress', 'syn', 'reject', peer.reason, 'protocol', buf, pkt, pu, null, true);
+      return rejectInbound(buf, pkt, out, peer.reason);
+    }
+    const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, out);
+    if (typeof stripped !== 'number') return rejectInbound(buf, pkt, out, 'bad-packet');
+    if (!pu) {
+      // A tessera peer calling an unprotected local service: deliver it as a plain SYN.
+      counters.accepted++;
+      return decide(VERDICT_ACCEPT, -1, stripped, 'no-pu');
+    }
+    const d = deps.policy().ingress({ client: peer, server: pu, port: pkt.dstPort });
+    if (!d.allow) {
+      record('ingress', 'syn', 'reject', 'policy', d.ruleId, buf, pkt, pu, peer, true);
+      return rejectInbound(buf, pkt, out, 'policy');
+    }
+    const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
+    recentServer.forget(tupleKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort));
+    serverState.set(key, { at: deps.now(), nonceC: decoded.block.nonceC.slice(), tokenHashC: peer.tokenHash, epkC: peer.epk });
+    counters.accepted++;
+    return decide(VERDICT_REPEAT, OP_SET_SERVER_PENDING, stripped, 'ok');
+  }
+
+  function synAckIn(buf: Uint8Array, pkt: TcpPacket, mark: number, out: Uint8Array): Decision {
+    const pu = deps.puByIndex(puIndexFromMark(mark));
+    const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
+    if (!pu) return decide(VERDICT_ACCEPT, -1, 0, 'no-pu');
+    if (optAt < 0) {
+      // The peer does not run Tessera: its policy is the external-network rules (default deny).
+      const d = deps.policy().egress({ client: pu, server: null, port: pkt.srcPort });
+      if (d.allow) {
+        counters.accepted++;
+        record('egress', 'syn-ack', 'accept', 'ok', d.ruleId, buf, pkt, pu, null, true);
+        return decide(VERDICT_ACCEPT, -1, 0, 'ok');
+      }
+      record('egress', 'syn-ack', 'reject', 'missing-token', d.ruleId, buf, pkt, pu, null, true);
+      return rejectSynAck(buf, pkt, out, 'missing-token');
+    }
+    const decoded = decodeBlock(buf.subarray(pkt.payloadOffset, pkt.payloadOffset + pkt.payloadLength));
+    if (typeof decoded === 'string' || decoded.block.type !== BlockType.SynAck) {
+      record('egress', 'syn-ack', 'reject', 'malformed', 'protocol', buf, pkt, pu, null, true);
+      return rejectSynAck(buf, pkt, out, 'malformed');
+    }
+    const block = decoded.block;
+    const peer = crypto.verify(block.token);
+    if (!peer.ok) {
+      record('egress', 'syn-ack', 'reject', peer.reason, 'protocol', buf, pkt, pu, null, true);
+      return rejectSynAck(buf, pkt, out, peer.reason);
+    }
+    const isnC = (pkt.ack - 1) >>> 0;
+    const nonceC = crypto.nonce(flowInput(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, [LABEL_CLIENT_NONCE, isnC], [])).slice();
+    // Which of our tokens did the SYN carry? The MAC tells: try the newest first.
+    let macC: Uint8Array | null = null;
+    let mine: IssuedToken | null = null;
+    for (const t of pu.tokens) {
+      const k = crypto.sessionKey(crypto.sharedSecret(t.epkPrivate, peer.epk), nonceC, block.nonceS);
+      if (crypto.equal(crypto.mac(k, macInput(TAG_SYNACK, peer.tokenHash, t.hash)), block.macS)) {
+        macC = crypto.mac(k, macInput(TAG_ACK, t.hash, peer.tokenHash));
+        mine = t;
+        break;
+      }
+    }
+    if (!macC || !mine) {
+      record('egress', 'syn-ack', 'reject', 'bad-mac', 'protocol', buf, pkt, pu, peer, true);
+      return rejectSynAck(buf, pkt, out, 'bad-mac');
+    }
+    const d: PolicyDecision = deps.policy().egress({ client: pu, server: peer, port: pkt.srcPort });
+    if (!d.allow) {
+      record('egress', 'syn-ack', 'reject', 'policy', d.ruleId, buf, pkt, pu, peer, true);
+      return rejectSynAck(buf, pkt, out, 'policy');
+    }
+    const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, out);
+    if (typeof stripped !== 'number') return rejectSynAck(buf, pkt, out, 'bad-packet');
+    const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, isnC);
+    clientState.set(key, { at: deps.now(), nonceC, macC, serverTokenId: peer.tokenHash.subarray(0, TOKEN_ID_LENGTH), token: mine.bytes });
+    counters.accepted++;
+    record('egress', 'syn-ack', 'accept', 'ok', d.ruleId, buf, pkt, pu, peer, true);
+    return decide(VERDICT_ACCEPT, -1, stripped, 'ok');
+  }
+
+  function ackIn(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array): Decision {
+    const isnC = (pkt.seq - 1) >>> 0;
+    const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, isnC);
+    const now = deps.now();
+    const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
+    const pu = deps.puByLocalPort(pkt.dstPort);
+    const tuple = tupleKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort);
+    if (optAt < 0) {
+      if (recentServer.covers(tuple, pkt.seq, now)) return decide(VERDICT_ACCEPT, -1, 0, 'ok');
+      // Data before the proof: hold it back (dropped; the client retransmits).
+      counters.dropped++;
+      return decide(VERDICT_DROP, -1, 0, 'missing-proof');
+    }
+    const decoded = decodeBlock(buf.subarray(pkt.payloadOffset, pkt.payloadOffset + pkt.payloadLength));
+    if (typeof decoded === 'string' || decoded.block.type !== BlockType.Ack) {
+      record('ingress', 'ack', 'reject', 'malformed', 'protocol', buf, pkt, pu, null, true);
+      return rejectInbound(buf, pkt, out, 'malformed');
+    }
+    const block = decoded.block;
+    const peer = crypto.verify(block.token);
+    if (!peer.ok) {
+      record('ingress', 'ack', 'reject', peer.reason, 'protocol', buf, pkt, pu, null, true);
+      return rejectInbound(buf, pkt, out, peer.reason);
+    }
+    if (!pu) {
+      record('ingress', 'ack', 'reject', 'no-pu', 'protocol', buf, pkt, pu, peer, true);
+      return rejectInbound(buf, pkt, out, 'no-pu');
+    }
+    let mine: IssuedToken | undefined;
+    for (const t of pu.tokens) {
+      if (crypto.equal(t.hash.subarray(0, TOKEN_ID_LENGTH), block.serverTokenId)) {
+        mine = t;
+        break;
+      }
+    }
+    if (!mine) {
+      record('ingress', 'ack', 'reject', 'stale-key', 'protocol', buf, pkt, pu, peer, true);
+      return rejectInbound(buf, pkt, out, 'stale-key');
+    }
+    const isnS = (pkt.ack - 1) >>> 0;
+    const nonceS = crypto.nonce(
+      flowInput(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, [LABEL_SERVER_NONCE, isnC, isnS], [block.nonceC, peer.tokenHash]),
+    );
+    const k = crypto.sessionKey(crypto.sharedSecret(mine.epkPrivate, peer.epk), block.nonceC, nonceS);
+    if (!crypto.equal(crypto.mac(k, macInput(TAG_ACK, peer.tokenHash, mine.hash)), block.macC)) {
+      // The client cannot prove it holds the key of the token for THIS connection: a replay.
+      record('ingress', 'ack', 'reject', 'replay', 'protocol', buf, pkt, pu, peer, true);
+      return rejectInbound(buf, pkt, out, 'replay');
+    }
+    const d = deps.policy().ingress({ client: peer, server: pu, port: pkt.dstPort });
+    if (!d.allow) {
+      record('ingress', 'ack', 'reject', 'policy', d.ruleId, buf, pkt, pu, peer, true);
+      return rejectInbound(buf, pkt, out, 'policy');
+    }
+    const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, out);
+    if (typeof stripped !== 'number') return rejectInbound(buf, pkt, out, 'bad-packet');
+    recentServer.add(tuple, isnC, now);
+    serverState.delete(key);
+    counters.accepted++;
+    record('ingress', 'ack', 'accept', 'ok', d.ruleId, buf, pkt, pu, peer, true);
+    return decide(VERDICT_REPEAT, OP_CLEAR_SERVER_PENDING, stripped, 'ok');
+  }
+
+  function handle(buf: Uint8Array, hook: number, mark: number, out: Uint8Array): Decision {
+    counters.packets++;
+    const pkt = parseTcp(buf);
+    if (!pkt.ok) {
+      // Not a TCP packet we can read. On ingress a malformed packet must not slip through a
+      // queue rule; on egress it came from our own stack: let it go.
+      const inbound = hook === HOOK_PRE_ROUTING || hook === HOOK_LOCAL_IN;
+      if (inbound) counters.dropped++;
+      return decide(inbound ? VERDICT_DROP : VERDICT_ACCEPT, -1, 0, 'bad-packet');
+    }
+    const egress = hook === HOOK_POST_ROUTING || hook === HOOK_LOCAL_OUT;
+    // Our rewrite computes fresh checksums, so a corrupted inbound packet must be refused
+    // before it is rewritten, or it would leave here looking valid. (Egress packets come
+    // from our own stack with checksums completed by the kernel before queueing.)
+    if (!egress && verifyChecksums(buf, pkt) !== null) {
+      counters.dropped++;
+      return decide(VERDICT_DROP, -1, 0, 'bad-packet');
+    }
+    const flags = pkt.flags & FLAG_MASK;
+    const isAck = (pkt.flags & ACK_MASK) === TCP_ACK;
+    if (egress) {
+      if (flags === TCP_SYN) return synOut(buf, pkt, mark, out);
+      if (flags === (TCP_SYN | TCP_ACK)) return synAckOut(buf, pkt, out);
+      if (isAck) return ackOut(buf, pkt, out);
+      return decide(VERDICT_ACCEPT, -1, 0, 'ok');
+    }
+    if (flags === TCP_SYN) return synIn(buf, pkt, out);
+    if (flags === (TCP_SYN | TCP_ACK)) return synAckIn(buf, pkt, mark, out);
+    if (isAck) return ackIn(buf, pkt, out);
+    // SYN+FIN, SYN+RST and other mixes never reach a socket as a handshake: refuse them.
+    if (flags & TCP_SYN) {
+      counters.dropped++;
+      return decide(VERDICT_DROP, -1, 0, 'bad-packet');
+    }
+    return decide(VERDICT_ACCEPT, -1, 0, 'ok');
+  }
+
+  return {
+    handle,
+    stats: () => ({
+      ...counters,
+      serverState: serverState.map.size,
+      clientState: clientState.map.size,
+      byReason: { ...byReason },
+    }),
+  };
+}

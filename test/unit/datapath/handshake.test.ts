@@ -1,0 +1,380 @@
+// The handshake state machine, driven with real packet bytes between two in-process "hosts"
+// (the same code the workers run, no queue, no root). Each required property of
+// ARCHITECTURE.md has a test here that fails if the property breaks; test/integration repeats
+// the important ones on the real kernel path.
+
+import { describe, expect, it, beforeAll } from 'vitest';
+import { createHash } from 'node:crypto';
+import {
+  createHandshake,
+  HOOK_POST_ROUTING,
+  HOOK_PRE_ROUTING,
+  VERDICT_ACCEPT,
+  VERDICT_DROP,
+  VERDICT_REPEAT,
+  type FlowRecord,
+  type Handshake,
+  type HandshakeOptions,
+  type IssuedToken,
+  type LocalPu,
+} from '../../../src/datapath/handshake/handshake.js';
+import { createHandshakeCrypto } from '../../../src/datapath/crypto.js';
+import { createEphemeralKey, createSecret, createTokenIssuer, type TokenIssuer } from '../../../src/identity/index.js';
+import { createDefaultPolicy } from '../../../src/policy/index.js';
+import {
+  markForPuIndex,
+  OP_CLEAR_CLIENT_PENDING,
+  OP_CLEAR_SERVER_PENDING,
+  OP_SET_CLIENT_PENDING,
+  OP_SET_SERVER_PENDING,
+  REJECT_BIT,
+} from '../../../src/marks.js';
+import { parseTcp, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpPacket } from '../../../src/packet/index.js';
+import { build } from '../packet/helpers.js';
+
+const A_ADDR = Uint8Array.of(10, 213, 9, 1);
+const B_ADDR = Uint8Array.of(10, 213, 9, 2);
+const M_ADDR = Uint8Array.of(10, 213, 9, 3);
+const SYN_OPTIONS = Uint8Array.of(2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7);
+const MARKER = Uint8Array.of(253, 4, 0x7e, 0x55);
+const ACK_OPTIONS = Uint8Array.of(1, 1, 8, 10, 0, 0, 0, 2, 0, 0, 0, 1);
+
+interface Host {
+  name: string;
+  hs: Handshake;
+  pus: Map<number, LocalPu>;
+  ports: Map<number, LocalPu>;
+  flows: FlowRecord[];
+  issuer: TokenIssuer;
+  addPu(index: number, labels: string[], port?: number): Promise<LocalPu>;
+  rotate(pu: LocalPu): Promise<LocalPu>;
+}
+
+async function issue(issuer: TokenIssuer, id: string, labels: string[], nowOffset = 0, ttl = 600): Promise<IssuedToken> {
+  const key = createEphemeralKey();
+  const text = await issuer.issue({ id, labels, epkPublicRaw: key.publicRaw }, Math.floor(Date.now() / 1000) + nowOffset, ttl);
+  const bytes = new Uint8Array(Buffer.from(text, 'latin1'));
+  return { bytes, hash: new Uint8Array(createHash('sha256').update(bytes).digest()), epkPrivate: key.privateKey };
+}
+
+function makeHost(name: string, psk: Uint8Array, options: Partial<HandshakeOptions> = {}): Host {
+  const pus = new Map<number, LocalPu>();
+  const ports = new Map<number, LocalPu>();
+  const flows: FlowRecord[] = [];
+  const issuer = createTokenIssuer({ mode: 'psk', hostId: name, psk });
+  const policy = createDefaultPolicy();
+  const hs = createHandshake({
+    crypto: createHandshakeCrypto({ mode: 'psk', secret: psk }, createSecret(), 30),
+    policy: () => policy,
+    puByIndex: (i) => pus.get(i),
+    puByLocalPort: (p) => ports.get(p),
+    now: Date.now,
+    onFlow: (r) => flows.push(r),
+    options,
+  });
+  const host: Host = {
+    name,
+    hs,
+    pus,
+    ports,
+    flows,
+    issuer,
+    async addPu(index, labels, port) {
+      const pu: LocalPu = { index, id: `${name}-pu${index}`, labels: [...labels].sort(), tokens: [await issue(issuer, `${name}-pu${index}`, labels)] };
+      pus.set(index, pu);
+      if (port !== undefined) ports.set(port, pu);
+      return pu;
+    },
+    async rotate(pu) {
+      const next: LocalPu = { ...pu, tokens: [await issue(issuer, pu.id, [...pu.labels]), ...pu.tokens] };
+      pus.set(pu.index, next);
+      for (const [p, v] of ports) if (v === pu) ports.set(p, next);
+      return next;
+    },
+  };
+  return host;
+}
+
+function seg(src: Uint8Array, dst: Uint8Array, sport: number, dport: number, seq: number, ack: number, flags: number, payload = new Uint8Array(0)): Uint8Array {
+  const options = flags & TCP_SYN ? SYN_OPTIONS : ACK_OPTIONS;
+  return build({ family: 4, src, dst, sport, dport, seq, ack, flags, window: 64240, options, payload });
+}
+
+function run(h: Host, bytes: Uint8Array, hook: number, mark = 0) {
+  const out = new Uint8Array(65536);
+  const d = h.hs.handle(bytes, hook, mark, out);
+  return { verdict: d.verdict, mark: d.mark, reason: d.reason, bytes: d.length > 0 ? out.slice(0, d.length) : bytes };
+}
+
+function tcp(bytes: Uint8Array): TcpPacket {
+  const p = parseTcp(bytes);
+  if (!p.ok) throw new Error(`unparsable packet: ${p.reason}`);
+  return p;
+}
+
+/** Rewrite the source address of a packet (checksums recomputed) — what a replaying host does. */
+function fromAddress(bytes: Uint8Array, src: Uint8Array): Uint8Array {
+  const p = tcp(bytes);
+  const opt = bytes.slice(p.tcpOffset + 20, p.tcpOffset + p.tcpHeaderLength);
+  return build({ family: 4, src, dst: bytes.slice(16, 20), sport: p.srcPort, dport: p.dstPort, seq: p.seq, ack: p.ack, flags: p.flags, window: p.window, options: opt, payload: bytes.slice(p.payloadOffset, p.payloadOffset + p.payloadLength) });
+}
+
+/** A full handshake A:sport -> B:80; returns every packet on the wire. */
+function handshake(a: Host, b: Host, opts: { sport?: number; isnC?: number; isnS?: number; clientIndex?: number } = {}) {
+  const sport = opts.sport ?? 40000;
+  const isnC = opts.isnC ?? 1000;
+  const isnS = opts.isnS ?? 5000;
+  const idx = opts.clientIndex ?? 1;
+  const syn = seg(A_ADDR, B_ADDR, sport, 80, isnC, 0, TCP_SYN);
+  const synOut = run(a, syn, HOOK_POST_ROUTING, markForPuIndex(idx));
+  const synIn = run(b, synOut.bytes, HOOK_PRE_ROUTING);
+  const synAck = seg(B_ADDR, A_ADDR, 80, sport, isnS, isnC + 1, TCP_SYN | TCP_ACK);
+  const synAckOut = run(b, synAck, HOOK_POST_ROUTING);
+  const synAckIn = run(a, synAckOut.bytes, HOOK_PRE_ROUTING, markForPuIndex(idx));
+  const ack = seg(A_ADDR, B_ADDR, sport, 80, isnC + 1, isnS + 1, TCP_ACK);
+  const ackOut = run(a, ack, HOOK_POST_ROUTING);
+  const ackIn = run(b, ackOut.bytes, HOOK_PRE_ROUTING);
+  return { syn, synOut, synIn, synAck, synAckOut, synAckIn, ack, ackOut, ackIn, isnC, isnS, sport };
+}
+
+describe('handshake', () => {
+  const psk = createSecret();
+  let a: Host;
+  let b: Host;
+
+  beforeAll(async () => {
+    a = makeHost('host-a', psk);
+    b = makeHost('host-b', psk);
+    await a.addPu(1, ['app=nginx']);
+    await a.addPu(2, ['app=other']);
+    await b.addPu(1, ['app=nginx'], 80);
+  });
+
+  it('authorizes same-label PUs and hands each stack an ordinary, byte-identical handshake', () => {
+    const h = handshake(a, b);
+    expect(h.synOut.verdict).toBe(VERDICT_REPEAT);
+    expect(h.synOut.mark & OP_SET_CLIENT_PENDING).toBeTruthy();
+    expect(h.synOut.bytes.length).toBeGreaterThan(h.syn.length + 100); // token attached
+    expect(h.synIn).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_SET_SERVER_PENDING, reason: 'ok' });
+    expect(h.synIn.bytes).toEqual(h.syn); // stripped: the server stack sees the original SYN
+    expect(h.synAckOut.verdict).toBe(VERDICT_ACCEPT);
+    expect(h.synAckOut.bytes.length).toBeGreaterThan(h.synAck.length + 100);
+    expect(h.synAckIn).toMatchObject({ verdict: VERDICT_ACCEPT, reason: 'ok' });
+    expect(h.synAckIn.bytes).toEqual(h.synAck);
+    expect(h.ackOut).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_CLEAR_CLIENT_PENDING });
+    expect(h.ackIn).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_CLEAR_SERVER_PENDING, reason: 'ok' });
+    expect(h.ackIn.bytes).toEqual(h.ack);
+    const serverFlow = b.flows.at(-1)!;
+    expect(serverFlow).toMatchObject({ direction: 'ingress', stage: 'ack', verdict: 'accept', remoteHost: 'host-a', remotePu: 'host-a-pu1', remoteLabels: ['app=nginx'] });
+    expect(a.flows.at(-1)).toMatchObject({ direction: 'egress', stage: 'syn-ack', verdict: 'accept', remoteHost: 'host-b', remoteLabels: ['app=nginx'] });
+  });
+
+  it('lets data segments queued right behind the proof through, and holds data that comes before it', () => {
+    const h = handshake(a, b, { sport: 40001, isnC: 7000, isnS: 9000 });
+    const data = seg(A_ADDR, B_ADDR, 40001, 80, 7001, 9001, TCP_ACK | TCP_PSH, new TextEncoder().encode('GET /'));
+    expect(h.ackIn.verdict).toBe(VERDICT_REPEAT);
+    expect(run(b, data, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_ACCEPT, reason: 'ok' });
+    const early = seg(A_ADDR, B_ADDR, 40099, 80, 1, 1, TCP_ACK | TCP_PSH, new TextEncoder().encode('x'));
+    expect(run(b, early, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'missing-proof' });
+  });
+
+  it('a third packet with ACK+FIN cannot complete the handshake without the proof', () => {
+    const syn = seg(M_ADDR, B_ADDR, 41000, 80, 100, 0, TCP_SYN);
+    const h = handshake(a, b, { sport: 41001 });
+    const replayedSyn = fromAddress(h.synOut.bytes, M_ADDR);
+    expect(run(b, replayedSyn, HOOK_PRE_ROUTING).verdict).toBe(VERDICT_REPEAT);
+    const finAck = seg(M_ADDR, B_ADDR, 41001, 80, h.isnC + 1, h.isnS + 1, TCP_ACK | TCP_FIN);
+    expect(run(b, finAck, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'missing-proof' });
+    expect(syn.length).toBeGreaterThan(0);
+  });
+
+  it('a new SYN on a just-authorized 4-tuple does not inherit that authorization', () => {
+    const h = handshake(a, b, { sport: 41002, isnC: 61_000, isnS: 62_000 });
+    expect(h.ackIn.reason).toBe('ok');
+    // Same tuple, same client ISN (a verbatim replay of the SYN), then a bare third packet.
+    expect(run(b, h.synOut.bytes, HOOK_PRE_ROUTING).verdict).toBe(VERDICT_REPEAT);
+    const bare = seg(A_ADDR, B_ADDR, 41002, 80, 61_001, 77_001, TCP_ACK);
+    expect(run(b, bare, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'missing-proof' });
+  });
+
+  describe('property 1: authenticity', () => {
+    it('a host without the PSK cannot make a peer accept its labels', async () => {
+      const mallory = makeHost('mallory', createSecret());
+      await mallory.addPu(1, ['app=nginx']);
+      const syn = seg(M_ADDR, B_ADDR, 42000, 80, 1, 0, TCP_SYN);
+      const forged = run(mallory, syn, HOOK_POST_ROUTING, markForPuIndex(1));
+      const r = run(b, forged.bytes, HOOK_PRE_ROUTING);
+      expect(r).toMatchObject({ verdict: VERDICT_ACCEPT, mark: REJECT_BIT, reason: 'bad-signature' });
+      expect(b.flows.at(-1)).toMatchObject({ verdict: 'reject', reason: 'bad-signature' });
+    });
+
+    it('a token whose labels were edited fails its signature', () => {
+      const syn = seg(A_ADDR, B_ADDR, 42001, 80, 1, 0, TCP_SYN);
+      const tagged = run(a, syn, HOOK_POST_ROUTING, markForPuIndex(2)).bytes;
+      // Flip a byte in the middle of the token's payload part.
+      const edited = tagged.slice();
+      const p = tcp(edited);
+      edited[p.payloadOffset + 60] ^= 0x01;
+      const fixed = fromAddress(edited, A_ADDR); // recompute checksums like an attacker would
+      expect(run(b, fixed, HOOK_PRE_ROUTING).reason).toMatch(/bad-signature|malformed/);
+    });
+  });
+
+  describe('property 2: no replay', () => {
+    it('a SYN replayed from a third address never completes: the replayer cannot prove the key', () => {
+      const h = handshake(a, b, { sport: 43000, isnC: 11_000, isnS: 12_000 });
+      expect(h.ackIn.reason).toBe('ok');
+      // Mallory replays A's tagged SYN from its own address and answers the server's SYN-ACK
+      // with A's captured proof block.
+      const replay = fromAddress(h.synOut.bytes, M_ADDR);
+      expect(run(b, replay, HOOK_PRE_ROUTING).verdict).toBe(VERDICT_REPEAT); // token itself is valid
+      const synAck = seg(B_ADDR, M_ADDR, 80, 43000, 22_000, 11_001, TCP_SYN | TCP_ACK);
+      expect(run(b, synAck, HOOK_POST_ROUTING).verdict).toBe(VERDICT_ACCEPT);
+      const ackP = tcp(h.ackOut.bytes);
+      const stolenBlock = h.ackOut.bytes.slice(ackP.payloadOffset, ackP.payloadOffset + ackP.payloadLength);
+      const forgedAck = build({ family: 4, src: M_ADDR, dst: B_ADDR, sport: 43000, dport: 80, seq: 11_001, ack: 22_001, flags: TCP_ACK, window: 502, options: MARKER, payload: stolenBlock });
+      const r = run(b, forgedAck, HOOK_PRE_ROUTING);
+      expect(r).toMatchObject({ mark: REJECT_BIT, reason: 'replay' });
+      // And silence (no proof at all) never authorizes either.
+      const bare = seg(M_ADDR, B_ADDR, 43000, 80, 11_001, 22_001, TCP_ACK);
+      expect(run(b, bare, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'missing-proof' });
+    });
+
+    it('replaying the whole handshake on the same 4-tuple fails: the server ISN changes the key', () => {
+      const h = handshake(a, b, { sport: 43001, isnC: 31_000, isnS: 32_000 });
+      run(b, h.synOut.bytes, HOOK_PRE_ROUTING);
+      const synAck = seg(B_ADDR, A_ADDR, 80, 43001, 99_000, 31_001, TCP_SYN | TCP_ACK);
+      run(b, synAck, HOOK_POST_ROUTING);
+      const ackP = tcp(h.ackOut.bytes);
+      const block = h.ackOut.bytes.slice(ackP.payloadOffset, ackP.payloadOffset + ackP.payloadLength);
+      const replayAck = build({ family: 4, src: A_ADDR, dst: B_ADDR, sport: 43001, dport: 80, seq: 31_001, ack: 99_001, flags: TCP_ACK, window: 502, options: MARKER, payload: block });
+      expect(run(b, replayAck, HOOK_PRE_ROUTING).reason).toBe('replay');
+    });
+  });
+
+  describe('property 3: mutual authorization', () => {
+    it('a SYN-ACK whose token was changed on the path is refused and becomes a reset for the client', () => {
+      const syn = seg(A_ADDR, B_ADDR, 44000, 80, 500, 0, TCP_SYN);
+      run(b, run(a, syn, HOOK_POST_ROUTING, markForPuIndex(1)).bytes, HOOK_PRE_ROUTING);
+      const synAck = run(b, seg(B_ADDR, A_ADDR, 80, 44000, 600, 501, TCP_SYN | TCP_ACK), HOOK_POST_ROUTING).bytes;
+      const tampered = synAck.slice();
+      const p = tcp(tampered);
+      tampered[p.payloadOffset + 120] ^= 0x04;
+      const r = run(a, fromAddress(tampered, B_ADDR), HOOK_PRE_ROUTING, markForPuIndex(1));
+      expect(r.reason).toMatch(/bad-signature|malformed/);
+      const rst = tcp(r.bytes);
+      expect(rst.flags & (TCP_RST | TCP_ACK)).toBe(TCP_RST | TCP_ACK);
+      expect(rst.payloadLength).toBe(0);
+    });
+
+    it('a SYN-ACK with a valid token but a MAC not bound to this connection is refused (bad-mac)', () => {
+      // The server's genuine SYN-ACK for another connection, re-addressed to this one.
+      const other = handshake(a, b, { sport: 44001, isnC: 700, isnS: 800 });
+      const syn = seg(A_ADDR, B_ADDR, 44002, 80, 900, 0, TCP_SYN);
+      run(b, run(a, syn, HOOK_POST_ROUTING, markForPuIndex(1)).bytes, HOOK_PRE_ROUTING);
+      const p = tcp(other.synAckOut.bytes);
+      const moved = build({ family: 4, src: B_ADDR, dst: A_ADDR, sport: 80, dport: 44002, seq: 1234, ack: 901, flags: TCP_SYN | TCP_ACK, window: 65160, options: other.synAckOut.bytes.slice(p.tcpOffset + 20, p.tcpOffset + p.tcpHeaderLength), payload: other.synAckOut.bytes.slice(p.payloadOffset, p.payloadOffset + p.payloadLength) });
+      expect(run(a, moved, HOOK_PRE_ROUTING, markForPuIndex(1)).reason).toBe('bad-mac');
+    });
+
+    it('a SYN-ACK without any token answering a PU is refused (the peer is not a tessera host)', () => {
+      const syn = seg(A_ADDR, B_ADDR, 44003, 80, 1500, 0, TCP_SYN);
+      run(a, syn, HOOK_POST_ROUTING, markForPuIndex(1));
+      const plain = seg(B_ADDR, A_ADDR, 80, 44003, 1600, 1501, TCP_SYN | TCP_ACK);
+      const r = run(a, plain, HOOK_PRE_ROUTING, markForPuIndex(1));
+      expect(r.reason).toBe('missing-token');
+      expect(tcp(r.bytes).flags & TCP_RST).toBe(TCP_RST);
+    });
+  });
+
+  describe('property 4: freshness', () => {
+    it('an expired token is refused with reason expired', async () => {
+      const old = makeHost('host-old', psk);
+      const pu = await old.addPu(1, ['app=nginx']);
+      old.pus.set(1, { ...pu, tokens: [await issue(old.issuer, pu.id, ['app=nginx'], -7200, 600)] });
+      const tagged = run(old, seg(M_ADDR, B_ADDR, 45000, 80, 1, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1)).bytes;
+      expect(run(b, tagged, HOOK_PRE_ROUTING).reason).toBe('expired');
+    });
+  });
+
+  describe('property 5: bounded state', () => {
+    it('a flood of valid SYNs never grows the per-flow state past its bound', async () => {
+      const small = makeHost('host-s', psk, { stateEntries: 64 });
+      await small.addPu(1, ['app=nginx'], 80);
+      const tagged = run(a, seg(A_ADDR, B_ADDR, 46000, 80, 1, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1)).bytes;
+      for (let i = 0; i < 5000; i++) {
+        const p = tcp(tagged);
+        const copy = build({ family: 4, src: Uint8Array.of(10, 213, 9, 100 + (i % 100)), dst: B_ADDR, sport: 1024 + i, dport: 80, seq: i, ack: 0, flags: TCP_SYN, window: 64240, options: tagged.slice(p.tcpOffset + 20, p.tcpOffset + p.tcpHeaderLength), payload: tagged.slice(p.payloadOffset, p.payloadOffset + p.payloadLength) });
+        run(small, copy, HOOK_PRE_ROUTING);
+      }
+      expect(small.hs.stats().serverState).toBeLessThanOrEqual(64);
+      expect(small.hs.stats().packets).toBe(5000);
+    });
+  });
+
+  describe('property 6: key rotation', () => {
+    it('handshakes in flight complete when either side rotates its token mid-way', async () => {
+      const c = makeHost('host-c', psk);
+      const d = makeHost('host-d', psk);
+      const cpu = await c.addPu(1, ['app=nginx']);
+      const dpu = await d.addPu(1, ['app=nginx'], 80);
+      const synOut = run(c, seg(A_ADDR, B_ADDR, 47000, 80, 10, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1));
+      run(d, synOut.bytes, HOOK_PRE_ROUTING);
+      await c.rotate(cpu); // client rotates between SYN and SYN-ACK
+      const synAckOut = run(d, seg(B_ADDR, A_ADDR, 80, 47000, 20, 11, TCP_SYN | TCP_ACK), HOOK_POST_ROUTING);
+      await d.rotate(dpu); // server rotates between SYN-ACK and ACK
+      expect(run(c, synAckOut.bytes, HOOK_PRE_ROUTING, markForPuIndex(1)).reason).toBe('ok');
+      const ackOut = run(c, seg(A_ADDR, B_ADDR, 47000, 80, 11, 21, TCP_ACK), HOOK_POST_ROUTING);
+      expect(run(d, ackOut.bytes, HOOK_PRE_ROUTING).reason).toBe('ok');
+      // New connections use the new tokens and still succeed.
+      const h = handshake(c, d, { sport: 47001 });
+      expect(h.ackIn.reason).toBe('ok');
+    });
+  });
+
+  describe('policy and peers without tessera', () => {
+    it('different labels are refused on the server with a reset', () => {
+      const syn = seg(A_ADDR, B_ADDR, 48000, 80, 1, 0, TCP_SYN);
+      const r = run(b, run(a, syn, HOOK_POST_ROUTING, markForPuIndex(2)).bytes, HOOK_PRE_ROUTING);
+      expect(r).toMatchObject({ verdict: VERDICT_ACCEPT, mark: REJECT_BIT, reason: 'policy' });
+      expect(tcp(r.bytes).payloadLength).toBe(0); // block stripped so the reset acks the SYN exactly
+      expect(b.flows.at(-1)).toMatchObject({ verdict: 'reject', reason: 'policy', remoteLabels: ['app=other'], localLabels: ['app=nginx'] });
+    });
+
+    it('an untagged SYN to a PU port is refused; to an unprotected port it passes', () => {
+      expect(run(b, seg(M_ADDR, B_ADDR, 48001, 80, 1, 0, TCP_SYN), HOOK_PRE_ROUTING)).toMatchObject({ mark: REJECT_BIT, reason: 'missing-token' });
+      expect(run(b, seg(M_ADDR, B_ADDR, 48002, 22, 1, 0, TCP_SYN), HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_ACCEPT, mark: -1, reason: 'no-pu' });
+    });
+
+    it('reject mode drop refuses silently', async () => {
+      const quiet = makeHost('host-q', psk, { rejectMode: 'drop' });
+      await quiet.addPu(1, ['app=nginx'], 80);
+      expect(run(quiet, seg(M_ADDR, B_ADDR, 48003, 80, 1, 0, TCP_SYN), HOOK_PRE_ROUTING).verdict).toBe(VERDICT_DROP);
+    });
+
+    it('a SYN that already carries data (TCP Fast Open) is left unmodified', () => {
+      const tfo = seg(A_ADDR, B_ADDR, 48004, 80, 1, 0, TCP_SYN, new TextEncoder().encode('GET'));
+      const r = run(a, tfo, HOOK_POST_ROUTING, markForPuIndex(1));
+      expect(r.verdict).toBe(VERDICT_ACCEPT);
+      expect(r.bytes).toEqual(tfo);
+    });
+
+    it('a token that would push the packet over the MTU budget is not sent', async () => {
+      const tiny = makeHost('host-t', psk, { maxPacketLength: 200 });
+      await tiny.addPu(1, ['app=nginx']);
+      expect(run(tiny, seg(A_ADDR, B_ADDR, 48005, 80, 1, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1))).toMatchObject({ verdict: VERDICT_DROP, reason: 'too-large' });
+    });
+
+    it('a tagged SYN with a bad checksum is dropped before it could be rewritten into a valid one', () => {
+      const tagged = run(a, seg(A_ADDR, B_ADDR, 48006, 80, 1, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1)).bytes.slice();
+      tagged[tagged.length - 30] ^= 0x10; // corrupt one payload byte in transit, checksum unchanged
+      expect(run(b, tagged, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'bad-packet' });
+    });
+
+    it('malformed packets on ingress are dropped, never thrown', () => {
+      for (const junk of [new Uint8Array(0), Uint8Array.of(0x45), new Uint8Array(60).fill(0xff)]) {
+        expect(run(b, junk, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'bad-packet' });
+      }
+    });
+  });
+});

@@ -1,0 +1,74 @@
+// The local API's wire types and request validation. The CLI and the daemon both speak these;
+// the server validates every request body here before a handler sees it.
+
+import { TesseraError } from '../errors.js';
+
+export const API_VERSION = 'v1';
+
+export interface CreatePuRequest {
+  /** "key=value" user labels. */
+  labels: string[];
+  /** PID to move into the PU's cgroup (the `tessera run` process itself). */
+  pid: number;
+  /** Optional human name, shown by `tessera status`. */
+  name?: string;
+}
+
+export interface PuInfo {
+  id: string;
+  name: string;
+  kind: 'process' | 'container';
+  index: number;
+  classid: string;
+  labels: string[];
+  pids: number[];
+  ports: number[];
+  createdAt: string;
+  /** Risky settings of a container PU (issue #4); empty for processes. */
+  posture: Array<{ flag: string; fix: string }>;
+}
+
+export interface FlowEntry {
+  time: string;
+  direction: 'ingress' | 'egress';
+  stage: 'syn' | 'syn-ack' | 'ack';
+  verdict: 'accept' | 'reject' | 'drop';
+  reason: string;
+  ruleId: string;
+  localPu: string | null;
+  localLabels: readonly string[] | null;
+  localPort: number;
+  remoteAddr: string;
+  remotePort: number;
+  remoteHost: string | null;
+  remotePu: string | null;
+  remoteLabels: readonly string[] | null;
+}
+
+export interface StatusResponse {
+  host: string;
+  trust: 'psk' | 'ca';
+  policy: string;
+  queues: number[];
+  failOpen: boolean;
+  pus: PuInfo[];
+  counters: Record<string, number>;
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+function invalid(message: string): never {
+  throw new TesseraError('TESSERA_ERR_API', message);
+}
+
+export function parseCreatePuRequest(body: unknown): CreatePuRequest {
+  if (typeof body !== 'object' || body === null) invalid('request body must be a JSON object');
+  const b = body as Record<string, unknown>;
+  for (const k of Object.keys(b)) if (!['labels', 'pid', 'name'].includes(k)) invalid(`unknown field "${k}"`);
+  if (!Array.isArray(b.labels) || !b.labels.every((l) => typeof l === 'string')) invalid('"labels" must be an array of "key=value" strings');
+  if (!Number.isInteger(b.pid) || (b.pid as number) <= 1) invalid('"pid" must be a process id greater than 1');
+  if (b.name !== undefined && (typeof b.name !== 'string' || b.name.length > 128)) invalid('"name" must be a string of at most 128 characters');
+  return { labels: b.labels as string[], pid: b.pid as number, ...(b.name !== undefined ? { name: b.name as string } : {}) };
+}

@@ -1,0 +1,135 @@
+// The local control API: HTTP over a unix socket. The socket file is created 0600 in a 0700
+// directory, so only root (the daemon's user) can connect.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { mkdirSync, chmodSync, rmSync, existsSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { TesseraError } from '../errors.js';
+import { parseCreatePuRequest, type CreatePuRequest, type FlowEntry, type PuInfo, type StatusResponse } from './schemas.js';
+
+export interface ApiHandlers {
+  createPu(req: CreatePuRequest): Promise<PuInfo>;
+  deletePu(id: string): Promise<boolean>;
+  listPus(): PuInfo[];
+  status(): StatusResponse;
+  recentFlows(opts: { deniedOnly: boolean; limit: number }): FlowEntry[];
+  /** Calls `fn` for every new flow until the returned function is called. */
+  subscribeFlows(fn: (f: FlowEntry) => void): () => void;
+  metrics(): string;
+}
+
+export interface ApiServer {
+  close(): Promise<void>;
+}
+
+const MAX_BODY = 64 * 1024;
+
+function readBody(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    let size = 0;
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new TesseraError('TESSERA_ERR_API', 'request body too large'));
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.on('end', () => {
+      if (size === 0) return resolve({});
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch {
+        reject(new TesseraError('TESSERA_ERR_API', 'request body is not valid JSON'));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, status: number, err: unknown): void {
+  const code = err instanceof TesseraError ? err.code : 'TESSERA_ERR_API';
+  const message = err instanceof Error ? err.message : String(err);
+  send(res, status, { error: { code, message } });
+}
+
+export async function startApiServer(socketPath: string, h: ApiHandlers): Promise<ApiServer> {
+  const dir = dirname(socketPath);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (existsSync(socketPath)) {
+    if (!statSync(socketPath).isSocket()) throw new TesseraError('TESSERA_ERR_INVALID_CONFIG', `${socketPath} exists and is not a socket`);
+    rmSync(socketPath); // stale socket of a daemon that died; a live one was checked by the caller
+  }
+  const followers = new Set<ServerResponse>();
+  const server: Server = createServer((req, res) => {
+    void route(req, res).catch((err) => sendError(res, 500, err));
+  });
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://tessera');
+    const path = url.pathname;
+    if (req.method === 'GET' && path === '/v1/status') return send(res, 200, h.status());
+    if (req.method === 'GET' && path === '/v1/pus') return send(res, 200, h.listPus());
+    if (req.method === 'POST' && path === '/v1/pus') {
+      let body: CreatePuRequest;
+      try {
+        body = parseCreatePuRequest(await readBody(req));
+      } catch (err) {
+        return sendError(res, 400, err);
+      }
+      try {
+        return send(res, 201, await h.createPu(body));
+      } catch (err) {
+        return sendError(res, err instanceof TesseraError && err.code !== 'TESSERA_ERR_CGROUP' ? 400 : 500, err);
+      }
+    }
+    const del = /^\/v1\/pus\/([A-Za-z0-9._-]+)$/.exec(path);
+    if (req.method === 'DELETE' && del) {
+      const ok = await h.deletePu(del[1]!);
+      return ok ? send(res, 200, { deleted: del[1] }) : sendError(res, 404, new TesseraError('TESSERA_ERR_PU', `no PU ${del[1]}`));
+    }
+    if (req.method === 'GET' && path === '/v1/flows') {
+      const deniedOnly = url.searchParams.get('denied') === '1';
+      const limit = Math.min(Math.max(Number(url.searchParams.get('limit') ?? 100) || 100, 1), 10_000);
+      if (url.searchParams.get('follow') !== '1') return send(res, 200, h.recentFlows({ deniedOnly, limit }));
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      for (const f of h.recentFlows({ deniedOnly, limit })) res.write(JSON.stringify(f) + '\n');
+      followers.add(res);
+      const unsubscribe = h.subscribeFlows((f) => {
+        if (!deniedOnly || f.verdict !== 'accept') res.write(JSON.stringify(f) + '\n');
+      });
+      res.on('close', () => {
+        unsubscribe();
+        followers.delete(res);
+      });
+      return;
+    }
+    if (req.method === 'GET' && path === '/metrics') {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+      res.end(h.metrics());
+      return;
+    }
+    sendError(res, 404, new TesseraError('TESSERA_ERR_API', `no route ${req.method} ${path}`));
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => resolve());
+  });
+  chmodSync(socketPath, 0o600);
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const f of followers) f.end();
+        server.close(() => resolve());
+        server.closeAllConnections();
+        rmSync(socketPath, { force: true });
+      }),
+  };
+}

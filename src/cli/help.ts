@@ -1,0 +1,121 @@
+// Help texts. Each says exactly what the command does and accepts; docs/operations.md quotes
+// the same options. test/unit/cli/help.test.ts checks that every option a command parses is
+// documented here.
+
+export const HELP: Record<string, string> = {
+  main: `tessera — identity-based network authorization for containers and Linux processes
+
+Usage: tessera <command> [options]
+
+Commands:
+  daemon     run the per-host daemon (root): datapath workers, rules, local API
+  run        run a command as a protected process (PU) with labels
+  status     show the daemon, its PUs and counters
+  flows      show recent authorization decisions (--follow to stream)
+  cleanup    remove every iptables chain and net_cls cgroup Tessera created (root)
+  ca         create a CA and issue host certificates (CA trust mode)
+  psk        create a pre-shared key file (PSK trust mode)
+  version    print the version
+
+Run 'tessera <command> --help' for the options of a command.
+The CLI finds the daemon through --socket or TESSERA_SOCKET (default /run/tessera/tessera.sock).`,
+
+  daemon: `Usage: tessera daemon (--psk-file FILE | --ca FILE --cert FILE --key FILE) [options]
+
+Runs the per-host daemon: installs TESSERA- iptables chains, starts one datapath worker per
+NFQUEUE number, and serves the local API. SIGTERM or SIGINT removes its rules and exits.
+
+Trust (one of):
+  --psk-file FILE        shared secret file (tessera psk init); tokens are HS256
+  --ca FILE              the CA's public file (ca.pub.json from tessera ca init)
+  --cert FILE            this host's certificate (HOST.cert from tessera ca issue)
+  --key FILE             this host's private key (HOST.key.json from tessera ca issue)
+Key files must not be readable by group or others (chmod 600).
+
+Options:
+  --host-id NAME         host name in tokens, PSK mode (default: this machine's hostname)
+  --queues N             datapath workers / NFQUEUE numbers (default 1, max 16)
+  --queue-base N         first NFQUEUE number (default 0)
+  --fail-open            let handshake packets through unauthorized when no worker reads
+                         the queue (default: fail-closed, they are dropped)
+  --reject reset|drop    how a refused connection ends: TCP reset (default) or silence
+  --state-dir DIR        host secret and state (default /var/lib/tessera)
+  --socket PATH          local API socket (default /run/tessera/tessera.sock)
+  --cgroup-root NAME     net_cls subtree for this daemon's PUs (default tessera)
+  --mtu N                largest packet emitted after attaching a token (default 1500)
+  --token-ttl SECONDS    token lifetime; re-issued at half of it (default 600)
+  --clock-skew SECONDS   accepted clock difference between hosts (default 30)
+  --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info)
+  --accept-all           benchmark mode: accept every queued packet, no handshake
+  -h, --help             show this help`,
+
+  run: `Usage: tessera run --label KEY=VALUE [--label ...] [--name NAME] [--socket PATH] -- COMMAND [ARGS...]
+
+Asks the daemon to create a processing unit (PU) with these labels, moves this process into
+the PU's net_cls cgroup, then runs COMMAND inside it (stdin/stdout/stderr passed through;
+exit status is COMMAND's). Every connection COMMAND or its children open or accept is
+authorized by label. The PU ends when its last process exits.
+
+Options:
+  -l, --label KEY=VALUE  a label (repeatable, at least one); keys starting with @ are reserved
+  --name NAME            a name shown by tessera status (default: the command line)
+  --socket PATH          daemon socket (default: $TESSERA_SOCKET or /run/tessera/tessera.sock)
+  -h, --help             show this help`,
+
+  status: `Usage: tessera status [--json] [--socket PATH]
+
+Shows the daemon's host identity, trust mode, policy, queues, counters, and every PU with
+its labels, cgroup classid, processes and listening ports.
+
+Options:
+  --json                 machine-readable output
+  --socket PATH          daemon socket (default: $TESSERA_SOCKET or /run/tessera/tessera.sock)
+  -h, --help             show this help`,
+
+  flows: `Usage: tessera flows [--follow] [--denied] [--limit N] [--json] [--socket PATH]
+
+Shows recent authorization decisions: both identities, verdict, reason code, rule.
+
+Options:
+  -f, --follow           keep streaming new decisions until interrupted
+  --denied               only refused connections
+  --limit N              how many recent decisions (default 50, max 10000)
+  --json                 one JSON object per line
+  --socket PATH          daemon socket (default: $TESSERA_SOCKET or /run/tessera/tessera.sock)
+  -h, --help             show this help`,
+
+  cleanup: `Usage: tessera cleanup [--cgroup-root NAME]
+
+Removes every iptables and ip6tables chain whose name starts with TESSERA- (and the jumps to
+them) in this network namespace, and the empty net_cls cgroups under NAME (default tessera).
+Touches nothing else. Use it after a daemon crash; a running daemon does it itself at exit.
+
+Options:
+  --cgroup-root NAME     net_cls subtree to clean (default tessera)
+  -h, --help             show this help`,
+
+  ca: `Usage:
+  tessera ca init --out DIR [--name NAME]
+  tessera ca issue --ca DIR/ca.json --host HOST --out DIR [--days N]
+
+init writes DIR/ca.json (the CA private key: keep it offline) and DIR/ca.pub.json (give it
+to every daemon as --ca). issue writes DIR/HOST.cert and DIR/HOST.key.json for one host
+(give them to that host's daemon as --cert and --key). Files are written with mode 600.
+
+Options:
+  --out DIR              output directory (created if missing)
+  --name NAME            CA name (default tessera-ca)
+  --ca FILE              the CA private file, for issue
+  --host HOST            host name the certificate is for
+  --days N               certificate validity in days (default 365)
+  -h, --help             show this help`,
+
+  psk: `Usage: tessera psk init --out FILE
+
+Writes a new random 32-byte pre-shared key to FILE (mode 600). Give the same file to every
+daemon as --psk-file.
+
+Options:
+  --out FILE             where to write the key
+  -h, --help             show this help`,
+};

@@ -1,0 +1,64 @@
+// Daemon settings, their defaults and their validation. Validation happens once, here, with
+// messages that name the fix; nothing downstream re-checks.
+
+import { TesseraError } from '../errors.js';
+
+export interface DaemonConfig {
+  /** Where the host secret and PU state live. */
+  stateDir: string;
+  /** Local API socket (HTTP over a unix socket). */
+  socket: string;
+  /** Name of our net_cls subtree; one per daemon when several share a machine. */
+  cgroupRoot: string;
+  queueBase: number;
+  queues: number;
+  failOpen: boolean;
+  trust: { mode: 'psk'; pskFile: string } | { mode: 'ca'; caFile: string; certFile: string; keyFile: string };
+  /** Host name in tokens (PSK mode; CA mode takes it from the certificate). */
+  hostId: string;
+  rejectMode: 'reset' | 'drop';
+  /** Largest packet we emit after attaching a token. */
+  mtu: number;
+  /** Token lifetime; tokens are re-issued at half of it. */
+  tokenTtlSeconds: number;
+  clockSkewSeconds: number;
+  logLevel: string;
+  /** 'accept' skips the handshake (benchmark of the bare datapath). */
+  datapathMode: 'handshake' | 'accept';
+  /** How often PU listening ports are rediscovered (ms). */
+  portScanMs: number;
+}
+
+export const DEFAULTS = {
+  stateDir: '/var/lib/tessera',
+  socket: '/run/tessera/tessera.sock',
+  cgroupRoot: 'tessera',
+  queueBase: 0,
+  queues: 1,
+  failOpen: false,
+  rejectMode: 'reset',
+  mtu: 1500,
+  tokenTtlSeconds: 600,
+  clockSkewSeconds: 30,
+  logLevel: 'info',
+  datapathMode: 'handshake',
+  portScanMs: 250,
+} as const;
+
+function bad(message: string): never {
+  throw new TesseraError('TESSERA_ERR_INVALID_CONFIG', message);
+}
+
+export function validateConfig(c: DaemonConfig): DaemonConfig {
+  if (!Number.isInteger(c.queueBase) || c.queueBase < 0 || c.queueBase > 65_535) bad(`--queue-base must be 0..65535, got ${c.queueBase}`);
+  if (!Number.isInteger(c.queues) || c.queues < 1 || c.queues > 16) bad(`--queues must be 1..16, got ${c.queues}`);
+  if (c.queueBase + c.queues - 1 > 65_535) bad('--queue-base + --queues exceeds queue number 65535');
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(c.cgroupRoot)) bad(`--cgroup-root must be a simple directory name, got "${c.cgroupRoot}"`);
+  if (!Number.isInteger(c.mtu) || c.mtu < 1280 || c.mtu > 65_535) bad(`--mtu must be 1280..65535, got ${c.mtu}`);
+  if (!Number.isInteger(c.tokenTtlSeconds) || c.tokenTtlSeconds < 60 || c.tokenTtlSeconds > 86_400) bad('--token-ttl must be 60..86400 seconds');
+  if (!Number.isInteger(c.clockSkewSeconds) || c.clockSkewSeconds < 0 || c.clockSkewSeconds > 600) bad('--clock-skew must be 0..600 seconds');
+  if (c.rejectMode !== 'reset' && c.rejectMode !== 'drop') bad(`--reject must be reset or drop, got "${c.rejectMode}"`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(c.hostId)) bad(`--host-id must be a host name, got "${c.hostId}"`);
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(c.logLevel)) bad(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
+  return c;
+}

@@ -1,0 +1,174 @@
+// The PU registry of one daemon: index and classid allocation, cgroups, tokens and their
+// rotation, listening-port discovery, and the snapshots the datapath and the rules are made
+// from. Monitors (process API, Docker) call create/remove; nothing here touches packets.
+
+import { createHash, randomBytes } from 'node:crypto';
+import { TesseraError } from '../errors.js';
+import { MAX_PU_INDEX } from '../marks.js';
+import { canonicalLabels, createEphemeralKey, parseUserLabel, type TokenIssuer } from '../identity/index.js';
+import { classidFor, type NetCls } from '../rules/index.js';
+import type { PuSnapshot, Snapshot } from '../datapath/messages.js';
+import type { PuInfo } from '../api/index.js';
+
+interface Token {
+  bytes: Uint8Array;
+  hash: Uint8Array;
+  epkPrivate: import('node:crypto').KeyObject;
+  exp: number;
+}
+
+export interface Pu {
+  id: string;
+  name: string;
+  kind: 'process' | 'container';
+  index: number;
+  classid: number;
+  labels: string[];
+  pids: number[];
+  ports: number[];
+  createdAt: Date;
+  tokens: Token[];
+  posture: Array<{ flag: string; fix: string }>;
+}
+
+export interface PuRegistryOptions {
+  netcls: NetCls;
+  issuer: TokenIssuer;
+  tokenTtlSeconds: number;
+  /** Called whenever PUs, ports or tokens change (coalesced by the caller). */
+  onChange(): void;
+}
+
+export interface CreatePuOptions {
+  id?: string;
+  name: string;
+  kind: 'process' | 'container';
+  labels: string[];
+  /** System labels added by a monitor (keys start with @); users cannot pass these. */
+  systemLabels?: string[];
+  index?: number;
+  posture?: Array<{ flag: string; fix: string }>;
+}
+
+export class PuRegistry {
+  readonly #pus = new Map<string, Pu>();
+  readonly #opts: PuRegistryOptions;
+
+  constructor(opts: PuRegistryOptions) {
+    this.#opts = opts;
+  }
+
+  get(id: string): Pu | undefined {
+    return this.#pus.get(id);
+  }
+
+  all(): Pu[] {
+    return [...this.#pus.values()];
+  }
+
+  #allocateIndex(wanted?: number): number {
+    const used = new Set([...this.#pus.values()].map((p) => p.index));
+    if (wanted !== undefined && wanted >= 1 && wanted <= MAX_PU_INDEX && !used.has(wanted)) return wanted;
+    for (let i = 1; i <= MAX_PU_INDEX; i++) if (!used.has(i)) return i;
+    throw new TesseraError('TESSERA_ERR_PU', `no free PU slot: at most ${MAX_PU_INDEX} PUs per host`);
+  }
+
+  async #issue(pu: Pu): Promise<void> {
+    const key = createEphemeralKey();
+    const now = Math.floor(Date.now() / 1000);
+    const text = await this.#opts.issuer.issue({ id: pu.id, labels: pu.labels, epkPublicRaw: key.publicRaw }, now, this.#opts.tokenTtlSeconds);
+    const bytes = new Uint8Array(Buffer.from(text, 'latin1'));
+    const token: Token = { bytes, hash: new Uint8Array(createHash('sha256').update(bytes).digest()), epkPrivate: key.privateKey, exp: now + this.#opts.tokenTtlSeconds };
+    // Newest first; older tokens stay while they are valid so handshakes in flight complete.
+    pu.tokens = [token, ...pu.tokens.filter((t) => t.exp > now)].slice(0, 3);
+  }
+
+  /** Create a PU and its cgroup; the caller then moves processes in. */
+  async create(o: CreatePuOptions): Promise<Pu> {
+    const user = o.labels.map((l) => parseUserLabel(l));
+    const labels = [...canonicalLabels([...user, ...(o.systemLabels ?? [])])];
+    const id = o.id ?? `${o.kind === 'process' ? 'proc' : 'ctr'}-${randomBytes(4).toString('hex')}`;
+    if (this.#pus.has(id)) throw new TesseraError('TESSERA_ERR_PU', `PU ${id} exists`);
+    const index = this.#allocateIndex(o.index);
+    const pu: Pu = {
+      id,
+      name: o.name,
+      kind: o.kind,
+      index,
+      classid: classidFor(index),
+      labels,
+      pids: [],
+      ports: [],
+      createdAt: new Date(),
+      tokens: [],
+      posture: o.posture ?? [],
+    };
+    await this.#issue(pu);
+    await this.#opts.netcls.create(id, pu.classid);
+    this.#pus.set(id, pu);
+    this.#opts.onChange();
+    return pu;
+  }
+
+  async remove(id: string): Promise<boolean> {
+    const pu = this.#pus.get(id);
+    if (!pu) return false;
+    this.#pus.delete(id);
+    this.#opts.onChange();
+    try {
+      await this.#opts.netcls.remove(id);
+    } catch {
+      // Still has processes (a race with a fork): removeAll at exit moves them out.
+    }
+    return true;
+  }
+
+  /** Re-issue tokens that passed half their lifetime. */
+  async rotate(): Promise<number> {
+    const now = Date.now() / 1000;
+    let n = 0;
+    for (const pu of this.#pus.values()) {
+      const newest = pu.tokens[0];
+      if (!newest || newest.exp - now < this.#opts.tokenTtlSeconds / 2) {
+        await this.#issue(pu);
+        n++;
+      }
+    }
+    if (n) this.#opts.onChange();
+    return n;
+  }
+
+  /** Update pids and listening ports; returns true when ports changed. */
+  setObserved(pu: Pu, pids: number[], ports: number[]): boolean {
+    pu.pids = pids;
+    const changed = ports.length !== pu.ports.length || ports.some((p, i) => p !== pu.ports[i]);
+    pu.ports = ports;
+    if (changed) this.#opts.onChange();
+    return changed;
+  }
+
+  snapshot(): Snapshot {
+    const pus: PuSnapshot[] = [];
+    const ports: Array<[number, number]> = [];
+    for (const p of this.#pus.values()) {
+      pus.push({ index: p.index, id: p.id, labels: p.labels, tokens: p.tokens.map((t) => ({ bytes: t.bytes, hash: t.hash, epkPrivate: t.epkPrivate })) });
+      for (const port of p.ports) ports.push([port, p.index]);
+    }
+    return { pus, ports };
+  }
+
+  info(pu: Pu): PuInfo {
+    return {
+      id: pu.id,
+      name: pu.name,
+      kind: pu.kind,
+      index: pu.index,
+      classid: '0x' + pu.classid.toString(16),
+      labels: pu.labels,
+      pids: pu.pids,
+      ports: pu.ports,
+      createdAt: pu.createdAt.toISOString(),
+      posture: pu.posture,
+    };
+  }
+}

@@ -1,0 +1,49 @@
+// Messages between the control plane (main thread) and the datapath workers. Everything here
+// crosses postMessage, so it is structured-cloneable (KeyObjects are).
+
+import type { KeyObject } from 'node:crypto';
+import type { FlowRecord, HandshakeOptions, HandshakeStats } from './handshake/handshake.js';
+
+export type TrustConfig =
+  | { mode: 'psk'; secret: Uint8Array }
+  | { mode: 'ca'; caPublicJwk: Record<string, unknown> };
+
+export interface WorkerConfig {
+  queueNum: number;
+  maxLen: number;
+  failOpen: boolean;
+  /** 'handshake' runs the protocol; 'accept' accepts everything (benchmark ceiling of our own path). */
+  mode: 'handshake' | 'accept';
+  trust: TrustConfig;
+  hostSecret: Uint8Array;
+  clockSkewSeconds: number;
+  handshake: Partial<HandshakeOptions>;
+}
+
+export interface PuSnapshot {
+  index: number;
+  id: string;
+  labels: string[];
+  tokens: Array<{ bytes: Uint8Array; hash: Uint8Array; epkPrivate: KeyObject }>;
+}
+
+export interface Snapshot {
+  pus: PuSnapshot[];
+  /** Local TCP port -> PU index, for PUs that serve. */
+  ports: Array<[number, number]>;
+}
+
+export type ToWorker = { type: 'snapshot'; snapshot: Snapshot } | { type: 'stop' };
+
+export interface WorkerStats {
+  queueNum: number;
+  handshake: HandshakeStats | null;
+  queue: { received: number; verdicts: number; enobufs: number; sendErrors: number; recvErrors: number; batches: number };
+  errors: number;
+}
+
+export type FromWorker =
+  | { type: 'ready'; queueNum: number }
+  | { type: 'flows'; records: FlowRecord[] }
+  | { type: 'stats'; stats: WorkerStats }
+  | { type: 'fatal'; message: string; code?: string };

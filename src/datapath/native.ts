@@ -1,0 +1,50 @@
+// Loads the NFQUEUE addon from native/ whether we run from src/ (tests) or dist/src/ (built).
+
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { TesseraError } from '../errors.js';
+
+export interface NativeQueueOptions {
+  queueNum: number;
+  maxLen?: number;
+  copyRange?: number;
+  failOpen?: boolean;
+  batchSize?: number;
+  rcvBufBytes?: number;
+}
+
+export interface NativeQueue {
+  readonly meta: Uint32Array;
+  readonly data: Buffer;
+  verdict(id: number, verdict: number, mark?: number, payload?: Uint8Array, payloadLength?: number): void;
+  flush(): void;
+  close(): void;
+  stats(): { received: number; verdicts: number; sendErrors: number; recvErrors: number; enobufs: number; batches: number };
+}
+
+export interface NativeModule {
+  Queue: new (options: NativeQueueOptions, onBatch: (count: number) => void) => NativeQueue;
+  VERDICT: { DROP: 0; ACCEPT: 1; REPEAT: 4 };
+  META_FIELDS: number;
+}
+
+function findNativeDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'native', 'index.cjs');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new TesseraError('TESSERA_ERR_NATIVE_LOAD', 'cannot find native/index.cjs above ' + fileURLToPath(import.meta.url));
+}
+
+export function loadNative(): NativeModule {
+  const path = findNativeDir();
+  try {
+    return createRequire(import.meta.url)(path) as NativeModule;
+  } catch (err) {
+    throw new TesseraError('TESSERA_ERR_NATIVE_LOAD', (err as Error).message, { cause: err });
+  }
+}

@@ -1,0 +1,124 @@
+// The datapath pool: one worker thread per NFQUEUE number. The control plane pushes snapshots
+// (PU table, ports, keys); workers report flow records and stats. A worker that dies is
+// restarted after a short delay; until then its queue drops (fail-closed) or bypasses
+// (--fail-open), as the kernel rule says.
+
+import { Worker } from 'node:worker_threads';
+import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { TesseraError } from '../errors.js';
+import type { FlowRecord } from './handshake/handshake.js';
+import type { FromWorker, Snapshot, WorkerConfig, WorkerStats } from './messages.js';
+
+export interface DatapathOptions extends Omit<WorkerConfig, 'queueNum'> {
+  /** First queue number. */
+  queueBase: number;
+  /** Number of queues/workers. */
+  queues: number;
+}
+
+export interface DatapathEvents {
+  flows: [FlowRecord[]];
+  error: [Error];
+}
+
+export interface Datapath extends EventEmitter<DatapathEvents> {
+  /** Resolves once every worker has bound its queue; rejects with the first worker's error. */
+  start(): Promise<void>;
+  update(snapshot: Snapshot): void;
+  stats(): WorkerStats[];
+  stop(): Promise<void>;
+}
+
+function workerUrl(): URL {
+  // Built code runs queue.worker.js; tests that import the sources run the built worker too.
+  const here = new URL('./queue.worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(here))) return here;
+  const built = new URL(import.meta.url.replace('/src/datapath/', '/dist/src/datapath/').replace(/pool\.ts$/, 'queue.worker.js'));
+  if (existsSync(fileURLToPath(built))) return built;
+  throw new TesseraError('TESSERA_ERR_PREREQ', 'datapath worker not built: run npm run build');
+}
+
+export function createDatapath(options: DatapathOptions): Datapath {
+  const emitter = new EventEmitter<DatapathEvents>() as Datapath;
+  const workers = new Map<number, Worker>();
+  const stats = new Map<number, WorkerStats>();
+  let snapshot: Snapshot = { pus: [], ports: [] };
+  let stopping = false;
+
+  function spawn(queueNum: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const config: WorkerConfig = { ...options, queueNum };
+      const w = new Worker(workerUrl(), { workerData: config });
+      workers.set(queueNum, w);
+      let ready = false;
+      w.on('message', (m: FromWorker) => {
+        switch (m.type) {
+          case 'ready':
+            ready = true;
+            w.postMessage({ type: 'snapshot', snapshot });
+            resolve();
+            break;
+          case 'flows':
+            emitter.emit('flows', m.records);
+            break;
+          case 'stats':
+            stats.set(queueNum, m.stats);
+            break;
+          case 'fatal': {
+            const err = new TesseraError('TESSERA_ERR_QUEUE', `queue ${queueNum}: ${m.message}`);
+            if (!ready) reject(err);
+            else emitter.emit('error', err);
+            break;
+          }
+        }
+      });
+      w.on('error', (err) => {
+        if (!ready) reject(new TesseraError('TESSERA_ERR_QUEUE', `queue ${queueNum} worker failed: ${err.message}`, { cause: err }));
+        else emitter.emit('error', err);
+      });
+      w.on('exit', (code) => {
+        workers.delete(queueNum);
+        if (stopping || !ready) return;
+        emitter.emit('error', new TesseraError('TESSERA_ERR_QUEUE', `queue ${queueNum} worker exited (${code}); restarting`));
+        setTimeout(() => {
+          if (!stopping) spawn(queueNum).catch((e: Error) => emitter.emit('error', e));
+        }, 200).unref();
+      });
+    });
+  }
+
+  emitter.start = async () => {
+    const all = [];
+    for (let i = 0; i < options.queues; i++) all.push(spawn(options.queueBase + i));
+    try {
+      await Promise.all(all);
+    } catch (err) {
+      await emitter.stop();
+      throw err;
+    }
+  };
+  emitter.update = (s) => {
+    snapshot = s;
+    for (const w of workers.values()) w.postMessage({ type: 'snapshot', snapshot: s });
+  };
+  emitter.stats = () => [...stats.values()];
+  emitter.stop = async () => {
+    stopping = true;
+    await Promise.all(
+      [...workers.values()].map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            const t = setTimeout(() => void w.terminate().then(() => resolve()), 2000);
+            w.once('exit', () => {
+              clearTimeout(t);
+              resolve();
+            });
+            w.postMessage({ type: 'stop' });
+          }),
+      ),
+    );
+  };
+  return emitter;
+}

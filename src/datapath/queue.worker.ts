@@ -1,0 +1,107 @@
+// One datapath worker: owns one NFQUEUE number through the native addon, runs every queued
+// packet through the handshake, and issues verdicts. It never waits on the main thread: PU
+// tables and keys arrive as snapshots, flow records and stats leave in batches.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { loadNative, type NativeQueue } from './native.js';
+import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type LocalPu } from './handshake/handshake.js';
+import { createHandshakeCrypto } from './crypto.js';
+import { createDefaultPolicy } from '../policy/index.js';
+import type { FromWorker, Snapshot, ToWorker, WorkerConfig } from './messages.js';
+
+const config = workerData as WorkerConfig;
+const port = parentPort!;
+const send = (m: FromWorker): void => port.postMessage(m);
+
+let pusByIndex = new Map<number, LocalPu>();
+let pusByPort = new Map<number, LocalPu>();
+const policy = createDefaultPolicy();
+let flows: FlowRecord[] = [];
+let errors = 0;
+
+function applySnapshot(s: Snapshot): void {
+  const byIndex = new Map<number, LocalPu>();
+  for (const p of s.pus) byIndex.set(p.index, { index: p.index, id: p.id, labels: p.labels, tokens: p.tokens });
+  const byPort = new Map<number, LocalPu>();
+  for (const [localPort, index] of s.ports) {
+    const pu = byIndex.get(index);
+    if (pu) byPort.set(localPort, pu);
+  }
+  pusByIndex = byIndex;
+  pusByPort = byPort;
+}
+
+let handshake: Handshake | null = null;
+if (config.mode === 'handshake') {
+  handshake = createHandshake({
+    crypto: createHandshakeCrypto(config.trust, config.hostSecret, config.clockSkewSeconds),
+    policy: () => policy,
+    puByIndex: (i) => pusByIndex.get(i),
+    puByLocalPort: (p) => pusByPort.get(p),
+    now: Date.now,
+    onFlow: (r) => {
+      flows.push(r);
+      if (flows.length >= 256) flushFlows();
+    },
+    options: config.handshake,
+  });
+}
+
+function flushFlows(): void {
+  if (flows.length === 0) return;
+  send({ type: 'flows', records: flows });
+  flows = [];
+}
+
+const native = loadNative();
+const out = new Uint8Array(65_536);
+let queue: NativeQueue;
+try {
+  queue = new native.Queue({ queueNum: config.queueNum, maxLen: config.maxLen, failOpen: config.failOpen }, onBatch);
+} catch (err) {
+  const e = err as Error & { code?: string };
+  send({ type: 'fatal', message: e.message, code: e.code });
+  process.exit(1);
+}
+
+function onBatch(count: number): void {
+  const meta = queue.meta;
+  const data = queue.data;
+  for (let i = 0; i < count; i++) {
+    const base = i * 8;
+    const id = meta[base]!;
+    if (!handshake) {
+      queue.verdict(id, VERDICT_ACCEPT);
+      continue;
+    }
+    const off = meta[base + 1]!;
+    const len = meta[base + 2]!;
+    try {
+      const d = handshake.handle(data.subarray(off, off + len), meta[base + 4]!, meta[base + 3]!, out);
+      if (d.length > 0) queue.verdict(id, d.verdict, d.mark, out, d.length);
+      else queue.verdict(id, d.verdict, d.mark);
+    } catch (err) {
+      // A bug must not wedge the queue: refuse the packet and keep going.
+      errors++;
+      queue.verdict(id, 0);
+      if (errors <= 10 || errors % 1000 === 0) console.error(`tessera worker ${config.queueNum}: handler error: ${(err as Error).stack}`);
+    }
+  }
+}
+
+const timer = setInterval(() => {
+  flushFlows();
+  send({ type: 'stats', stats: { queueNum: config.queueNum, handshake: handshake?.stats() ?? null, queue: queue.stats(), errors } });
+}, 250);
+
+port.on('message', (m: ToWorker) => {
+  if (m.type === 'snapshot') applySnapshot(m.snapshot);
+  else if (m.type === 'stop') {
+    clearInterval(timer);
+    flushFlows();
+    queue.close();
+    port.close();
+  }
+});
+
+send({ type: 'ready', queueNum: config.queueNum });

@@ -1,0 +1,1 @@
+export { listeningPorts, listeningSockets } from './listeners.js';

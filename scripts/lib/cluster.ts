@@ -1,0 +1,200 @@
+// A Tessera "cluster" on one machine: namespace hosts (scripts/lib/netns.ts), a freshly made
+// CA (or PSK), and one `tessera daemon` per host with its own socket, state directory and
+// net_cls subtree. Shared by the demo (which narrates) and the integration tests (which assert).
+
+import { mkdtempSync, rmSync, existsSync, createWriteStream, type WriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
+import { createTopology, killAndWait, run, type NsHost, type Topology } from './netns.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** Repository root, whether this file runs from scripts/lib or dist/scripts/lib. */
+export const REPO = existsSync(join(here, '..', '..', 'package.json')) ? resolve(here, '..', '..') : resolve(here, '..', '..', '..');
+export const TESSERA = join(REPO, 'dist', 'src', 'bin', 'tessera.js');
+
+export interface TesseraHost extends NsHost {
+  readonly socket: string;
+  readonly cgroupRoot: string;
+  readonly logFile: string;
+  /** Run the tessera CLI inside this host against its daemon. */
+  tessera(args: string[], opts?: { timeoutMs?: number }): Promise<{ stdout: string; stderr: string; code: number }>;
+  /** Start a long-running command as a PU (tessera run ... -- argv). */
+  spawnPu(labels: string[], argv: string[]): ChildProcess;
+  /** Run a command to completion as a PU. */
+  runPu(labels: string[], argv: string[], timeoutMs?: number): Promise<{ stdout: string; stderr: string; code: number }>;
+  /** Wait until the daemon lists a PU listening on `port`. */
+  waitForListener(port: number, timeoutMs?: number): Promise<void>;
+  status(): Promise<StatusJson>;
+  flows(): Promise<FlowJson[]>;
+  daemon: ChildProcess | null;
+  startDaemon(extra?: string[]): Promise<void>;
+  stopDaemon(): Promise<number | null>;
+}
+
+export interface StatusJson {
+  host: string;
+  pus: Array<{ id: string; labels: string[]; ports: number[]; pids: number[]; classid: string }>;
+  counters: Record<string, number>;
+}
+export interface FlowJson {
+  direction: string;
+  stage: string;
+  verdict: string;
+  reason: string;
+  remoteLabels: string[] | null;
+  localLabels: string[] | null;
+  remoteHost: string | null;
+}
+
+export interface Cluster {
+  readonly topology: Topology;
+  readonly hosts: TesseraHost[];
+  host(name: string): TesseraHost;
+  readonly dir: string;
+  destroy(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  prefix: string;
+  hosts: string[];
+  subnet: number;
+  trust?: 'ca' | 'psk';
+  /** Extra daemon flags for every host. */
+  daemonArgs?: string[];
+  /** Start the daemons (default true). */
+  start?: boolean;
+}
+
+async function must(argv: string[]): Promise<string> {
+  const r = await run(argv, { timeoutMs: 60_000 });
+  if (r.code !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+export async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+/** Poll `fn` until it returns a truthy value or the time is up. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 10_000, everyMs = 100): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+export async function createCluster(o: ClusterOptions): Promise<Cluster> {
+  if (!existsSync(TESSERA)) throw new Error(`${TESSERA} is missing: run npm run build first`);
+  const dir = mkdtempSync(join(tmpdir(), `tessera-${o.prefix}-`));
+  const topology = await createTopology({ prefix: o.prefix, hosts: o.hosts, subnet: o.subnet });
+  const hosts: TesseraHost[] = [];
+  const logs: WriteStream[] = [];
+  const trust = o.trust ?? 'ca';
+  try {
+    const node = process.execPath;
+    const keys = join(dir, 'keys');
+    if (trust === 'ca') {
+      await must([node, TESSERA, 'ca', 'init', '--out', keys, '--name', `${o.prefix}-ca`]);
+      for (const h of o.hosts) await must([node, TESSERA, 'ca', 'issue', '--ca', join(keys, 'ca.json'), '--host', `host-${h}`, '--out', keys]);
+    } else {
+      await must([node, TESSERA, 'psk', 'init', '--out', join(dir, 'psk.json')]);
+    }
+    for (const base of topology.hosts) {
+      const socket = `/run/tessera-${o.prefix}/${base.name}/tessera.sock`;
+      const cgroupRoot = `tessera-${o.prefix}-${base.name}`;
+      const logFile = join(dir, `daemon-${base.name}.log`);
+      const trustArgs =
+        trust === 'ca'
+          ? ['--ca', join(keys, 'ca.pub.json'), '--cert', join(keys, `host-${base.name}.cert`), '--key', join(keys, `host-${base.name}.key.json`)]
+          : ['--psk-file', join(dir, 'psk.json'), '--host-id', `host-${base.name}`];
+      const cli = (args: string[]) => [node, TESSERA, ...args];
+      const h: TesseraHost = {
+        ...base,
+        socket,
+        cgroupRoot,
+        logFile,
+        daemon: null,
+        tessera: (args, opts) => base.exec(cli([...args]), { timeoutMs: opts?.timeoutMs ?? 30_000, env: { ...process.env, TESSERA_SOCKET: socket } }),
+        spawnPu: (labels, argv) => base.spawn(cli(['run', ...labels.flatMap((l) => ['--label', l]), '--socket', socket, '--', ...argv])),
+        runPu: (labels, argv, timeoutMs = 20_000) => base.exec(cli(['run', ...labels.flatMap((l) => ['--label', l]), '--socket', socket, '--', ...argv]), { timeoutMs }),
+        async status() {
+          const r = await h.tessera(['status', '--json']);
+          if (r.code !== 0) throw new Error(`tessera status failed on ${base.name}: ${r.stderr}`);
+          return JSON.parse(r.stdout) as StatusJson;
+        },
+        async flows() {
+          const r = await h.tessera(['flows', '--json', '--limit', '1000']);
+          if (r.code !== 0) throw new Error(`tessera flows failed on ${base.name}: ${r.stderr}`);
+          return r.stdout.trim() ? r.stdout.trim().split('\n').map((l) => JSON.parse(l) as FlowJson) : [];
+        },
+        async waitForListener(port, timeoutMs = 10_000) {
+          await waitFor(`a PU listening on ${base.name}:${port}`, async () => (await h.status()).pus.some((p) => p.ports.includes(port)), timeoutMs);
+        },
+        async startDaemon(extra = []) {
+          const log = createWriteStream(logFile, { flags: 'a' });
+          logs.push(log);
+          const child = base.spawn(cli(['daemon', ...trustArgs, '--socket', socket, '--state-dir', join(dir, 'state', base.name), '--cgroup-root', cgroupRoot, ...(o.daemonArgs ?? []), ...extra]));
+          child.stdout?.pipe(log);
+          child.stderr?.pipe(log);
+          h.daemon = child;
+          let exited: number | null | undefined;
+          child.once('exit', (code) => (exited = code));
+          await waitFor(
+            `tessera daemon on ${base.name} (log: ${logFile})`,
+            async () => {
+              if (exited !== undefined) throw new Error(`daemon exited with ${exited}; see ${logFile}`);
+              return (await h.tessera(['status', '--json'], { timeoutMs: 5000 })).code === 0;
+            },
+            20_000,
+            150,
+          );
+        },
+        async stopDaemon() {
+          const child = h.daemon;
+          if (!child) return null;
+          h.daemon = null;
+          const code = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+          await killAndWait(child, 10_000);
+          return code;
+        },
+      };
+      hosts.push(h);
+    }
+    if (o.start !== false) await Promise.all(hosts.map((h) => h.startDaemon()));
+  } catch (err) {
+    await destroyAll();
+    throw err;
+  }
+
+  async function destroyAll(): Promise<void> {
+    for (const h of hosts) await h.stopDaemon().catch(() => null);
+    // Inside each host's namespace: its leftover rules, and its net_cls subtree (machine-wide).
+    for (const h of hosts) await h.exec([process.execPath, TESSERA, 'cleanup', '--cgroup-root', h.cgroupRoot], { timeoutMs: 30_000 });
+    await topology.destroy();
+    for (const l of logs) l.end();
+    await run(['rm', '-rf', `/run/tessera-${o.prefix}`]);
+    if (!process.env.TESSERA_KEEP_LOGS) rmSync(dir, { recursive: true, force: true });
+  }
+
+  return {
+    topology,
+    hosts,
+    dir,
+    host: (name) => {
+      const h = hosts.find((x) => x.name === name);
+      if (!h) throw new Error(`no host ${name}`);
+      return h;
+    },
+    destroy: destroyAll,
+  };
+}

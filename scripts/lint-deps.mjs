@@ -9,7 +9,7 @@ import { join, relative, dirname, resolve, sep } from 'node:path';
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
 const src = join(root, 'src');
-const SHARED = new Set(['errors.ts', 'marks.ts']);
+const SHARED = new Set(['errors.ts', 'marks.ts', 'flow.ts']);
 const ALLOWED = {
   packet: ['packet'],
   identity: ['identity'],

@@ -2,6 +2,7 @@
 // the server validates every request body here before a handler sees it.
 
 import { TesseraError } from '../errors.js';
+import type { FlowRecord } from '../flow.js';
 
 export const API_VERSION = 'v1';
 
@@ -28,22 +29,8 @@ export interface PuInfo {
   posture: Array<{ flag: string; fix: string }>;
 }
 
-export interface FlowEntry {
-  time: string;
-  direction: 'ingress' | 'egress';
-  stage: 'syn' | 'syn-ack' | 'ack';
-  verdict: 'accept' | 'reject' | 'drop';
-  reason: string;
-  ruleId: string;
-  localPu: string | null;
-  localLabels: readonly string[] | null;
-  localPort: number;
-  remoteAddr: string;
-  remotePort: number;
-  remoteHost: string | null;
-  remotePu: string | null;
-  remoteLabels: readonly string[] | null;
-}
+/** A flow record on the wire: the time as an ISO string. */
+export type FlowEntry = Omit<FlowRecord, 'time'> & { time: string };
 
 export interface StatusResponse {
   host: string;

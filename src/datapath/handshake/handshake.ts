@@ -32,6 +32,7 @@ import {
   type TcpPacket,
 } from '../../packet/index.js';
 import type { Policy, PolicyDecision } from '../../policy/index.js';
+import type { FlowRecord } from '../../flow.js';
 import {
   OP_SET_CLIENT_PENDING,
   OP_CLEAR_CLIENT_PENDING,
@@ -125,23 +126,7 @@ export interface HandshakeCrypto {
   equal(a: Uint8Array, b: Uint8Array): boolean;
 }
 
-export interface FlowRecord {
-  time: number;
-  /** Which host's view: 'ingress' = we are the server, 'egress' = we are the client. */
-  direction: 'ingress' | 'egress';
-  stage: 'syn' | 'syn-ack' | 'ack';
-  verdict: 'accept' | 'reject' | 'drop';
-  reason: Reason;
-  ruleId: string;
-  localPu: string | null;
-  localLabels: readonly string[] | null;
-  localPort: number;
-  remoteAddr: string;
-  remotePort: number;
-  remoteHost: string | null;
-  remotePu: string | null;
-  remoteLabels: readonly string[] | null;
-}
+export type { FlowRecord };
 
 export interface HandshakeOptions {
   /** What a refusal looks like to the peer: a TCP reset (default) or silence. */

@@ -89,6 +89,8 @@ class TopologyImpl implements Topology {
   readonly hosts: NsHost[] = [];
   readonly switchNs: string;
   readonly children = new Set<ChildProcess>();
+  /** destroy() started; the exit hook must still finish the job if it never completes. */
+  private destroying = false;
   private destroyed = false;
 
   constructor(readonly opts: TopologyOptions) {
@@ -142,12 +144,13 @@ class TopologyImpl implements Topology {
   }
 
   async destroy(): Promise<void> {
-    if (this.destroyed) return;
-    this.destroyed = true;
-    live.delete(this);
+    if (this.destroying || this.destroyed) return;
+    this.destroying = true;
     await Promise.all([...this.children].map((c) => killAndWait(c)));
     for (const h of this.hosts) await run(['ip', 'netns', 'del', h.ns]);
     await run(['ip', 'netns', 'del', this.switchNs]);
+    this.destroyed = true;
+    live.delete(this);
   }
 
   destroySync(): void {

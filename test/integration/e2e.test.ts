@@ -101,3 +101,38 @@ async function invalidCount(h: TesseraHost): Promise<number> {
   const r = await h.exec(['conntrack', '-S']);
   return r.stdout.split('\n').reduce((sum, line) => sum + Number(/invalid=(\d+)/.exec(line)?.[1] ?? 0), 0);
 }
+
+describe.runIf(isRoot)('end to end: client and server PUs on one host (loopback, IPv4 and IPv6), PSK mode, 2 queues', () => {
+  let cluster: Cluster;
+  let h: TesseraHost;
+
+  beforeAll(async () => {
+    // Both roles of the handshake run on one daemon and one conntrack entry; --queues 2
+    // exercises --queue-balance (both directions of a flow must reach the same worker).
+    cluster = await createCluster({ prefix: uniquePrefix('lo'), hosts: ['h'], subnet: 42, trust: 'psk', daemonArgs: ['--queues', '2'] });
+    h = cluster.host('h');
+    h.spawnPu(['app=nginx'], ['busybox', 'httpd', '-f', '-p', '[::]:8080', '-h', '/etc']);
+    await h.waitForListener(8080);
+  }, 120_000);
+
+  afterAll(async () => {
+    await cluster?.destroy();
+  }, 120_000);
+
+  for (const url of ['http://127.0.0.1:8080/hostname', 'http://[::1]:8080/hostname']) {
+    it(`authorizes same labels and refuses others over ${url.includes('[') ? 'IPv6' : 'IPv4'} loopback`, async () => {
+      const wget = ['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', url];
+      const same = await h.runPu(['app=nginx'], wget);
+      expect(same.stderr).toBe('');
+      expect(same.code).toBe(0);
+      const other = await h.runPu(['app=other'], wget);
+      expect(other.stderr).toMatch(/refused/i);
+      const none = await h.exec(wget);
+      expect(none.stderr).toMatch(/refused/i);
+      const flows = await h.flows();
+      const addr = url.includes('[') ? '::1' : '127.0.0.1';
+      const mine = flows.filter((f) => (f as unknown as { remoteAddr: string }).remoteAddr === addr);
+      expect(mine.map((f) => `${f.stage}:${f.verdict}:${f.reason}`)).toEqual(['syn-ack:accept:ok', 'ack:accept:ok', 'syn:reject:policy', 'syn:reject:missing-token']);
+    });
+  }
+});

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { TesseraError, errorMessage } from '../errors.js';
 import { buildRuleset, createCommandRunner, createNetCls, createReconciler, type NetCls, type Reconciler } from '../rules/index.js';
-import { createDatapath, type Datapath } from '../datapath/index.js';
+import { createDatapath, HANDLING_BUCKETS_US, type Datapath } from '../datapath/index.js';
 import type { FlowRecord } from '../datapath/index.js';
 import { startApiServer, createApiClient, type ApiServer, type FlowEntry, type StatusResponse } from '../api/index.js';
 import { listeningPorts, listeningSockets } from '../monitors/process/index.js';
@@ -269,6 +269,23 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       lines.push(`tessera_verdicts_total{queue="${s.queueNum}",verdict="reject"} ${s.handshake.rejected}`);
       lines.push(`tessera_verdicts_total{queue="${s.queueNum}",verdict="drop"} ${s.handshake.dropped}`);
       for (const [reason, n] of Object.entries(s.handshake.byReason)) lines.push(`tessera_reasons_total{queue="${s.queueNum}",reason="${reason}"} ${n}`);
+    }
+    lines.push('# HELP tessera_cache_hits_total Token verifications and X25519 agreements served from cache.', '# TYPE tessera_cache_hits_total counter');
+    lines.push('# HELP tessera_cache_misses_total Token verifications and X25519 agreements computed.', '# TYPE tessera_cache_misses_total counter');
+    for (const s of stats) {
+      if (!s.caches) continue;
+      lines.push(`tessera_cache_hits_total{queue="${s.queueNum}",cache="token"} ${s.caches.tokenHits}`, `tessera_cache_misses_total{queue="${s.queueNum}",cache="token"} ${s.caches.tokenMisses}`);
+      lines.push(`tessera_cache_hits_total{queue="${s.queueNum}",cache="x25519"} ${s.caches.x25519Hits}`, `tessera_cache_misses_total{queue="${s.queueNum}",cache="x25519"} ${s.caches.x25519Misses}`);
+    }
+    lines.push('# HELP tessera_packet_handling_seconds Time to decide one queued packet in a worker.', '# TYPE tessera_packet_handling_seconds histogram');
+    for (const s of stats) {
+      let cumulative = 0;
+      HANDLING_BUCKETS_US.forEach((le, i) => {
+        cumulative += s.handling.buckets[i] ?? 0;
+        lines.push(`tessera_packet_handling_seconds_bucket{queue="${s.queueNum}",le="${le / 1e6}"} ${cumulative}`);
+      });
+      lines.push(`tessera_packet_handling_seconds_bucket{queue="${s.queueNum}",le="+Inf"} ${s.handling.count}`);
+      lines.push(`tessera_packet_handling_seconds_sum{queue="${s.queueNum}"} ${s.handling.sumUs / 1e6}`, `tessera_packet_handling_seconds_count{queue="${s.queueNum}"} ${s.handling.count}`);
     }
     lines.push('# HELP tessera_pus Protected processing units.', '# TYPE tessera_pus gauge', `tessera_pus ${registry.all().length}`);
     for (const [k, v] of Object.entries(counters)) lines.push(`tessera_${k} ${v}`);

@@ -1,13 +1,17 @@
 // Binds the handshake's crypto interface to src/identity: token verification with its
 // cache, stateless nonces from the host secret, X25519 with a per-pair cache, HKDF, MACs.
 
-import { createTokenVerifier, createNonceSource, createKeyAgreement, sessionKey, mac, macEqual } from '../identity/index.js';
+import { createTokenVerifier, createNonceSource, createKeyAgreement, sessionKey, mac, macEqual, type VerifyStats, type KeyAgreementStats } from '../identity/index.js';
 import type { HandshakeCrypto, VerifiedPeer, VerifyFailure } from './handshake/handshake.js';
 import type { TrustConfig } from './messages.js';
 
 const SESSION_INFO = 'tessera/1 session';
 
-export function createHandshakeCrypto(trust: TrustConfig, hostSecret: Uint8Array, clockSkewSeconds: number): HandshakeCrypto & { verifierStats(): unknown } {
+export function createHandshakeCrypto(
+  trust: TrustConfig,
+  hostSecret: Uint8Array,
+  clockSkewSeconds: number,
+): HandshakeCrypto & { verifierStats(): { tokens: VerifyStats; x25519: KeyAgreementStats } } {
   const verifier =
     trust.mode === 'psk'
       ? createTokenVerifier({ mode: 'psk', psk: trust.secret, clockSkewSeconds })

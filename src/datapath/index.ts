@@ -2,3 +2,4 @@
 export { createDatapath, type Datapath, type DatapathOptions } from './pool.js';
 export type { FlowRecord, Reason, HandshakeOptions } from './handshake/handshake.js';
 export type { Snapshot, PuSnapshot, TrustConfig, WorkerStats } from './messages.js';
+export { HANDLING_BUCKETS_US } from './messages.js';

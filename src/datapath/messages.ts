@@ -35,9 +35,16 @@ export interface Snapshot {
 
 export type ToWorker = { type: 'snapshot'; snapshot: Snapshot } | { type: 'stop' };
 
+/** Upper bounds (µs) of the per-packet handling-time histogram; the last bucket is +Inf. */
+export const HANDLING_BUCKETS_US = [5, 10, 20, 50, 100, 200, 500, 1000, 5000] as const;
+
 export interface WorkerStats {
   queueNum: number;
   handshake: HandshakeStats | null;
+  /** Cache counters of token verification and key agreement. */
+  caches: { tokenHits: number; tokenMisses: number; x25519Hits: number; x25519Misses: number } | null;
+  /** Per-packet handling time: counts per HANDLING_BUCKETS_US bucket (+Inf last), and the sum in µs. */
+  handling: { buckets: number[]; sumUs: number; count: number };
   queue: { received: number; verdicts: number; enobufs: number; sendErrors: number; recvErrors: number; batches: number };
   errors: number;
 }

@@ -7,7 +7,7 @@ import { loadNative, type NativeQueue } from './native.js';
 import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type LocalPu } from './handshake/handshake.js';
 import { createHandshakeCrypto } from './crypto.js';
 import { createDefaultPolicy } from '../policy/index.js';
-import type { FromWorker, Snapshot, ToWorker, WorkerConfig } from './messages.js';
+import { HANDLING_BUCKETS_US, type FromWorker, type Snapshot, type ToWorker, type WorkerConfig } from './messages.js';
 
 const config = workerData as WorkerConfig;
 const port = parentPort!;
@@ -32,9 +32,12 @@ function applySnapshot(s: Snapshot): void {
 }
 
 let handshake: Handshake | null = null;
+let crypto: ReturnType<typeof createHandshakeCrypto> | null = null;
+const handling = { buckets: new Array<number>(HANDLING_BUCKETS_US.length + 1).fill(0), sumUs: 0, count: 0 };
 if (config.mode === 'handshake') {
+  crypto = createHandshakeCrypto(config.trust, config.hostSecret, config.clockSkewSeconds);
   handshake = createHandshake({
-    crypto: createHandshakeCrypto(config.trust, config.hostSecret, config.clockSkewSeconds),
+    crypto,
     policy: () => policy,
     puByIndex: (i) => pusByIndex.get(i),
     puByLocalPort: (p) => pusByPort.get(p),
@@ -77,9 +80,16 @@ function onBatch(count: number): void {
     const off = meta[base + 1]!;
     const len = meta[base + 2]!;
     try {
+      const t0 = performance.now();
       const d = handshake.handle(data.subarray(off, off + len), meta[base + 4]!, meta[base + 3]!, out);
       if (d.length > 0) queue.verdict(id, d.verdict, d.mark, out, d.length);
       else queue.verdict(id, d.verdict, d.mark);
+      const us = (performance.now() - t0) * 1000;
+      let b = 0;
+      while (b < HANDLING_BUCKETS_US.length && us > HANDLING_BUCKETS_US[b]!) b++;
+      handling.buckets[b]!++;
+      handling.sumUs += us;
+      handling.count++;
     } catch (err) {
       // A bug must not wedge the queue: refuse the packet and keep going.
       errors++;
@@ -91,7 +101,18 @@ function onBatch(count: number): void {
 
 const timer = setInterval(() => {
   flushFlows();
-  send({ type: 'stats', stats: { queueNum: config.queueNum, handshake: handshake?.stats() ?? null, queue: queue.stats(), errors } });
+  const c = crypto?.verifierStats();
+  send({
+    type: 'stats',
+    stats: {
+      queueNum: config.queueNum,
+      handshake: handshake?.stats() ?? null,
+      caches: c ? { tokenHits: c.tokens.hits, tokenMisses: c.tokens.misses, x25519Hits: c.x25519.hits, x25519Misses: c.x25519.misses } : null,
+      handling,
+      queue: queue.stats(),
+      errors,
+    },
+  });
 }, 250);
 
 port.on('message', (m: ToWorker) => {

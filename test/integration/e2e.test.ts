@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCluster, waitFor, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, uniquePrefix } from '../../scripts/lib/netns.js';
+import { createApiClient } from '../../src/api/index.js';
 
 describe.skipIf(isRoot)('end to end (needs root)', () => {
   it.skip('integration tests need root: run npm test as root', () => {});
@@ -89,6 +90,15 @@ describe.runIf(isRoot)('end to end: process PUs across namespace hosts', () => {
     // 1 MiB is ~720 segments; the server host queues only SYN in, SYN-ACK out, ACK in (+ a few
     // data segments racing the proof verdict).
     expect(after - before).toBeLessThan(20);
+  });
+
+  it('serves Prometheus metrics: verdicts, cache hits, packet handling time', async () => {
+    const text = await createApiClient(b.socket).metrics();
+    const value = (re: RegExp): number => [...text.matchAll(re)].reduce((s, m) => s + Number(m[1]), 0);
+    expect(value(/^tessera_packet_handling_seconds_count\{[^}]*\} (\d+)$/gm)).toBeGreaterThan(0);
+    expect(value(/^tessera_cache_hits_total\{[^}]*cache="token"\} (\d+)$/gm)).toBeGreaterThan(0);
+    expect(value(/^tessera_reasons_total\{[^}]*reason="missing-token"\} (\d+)$/gm)).toBeGreaterThan(0);
+    expect(text).toMatch(/^tessera_pus 1$/m);
   });
 
   it('removes a process PU when its last process exits', async () => {

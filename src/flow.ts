@@ -20,4 +20,6 @@ export interface FlowRecord {
   remoteHost: string | null;
   remotePu: string | null;
   remoteLabels: readonly string[] | null;
+  /** Ids of policy rules with action observe that matched on the way. */
+  observed?: readonly string[];
 }

@@ -78,6 +78,7 @@ export type Reason =
   | 'replay'
   | 'missing-proof'
   | 'policy'
+  | 'audit'
   | 'no-pu'
   | 'no-state'
   | 'stale-key'
@@ -340,6 +341,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     local: LocalPu | undefined,
     peer: VerifiedPeer | null,
     remoteIsSource: boolean,
+    decision?: PolicyDecision,
   ): void {
     deps.onFlow({
       time: deps.now(),
@@ -356,22 +358,37 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       remoteHost: peer?.host ?? null,
       remotePu: peer?.pu ?? null,
       remoteLabels: peer?.labels ?? null,
+      ...(decision?.observed?.length ? { observed: decision.observed } : {}),
     });
   }
 
+  /** The peer's address as text, for network rules. Only computed when a policy is asked. */
+  function peerAddr(buf: Uint8Array, pkt: TcpPacket): string {
+    return addrString(buf, pkt.srcAddrOffset, pkt.addrLength);
+  }
+
+  /**
+   * What a policy decision means for this packet: allowed, refused, or refused-but-audited
+   * (let through and recorded with reason 'audit' so the flow log shows it apart).
+   */
+  function judge(d: PolicyDecision): 'allow' | 'reject' | 'audit' {
+    if (!d.allow) return 'reject';
+    return d.audit ? 'audit' : 'allow';
+  }
+
   /** Refuse an inbound packet: a reset from the kernel (filter TESSERA-REJECT) or a drop. */
-  function rejectInbound(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array, reason: Reason): Decision {
+  function rejectInbound(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array, reason: Reason, mode: 'reset' | 'drop' = opt.rejectMode): Decision {
     counters.rejected++;
-    if (opt.rejectMode === 'drop') return decide(VERDICT_DROP, -1, 0, reason);
+    if (mode === 'drop') return decide(VERDICT_DROP, -1, 0, reason);
     // Strip our block first so that the reset acknowledges exactly the client's SYN.
     const len = rebuild(buf, pkt, { removeOptionAt: findOption(buf, pkt, MARKER_KIND, MARKER_EXID), payload: null }, out);
     return decide(VERDICT_ACCEPT, REJECT_BIT, typeof len === 'number' ? len : 0, reason);
   }
 
   /** Refuse a SYN-ACK for our local client: turn it into a reset so connect() fails at once. */
-  function rejectSynAck(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array, reason: Reason): Decision {
+  function rejectSynAck(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array, reason: Reason, mode: 'reset' | 'drop' = opt.rejectMode): Decision {
     counters.rejected++;
-    if (opt.rejectMode === 'drop') return decide(VERDICT_DROP, -1, 0, reason);
+    if (mode === 'drop') return decide(VERDICT_DROP, -1, 0, reason);
     const len = toReset(buf, pkt, out);
     return typeof len === 'number' ? decide(VERDICT_ACCEPT, -1, len, reason) : decide(VERDICT_DROP, -1, 0, reason);
   }
@@ -458,14 +475,16 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
     if (optAt < 0) {
       if (!pu) return decide(VERDICT_ACCEPT, -1, 0, 'no-pu');
-      const d = deps.policy().ingress({ client: null, server: pu, port: pkt.dstPort });
-      if (d.allow) {
+      // A peer without Tessera: the PU's network rules decide (default: refuse).
+      const d = deps.policy().ingress({ client: null, server: pu, port: pkt.dstPort, peerAddr: peerAddr(buf, pkt) });
+      const j = judge(d);
+      if (j !== 'reject') {
         counters.accepted++;
-        record('ingress', 'syn', 'accept', 'ok', d.ruleId, buf, pkt, pu, null, true);
-        return decide(VERDICT_ACCEPT, -1, 0, 'ok');
+        record('ingress', 'syn', 'accept', j === 'audit' ? 'audit' : 'ok', d.ruleId, buf, pkt, pu, null, true, d);
+        return decide(VERDICT_ACCEPT, -1, 0, j === 'audit' ? 'audit' : 'ok');
       }
-      record('ingress', 'syn', 'reject', 'missing-token', d.ruleId, buf, pkt, pu, null, true);
-      return rejectInbound(buf, pkt, out, 'missing-token');
+      record('ingress', 'syn', 'reject', 'missing-token', d.ruleId, buf, pkt, pu, null, true, d);
+      return rejectInbound(buf, pkt, out, 'missing-token', d.reject);
     }
     const decoded = decodeBlock(buf.subarray(pkt.payloadOffset, pkt.payloadOffset + pkt.payloadLength));
     if (typeof decoded === 'string' || decoded.block.type !== BlockType.Syn) {
@@ -484,10 +503,10 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       counters.accepted++;
       return decide(VERDICT_ACCEPT, -1, stripped, 'no-pu');
     }
-    const d = deps.policy().ingress({ client: peer, server: pu, port: pkt.dstPort });
-    if (!d.allow) {
-      record('ingress', 'syn', 'reject', 'policy', d.ruleId, buf, pkt, pu, peer, true);
-      return rejectInbound(buf, pkt, out, 'policy');
+    const d = deps.policy().ingress({ client: peer, server: pu, port: pkt.dstPort, peerAddr: peerAddr(buf, pkt) });
+    if (judge(d) === 'reject') {
+      record('ingress', 'syn', 'reject', 'policy', d.ruleId, buf, pkt, pu, peer, true, d);
+      return rejectInbound(buf, pkt, out, 'policy', d.reject);
     }
     const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
     recentServer.forget(tupleKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort));
@@ -502,14 +521,16 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     if (!pu) return decide(VERDICT_ACCEPT, -1, 0, 'no-pu');
     if (optAt < 0) {
       // The peer does not run Tessera: its policy is the external-network rules (default deny).
-      const d = deps.policy().egress({ client: pu, server: null, port: pkt.srcPort });
-      if (d.allow) {
+      const d = deps.policy().egress({ client: pu, server: null, port: pkt.srcPort, peerAddr: peerAddr(buf, pkt) });
+      const j = judge(d);
+      if (j !== 'reject') {
         counters.accepted++;
-        record('egress', 'syn-ack', 'accept', 'ok', d.ruleId, buf, pkt, pu, null, true);
-        return decide(VERDICT_ACCEPT, -1, 0, 'ok');
+        record('egress', 'syn-ack', 'accept', j === 'audit' ? 'audit' : 'ok', d.ruleId, buf, pkt, pu, null, true, d);
+        // Not a tessera peer: nothing more to prove; stop queueing this flow's ACK.
+        return decide(VERDICT_REPEAT, OP_CLEAR_CLIENT_PENDING, 0, j === 'audit' ? 'audit' : 'ok');
       }
-      record('egress', 'syn-ack', 'reject', 'missing-token', d.ruleId, buf, pkt, pu, null, true);
-      return rejectSynAck(buf, pkt, out, 'missing-token');
+      record('egress', 'syn-ack', 'reject', 'missing-token', d.ruleId, buf, pkt, pu, null, true, d);
+      return rejectSynAck(buf, pkt, out, 'missing-token', d.reject);
     }
     const decoded = decodeBlock(buf.subarray(pkt.payloadOffset, pkt.payloadOffset + pkt.payloadLength));
     if (typeof decoded === 'string' || decoded.block.type !== BlockType.SynAck) {
@@ -539,18 +560,19 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       record('egress', 'syn-ack', 'reject', 'bad-mac', 'protocol', buf, pkt, pu, peer, true);
       return rejectSynAck(buf, pkt, out, 'bad-mac');
     }
-    const d: PolicyDecision = deps.policy().egress({ client: pu, server: peer, port: pkt.srcPort });
-    if (!d.allow) {
-      record('egress', 'syn-ack', 'reject', 'policy', d.ruleId, buf, pkt, pu, peer, true);
-      return rejectSynAck(buf, pkt, out, 'policy');
+    const d: PolicyDecision = deps.policy().egress({ client: pu, server: peer, port: pkt.srcPort, peerAddr: peerAddr(buf, pkt) });
+    const j = judge(d);
+    if (j === 'reject') {
+      record('egress', 'syn-ack', 'reject', 'policy', d.ruleId, buf, pkt, pu, peer, true, d);
+      return rejectSynAck(buf, pkt, out, 'policy', d.reject);
     }
     const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, out);
     if (typeof stripped !== 'number') return rejectSynAck(buf, pkt, out, 'bad-packet');
     const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, isnC);
     clientState.set(key, { at: deps.now(), nonceC, macC, serverTokenId: peer.tokenHash.subarray(0, TOKEN_ID_LENGTH), token: mine.bytes });
     counters.accepted++;
-    record('egress', 'syn-ack', 'accept', 'ok', d.ruleId, buf, pkt, pu, peer, true);
-    return decide(VERDICT_ACCEPT, -1, stripped, 'ok');
+    record('egress', 'syn-ack', 'accept', j === 'audit' ? 'audit' : 'ok', d.ruleId, buf, pkt, pu, peer, true, d);
+    return decide(VERDICT_ACCEPT, -1, stripped, j === 'audit' ? 'audit' : 'ok');
   }
 
   function ackIn(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array): Decision {
@@ -602,18 +624,19 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       record('ingress', 'ack', 'reject', 'replay', 'protocol', buf, pkt, pu, peer, true);
       return rejectInbound(buf, pkt, out, 'replay');
     }
-    const d = deps.policy().ingress({ client: peer, server: pu, port: pkt.dstPort });
-    if (!d.allow) {
-      record('ingress', 'ack', 'reject', 'policy', d.ruleId, buf, pkt, pu, peer, true);
-      return rejectInbound(buf, pkt, out, 'policy');
+    const d = deps.policy().ingress({ client: peer, server: pu, port: pkt.dstPort, peerAddr: peerAddr(buf, pkt) });
+    const j = judge(d);
+    if (j === 'reject') {
+      record('ingress', 'ack', 'reject', 'policy', d.ruleId, buf, pkt, pu, peer, true, d);
+      return rejectInbound(buf, pkt, out, 'policy', d.reject);
     }
     const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, out);
     if (typeof stripped !== 'number') return rejectInbound(buf, pkt, out, 'bad-packet');
     recentServer.add(tuple, isnC, now);
     serverState.delete(key);
     counters.accepted++;
-    record('ingress', 'ack', 'accept', 'ok', d.ruleId, buf, pkt, pu, peer, true);
-    return decide(VERDICT_REPEAT, OP_CLEAR_SERVER_PENDING, stripped, 'ok');
+    record('ingress', 'ack', 'accept', j === 'audit' ? 'audit' : 'ok', d.ruleId, buf, pkt, pu, peer, true, d);
+    return decide(VERDICT_REPEAT, OP_CLEAR_SERVER_PENDING, stripped, j === 'audit' ? 'audit' : 'ok');
   }
 
   function handle(buf: Uint8Array, hook: number, mark: number, out: Uint8Array): Decision {

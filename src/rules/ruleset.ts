@@ -75,6 +75,7 @@ const SYN_ACK = [...tcp, '--tcp-flags', 'FIN,SYN,RST,ACK', 'SYN,ACK'];
 // on purpose, or an ACK+FIN would complete a server's handshake without passing the queue.
 const ACK = [...tcp, '--tcp-flags', 'SYN,RST,ACK', 'ACK'];
 
+const LOCAL = ['-m', 'addrtype', '--dst-type', 'LOCAL'];
 const markMatch = (value: number, mask: number): string[] => ['-m', 'mark', '--mark', `${hex(value)}/${hex(mask)}`];
 /** CONNMARK --save-mark/--restore-mark of the PU index bits only (same position in both marks). */
 const puBits = ['--nfmask', hex(PU_INDEX_MASK), '--ctmask', hex(PU_INDEX_MASK)];
@@ -123,8 +124,10 @@ function buildMangle(spec: RulesetSpec): TableRules {
     chains: {
       [CHAINS.prerouting]: [
         ops,
-        [...SYN, '-m', 'tcp', '--tcp-option', TCP_OPTION_KIND, ...queue],
-        [...SYN, '-j', CHAINS.puIn],
+        // Only SYNs addressed to this host: with br_netfilter, SYNs bridged between
+        // containers also traverse this hook and must not be judged as ours.
+        [...SYN, '-m', 'tcp', '--tcp-option', TCP_OPTION_KIND, ...LOCAL, ...queue],
+        [...SYN, ...LOCAL, '-j', CHAINS.puIn],
         // Our client's SYN-ACK: bring back the PU index saved with its SYN (TESSERA-APPLY),
         // so the worker knows the local PU without keeping state. CONNMARK does not end
         // the chain; the queue rule below then sees the restored nfmark.

@@ -61,7 +61,14 @@ describe('buildRuleset', () => {
     }
     const pre = rs.chains['TESSERA-PREROUTING']!.map((r) => r.join(' '));
     expect(pre.findIndex((r) => r.endsWith('-j TESSERA-PU-IN'))).toBeGreaterThan(-1);
-    expect(pre[pre.findIndex((r) => r.endsWith('-j TESSERA-PU-IN'))]).toContain('--tcp-flags FIN,SYN,RST,ACK SYN -j');
+    expect(pre[pre.findIndex((r) => r.endsWith('-j TESSERA-PU-IN'))]).toContain('--tcp-flags FIN,SYN,RST,ACK SYN -m addrtype --dst-type LOCAL -j');
+  });
+
+  it('judges only SYNs addressed to this host (bridged container traffic also crosses PREROUTING)', () => {
+    const pre = buildRuleset(base).ipv4.mangle!.chains['TESSERA-PREROUTING']!.map((r) => r.join(' '));
+    const synRules = pre.filter((r) => r.includes('--tcp-flags FIN,SYN,RST,ACK SYN '));
+    expect(synRules).toHaveLength(2);
+    for (const r of synRules) expect(r).toContain('-m addrtype --dst-type LOCAL');
   });
 
   it('queues any third packet of a pending flow whatever its FIN bit, so ACK+FIN cannot skip the proof', () => {

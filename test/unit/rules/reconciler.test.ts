@@ -90,14 +90,14 @@ describe('reconciler', () => {
   it('heals a deleted rule, a deleted jump and a jump pushed down', async () => {
     const { fake, rec } = setup();
     await rec.apply(buildRuleset(spec));
-    fake.restore('ipv4', '*mangle\n-D TESSERA-PREROUTING -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j TESSERA-PU-IN\n-D POSTROUTING -j TESSERA-POSTROUTING\nCOMMIT\n');
+    fake.restore('ipv4', '*mangle\n-D TESSERA-PREROUTING -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m addrtype --dst-type LOCAL -j TESSERA-PU-IN\n-D POSTROUTING -j TESSERA-POSTROUTING\nCOMMIT\n');
     fake.restore('ipv4', '*filter\n-I INPUT 1 -p icmp -j ACCEPT\nCOMMIT\n');
     const { changed } = await rec.apply(buildRuleset(spec));
     expect(changed).toBe(true);
     // Only the broken family was rewritten.
     expect(fake.restores().at(-1)!.argv[0]).toBe('iptables-restore');
     const mangle = fake.dump('ipv4', 'mangle');
-    expect(mangle['TESSERA-PREROUTING']).toContain('-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j TESSERA-PU-IN');
+    expect(mangle['TESSERA-PREROUTING']).toContain("-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m addrtype --dst-type LOCAL -j TESSERA-PU-IN");
     expect(mangle['POSTROUTING']![0]).toBe('-j TESSERA-POSTROUTING');
     expect(fake.dump('ipv4', 'filter')['INPUT']).toEqual(['-j TESSERA-REJECT', '-p icmp -j ACCEPT']);
     expect((await rec.apply(buildRuleset(spec))).changed).toBe(false);

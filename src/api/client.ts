@@ -2,7 +2,7 @@
 
 import { request } from 'node:http';
 import { TesseraError } from '../errors.js';
-import type { CreatePuRequest, ErrorBody, FlowEntry, PuInfo, StatusResponse } from './schemas.js';
+import type { CreatePuRequest, ErrorBody, FlowEntry, PuInfo, RevokedFlowInfo, StatusResponse } from './schemas.js';
 
 export interface ApiClient {
   status(): Promise<StatusResponse>;
@@ -12,6 +12,8 @@ export interface ApiClient {
   flows(opts: { deniedOnly?: boolean; limit?: number }): Promise<FlowEntry[]>;
   followFlows(opts: { deniedOnly?: boolean }, onFlow: (f: FlowEntry) => void): { stop(): void; done: Promise<void> };
   metrics(): Promise<string>;
+  policy(): Promise<{ name: string; text: string }>;
+  revoke(dryRun: boolean): Promise<RevokedFlowInfo[]>;
 }
 
 export function createApiClient(socketPath: string): ApiClient {
@@ -65,6 +67,8 @@ export function createApiClient(socketPath: string): ApiClient {
     listPus: () => call('GET', '/v1/pus'),
     flows: ({ deniedOnly, limit }) => call('GET', `/v1/flows?denied=${deniedOnly ? 1 : 0}&limit=${limit ?? 100}`),
     metrics: () => call('GET', '/metrics', undefined, true),
+    policy: () => call('GET', '/v1/policy'),
+    revoke: (dryRun) => call('POST', `/v1/flows/revoke?dry=${dryRun ? 1 : 0}`),
     followFlows: ({ deniedOnly }, onFlow) => {
       let stop = (): void => {};
       const done = new Promise<void>((resolve, reject) => {

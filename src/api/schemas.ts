@@ -59,3 +59,18 @@ export function parseCreatePuRequest(body: unknown): CreatePuRequest {
   if (b.name !== undefined && (typeof b.name !== 'string' || b.name.length > 128)) invalid('"name" must be a string of at most 128 characters');
   return { labels: b.labels as string[], pid: b.pid as number, ...(b.name !== undefined ? { name: b.name as string } : {}) };
 }
+
+/** A connection `tessera flows --revoke` found refused by the current policy. */
+export interface RevokedFlowInfo {
+  direction: 'ingress' | 'egress';
+  localPort: number;
+  remoteAddr: string;
+  remotePort: number;
+  localPu: string | null;
+  localLabels: readonly string[];
+  remoteLabels: readonly string[] | null;
+  remoteHost: string | null;
+  ruleId: string;
+  /** False in a dry run (or when the socket was already gone). */
+  cut: boolean;
+}

@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { mkdirSync, chmodSync, rmSync, existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TesseraError } from '../errors.js';
-import { parseCreatePuRequest, type CreatePuRequest, type FlowEntry, type PuInfo, type StatusResponse } from './schemas.js';
+import { parseCreatePuRequest, type CreatePuRequest, type FlowEntry, type PuInfo, type RevokedFlowInfo, type StatusResponse } from './schemas.js';
 
 export interface ApiHandlers {
   createPu(req: CreatePuRequest): Promise<PuInfo>;
@@ -16,6 +16,8 @@ export interface ApiHandlers {
   /** Calls `fn` for every new flow until the returned function is called. */
   subscribeFlows(fn: (f: FlowEntry) => void): () => void;
   metrics(): string;
+  policy(): { name: string; text: string };
+  revoke(dryRun: boolean): Promise<RevokedFlowInfo[]>;
 }
 
 export interface ApiServer {
@@ -110,6 +112,8 @@ export async function startApiServer(socketPath: string, h: ApiHandlers): Promis
       });
       return;
     }
+    if (req.method === 'GET' && path === '/v1/policy') return send(res, 200, h.policy());
+    if (req.method === 'POST' && path === '/v1/flows/revoke') return send(res, 200, await h.revoke(url.searchParams.get('dry') === '1'));
     if (req.method === 'GET' && path === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
       res.end(h.metrics());

@@ -13,6 +13,7 @@ Commands:
   status     show the daemon, its PUs and counters
   flows      show recent authorization decisions (--follow to stream)
   cleanup    remove every iptables chain and net_cls cgroup Tessera created (root)
+  policy     check a policy file, explain a decision, show the running policy
   ca         create a CA and issue host certificates (CA trust mode)
   psk        create a pre-shared key file (PSK trust mode)
   version    print the version
@@ -45,6 +46,10 @@ Options:
   --mtu N                largest packet emitted after attaching a token (default 1500)
   --token-ttl SECONDS    token lifetime; re-issued at half of it (default 600)
   --clock-skew SECONDS   accepted clock difference between hosts (default 30)
+  --policy FILE          YAML policy (docs/policy.md); default: the built-in same-labels
+                         policy. The file is watched and re-read on change or SIGHUP; a
+                         file with errors is refused (logged with line and column) and the
+                         running policy stays
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info)
   --accept-all           benchmark mode: accept every queued packet, no handshake
   -h, --help             show this help`,
@@ -73,12 +78,18 @@ Options:
   -h, --help             show this help`,
 
   flows: `Usage: tessera flows [--follow] [--denied] [--limit N] [--json] [--socket PATH]
+       tessera flows --revoke [--dry-run] [--json] [--socket PATH]
 
 Shows recent authorization decisions: both identities, verdict, reason code, rule.
+A policy change applies to new connections; --revoke re-judges the established
+connections this host authorized against the running policy and cuts those it now
+refuses (the local socket is destroyed and the peer gets a reset).
 
 Options:
   -f, --follow           keep streaming new decisions until interrupted
   --denied               only refused connections
+  --revoke               cut established connections the current policy refuses
+  --dry-run              with --revoke: list them, cut nothing
   --limit N              how many recent decisions (default 50, max 10000)
   --json                 one JSON object per line
   --socket PATH          daemon socket (default: $TESSERA_SOCKET or /run/tessera/tessera.sock)
@@ -108,6 +119,32 @@ Options:
   --ca FILE              the CA private file, for issue
   --host HOST            host name the certificate is for
   --days N               certificate validity in days (default 365)
+  -h, --help             show this help`,
+
+  policy: `Usage:
+  tessera policy check FILE
+  tessera policy explain --from LABELS --to LABELS --port N [--peer ADDR]
+                         [--direction both|ingress|egress] [--policy FILE] [--json] [--socket PATH]
+  tessera policy show [--socket PATH]
+
+check validates a policy file: schema and semantic errors with line and column, and
+warnings for rules that can never decide (shadowed) and conflicting networks. Exit status 1
+when there are errors.
+explain prints the decision for a client (--from) calling a server (--to) on a port, and
+the rules that produced it, for the server's ingress and the client's egress check. LABELS
+are key=value pairs separated by commas (or repeated flags), or "none" for a peer without
+Tessera (then --peer ADDR is its address). It uses --policy FILE, or the running daemon's.
+show prints the running daemon's policy.
+
+Options:
+  --from LABELS          the client's labels, or none
+  --to LABELS            the server's labels, or none
+  --port N               the server port
+  --peer ADDR            the address of a peer without Tessera (network rules)
+  --direction D          both (default), ingress (server side) or egress (client side)
+  --policy FILE          explain against this file instead of the running daemon's policy
+  --json                 machine-readable output
+  --socket PATH          daemon socket (default: $TESSERA_SOCKET or /run/tessera/tessera.sock)
   -h, --help             show this help`,
 
   psk: `Usage: tessera psk init --out FILE

@@ -8,6 +8,7 @@ import { createApiClient, type FlowEntry, type PuInfo } from '../api/index.js';
 import { TesseraError } from '../errors.js';
 import { HELP } from './help.js';
 import { caCommand, pskCommand } from './keys.js';
+import { policyCommand } from './policy.js';
 import { parseUserLabel } from '../identity/index.js';
 
 export const DEFAULT_SOCKET = '/run/tessera/tessera.sock';
@@ -111,8 +112,19 @@ async function flowsCommand(args: string[], io: CliIo): Promise<number> {
     denied: { type: 'boolean' },
     limit: { type: 'string' },
     json: { type: 'boolean' },
+    revoke: { type: 'boolean' },
+    'dry-run': { type: 'boolean' },
   });
   if (values.help) return help('flows', io);
+  if (values.revoke) {
+    const cut = await createApiClient(socketPath(values.socket as string | undefined)).revoke(!!values['dry-run']);
+    for (const f of cut) {
+      const line = `${f.cut ? 'CUT' : values['dry-run'] ? 'WOULD CUT' : 'GONE'} ${f.direction} ${f.localPu ?? '-'} [${f.localLabels.join(',')}]:${f.localPort} ${f.direction === 'ingress' ? '<-' : '->'} ${f.remoteAddr}:${f.remotePort} [${(f.remoteLabels ?? ['no tessera']).join(',')}] refused by ${f.ruleId}`;
+      io.out(values.json ? JSON.stringify(f) : line);
+    }
+    if (!values.json) io.out(`${cut.length} established connection(s) refused by the current policy${values['dry-run'] ? ' (dry run: nothing cut)' : ''}`);
+    return 0;
+  }
   const limit = values.limit === undefined ? 50 : Number(values.limit);
   if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', '--limit must be 1..10000');
   const client = createApiClient(socketPath(values.socket as string | undefined));
@@ -155,6 +167,8 @@ export async function runCli(argv: string[], io: CliIo = stdio): Promise<number>
         return await caCommand(rest, io);
       case 'psk':
         return await pskCommand(rest, io);
+      case 'policy':
+        return await policyCommand(rest, io);
       default:
         io.err(`tessera: unknown command "${command}"\n`);
         io.err(HELP.main!);

@@ -27,6 +27,8 @@ export interface DaemonConfig {
   datapathMode: 'handshake' | 'accept';
   /** How often PU listening ports are rediscovered (ms). */
   portScanMs: number;
+  /** Policy file (YAML); absent: the built-in default policy. Watched and reloaded. */
+  policyFile?: string;
 }
 
 export const DEFAULTS = {

@@ -11,11 +11,12 @@ import { createDatapath, HANDLING_BUCKETS_US, type Datapath } from '../datapath/
 import type { FlowRecord } from '../datapath/index.js';
 import { startApiServer, createApiClient, type ApiServer, type FlowEntry, type StatusResponse } from '../api/index.js';
 import { listeningPorts, listeningSockets } from '../monitors/process/index.js';
-import { createDefaultPolicy } from '../policy/index.js';
 import { validateConfig, type DaemonConfig } from './config.js';
 import { createLogger, rateLimited } from './log.js';
 import { loadHostSecret, loadTrust } from './trust.js';
 import { PuRegistry } from './pus.js';
+import { builtinPolicy, loadPolicyFile, watchPolicyFile, DEFAULT_POLICY_TEXT, type LoadedPolicy } from './policy-source.js';
+import { AuthorizedFlows, revokeFlows } from './revoke.js';
 
 const FLOW_RING = 2000;
 const RECONCILE_EVERY_MS = 10_000;
@@ -23,6 +24,8 @@ const ROTATE_CHECK_MS = 15_000;
 
 export interface RunningDaemon {
   stop(reason: string): Promise<void>;
+  /** Re-read the policy file; a file that does not compile is refused and the running policy stays. */
+  reloadPolicy(why: string): Promise<boolean>;
   readonly stopped: Promise<void>;
 }
 
@@ -36,7 +39,9 @@ interface SavedPu {
 export async function startDaemon(config: DaemonConfig, log: Logger = createLogger(config.logLevel)): Promise<RunningDaemon> {
   validateConfig(config);
   const started = Date.now();
-  const policy = createDefaultPolicy();
+  // Refuse to start with a policy file that does not compile: the error names line and column.
+  let current: LoadedPolicy = config.policyFile ? loadPolicyFile(config.policyFile) : builtinPolicy();
+  const authorized = new AuthorizedFlows();
 
   // Refuse to run twice against one socket: a second daemon would steal the PUs' rules.
   if (existsSync(config.socket)) {
@@ -66,7 +71,36 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
   const warn = rateLimited(log.child({ component: 'datapath' }));
   const flows: FlowEntry[] = [];
   const subscribers = new Set<(f: FlowEntry) => void>();
-  const counters: Record<string, number> = { flows_accepted: 0, flows_rejected: 0, pus_created: 0, pus_removed: 0, rule_transactions: 0, datapath_errors: 0 };
+  const counters: Record<string, number> = {
+    flows_accepted: 0,
+    flows_rejected: 0,
+    pus_created: 0,
+    pus_removed: 0,
+    rule_transactions: 0,
+    datapath_errors: 0,
+    policy_reloads: 0,
+    policy_reload_errors: 0,
+  };
+
+  async function reloadPolicy(why: string): Promise<boolean> {
+    if (!config.policyFile) {
+      log.info({ why }, 'no --policy file: nothing to reload');
+      return false;
+    }
+    try {
+      const next = loadPolicyFile(config.policyFile);
+      if (next.text === current.text) return true;
+      current = next;
+      datapath.setPolicy(next.text);
+      counters.policy_reloads!++;
+      log.info({ why, policy: next.name }, 'policy reloaded: applies to new connections');
+      return true;
+    } catch (err) {
+      counters.policy_reload_errors!++;
+      log.error({ why, err: errorMessage(err) }, 'policy reload refused; the running policy stays');
+      return false;
+    }
+  }
 
   let changePending = false;
   const registry = new PuRegistry({
@@ -86,6 +120,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     hostSecret,
     clockSkewSeconds: config.clockSkewSeconds,
     handshake: { rejectMode: config.rejectMode, maxPacketLength: config.mtu },
+    policyText: current.text,
   });
 
   datapath.on('flows', (records: FlowRecord[]) => {
@@ -95,6 +130,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       else counters.flows_rejected!++;
       flowLog.info({ flow: f }, `${f.verdict} ${f.direction} ${f.reason}`);
       flows.push(f);
+      authorized.note(f);
       if (flows.length > FLOW_RING) flows.splice(0, flows.length - FLOW_RING);
       for (const s of subscribers) s(f);
     }
@@ -234,7 +270,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       return {
         host: trust.hostId,
         trust: trust.mode,
-        policy: policy.name,
+        policy: current.name,
         queues: Array.from({ length: config.queues }, (_, i) => config.queueBase + i),
         failOpen: config.failOpen,
         pus: registry.all().map((p) => registry.info(p)),
@@ -253,7 +289,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       return () => subscribers.delete(fn);
     },
     metrics: () => metricsText(),
+    policy: () => ({ name: current.name, text: current.text ?? DEFAULT_POLICY_TEXT }),
+    revoke: (dryRun) => revokeFlows(authorized, current.policy, runner, dryRun),
   });
+  const stopWatching = config.policyFile ? watchPolicyFile(config.policyFile, () => void reloadPolicy('file changed')) : () => {};
 
   function metricsText(): string {
     const lines: string[] = [];
@@ -308,6 +347,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     stopping = (async () => {
       log.info({ reason }, 'stopping');
       for (const t of timers) clearInterval(t);
+      stopWatching();
       await api.close().catch(() => {});
       await syncing;
       await datapath.stop().catch(() => {});
@@ -323,8 +363,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
   }
 
   log.info(
-    { host: trust.hostId, trust: trust.mode, queues: config.queues, failOpen: config.failOpen, socket: config.socket, cgroupRoot: config.cgroupRoot, mode: config.datapathMode },
+    { host: trust.hostId, trust: trust.mode, policy: current.name, queues: config.queues, failOpen: config.failOpen, socket: config.socket, cgroupRoot: config.cgroupRoot, mode: config.datapathMode },
     'tessera daemon running',
   );
-  return { stop, stopped };
+  return { stop, stopped, reloadPolicy };
 }

@@ -43,6 +43,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig | 'help' {
         'clock-skew': { type: 'string' },
         'log-level': { type: 'string' },
         'accept-all': { type: 'boolean' },
+        policy: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -77,6 +78,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig | 'help' {
     logLevel: (values['log-level'] as string | undefined) ?? DEFAULTS.logLevel,
     datapathMode: values['accept-all'] ? 'accept' : 'handshake',
     portScanMs: DEFAULTS.portScanMs,
+    ...(values.policy ? { policyFile: values.policy as string } : {}),
   };
 }
 
@@ -109,7 +111,7 @@ export async function runDaemon(argv: string[], help: string): Promise<never> {
   }
   const d = daemon;
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void d.stop(sig));
-  process.on('SIGHUP', () => log.info('SIGHUP: nothing to reload yet (no policy file)'));
+  process.on('SIGHUP', () => void d.reloadPolicy('SIGHUP'));
   process.on('uncaughtException', (err) => {
     log.fatal({ err: err.stack }, 'uncaught exception: removing rules and exiting');
     void d.stop('crash').finally(() => process.exit(70));

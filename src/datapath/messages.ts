@@ -18,6 +18,8 @@ export interface WorkerConfig {
   hostSecret: Uint8Array;
   clockSkewSeconds: number;
   handshake: Partial<HandshakeOptions>;
+  /** Policy file text (the daemon validated it), or null for the built-in default. */
+  policyText: string | null;
 }
 
 export interface PuSnapshot {
@@ -33,7 +35,7 @@ export interface Snapshot {
   ports: Array<[number, number]>;
 }
 
-export type ToWorker = { type: 'snapshot'; snapshot: Snapshot } | { type: 'stop' };
+export type ToWorker = { type: 'snapshot'; snapshot: Snapshot } | { type: 'policy'; text: string | null } | { type: 'stop' };
 
 /** Upper bounds (µs) of the per-packet handling-time histogram; the last bucket is +Inf. */
 export const HANDLING_BUCKETS_US = [5, 10, 20, 50, 100, 200, 500, 1000, 5000] as const;
@@ -53,4 +55,5 @@ export type FromWorker =
   | { type: 'ready'; queueNum: number }
   | { type: 'flows'; records: FlowRecord[] }
   | { type: 'stats'; stats: WorkerStats }
-  | { type: 'fatal'; message: string; code?: string };
+  | { type: 'fatal'; message: string; code?: string }
+  | { type: 'policy-error'; message: string };

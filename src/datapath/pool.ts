@@ -27,6 +27,8 @@ export interface Datapath extends EventEmitter<DatapathEvents> {
   /** Resolves once every worker has bound its queue; rejects with the first worker's error. */
   start(): Promise<void>;
   update(snapshot: Snapshot): void;
+  /** Replace the policy in every worker (text already validated by the caller; null = default). */
+  setPolicy(text: string | null): void;
   stats(): WorkerStats[];
   stop(): Promise<void>;
 }
@@ -45,11 +47,12 @@ export function createDatapath(options: DatapathOptions): Datapath {
   const workers = new Map<number, Worker>();
   const stats = new Map<number, WorkerStats>();
   let snapshot: Snapshot = { pus: [], ports: [] };
+  let policyText = options.policyText;
   let stopping = false;
 
   function spawn(queueNum: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const config: WorkerConfig = { ...options, queueNum };
+      const config: WorkerConfig = { ...options, policyText, queueNum };
       const w = new Worker(workerUrl(), { workerData: config });
       workers.set(queueNum, w);
       let ready = false;
@@ -65,6 +68,9 @@ export function createDatapath(options: DatapathOptions): Datapath {
             break;
           case 'stats':
             stats.set(queueNum, m.stats);
+            break;
+          case 'policy-error':
+            emitter.emit('error', new TesseraError('TESSERA_ERR_POLICY', `queue ${queueNum} refused the policy: ${m.message}`));
             break;
           case 'fatal': {
             const err = new TesseraError('TESSERA_ERR_QUEUE', `queue ${queueNum}: ${m.message}`);
@@ -102,6 +108,10 @@ export function createDatapath(options: DatapathOptions): Datapath {
   emitter.update = (s) => {
     snapshot = s;
     for (const w of workers.values()) w.postMessage({ type: 'snapshot', snapshot: s });
+  };
+  emitter.setPolicy = (text) => {
+    policyText = text;
+    for (const w of workers.values()) w.postMessage({ type: 'policy', text });
   };
   emitter.stats = () => [...stats.values()];
   emitter.stop = async () => {

@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { loadNative, type NativeQueue } from './native.js';
 import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type LocalPu } from './handshake/handshake.js';
 import { createHandshakeCrypto } from './crypto.js';
-import { createDefaultPolicy } from '../policy/index.js';
+import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
 import { HANDLING_BUCKETS_US, type FromWorker, type Snapshot, type ToWorker, type WorkerConfig } from './messages.js';
 
 const config = workerData as WorkerConfig;
@@ -15,7 +15,15 @@ const send = (m: FromWorker): void => port.postMessage(m);
 
 let pusByIndex = new Map<number, LocalPu>();
 let pusByPort = new Map<number, LocalPu>();
-const policy = createDefaultPolicy();
+/** Compile policy text in this worker; the daemon already validated it, so errors are unexpected. */
+function compile(text: string | null): Policy | null {
+  if (text == null) return createDefaultPolicy(); // null or absent: the built-in default
+  const r = compilePolicy(text);
+  if (r.ok) return r.policy;
+  send({ type: 'policy-error', message: r.errors.map((e) => e.text).join('; ') });
+  return null;
+}
+let policy: Policy = compile(config.policyText) ?? createDefaultPolicy();
 let flows: FlowRecord[] = [];
 let errors = 0;
 
@@ -44,13 +52,19 @@ if (config.mode === 'handshake') {
     now: Date.now,
     onFlow: (r) => {
       flows.push(r);
+      // Decisions reach the daemon within ~20 ms (so `tessera flows` right after a refusal
+      // shows it), yet a burst costs one message, not one per connection.
       if (flows.length >= 256) flushFlows();
+      else if (!flushTimer) flushTimer = setTimeout(flushFlows, 20);
     },
     options: config.handshake,
   });
 }
 
+let flushTimer: NodeJS.Timeout | null = null;
 function flushFlows(): void {
+  if (flushTimer) clearTimeout(flushTimer);
+  flushTimer = null;
   if (flows.length === 0) return;
   send({ type: 'flows', records: flows });
   flows = [];
@@ -117,6 +131,7 @@ const timer = setInterval(() => {
 
 port.on('message', (m: ToWorker) => {
   if (m.type === 'snapshot') applySnapshot(m.snapshot);
+  else if (m.type === 'policy') policy = compile(m.text) ?? policy;
   else if (m.type === 'stop') {
     clearInterval(timer);
     flushFlows();

@@ -481,7 +481,9 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       if (j !== 'reject') {
         counters.accepted++;
         record('ingress', 'syn', 'accept', j === 'audit' ? 'audit' : 'ok', d.ruleId, buf, pkt, pu, null, true, d);
-        return decide(VERDICT_ACCEPT, -1, 0, j === 'audit' ? 'audit' : 'ok');
+        // No proof will follow from a peer without Tessera: mark the flow authorized now
+        // (TESSERA-APPLY turns "clear server pending" into AUTHORIZED) so revoke can find it.
+        return decide(VERDICT_REPEAT, OP_CLEAR_SERVER_PENDING, 0, j === 'audit' ? 'audit' : 'ok');
       }
       record('ingress', 'syn', 'reject', 'missing-token', d.ruleId, buf, pkt, pu, null, true, d);
       return rejectInbound(buf, pkt, out, 'missing-token', d.reject);

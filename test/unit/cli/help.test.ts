@@ -32,14 +32,15 @@ describe('help texts', () => {
   it('documents every option of run, status, flows, ca, psk', () => {
     const main = declaredOptions('src/cli/main.ts');
     const keys = declaredOptions('src/cli/keys.ts');
-    const all = [...main, ...keys];
-    const documented = (o: string) => ['run', 'status', 'flows', 'ca', 'psk'].some((c) => HELP[c]!.includes(`--${o}`));
+    const policy = declaredOptions('src/cli/policy.ts');
+    const all = [...main, ...keys, ...policy];
+    const documented = (o: string) => ['run', 'status', 'flows', 'ca', 'psk', 'policy'].some((c) => HELP[c]!.includes(`--${o}`));
     expect(all.length).toBeGreaterThan(8);
     expect(all.filter((o) => !documented(o))).toEqual([]);
   });
 
   it('lists every command in the main help', () => {
-    for (const c of ['daemon', 'run', 'status', 'flows', 'cleanup', 'ca', 'psk', 'version']) expect(HELP.main).toContain(`  ${c} `);
+    for (const c of ['daemon', 'run', 'status', 'flows', 'cleanup', 'policy', 'ca', 'psk', 'version']) expect(HELP.main).toContain(`  ${c} `);
   });
 
   it('answers unknown options and commands with status 2 and a pointer to --help', async () => {

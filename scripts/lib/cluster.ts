@@ -163,6 +163,8 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
           const child = h.daemon;
           if (!child) return null;
           h.daemon = null;
+          // Already gone (crashed, killed): its exit event fired long ago.
+          if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
           const code = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
           await killAndWait(child, 10_000);
           return code;

@@ -512,7 +512,9 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     }
     const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
     recentServer.forget(tupleKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort));
-    serverState.set(key, { at: deps.now(), nonceC: decoded.block.nonceC.slice(), tokenHashC: peer.tokenHash, epkC: peer.epk });
+    // A real copy: the block is a view of the queue's receive buffer, which the next batch
+    // overwrites (and Buffer.prototype.slice would return a view, not a copy).
+    serverState.set(key, { at: deps.now(), nonceC: new Uint8Array(decoded.block.nonceC), tokenHashC: peer.tokenHash, epkC: peer.epk });
     counters.accepted++;
     return decide(VERDICT_REPEAT, OP_SET_SERVER_PENDING, stripped, 'ok');
   }
@@ -546,7 +548,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       return rejectSynAck(buf, pkt, out, peer.reason);
     }
     const isnC = (pkt.ack - 1) >>> 0;
-    const nonceC = crypto.nonce(flowInput(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, [LABEL_CLIENT_NONCE, isnC], [])).slice();
+    const nonceC = new Uint8Array(crypto.nonce(flowInput(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, [LABEL_CLIENT_NONCE, isnC], [])));
     // Which of our tokens did the SYN carry? The MAC tells: try the newest first.
     let macC: Uint8Array | null = null;
     let mine: IssuedToken | null = null;

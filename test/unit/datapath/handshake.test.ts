@@ -197,6 +197,19 @@ describe('handshake', () => {
     expect(run(b, bare, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'missing-proof' });
   });
 
+  it('keeps its own copy of per-flow values: the queue overwrites its receive buffer between batches', () => {
+    // The worker hands the handshake views of one reused Buffer; whatever the server keeps
+    // from a SYN must survive the next batch overwriting that memory (Buffer#slice is a view).
+    const syn = seg(A_ADDR, B_ADDR, 41003, 80, 71_000, 0, TCP_SYN);
+    const tagged = run(a, syn, HOOK_POST_ROUTING, markForPuIndex(1)).bytes;
+    const shared = Buffer.alloc(4096);
+    shared.set(tagged);
+    expect(b.hs.handle(shared.subarray(0, tagged.length), HOOK_PRE_ROUTING, 0, new Uint8Array(65536)).verdict).toBe(VERDICT_REPEAT);
+    shared.fill(0xa5); // the next batch
+    const synAckOut = run(b, seg(B_ADDR, A_ADDR, 80, 41003, 72_000, 71_001, TCP_SYN | TCP_ACK), HOOK_POST_ROUTING);
+    expect(run(a, synAckOut.bytes, HOOK_PRE_ROUTING, markForPuIndex(1)).reason).toBe('ok');
+  });
+
   describe('property 1: authenticity', () => {
     it('a host without the PSK cannot make a peer accept its labels', async () => {
       const mallory = makeHost('mallory', createSecret());

@@ -3,27 +3,52 @@
 // listening sockets of this network namespace from /proc/net/tcp{,6} and the socket inodes
 // held by the PU's processes from /proc/PID/fd.
 
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readSync, readdirSync, readlinkSync } from 'node:fs';
 
 const LISTEN = '0A';
 
-/** inode -> port of every listening TCP socket in our network namespace. */
+/**
+ * inode -> port of every listening TCP socket in our network namespace. The kernel lists
+ * listening sockets first in /proc/net/tcp{,6}, so reading stops at the first line in
+ * another state: a busy server has tens of thousands of TIME_WAIT lines after them, and
+ * reading those every scan cost ~95 ms of CPU (measured by the benchmark at 31k sockets).
+ */
 export function listeningSockets(procNet = '/proc/net'): Map<string, number> {
   const out = new Map<string, number>();
+  const chunk = Buffer.allocUnsafe(64 * 1024);
   for (const file of ['tcp', 'tcp6']) {
-    let text: string;
+    let fd: number;
     try {
-      text = readFileSync(`${procNet}/${file}`, 'utf8');
+      fd = openSync(`${procNet}/${file}`, 'r');
     } catch {
       continue; // no IPv6 in this kernel/namespace
     }
-    const lines = text.split('\n');
-    for (let i = 1; i < lines.length; i++) {
-      const cols = lines[i]!.trim().split(/\s+/);
-      if (cols.length < 10 || cols[3] !== LISTEN) continue;
-      const local = cols[1]!;
-      const port = parseInt(local.slice(local.lastIndexOf(':') + 1), 16);
-      out.set(cols[9]!, port);
+    try {
+      let rest = '';
+      let header = true;
+      let done = false;
+      while (!done) {
+        const n = readSync(fd, chunk, 0, chunk.length, null);
+        if (n === 0) break;
+        const lines = (rest + chunk.toString('latin1', 0, n)).split('\n');
+        rest = lines.pop()!;
+        for (const line of lines) {
+          if (header) {
+            header = false;
+            continue;
+          }
+          const cols = line.trim().split(/\s+/);
+          if (cols.length < 10) continue;
+          if (cols[3] !== LISTEN) {
+            done = true;
+            break;
+          }
+          const local = cols[1]!;
+          out.set(cols[9]!, parseInt(local.slice(local.lastIndexOf(':') + 1), 16));
+        }
+      }
+    } finally {
+      closeSync(fd);
     }
   }
   return out;

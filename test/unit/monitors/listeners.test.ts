@@ -1,0 +1,44 @@
+// Listening-port discovery reads only the LISTEN block at the head of /proc/net/tcp{,6}.
+
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { listeningSockets } from '../../../src/monitors/process/listeners.js';
+
+const HEAD = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
+const line = (sl: number, port: number, st: string, inode: number) =>
+  `  ${sl}: 0100007F:${port.toString(16).toUpperCase().padStart(4, '0')} 00000000:0000 ${st} 00000000:00000000 00:00000000 00000000     0        0 ${inode} 1 0000000000000000 100 0 0 10 0\n`;
+
+describe('listeningSockets', () => {
+  it('maps inodes of LISTEN sockets to ports and stops at the first other state', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-procnet-'));
+    try {
+      let tcp = HEAD + line(0, 80, '0A', 1001) + line(1, 8080, '0A', 1002);
+      // Thousands of TIME_WAIT lines follow on a busy host; a LISTEN line after them is not
+      // possible in the kernel's order, so it must not be read (proves the early stop).
+      for (let i = 0; i < 5000; i++) tcp += line(i + 2, 40000 + (i % 1000), '06', 0);
+      tcp += line(9999, 9999, '0A', 1003);
+      writeFileSync(join(dir, 'tcp'), tcp);
+      writeFileSync(join(dir, 'tcp6'), HEAD + line(0, 443, '0A', 2001));
+      const m = listeningSockets(dir);
+      expect([...m.entries()].sort()).toEqual([
+        ['1001', 80],
+        ['1002', 8080],
+        ['2001', 443],
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('copes with a missing tcp6 file (no IPv6)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-procnet-'));
+    try {
+      writeFileSync(join(dir, 'tcp'), HEAD + line(0, 22, '0A', 7));
+      expect(listeningSockets(dir).get('7')).toBe(22);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

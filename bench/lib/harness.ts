@@ -2,15 +2,15 @@
 // measured once per round, rounds interleaved, everything started here ended by PID and the
 // topology removed on success, failure and signals (see cleanup()).
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
-import { createTopology, killAndWait, uniquePrefix, type NsHost, type Topology } from '../../scripts/lib/netns.js';
+import { createTopology, killAndWait, run, uniquePrefix, type NsHost, type Topology } from '../../scripts/lib/netns.js';
 import { TesseraError, errorMessage } from '../../src/errors.js';
 import { buildPrograms, ensureNfqueueBinding } from './build.js';
 import { startReaper } from './reaper.js';
 import type { BenchOptions } from './options.js';
-import { cpuMicros, clkTck } from './procstat.js';
+import { cpuMicros, clkTck, mainThreadMicros } from './procstat.js';
 import {
   markdown,
   summarize,
@@ -21,7 +21,7 @@ import {
   type ScenarioRow,
   type Target,
 } from './report.js';
-import { SCENARIOS, selectScenarios, unavailable, type HandlerContext, type Scenario } from './scenarios.js';
+import { SCENARIOS, selectScenarios, unavailable, type HandlerContext, type PuSupport, type Scenario } from './scenarios.js';
 
 export interface Skipped {
   id: string;
@@ -43,7 +43,12 @@ export interface BenchResult {
 
 const PONG_PORT = 8080;
 const SINK_PORT = 8081;
+// PU scenarios run their own server and sink as PUs, on ports of their own.
+const PU_PONG_PORT = 8090;
+const PU_SINK_PORT = 8091;
 const READY_TIMEOUT_MS = 15_000;
+/** The daemon rediscovers listening ports every 250 ms; a PU ends ~2 s after its last process. */
+const PU_SETTLE_TIMEOUT_MS = 6_000;
 
 /** A long-running process in a namespace whose output is drained (a full pipe would stall it). */
 interface Managed {
@@ -63,6 +68,8 @@ export class Bench {
   private cleaned = false;
   private out = '';
   private readonly scratch: string;
+  /** Cleanup commands of PU scenarios whose handlers ran (rules, cgroups), run by cleanup(). */
+  private readonly leftovers = new Map<string, { host: NsHost; argv: string[] }>();
 
   constructor(
     private readonly root: string,
@@ -93,7 +100,10 @@ export class Bench {
 
     this.checkAborted();
     // Armed before the namespaces exist, so there is no window in which a SIGKILL leaks them.
-    startReaper(['a', 'b', 'sw'].map((h) => `${this.prefix}-${h}`));
+    startReaper(
+      ['a', 'b', 'sw'].map((h) => `${this.prefix}-${h}`),
+      active.flatMap((s) => (s.pu ? ['a', 'b'].map((h) => s.pu!.cgroupPrefix(`${this.prefix}-${h}`)) : [])),
+    );
     this.topo = await createTopology({ prefix: this.prefix, hosts: ['a', 'b'], subnet: this.subnet });
     const a = this.topo.host('a');
     const b = this.topo.host('b');
@@ -105,6 +115,16 @@ export class Bench {
     if (this.opts.bulkBytes > 0) {
       const sink = this.startManaged(b, [...this.pinned(1), join(this.out, 'server'), '--addr', b.addr, '--port', String(SINK_PORT), '--sink'], 'sink');
       await sink.ready;
+    }
+
+    for (const s of active) {
+      if (!s.prepare) continue;
+      const shared = join(this.scratch, s.id);
+      mkdirSync(shared, { recursive: true });
+      await s.prepare(this.root, shared, async (argv) => {
+        const r = await run(argv, { timeoutMs: 60_000 });
+        if (r.code !== 0) throw new TesseraError('TESSERA_ERR_COMMAND', `${s.id}: ${argv.join(' ')} failed: ${(r.stderr || r.stdout).trim()}`);
+      });
     }
 
     const samples: RunSample[] = [];
@@ -128,7 +148,7 @@ export class Bench {
       topology: { prefix: this.prefix, subnet: this.subnet, client: a.addr, server: b.addr },
       rows,
       skipped,
-      targets: targets(rows),
+      targets: targets(rows, { bulk: this.opts.bulkBytes > 0 }),
       samples,
     };
   }
@@ -138,6 +158,7 @@ export class Bench {
     this.cleaning ??= (async () => {
       await Promise.all([...this.procs].map((c) => killAndWait(c, 2000)));
       this.procs.clear();
+      await this.runLeftovers();
       if (this.topo) await this.topo.destroy();
       rmSync(this.scratch, { recursive: true, force: true });
       this.cleaned = true;
@@ -194,77 +215,175 @@ export class Bench {
   private async measureOnce(s: Scenario, run: number, a: NsHost, b: NsHost): Promise<RunSample> {
     const sample: RunSample = { scenario: s.id, run };
     const handlers: Managed[] = [];
+    const puProcs: Managed[] = [];
     const queue = 10 + SCENARIOS.findIndex((x) => x.id === s.id);
+    const shared = join(this.scratch, s.id);
+    const ctxOf = (host: NsHost, role: 'client' | 'server', peer: NsHost): HandlerContext => ({
+      root: this.root,
+      bin: (n) => join(this.out, n),
+      queue,
+      host,
+      role,
+      peer,
+      dir: join(shared, host.name),
+      shared,
+    });
+    const ctxA = ctxOf(a, 'client', b);
+    const ctxB = ctxOf(b, 'server', a);
+    const pu = s.pu;
     let rulesIn = false;
     try {
       if (typeof s.handler === 'function') {
-        for (const [host, role, peer] of [
-          [a, 'client', b],
-          [b, 'server', a],
-        ] as const) {
-          const dir = join(this.scratch, s.id, host.name);
-          mkdirSync(dir, { recursive: true });
-          const ctx: HandlerContext = { root: this.root, bin: (n) => join(this.out, n), queue, host, role, peer, dir };
-          handlers.push(this.startManaged(host, s.handler(ctx), `${s.id}@${host.name}`, s.ready));
+        for (const ctx of [ctxA, ctxB]) {
+          // A fresh state directory every round: no PU state or socket carried over.
+          rmSync(ctx.dir, { recursive: true, force: true });
+          mkdirSync(ctx.dir, { recursive: true });
+          if (pu) this.leftovers.set(`${s.id}@${ctx.host.name}`, { host: ctx.host, argv: pu.cleanup(ctx) });
+          handlers.push(this.startManaged(ctx.host, s.handler(ctx), `${s.id}@${ctx.host.name}`, s.probe ? null : s.ready));
         }
-        await Promise.all(handlers.map((h) => h.ready));
+        if (s.probe) await Promise.all([ctxA, ctxB].map((ctx, i) => this.probe(ctx, s.probe!(ctx), handlers[i]!)));
+        else await Promise.all(handlers.map((h) => h.ready));
       }
       if (s.rules === 'bench') {
         rulesIn = true;
         await this.queueRules(a, 'client', queue);
         await this.queueRules(b, 'server', queue);
       }
-      const target = ['--addr', b.addr, '--port', String(PONG_PORT)];
-      // Warm-up: JIT, caches, and a check that the path works at all before timing it.
-      const warm = await this.client(a, [...target, '--concurrency', String(this.opts.concurrency), '--seconds', '0.3', '--count', '3000']);
-      if (warm.connections === 0) throw new TesseraError('TESSERA_ERR_COMMAND', `warm-up: no connection succeeded (${warm.errors} errors)`);
-
-      const pids = handlers.flatMap((h) => (h.child.pid ? [h.child.pid] : []));
-      const cpu0 = cpuMicros(pids);
-      sample.rate = await this.client(a, [
-        ...target,
-        '--concurrency',
-        String(this.opts.concurrency),
-        '--seconds',
-        String(this.opts.seconds),
-        '--count',
-        String(this.opts.count),
-      ]);
-      sample.handlerCpuUs = handlers.length ? cpuMicros(pids) - cpu0 : 0;
-      sample.latency = await this.client(a, [
-        ...target,
-        '--concurrency',
-        '1',
-        '--seconds',
-        String(this.opts.seconds),
-        '--count',
-        String(this.opts.latencyCount),
-      ]);
-      if (this.opts.bulkBytes > 0) {
-        sample.bulk = (await this.client(a, [
-          '--addr',
-          b.addr,
-          '--port',
-          String(SINK_PORT),
-          '--bulk',
-          String(this.opts.bulkBytes),
-          '--seconds',
-          String(Math.max(this.opts.seconds, 5)),
-        ])) as unknown as BulkResult;
+      let pongPort = PONG_PORT;
+      let sinkPort = SINK_PORT;
+      let wrap: string[] = [];
+      if (pu) {
+        // The server side of a PU is found by its listening port: the daemon must have seen it.
+        pongPort = PU_PONG_PORT;
+        sinkPort = PU_SINK_PORT;
+        const ports = [pongPort, ...(this.opts.bulkBytes > 0 ? [sinkPort] : [])];
+        // One after the other: `tessera daemon` gives two PUs created at the same moment the
+        // same PU index, and then cannot install any rule (reported; see docs/performance.md).
+        for (const port of ports) {
+          const argv = [...pu.wrap(ctxB), ...this.pinned(1), join(this.out, 'server'), '--addr', b.addr, '--port', String(port), ...(port === sinkPort ? ['--sink'] : [])];
+          const m = this.startManaged(b, argv, `${s.id}-server:${port}`);
+          puProcs.push(m);
+          await m.ready;
+        }
+        await this.waitPus(ctxB, pu, `server PU listening on ${ports.join(', ')}`, (pus) => ports.every((port) => pus.some((p) => p.ports.includes(port))));
+        // The daemon retries a failed rule transaction on its 10 s reconcile tick: allow one.
+        for (const port of ports) await this.until(ctxB.host, pu.serving(ctxB, port), `${s.id}: rules for port ${port} (daemon: ${handlers[1]?.tail() ?? ''})`, 15_000);
+        wrap = pu.wrap(ctxA);
       }
-      const dead = handlers.filter((h) => h.child.exitCode !== null || h.child.signalCode !== null);
-      if (dead.length) throw new TesseraError('TESSERA_ERR_COMMAND', `handler exited during the run: ${dead.map((h) => `${h.name}: ${h.tail()}`).join('; ')}`);
+      // Every client phase of a PU scenario is its own `tessera run`, i.e. its own PU; wait until
+      // the previous one is gone so its removal (a rule transaction) does not land in a timed phase.
+      const settle = async (): Promise<void> => {
+        if (pu) await this.waitPus(ctxA, pu, 'the previous client PU to end', (pus) => pus.length === 0);
+      };
+      const target = ['--addr', b.addr, '--port', String(pongPort)];
+      // Warm-up: JIT, caches, and a check that the path works at all before timing it.
+      const warm = await this.client(a, [...target, '--concurrency', String(this.opts.concurrency), '--seconds', '0.3', '--count', '3000'], wrap);
+      if (warm.connections === 0) throw new TesseraError('TESSERA_ERR_COMMAND', `warm-up: no connection succeeded (${warm.errors} errors)`);
+      await settle();
+
+      // TIME_WAIT sockets on the server host (the server closes first): a handler that walks
+      // the socket table pays for them, and they pile up over the run (see docs/performance.md).
+      sample.serverTimeWait = await this.timeWait(b);
+      const pids = handlers.flatMap((h) => (h.child.pid ? [realPid(h.child.pid)] : []));
+      const cpu0 = cpuMicros(pids);
+      const main0 = mainThreadMicros(pids);
+      sample.rate = await this.client(
+        a,
+        [...target, '--concurrency', String(this.opts.concurrency), '--seconds', String(this.opts.seconds), '--count', String(this.opts.count)],
+        wrap,
+      );
+      sample.handlerCpuUs = handlers.length ? cpuMicros(pids) - cpu0 : 0;
+      if (handlers.length) sample.handlerMainThreadCpuUs = mainThreadMicros(pids) - main0;
+      await settle();
+      sample.latency = await this.client(a, [...target, '--concurrency', '1', '--seconds', String(this.opts.seconds), '--count', String(this.opts.latencyCount)], wrap);
+      if (this.opts.bulkBytes > 0) {
+        await settle();
+        sample.bulk = (await this.client(
+          a,
+          ['--addr', b.addr, '--port', String(sinkPort), '--bulk', String(this.opts.bulkBytes), '--seconds', String(Math.max(this.opts.seconds, 5))],
+          wrap,
+        )) as unknown as BulkResult;
+      }
+      const dead = [...handlers, ...puProcs].filter((h) => h.child.exitCode !== null || h.child.signalCode !== null);
+      if (dead.length) throw new TesseraError('TESSERA_ERR_COMMAND', `exited during the run: ${dead.map((h) => `${h.name}: ${h.tail()}`).join('; ')}`);
     } catch (err) {
       sample.failure = errorMessage(err).split('\n')[0] ?? 'failed';
     } finally {
-      // Rules out first, so no packet waits on a queue whose consumer is going away.
+      // PU servers first (while their daemon still runs), then rules, then handlers.
+      await Promise.all(puProcs.map((h) => this.stop(h)));
       if (rulesIn && !this.signal.aborted) {
         await this.flushMangle(a).catch(() => {});
         await this.flushMangle(b).catch(() => {});
       }
       await Promise.all(handlers.map((h) => this.stop(h)));
+      // The daemon removes its rules when it stops; this also covers one that was killed, and
+      // removes its net_cls subtree (machine-wide) whatever happened.
+      if (pu) await this.runLeftovers();
     }
     return sample;
+  }
+
+  /** TIME_WAIT sockets in host h, from /proc/net/sockstat (cheap: a counter, not a table walk). */
+  private async timeWait(h: NsHost): Promise<number | undefined> {
+    const r = await h.exec(['cat', '/proc/net/sockstat']);
+    const m = /^TCP:.*\btw (\d+)/m.exec(r.stdout);
+    return m ? Number(m[1]) : undefined;
+  }
+
+  /** Run `argv` in the handler's host until it exits 0 (the handler is ready), bounded. */
+  private async probe(ctx: HandlerContext, argv: string[], h: Managed): Promise<void> {
+    const end = Date.now() + READY_TIMEOUT_MS;
+    let last = '';
+    while (Date.now() < end) {
+      if (h.child.exitCode !== null || h.child.signalCode !== null) throw new TesseraError('TESSERA_ERR_COMMAND', `${h.name} exited before ready: ${h.tail()}`);
+      this.checkAborted();
+      const r = await ctx.host.exec(argv, { timeoutMs: 5000 });
+      if (r.code === 0) return;
+      last = (r.stderr || r.stdout).trim().split('\n').pop() ?? '';
+      await sleep(100);
+    }
+    throw new TesseraError('TESSERA_ERR_COMMAND', `${h.name} not ready after ${READY_TIMEOUT_MS} ms: ${last} | ${h.tail()}`);
+  }
+
+  /** Run `argv` in host h until it exits 0, bounded. */
+  private async until(h: NsHost, argv: string[], what: string, timeoutMs = PU_SETTLE_TIMEOUT_MS): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end) {
+      this.checkAborted();
+      if ((await h.exec(argv, { timeoutMs: 5000 })).code === 0) return;
+      await sleep(50);
+    }
+    throw new TesseraError('TESSERA_ERR_COMMAND', `${h.name}: timed out waiting for ${what}`);
+  }
+
+  /** Poll the handler's status until `ok` holds for its PU list, bounded. */
+  private async waitPus(ctx: HandlerContext, pu: PuSupport, what: string, ok: (pus: { ports: number[] }[]) => boolean): Promise<void> {
+    const end = Date.now() + PU_SETTLE_TIMEOUT_MS;
+    let last = '';
+    while (Date.now() < end) {
+      this.checkAborted();
+      const r = await ctx.host.exec(pu.status(ctx), { timeoutMs: 5000 });
+      if (r.code === 0) {
+        try {
+          const pus = (JSON.parse(r.stdout) as { pus: { ports: number[] }[] }).pus;
+          if (ok(pus)) return;
+          last = JSON.stringify(pus.map((p) => p.ports));
+        } catch (err) {
+          last = errorMessage(err);
+        }
+      } else last = r.stderr.trim();
+      await sleep(100);
+    }
+    throw new TesseraError('TESSERA_ERR_COMMAND', `${ctx.host.name}: timed out waiting for ${what} (PU ports: ${last})`);
+  }
+
+  /** Cleanup commands of PU handlers (rules, cgroups), each run once. */
+  private async runLeftovers(): Promise<void> {
+    for (const [key, { host, argv }] of this.leftovers) {
+      this.leftovers.delete(key);
+      const r = await host.exec(argv, { timeoutMs: 30_000 });
+      if (r.code !== 0) this.log(`bench: warning: ${key}: ${argv.slice(-3).join(' ')} failed: ${r.stderr.trim()}`);
+    }
   }
 
   // SYN + SYN-ACK at both ends: 4 queue passes per connection. They are the first rules of
@@ -291,7 +410,7 @@ export class Bench {
     if (r.code !== 0) throw new TesseraError('TESSERA_ERR_RULES', `${h.ns}: iptables-restore failed: ${r.stderr.trim()}`);
   }
 
-  private startManaged(host: NsHost, argv: string[], name: string, ready: RegExp = /^ready$/m): Managed {
+  private startManaged(host: NsHost, argv: string[], name: string, ready: RegExp | null = /^ready$/m): Managed {
     const child = host.spawn(argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.procs.add(child);
     child.once('exit', () => this.procs.delete(child));
@@ -306,6 +425,7 @@ export class Bench {
     child.stdout?.on('data', take);
     child.stderr?.on('data', take);
     const readyP = new Promise<void>((resolve, reject) => {
+      if (ready === null) return resolve(); // readiness is probed by the caller
       const timer = setTimeout(() => reject(new TesseraError('TESSERA_ERR_COMMAND', `${name} not ready after ${READY_TIMEOUT_MS} ms: ${buf.trim()}`)), READY_TIMEOUT_MS);
       onData = () => {
         if (ready.test(buf)) {
@@ -330,16 +450,26 @@ export class Bench {
   }
 
   private async stop(m: Managed): Promise<void> {
+    // A wrapper (tessera run) forwards SIGTERM to its command; if it is SIGKILLed instead, its
+    // command would stay behind: those are ours too, end them by PID.
+    const kids = m.child.pid ? descendants(m.child.pid) : [];
     await killAndWait(m.child, 3000);
     this.procs.delete(m.child);
+    for (const pid of kids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
   }
 
   /** Run the C client in host h and parse its JSON line; bounded by its own --seconds plus slack. */
-  private client(h: NsHost, args: string[]): Promise<ClientResult> {
+  private client(h: NsHost, args: string[], wrap: string[] = []): Promise<ClientResult> {
     const secIdx = args.indexOf('--seconds');
     const limitMs = (Number(args[secIdx + 1] ?? 10) + 10) * 1000;
     return new Promise((resolve, reject) => {
-      const child = h.spawn([...this.pinned(0), join(this.out, 'client'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = h.spawn([...wrap, ...this.pinned(0), join(this.out, 'client'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
       this.procs.add(child);
       let stdout = '';
       let stderr = '';
@@ -366,13 +496,69 @@ export class Bench {
   }
 }
 
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function ppidOf(pid: number): number | null {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return null;
+  }
+}
+
+/** Every live descendant of pid (by ppid), deepest last. */
+function descendants(pid: number): number[] {
+  const parent = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const pp = ppidOf(Number(name));
+    if (pp !== null) parent.set(Number(name), pp);
+  }
+  const out: number[] = [];
+  const want = new Set([pid]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [p, pp] of parent) {
+      if (!want.has(p) && want.has(pp)) {
+        want.add(p);
+        out.push(p);
+        grew = true;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * The process doing the work behind a `host.spawn` PID. `ip netns exec` execs its command in
+ * place (same PID) on this iproute2, but a version that forks would leave the PID on `ip`,
+ * whose own CPU is ~0: then take its only child.
+ */
+export function realPid(pid: number): number {
+  try {
+    const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    if (comm !== 'ip') return pid;
+    const kids = descendants(pid).filter((k) => ppidOf(k) === pid);
+    return kids.length === 1 ? kids[0]! : pid;
+  } catch {
+    return pid;
+  }
+}
+
 function describe(s: RunSample): string {
   if (s.failure && !s.rate) return `FAILED: ${s.failure}`;
   const parts = [
     s.rate ? `${Math.round(s.rate.connPerSec)} conn/s` : '',
     s.latency ? `p50 ${s.latency.connectP50Us.toFixed(0)} µs p99 ${s.latency.connectP99Us.toFixed(0)} µs` : '',
-    s.rate && s.handlerCpuUs !== undefined && s.rate.connections ? `cpu ${(s.handlerCpuUs / s.rate.connections).toFixed(1)} µs/conn` : '',
+    s.rate && s.handlerCpuUs !== undefined && s.rate.connections
+      ? `cpu ${(s.handlerCpuUs / s.rate.connections).toFixed(1)} µs/conn` +
+        (s.handlerMainThreadCpuUs !== undefined ? ` (main threads ${(s.handlerMainThreadCpuUs / s.rate.connections).toFixed(1)})` : '')
+      : '',
     s.bulk ? `bulk ${Math.round(s.bulk.mbPerSec)} MB/s` : '',
+    s.serverTimeWait !== undefined ? `server TIME_WAIT ${s.serverTimeWait}` : '',
     s.rate || s.latency
       ? `errors ${(s.rate?.errors ?? 0) + (s.latency?.errors ?? 0)} (timeouts ${(s.rate?.timeouts ?? 0) + (s.latency?.timeouts ?? 0)})`
       : '',

@@ -60,3 +60,22 @@ export function cpuMicros(pids: readonly number[]): number {
   for (const pid of want) ticks += all.get(pid)?.ticks ?? 0;
   return (ticks * 1e6) / clkTck();
 }
+
+/**
+ * CPU of the main threads only (/proc/PID/task/PID/stat), in microseconds: for a Node handler
+ * this is its control plane (timers, child processes, messages), the rest of its CPU being its
+ * worker threads (the datapath) and V8's helper threads (GC).
+ */
+export function mainThreadMicros(pids: readonly number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const s = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      /* gone */
+    }
+  }
+  return (ticks * 1e6) / clkTck();
+}

@@ -1,6 +1,5 @@
-// The scenario table. Each NFQUEUE scenario's handler is ONE entry here: pointing the
-// tessera row at the real datapath (`tessera daemon` in an accept-all mode) is a one-line
-// change of its `handler` (plus `rules: 'handler'` if the daemon installs its own rules).
+// The scenario table. Each NFQUEUE scenario's handler is ONE entry here; a handler that
+// protects processes (the real daemon) also says how to run a command as its PU (`pu`).
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NsHost } from '../../scripts/lib/netns.js';
@@ -19,11 +18,33 @@ export interface HandlerContext {
   role: 'client' | 'server';
   /** The other host. */
   peer: NsHost;
-  /** A scratch directory for this host and scenario (state dirs, sockets, keys). */
+  /** A scratch directory for this host and scenario, emptied before every round (state dirs, sockets). */
   dir: string;
+  /** A scratch directory of this scenario shared by both hosts for the whole run (keys made by `prepare`). */
+  shared: string;
 }
 
 export type HandlerCommand = (ctx: HandlerContext) => string[];
+
+/**
+ * For handlers that protect processes (the real daemon): the benchmark's own server and client
+ * must then run as PUs, which the handler discovers by itself.
+ */
+export interface PuSupport {
+  /** Command prefix that runs a command as a PU in this host (server, sink and every client phase). */
+  wrap(ctx: HandlerContext): string[];
+  /** A command printing the handler's status as JSON: `{ pus: [{ ports: number[] }] }`. */
+  status(ctx: HandlerContext): string[];
+  /**
+   * A command that exits 0 once the handler protects a server PU's `port` in the kernel, not
+   * only in its own tables: `status` may list a port before its rules are installed.
+   */
+  serving(ctx: HandlerContext, port: number): string[];
+  /** Removes what the handler may have left in its host (rules, cgroups); run after it stopped. */
+  cleanup(ctx: HandlerContext): string[];
+  /** Machine-wide cgroup directory names (prefix) this scenario may create, for the watchdog. */
+  cgroupPrefix(ns: string): string;
+}
 
 export interface Scenario {
   id: string;
@@ -44,9 +65,27 @@ export interface Scenario {
   missing?: string;
   /** Printed by the handler when it is ready for traffic (stdout or stderr). Default /^ready$/m. */
   ready?: RegExp;
+  /** Instead of `ready`: a command run in the handler's host until it exits 0. */
+  probe?: HandlerCommand;
+  /** Once per run, before the first round (e.g. make keys in `shared`). Commands run on the machine. */
+  prepare?: (root: string, shared: string, run: (argv: string[]) => Promise<void>) => Promise<void>;
+  /** Set when the server and client must run as PUs of this handler. */
+  pu?: PuSupport;
 }
 
 const node = process.execPath;
+/**
+ * Node handlers' interpreter argv. BENCH_CPU_PROF=DIR adds --cpu-prof (main thread and every
+ * worker write a .cpuprofile into DIR when they exit): for finding where a row's time goes.
+ */
+const nodeArgv = (): string[] => {
+  const dir = process.env.BENCH_CPU_PROF;
+  return dir ? [node, '--cpu-prof', '--cpu-prof-dir', dir] : [node];
+};
+const TESSERA_JS = 'dist/src/bin/tessera.js';
+const socketOf = (c: HandlerContext): string => join(c.dir, 'tessera.sock');
+// One net_cls subtree per daemon: the hierarchy is machine-wide, the namespace name is unique.
+const cgroupRootOf = (ns: string): string => `tessera-${ns}`;
 
 export const SCENARIOS: readonly Scenario[] = [
   { id: 'baseline', title: 'no NFQUEUE (baseline)', passes: 0, rules: 'none', handler: 'none' },
@@ -73,22 +112,60 @@ export const SCENARIOS: readonly Scenario[] = [
     handler: (c) => [node, join(c.root, 'bench/handlers/nfqueue-accept.cjs'), '--queue', String(c.queue)],
   },
   {
+    // The row the issue's targets compare with C: our datapath exactly as the daemon runs it
+    // (the worker pool of src/datapath, built), in accept-all mode, under the bench's rules.
     id: 'tessera-accept',
-    title: 'tessera addon accept-all (worker)',
+    title: 'tessera datapath pool accept-all',
+    passes: 4,
+    rules: 'bench',
+    requires: ['native/build/Release/tessera_nfq.node', 'native/index.cjs', 'dist/src/datapath/index.js', 'dist/src/datapath/queue.worker.js'],
+    handler: (c) => [...nodeArgv(), join(c.root, 'bench/handlers/tessera-datapath.mjs'), '--queue', String(c.queue)],
+  },
+  {
+    // The addon alone in one worker: the difference to the pool row is what the pool adds.
+    id: 'tessera-addon',
+    title: 'tessera addon only (worker)',
     passes: 4,
     rules: 'bench',
     requires: ['native/build/Release/tessera_nfq.node', 'native/index.cjs'],
-    // The one line to swap for the real datapath, e.g.
-    //   handler: (c) => [node, join(c.root, 'dist/src/bin/tessera.js'), 'daemon', '--accept-all', '--state-dir', c.dir],
-    handler: (c) => [node, join(c.root, 'bench/handlers/tessera-accept.mjs'), '--queue', String(c.queue)],
+    handler: (c) => [node, join(c.root, 'bench/handlers/tessera-addon.mjs'), '--queue', String(c.queue)],
   },
   {
+    // The product: `tessera daemon` in each host, CA trust, its own rules; server and client
+    // run as PUs with one label, so every connection is a full mutual authorization.
     id: 'tessera-ca',
     title: 'tessera full mutual auth (CA mode)',
     passes: 6,
     rules: 'handler',
-    handler: undefined,
-    missing: 'no command yet: set its handler in bench/lib/scenarios.ts once `tessera daemon` runs in CA mode',
+    requires: [TESSERA_JS, 'native/build/Release/tessera_nfq.node'],
+    prepare: async (root, shared, run) => {
+      const ca = join(shared, 'ca');
+      await run([node, join(root, TESSERA_JS), 'ca', 'init', '--out', ca, '--name', 'tessera-bench-ca']);
+      for (const h of ['a', 'b']) await run([node, join(root, TESSERA_JS), 'ca', 'issue', '--ca', join(ca, 'ca.json'), '--host', `host-${h}`, '--out', ca]);
+    },
+    handler: (c) => [
+      ...nodeArgv(),
+      join(c.root, TESSERA_JS),
+      'daemon',
+      '--ca', join(c.shared, 'ca', 'ca.pub.json'),
+      '--cert', join(c.shared, 'ca', `host-${c.host.name}.cert`),
+      '--key', join(c.shared, 'ca', `host-${c.host.name}.key.json`),
+      '--socket', socketOf(c),
+      '--state-dir', join(c.dir, 'state'),
+      '--cgroup-root', cgroupRootOf(c.host.ns),
+      '--queue-base', String(c.queue),
+      // warn: flow records are logged at info; at 10 k conn/s that would be the benchmark.
+      '--log-level', 'warn',
+    ],
+    probe: (c) => [node, join(c.root, TESSERA_JS), 'status', '--json', '--socket', socketOf(c)],
+    pu: {
+      wrap: (c) => [node, join(c.root, TESSERA_JS), 'run', '--label', 'app=bench', '--socket', socketOf(c), '--'],
+      status: (c) => [node, join(c.root, TESSERA_JS), 'status', '--json', '--socket', socketOf(c)],
+      // The daemon queues a server PU's SYNs by a --dport rule in TESSERA-PU-IN (docs/rules.md).
+      serving: (_c, port) => ['sh', '-c', `iptables -w -t mangle -S TESSERA-PU-IN | grep -q -- '--dport ${port} '`],
+      cleanup: (c) => [node, join(c.root, TESSERA_JS), 'cleanup', '--cgroup-root', cgroupRootOf(c.host.ns)],
+      cgroupPrefix: (ns) => cgroupRootOf(ns),
+    },
   },
 ];
 

@@ -140,6 +140,36 @@ describe('bench report and options (no root)', () => {
     expect(md).toContain('skipped: no command');
   });
 
+  it('computes the full mutual auth targets against the baseline and the npm handler', () => {
+    const info = [
+      { id: 'baseline', title: 'base', passes: 0 },
+      { id: 'nfqueue-npm', title: 'npm', passes: 4 },
+      { id: 'tessera-ca', title: 'ca', passes: 6 },
+    ];
+    const bulk = (mbPerSec: number) => ({ bytes: 1e8, seconds: 1e8 / 1e6 / mbPerSec, mbPerSec, complete: true, errors: 0 });
+    const samples: RunSample[] = [
+      { scenario: 'baseline', run: 1, rate: client(10000, 40), latency: client(5000, 40), handlerCpuUs: 0, bulk: bulk(1000) },
+      // 60 µs/conn of handler CPU over 1000 connections
+      { scenario: 'nfqueue-npm', run: 1, rate: client(8000, 140), latency: client(5000, 140), handlerCpuUs: 60_000 },
+      { scenario: 'tessera-ca', run: 1, rate: client(7500, 230), latency: client(5000, 230), handlerCpuUs: 90_000, bulk: bulk(990) },
+    ];
+    const rows = summarize(info, samples);
+    const t = targets(rows, { bulk: true });
+    const by = (prefix: string) => t.find((x) => x.name.startsWith(prefix))!;
+    expect(by('full mutual auth (CA) conn/s').value).toBeCloseTo(0.75);
+    expect(by('full mutual auth (CA) conn/s').pass).toBe(true);
+    expect(by('full mutual auth (CA) added connect p50').value).toBe(190);
+    expect(by('full mutual auth (CA) added connect p50').pass).toBe(false);
+    expect(by('full mutual auth (CA) handler CPU').value).toBeCloseTo(1.5);
+    expect(by('full mutual auth (CA) handler CPU').pass).toBe(false);
+    expect(by('full mutual auth (CA) bulk').value).toBeCloseTo(0.99);
+    expect(by('full mutual auth (CA) bulk').pass).toBe(true);
+    // Without --bulk there is no bulk target at all, rather than an n/a one.
+    expect(targets(rows).some((x) => x.name.includes('bulk'))).toBe(false);
+    // The per-pass column divides by the row's passes (6 here): (230 - 40) / 6 and 90 / 6.
+    expect(markdown(rows, t, { bulk: true, skipped: [] })).toContain('| 32 / 15.0 |');
+  });
+
   it('reports targets as not computable when tessera was not measured', () => {
     const rows = summarize([{ id: 'baseline', title: 'b', passes: 0 }], [{ scenario: 'baseline', run: 1, rate: client(1000, 40), latency: client(100, 40) }]);
     for (const t of targets(rows)) {

@@ -1,6 +1,7 @@
-// Benchmark handler: our native addon (native/index.cjs) accepting every packet, from a
-// worker_thread as the real datapath does (one worker per queue number).
-// Usage: node tessera-accept.mjs --queue N
+// Benchmark handler: our native addon (native/index.cjs) alone accepting every packet, from a
+// worker_thread as the real datapath does (one worker per queue number), without the pool
+// (tessera-datapath.mjs). The difference between the two rows is what the pool adds.
+// Usage: node tessera-addon.mjs --queue N
 // Prints "ready" once the worker owns the queue; exits 0 on SIGTERM/SIGINT.
 import { createRequire } from 'node:module';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -10,7 +11,7 @@ if (isMainThread) {
   const i = argv.indexOf('--queue');
   const queueNum = i >= 0 ? Number(argv[i + 1]) : NaN;
   if (!Number.isInteger(queueNum) || queueNum < 0 || queueNum > 65535) {
-    process.stderr.write('usage: node tessera-accept.mjs --queue N\n');
+    process.stderr.write('usage: node tessera-addon.mjs --queue N\n');
     process.exit(2);
   }
   const worker = new Worker(new URL(import.meta.url), { workerData: { queueNum } });
@@ -18,17 +19,17 @@ if (isMainThread) {
   worker.on('message', (m) => {
     if (m.type === 'ready') process.stdout.write('ready\n');
     else if (m.type === 'closed') {
-      process.stderr.write(`tessera-accept: queue ${queueNum}, ${m.packets} packets\n`);
+      process.stderr.write(`tessera-addon: queue ${queueNum}, ${m.packets} packets\n`);
       process.exit(0);
     }
   });
   worker.on('error', (err) => {
-    process.stderr.write(`tessera-accept: worker failed: ${err && err.stack ? err.stack : err}\n`);
+    process.stderr.write(`tessera-addon: worker failed: ${err && err.stack ? err.stack : err}\n`);
     process.exit(1);
   });
   worker.on('exit', (code) => {
     if (!stopping) {
-      process.stderr.write(`tessera-accept: worker exited (${code})\n`);
+      process.stderr.write(`tessera-addon: worker exited (${code})\n`);
       process.exit(1);
     }
   });

@@ -89,6 +89,7 @@ export const BASELINE_ID = 'baseline';
 export const C_ACCEPT_ID = 'c-accept';
 export const TESSERA_ACCEPT_ID = 'tessera-accept';
 export const TESSERA_CA_ID = 'tessera-ca';
+export const TESSERA_CA_POLICY_ID = 'tessera-ca-policy50';
 export const NFQUEUE_NPM_ID = 'nfqueue-npm';
 
 /** Median of the finite values; null when there are none. */
@@ -180,6 +181,10 @@ export function targets(rows: readonly ScenarioRow[], opts: { bulk?: boolean } =
       absent({ [TESSERA_CA_ID]: ca, [NFQUEUE_NPM_ID]: npm }),
     ),
   ];
+  const ca50 = row(TESSERA_CA_POLICY_ID);
+  out.push(
+    mk('full mutual auth with a 50-rule policy conn/s / without', ca50 && ca ? ratio(ca50.connPerSec, ca.connPerSec) : null, '>=', 0.95, absent({ [TESSERA_CA_POLICY_ID]: ca50, [TESSERA_CA_ID]: ca })),
+  );
   if (opts.bulk) {
     out.push(
       mk('full mutual auth (CA) bulk MB/s / baseline bulk MB/s', ca && base ? ratio(ca.bulkMBps, base.bulkMBps) : null, '>=', 0.98, absent({ [TESSERA_CA_ID]: ca, [BASELINE_ID]: base })),

@@ -1,6 +1,6 @@
 // The scenario table. Each NFQUEUE scenario's handler is ONE entry here; a handler that
 // protects processes (the real daemon) also says how to run a command as its PU (`pu`).
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NsHost } from '../../scripts/lib/netns.js';
 import { TesseraError } from '../../src/errors.js';
@@ -130,11 +130,29 @@ export const SCENARIOS: readonly Scenario[] = [
     requires: ['native/build/Release/tessera_nfq.node', 'native/index.cjs'],
     handler: (c) => [node, join(c.root, 'bench/handlers/tessera-addon.mjs'), '--queue', String(c.queue)],
   },
-  {
-    // The product: `tessera daemon` in each host, CA trust, its own rules; server and client
-    // run as PUs with one label, so every connection is a full mutual authorization.
-    id: 'tessera-ca',
-    title: 'tessera full mutual auth (CA mode)',
+  // The product: `tessera daemon` in each host, CA trust, its own rules; server and client
+  // run as PUs with one label, so every connection is a full mutual authorization.
+  caScenario('tessera-ca', 'tessera full mutual auth (CA mode)', false),
+  caScenario('tessera-ca-policy50', 'tessera full mutual auth (CA), 50-rule policy', true),
+];
+
+/**
+ * A 50-rule policy whose only matching rule comes last: the worst case for evaluation
+ * (every rule is tried for every handshake), for the "no regression with 50 rules" target.
+ */
+export function policy50(): string {
+  const rules = Array.from(
+    { length: 49 },
+    (_, i) => `  - id: other-${i}\n    from: {app: svc-${i}, env: [prod, staging]}\n    to: {app: db-${i}, tier: {notIn: [cache, queue]}}\n    ports: ["${1000 + i * 10}-${1005 + i * 10}"]\n    action: allow\n`,
+  );
+  return `version: 1\nname: bench-50-rules\nrules:\n${rules.join('')}  - id: bench\n    from: {app: bench}\n    to: {app: bench}\n    action: allow\n`;
+}
+
+/** The full-auth scenario: a real daemon per host (CA mode), server and client as PUs. */
+function caScenario(id: string, title: string, withPolicy: boolean): Scenario {
+  return {
+    id,
+    title,
     passes: 6,
     rules: 'handler',
     requires: [TESSERA_JS, 'native/build/Release/tessera_nfq.node'],
@@ -142,6 +160,7 @@ export const SCENARIOS: readonly Scenario[] = [
       const ca = join(shared, 'ca');
       await run([node, join(root, TESSERA_JS), 'ca', 'init', '--out', ca, '--name', 'tessera-bench-ca']);
       for (const h of ['a', 'b']) await run([node, join(root, TESSERA_JS), 'ca', 'issue', '--ca', join(ca, 'ca.json'), '--host', `host-${h}`, '--out', ca]);
+      if (withPolicy) writeFileSync(join(shared, 'policy50.yaml'), policy50());
     },
     handler: (c) => [
       ...nodeArgv(),
@@ -156,6 +175,7 @@ export const SCENARIOS: readonly Scenario[] = [
       '--queue-base', String(c.queue),
       // warn: flow records are logged at info; at 10 k conn/s that would be the benchmark.
       '--log-level', 'warn',
+      ...(withPolicy ? ['--policy', join(c.shared, 'policy50.yaml')] : []),
     ],
     probe: (c) => [node, join(c.root, TESSERA_JS), 'status', '--json', '--socket', socketOf(c)],
     pu: {
@@ -166,8 +186,8 @@ export const SCENARIOS: readonly Scenario[] = [
       cleanup: (c) => [node, join(c.root, TESSERA_JS), 'cleanup', '--cgroup-root', cgroupRootOf(c.host.ns)],
       cgroupPrefix: (ns) => cgroupRootOf(ns),
     },
-  },
-];
+  };
+}
 
 /** Why a scenario cannot run on this checkout, or null when it can. */
 export function unavailable(s: Scenario, root: string): string | null {

@@ -25,6 +25,13 @@ export interface QueueOptions {
   batchSize?: number;
   /** Socket receive buffer in bytes (SO_RCVBUFFORCE, falling back to SO_RCVBUF); 0 keeps the default. Default 8 MiB. */
   rcvBufBytes?: number;
+  /**
+   * Path of a network namespace file (e.g. /var/run/docker/netns/<id>). The calling thread
+   * enters it (setns CLONE_NEWNET) only to create and bind the socket, then returns; the
+   * queue then receives that namespace's packets. The socket keeps the namespace alive
+   * until close(). Needs CAP_SYS_ADMIN.
+   */
+  netns?: string;
 }
 
 export interface QueueStats {

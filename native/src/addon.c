@@ -5,7 +5,11 @@
 // struct, and the module's per-env data lives in napi_set_instance_data, so the addon loads
 // and runs in any number of worker_threads at once.
 #define NAPI_VERSION 8
+#define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
 #include <math.h>
 #include <node_api.h>
 #include <stdio.h>
@@ -252,6 +256,26 @@ static napi_value queue_new(napi_env env, napi_callback_info info) {
     return NULL;
   }
 
+  // options.netns: path of a network namespace file (/var/run/docker/netns/<id>,
+  // /run/netns/<name>). The socket is created and bound there, then this thread goes home:
+  // a socket stays in the namespace it was created in, so one thread can own queues in
+  // many namespaces (docs/docker.md). Queue numbers are per namespace.
+  char netns[4096];
+  netns[0] = 0;
+  NAPI_CALL(env, napi_get_named_property(env, argv[0], "netns", &fo));
+  NAPI_CALL(env, napi_typeof(env, fo, &tf));
+  if (tf == napi_string) {
+    size_t n = 0;
+    NAPI_CALL(env, napi_get_value_string_utf8(env, fo, netns, sizeof(netns), &n));
+    if (n == 0 || n >= sizeof(netns) - 1) {
+      napi_throw_type_error(env, CODE_ARG, "options.netns must be a non-empty path to a network namespace file");
+      return NULL;
+    }
+  } else if (tf != napi_undefined) {
+    napi_throw_type_error(env, CODE_ARG, "options.netns must be a string (path to a network namespace file)");
+    return NULL;
+  }
+
   // JS-visible buffers first: the kernel writes packets straight into `data`.
   size_t slot = tq_slot_size(o.copy_range);
   napi_value meta_ab, meta, data;
@@ -272,7 +296,41 @@ static napi_value queue_new(napi_env env, napi_callback_info info) {
   q->handle_closed = 1; // until uv_poll_init succeeds
 
   char err[256];
-  int rc = tq_open(&q->tq, &o, data_ptr, err, sizeof(err));
+  int rc;
+  if (netns[0]) {
+    int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int target = home < 0 ? -1 : open(netns, O_RDONLY | O_CLOEXEC);
+    if (home < 0 || target < 0) {
+      int e = errno;
+      if (home >= 0) close(home);
+      free(q);
+      snprintf(err, sizeof(err), "NFQUEUE %u: cannot open network namespace %s: %s", o.queue_num,
+               home < 0 ? "/proc/thread-self/ns/net" : netns, strerror(e));
+      throw_queue_error(env, err, e);
+      return NULL;
+    }
+    if (setns(target, CLONE_NEWNET) < 0) {
+      int e = errno;
+      close(home);
+      close(target);
+      free(q);
+      snprintf(err, sizeof(err), "NFQUEUE %u: cannot enter network namespace %s: %s", o.queue_num, netns,
+               strerror(e));
+      throw_queue_error(env, err, e);
+      return NULL;
+    }
+    close(target);
+    rc = tq_open(&q->tq, &o, data_ptr, err, sizeof(err));
+    if (setns(home, CLONE_NEWNET) < 0) {
+      // The thread would stay in a container's namespace: everything it opened later would
+      // live there. Nothing sane can continue on this thread.
+      fprintf(stderr, "tessera_nfq: cannot return to the original network namespace: %s\n", strerror(errno));
+      abort();
+    }
+    close(home);
+  } else {
+    rc = tq_open(&q->tq, &o, data_ptr, err, sizeof(err));
+  }
   if (rc < 0) {
     free(q);
     throw_queue_error(env, err, -rc);

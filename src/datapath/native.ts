@@ -13,6 +13,8 @@ export interface NativeQueueOptions {
   failOpen?: boolean;
   batchSize?: number;
   rcvBufBytes?: number;
+  /** Network namespace file to create the socket in (the thread returns to its own at once). */
+  netns?: string;
 }
 
 export interface NativeQueue {

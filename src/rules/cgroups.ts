@@ -51,6 +51,18 @@ export interface NetCls {
    * inherited by the next PU that gets it. Returns the number of PU cgroups removed.
    */
   removeAll(): Promise<number>;
+  /**
+   * Write a classid into a cgroup someone else owns (a container's, e.g. "/docker/<id>",
+   * relative to the net_cls mount): every process placed there now or later (docker exec)
+   * gets it. Never creates or removes the cgroup.
+   */
+  adopt(path: string, classid: number): Promise<void>;
+  /** Write classid 0 back into an adopted cgroup; a cgroup that is gone is fine. Returns whether it existed. */
+  release(path: string): Promise<boolean>;
+  /** Processes of an adopted cgroup ([] when it is gone). */
+  pidsAt(path: string): Promise<number[]>;
+  /** The classid of an adopted cgroup, or undefined when it is gone. */
+  classidAt(path: string): Promise<number | undefined>;
 }
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
@@ -177,6 +189,15 @@ export function createNetCls(options: NetClsOptions): NetCls {
     return join(await subtree(), name);
   }
 
+  /** A cgroup path relative to the mount, checked so it cannot leave the hierarchy. */
+  async function foreignDir(path: string): Promise<string> {
+    const parts = typeof path === 'string' && path.startsWith('/') ? path.split('/').filter(Boolean) : null;
+    if (!parts || parts.length === 0 || parts.some((p) => p === '.' || p === '..' || !/^[A-Za-z0-9_.:@-]+$/.test(p))) {
+      throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', `net_cls: cgroup path ${JSON.stringify(path)} must be absolute within the hierarchy, without . or .. components`);
+    }
+    return join(await ensureMounted(), ...parts);
+  }
+
   async function readPids(dir: string): Promise<number[]> {
     const text = await readText(join(dir, 'cgroup.procs'));
     return text
@@ -289,6 +310,45 @@ export function createNetCls(options: NetClsOptions): NetCls {
         out.push({ name, classid: Number(text.trim()) >>> 0 });
       }
       return out;
+    },
+
+    async adopt(path, classid) {
+      if (!Number.isInteger(classid) || classid < 1 || classid > 0xffff_ffff) {
+        throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', `net_cls: classid must be 1..0xffffffff, got ${String(classid)}`);
+      }
+      const file = join(await foreignDir(path), 'net_cls.classid');
+      try {
+        await writeFile(file, `${classid >>> 0}\n`);
+      } catch (err) {
+        throw cgroupError(`write classid ${classid} to`, file, err);
+      }
+    },
+
+    async release(path) {
+      const file = join(await foreignDir(path), 'net_cls.classid');
+      try {
+        await writeFile(file, '0\n');
+        return true;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        // A container that ended took its cgroup with it: nothing to restore.
+        if (code === 'ENOENT' || code === 'ENODEV') return false;
+        throw cgroupError('write classid 0 to', file, err);
+      }
+    },
+
+    async pidsAt(path) {
+      const dir = await foreignDir(path);
+      return readPids(dir).catch(() => [] as number[]);
+    },
+
+    async classidAt(path) {
+      const file = join(await foreignDir(path), 'net_cls.classid');
+      try {
+        return Number((await readFile(file, 'utf8')).trim()) >>> 0;
+      } catch {
+        return undefined;
+      }
     },
 
     async removeAll() {

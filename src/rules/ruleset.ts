@@ -53,6 +53,13 @@ export interface RulesetSpec {
   pus: Array<{ index: number; classid: number }>;
   /** Local TCP ports on which a PU listens; untagged SYNs to them go to the queue. */
   serverPorts: number[];
+  /**
+   * The ruleset of a container's own network namespace, where the whole namespace is this one
+   * PU (its index): every SYN leaving it is tagged with the index (no cgroup match) and every
+   * SYN addressed to it goes to the queue, whatever the port. `pus` and `serverPorts` must
+   * then be empty.
+   */
+  namespacePu?: number;
 }
 
 export const CHAINS = {
@@ -106,6 +113,10 @@ function validate(spec: RulesetSpec): void {
     classids.add(pu.classid);
   }
   for (const p of spec.serverPorts) if (!isInt(p, 1, 65535)) fail(`server port must be 1..65535, got ${String(p)}`);
+  if (spec.namespacePu !== undefined) {
+    if (!isInt(spec.namespacePu, 1, MAX_PU_INDEX)) fail(`namespacePu must be a PU index 1..${MAX_PU_INDEX}, got ${String(spec.namespacePu)}`);
+    if (spec.pus.length > 0 || spec.serverPorts.length > 0) fail('a namespace ruleset (namespacePu) takes no pus or serverPorts: the namespace is the PU');
+  }
 }
 
 function queueTarget(q: RulesetSpec['queue']): string[] {
@@ -135,7 +146,7 @@ function buildMangle(spec: RulesetSpec): TableRules {
         [...SYN_ACK, ...connmarkMatch(CT_CLIENT_PENDING), ...queue],
         [...ACK, ...connmarkMatch(CT_SERVER_PENDING), ...queue],
       ],
-      [CHAINS.puIn]: ports.map((p) => [...tcp, '--dport', String(p), ...queue]),
+      [CHAINS.puIn]: spec.namespacePu !== undefined ? [queue] : ports.map((p) => [...tcp, '--dport', String(p), ...queue]),
       [CHAINS.postrouting]: [
         ops,
         [...SYN, '-j', CHAINS.puOut],
@@ -144,7 +155,7 @@ function buildMangle(spec: RulesetSpec): TableRules {
         [...ACK, ...connmarkMatch(CT_CLIENT_PENDING), ...queue],
       ],
       // iptables-save prints the classid in decimal.
-      [CHAINS.puOut]: pus.map((pu) => [
+      [CHAINS.puOut]: spec.namespacePu !== undefined ? [['-j', 'MARK', '--set-xmark', `${hex(markForPuIndex(spec.namespacePu))}/${hex(PU_INDEX_MASK)}`]] : pus.map((pu) => [
         '-m', 'cgroup', '--cgroup', String(pu.classid >>> 0),
         '-j', 'MARK', '--set-xmark', `${hex(markForPuIndex(pu.index))}/${hex(PU_INDEX_MASK)}`,
       ]),

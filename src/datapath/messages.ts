@@ -35,7 +35,26 @@ export interface Snapshot {
   ports: Array<[number, number]>;
 }
 
-export type ToWorker = { type: 'snapshot'; snapshot: Snapshot } | { type: 'policy'; text: string | null } | { type: 'stop' };
+/**
+ * A queue in another network namespace (a container's): the whole namespace is one PU, so
+ * every SYN leaving it is that PU's (its index is in the nfmark, as on a host) and every
+ * SYN reaching it is for that PU, whatever the port.
+ */
+export interface NamespaceQueue {
+  /** Caller's key (the PU id). */
+  key: string;
+  /** Namespace file, e.g. /var/run/docker/netns/<id>. */
+  netns: string;
+  queueNum: number;
+  puIndex: number;
+}
+
+export type ToWorker =
+  | { type: 'snapshot'; snapshot: Snapshot }
+  | { type: 'policy'; text: string | null }
+  | { type: 'ns-open'; ns: NamespaceQueue }
+  | { type: 'ns-close'; key: string }
+  | { type: 'stop' };
 
 /** Upper bounds (µs) of the per-packet handling-time histogram; the last bucket is +Inf. */
 export const HANDLING_BUCKETS_US = [5, 10, 20, 50, 100, 200, 500, 1000, 5000] as const;
@@ -56,4 +75,7 @@ export type FromWorker =
   | { type: 'flows'; records: FlowRecord[] }
   | { type: 'stats'; stats: WorkerStats }
   | { type: 'fatal'; message: string; code?: string }
-  | { type: 'policy-error'; message: string };
+  | { type: 'policy-error'; message: string }
+  | { type: 'ns-opened'; key: string }
+  | { type: 'ns-closed'; key: string }
+  | { type: 'ns-error'; key: string; message: string };

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { TesseraError } from '../errors.js';
 import type { FlowRecord } from './handshake/handshake.js';
-import type { FromWorker, Snapshot, WorkerConfig, WorkerStats } from './messages.js';
+import type { FromWorker, NamespaceQueue, Snapshot, WorkerConfig, WorkerStats } from './messages.js';
 
 export interface DatapathOptions extends Omit<WorkerConfig, 'queueNum'> {
   /** First queue number. */
@@ -30,6 +30,14 @@ export interface Datapath extends EventEmitter<DatapathEvents> {
   /** Replace the policy in every worker (text already validated by the caller; null = default). */
   setPolicy(text: string | null): void;
   stats(): WorkerStats[];
+  /**
+   * Open a queue in another network namespace (a container's), owned by the least loaded
+   * worker. Resolves once it is bound; rejects with TESSERA_ERR_QUEUE. Re-opened by itself
+   * when its worker is restarted.
+   */
+  openNamespace(ns: NamespaceQueue): Promise<void>;
+  /** Close it (this releases the namespace). Resolves when done, or at once if unknown. */
+  closeNamespace(key: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -49,6 +57,17 @@ export function createDatapath(options: DatapathOptions): Datapath {
   let snapshot: Snapshot = { pus: [], ports: [] };
   let policyText = options.policyText;
   let stopping = false;
+  /** Namespace queues: key -> its spec and the worker (host queue number) owning it. */
+  const namespaces = new Map<string, { ns: NamespaceQueue; owner: number }>();
+  const pending = new Map<string, { resolve(): void; reject(e: Error): void }>();
+
+  function settle(key: string, err?: Error): void {
+    const p = pending.get(key);
+    if (!p) return;
+    pending.delete(key);
+    if (err) p.reject(err);
+    else p.resolve();
+  }
 
   function spawn(queueNum: number): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -61,6 +80,8 @@ export function createDatapath(options: DatapathOptions): Datapath {
           case 'ready':
             ready = true;
             w.postMessage({ type: 'snapshot', snapshot });
+            // A restarted worker takes back the namespace queues it owned.
+            for (const e of namespaces.values()) if (e.owner === queueNum) w.postMessage({ type: 'ns-open', ns: e.ns });
             resolve();
             break;
           case 'flows':
@@ -69,6 +90,16 @@ export function createDatapath(options: DatapathOptions): Datapath {
           case 'stats':
             stats.set(queueNum, m.stats);
             break;
+          case 'ns-opened':
+          case 'ns-closed':
+            settle(m.key);
+            break;
+          case 'ns-error': {
+            const err = new TesseraError('TESSERA_ERR_QUEUE', `queue in namespace of ${m.key}: ${m.message}`);
+            if (pending.has(m.key)) settle(m.key, err);
+            else emitter.emit('error', err);
+            break;
+          }
           case 'policy-error':
             emitter.emit('error', new TesseraError('TESSERA_ERR_POLICY', `queue ${queueNum} refused the policy: ${m.message}`));
             break;
@@ -114,6 +145,40 @@ export function createDatapath(options: DatapathOptions): Datapath {
     for (const w of workers.values()) w.postMessage({ type: 'policy', text });
   };
   emitter.stats = () => [...stats.values()];
+  emitter.openNamespace = (ns) => {
+    const load = new Map<number, number>([...workers.keys()].map((q) => [q, 0]));
+    for (const e of namespaces.values()) load.set(e.owner, (load.get(e.owner) ?? 0) + 1);
+    const owner = namespaces.get(ns.key)?.owner ?? [...load.entries()].sort((a, b) => a[1] - b[1] || a[0] - b[0])[0]?.[0];
+    const w = owner === undefined ? undefined : workers.get(owner);
+    if (owner === undefined || !w) return Promise.reject(new TesseraError('TESSERA_ERR_QUEUE', `no datapath worker to own the queue of ${ns.key}`));
+    namespaces.set(ns.key, { ns, owner });
+    settle(ns.key, new TesseraError('TESSERA_ERR_QUEUE', `queue of ${ns.key} replaced before it was bound`));
+    return new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => settle(ns.key, new TesseraError('TESSERA_ERR_QUEUE', `queue of ${ns.key}: worker did not answer in 5 s`)), 5000);
+      pending.set(ns.key, {
+        resolve: () => (clearTimeout(t), resolve()),
+        reject: (e) => {
+          clearTimeout(t);
+          if (namespaces.get(ns.key)?.ns === ns) namespaces.delete(ns.key);
+          reject(e);
+        },
+      });
+      w.postMessage({ type: 'ns-open', ns });
+    });
+  };
+  emitter.closeNamespace = (key) => {
+    const e = namespaces.get(key);
+    if (!e) return Promise.resolve();
+    namespaces.delete(key);
+    const w = workers.get(e.owner);
+    if (!w) return Promise.resolve();
+    settle(key, new TesseraError('TESSERA_ERR_QUEUE', `queue of ${key} closed before it was bound`));
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => settle(key), 5000);
+      pending.set(key, { resolve: () => (clearTimeout(t), resolve()), reject: () => (clearTimeout(t), resolve()) });
+      w.postMessage({ type: 'ns-close', key });
+    });
+  };
   emitter.stop = async () => {
     stopping = true;
     await Promise.all(

@@ -4,10 +4,10 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadNative, type NativeQueue } from './native.js';
-import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type LocalPu } from './handshake/handshake.js';
+import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
 import { createHandshakeCrypto } from './crypto.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
-import { HANDLING_BUCKETS_US, type FromWorker, type Snapshot, type ToWorker, type WorkerConfig } from './messages.js';
+import { HANDLING_BUCKETS_US, type FromWorker, type NamespaceQueue, type Snapshot, type ToWorker, type WorkerConfig } from './messages.js';
 
 const config = workerData as WorkerConfig;
 const port = parentPort!;
@@ -39,27 +39,36 @@ function applySnapshot(s: Snapshot): void {
   pusByPort = byPort;
 }
 
-let handshake: Handshake | null = null;
 let crypto: ReturnType<typeof createHandshakeCrypto> | null = null;
 const handling = { buckets: new Array<number>(HANDLING_BUCKETS_US.length + 1).fill(0), sumUs: 0, count: 0 };
-if (config.mode === 'handshake') {
-  crypto = createHandshakeCrypto(config.trust, config.hostSecret, config.clockSkewSeconds);
-  handshake = createHandshake({
+if (config.mode === 'handshake') crypto = createHandshakeCrypto(config.trust, config.hostSecret, config.clockSkewSeconds);
+
+function onFlow(r: FlowRecord): void {
+  flows.push(r);
+  // Decisions reach the daemon within ~20 ms (so `tessera flows` right after a refusal
+  // shows it), yet a burst costs one message, not one per connection.
+  if (flows.length >= 256) flushFlows();
+  else if (!flushTimer) flushTimer = setTimeout(flushFlows, 20);
+}
+
+/**
+ * A handshake for one queue. `nsPuIndex` set: the queue is in a container's namespace, where
+ * the container's PU is the only local PU, so every local port is its.
+ */
+function makeHandshake(nsPuIndex?: number): Handshake | null {
+  if (!crypto) return null;
+  return createHandshake({
     crypto,
     policy: () => policy,
     puByIndex: (i) => pusByIndex.get(i),
-    puByLocalPort: (p) => pusByPort.get(p),
+    puByLocalPort: nsPuIndex === undefined ? (p) => pusByPort.get(p) : () => pusByIndex.get(nsPuIndex),
     now: Date.now,
-    onFlow: (r) => {
-      flows.push(r);
-      // Decisions reach the daemon within ~20 ms (so `tessera flows` right after a refusal
-      // shows it), yet a burst costs one message, not one per connection.
-      if (flows.length >= 256) flushFlows();
-      else if (!flushTimer) flushTimer = setTimeout(flushFlows, 20);
-    },
+    onFlow,
     options: config.handshake,
   });
 }
+
+const handshake = makeHandshake();
 
 let flushTimer: NodeJS.Timeout | null = null;
 function flushFlows(): void {
@@ -72,45 +81,105 @@ function flushFlows(): void {
 
 const native = loadNative();
 const out = new Uint8Array(65_536);
+
+/** The batch callback of one queue, deciding with its own handshake (per-flow state is per queue). */
+function consumer(get: () => NativeQueue, hs: Handshake | null): (count: number) => void {
+  return (count) => {
+    const queue = get();
+    const meta = queue.meta;
+    const data = queue.data;
+    for (let i = 0; i < count; i++) {
+      const base = i * 8;
+      const id = meta[base]!;
+      if (!hs) {
+        queue.verdict(id, VERDICT_ACCEPT);
+        continue;
+      }
+      const off = meta[base + 1]!;
+      const len = meta[base + 2]!;
+      try {
+        const t0 = performance.now();
+        // A plain Uint8Array view (not a Buffer), so that .slice() in pure code copies.
+        const d = hs.handle(new Uint8Array(data.buffer, data.byteOffset + off, len), meta[base + 4]!, meta[base + 3]!, out);
+        if (d.length > 0) queue.verdict(id, d.verdict, d.mark, out, d.length);
+        else queue.verdict(id, d.verdict, d.mark);
+        const us = (performance.now() - t0) * 1000;
+        let b = 0;
+        while (b < HANDLING_BUCKETS_US.length && us > HANDLING_BUCKETS_US[b]!) b++;
+        handling.buckets[b]!++;
+        handling.sumUs += us;
+        handling.count++;
+      } catch (err) {
+        // A bug must not wedge the queue: refuse the packet and keep going.
+        errors++;
+        queue.verdict(id, 0);
+        if (errors <= 10 || errors % 1000 === 0) console.error(`tessera worker ${config.queueNum}: handler error: ${(err as Error).stack}`);
+      }
+    }
+  };
+}
+
 let queue: NativeQueue;
 try {
-  queue = new native.Queue({ queueNum: config.queueNum, maxLen: config.maxLen, failOpen: config.failOpen }, onBatch);
+  queue = new native.Queue({ queueNum: config.queueNum, maxLen: config.maxLen, failOpen: config.failOpen }, consumer(() => queue, handshake));
 } catch (err) {
   const e = err as Error & { code?: string };
   send({ type: 'fatal', message: e.message, code: e.code });
   process.exit(1);
 }
 
-function onBatch(count: number): void {
-  const meta = queue.meta;
-  const data = queue.data;
-  for (let i = 0; i < count; i++) {
-    const base = i * 8;
-    const id = meta[base]!;
-    if (!handshake) {
-      queue.verdict(id, VERDICT_ACCEPT);
-      continue;
-    }
-    const off = meta[base + 1]!;
-    const len = meta[base + 2]!;
-    try {
-      const t0 = performance.now();
-      const d = handshake.handle(data.subarray(off, off + len), meta[base + 4]!, meta[base + 3]!, out);
-      if (d.length > 0) queue.verdict(id, d.verdict, d.mark, out, d.length);
-      else queue.verdict(id, d.verdict, d.mark);
-      const us = (performance.now() - t0) * 1000;
-      let b = 0;
-      while (b < HANDLING_BUCKETS_US.length && us > HANDLING_BUCKETS_US[b]!) b++;
-      handling.buckets[b]!++;
-      handling.sumUs += us;
-      handling.count++;
-    } catch (err) {
-      // A bug must not wedge the queue: refuse the packet and keep going.
-      errors++;
-      queue.verdict(id, 0);
-      if (errors <= 10 || errors % 1000 === 0) console.error(`tessera worker ${config.queueNum}: handler error: ${(err as Error).stack}`);
+/** Queues this worker owns in container namespaces, by key (PU id). */
+const nsQueues = new Map<string, { queue: NativeQueue; handshake: Handshake | null }>();
+
+function openNamespace(ns: NamespaceQueue): void {
+  closeNamespace(ns.key);
+  try {
+    const hs = makeHandshake(ns.puIndex);
+    let q: NativeQueue;
+    // Smaller buffers than the host queue: one container's handshakes.
+    q = new native.Queue({ queueNum: ns.queueNum, maxLen: config.maxLen, failOpen: config.failOpen, netns: ns.netns, rcvBufBytes: 1 << 20, batchSize: 16 }, consumer(() => q, hs));
+    nsQueues.set(ns.key, { queue: q, handshake: hs });
+    send({ type: 'ns-opened', key: ns.key });
+  } catch (err) {
+    send({ type: 'ns-error', key: ns.key, message: (err as Error).message });
+  }
+}
+
+function closeNamespace(key: string): void {
+  const e = nsQueues.get(key);
+  if (!e) return;
+  nsQueues.delete(key);
+  // Closing the socket also releases the namespace it pins.
+  e.queue.close();
+}
+
+function sumStats(): { handshake: HandshakeStats | null; queue: ReturnType<NativeQueue['stats']> } {
+  const q = queue.stats();
+  let h = handshake?.stats() ?? null;
+  for (const e of nsQueues.values()) {
+    const s = e.queue.stats();
+    q.received += s.received;
+    q.verdicts += s.verdicts;
+    q.enobufs += s.enobufs;
+    q.sendErrors += s.sendErrors;
+    q.recvErrors += s.recvErrors;
+    q.batches += s.batches;
+    const hs = e.handshake?.stats();
+    if (h && hs) {
+      const byReason = { ...h.byReason };
+      for (const [k, v] of Object.entries(hs.byReason)) byReason[k] = (byReason[k] ?? 0) + v;
+      h = {
+        packets: h.packets + hs.packets,
+        accepted: h.accepted + hs.accepted,
+        rejected: h.rejected + hs.rejected,
+        dropped: h.dropped + hs.dropped,
+        serverState: h.serverState + hs.serverState,
+        clientState: h.clientState + hs.clientState,
+        byReason,
+      };
     }
   }
+  return { handshake: h, queue: q };
 }
 
 const timer = setInterval(() => {
@@ -120,10 +189,9 @@ const timer = setInterval(() => {
     type: 'stats',
     stats: {
       queueNum: config.queueNum,
-      handshake: handshake?.stats() ?? null,
+      ...sumStats(),
       caches: c ? { tokenHits: c.tokens.hits, tokenMisses: c.tokens.misses, x25519Hits: c.x25519.hits, x25519Misses: c.x25519.misses } : null,
       handling,
-      queue: queue.stats(),
       errors,
     },
   });
@@ -132,9 +200,14 @@ const timer = setInterval(() => {
 port.on('message', (m: ToWorker) => {
   if (m.type === 'snapshot') applySnapshot(m.snapshot);
   else if (m.type === 'policy') policy = compile(m.text) ?? policy;
-  else if (m.type === 'stop') {
+  else if (m.type === 'ns-open') openNamespace(m.ns);
+  else if (m.type === 'ns-close') {
+    closeNamespace(m.key);
+    send({ type: 'ns-closed', key: m.key });
+  } else if (m.type === 'stop') {
     clearInterval(timer);
     flushFlows();
+    for (const key of [...nsQueues.keys()]) closeNamespace(key);
     queue.close();
     port.close();
   }

@@ -50,6 +50,10 @@ Options:
                          policy. The file is watched and re-read on change or SIGHUP; a
                          file with errors is refused (logged with line and column) and the
                          running policy stays
+  --docker [SOCKET]      protect Docker containers as PUs: follow the engine on SOCKET
+                         (default /var/run/docker.sock) and make every running container a
+                         PU with its labels (docs/docker.md). Off unless given. An engine
+                         that is not reachable is retried every 5 s
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info)
   --accept-all           benchmark mode: accept every queued packet, no handshake
   -h, --help             show this help`,

@@ -29,6 +29,8 @@ export interface DaemonConfig {
   portScanMs: number;
   /** Policy file (YAML); absent: the built-in default policy. Watched and reloaded. */
   policyFile?: string;
+  /** Follow this Docker engine and protect its running containers (off unless given). */
+  docker?: { socket: string };
 }
 
 export const DEFAULTS = {
@@ -45,6 +47,7 @@ export const DEFAULTS = {
   logLevel: 'info',
   datapathMode: 'handshake',
   portScanMs: 250,
+  dockerSocket: '/var/run/docker.sock',
 } as const;
 
 function bad(message: string): never {
@@ -62,5 +65,6 @@ export function validateConfig(c: DaemonConfig): DaemonConfig {
   if (c.rejectMode !== 'reset' && c.rejectMode !== 'drop') bad(`--reject must be reset or drop, got "${c.rejectMode}"`);
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(c.hostId)) bad(`--host-id must be a host name, got "${c.hostId}"`);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(c.logLevel)) bad(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
+  if (c.docker && !c.docker.socket.startsWith('/')) bad(`--docker takes the absolute path of the engine's socket, got "${c.docker.socket}"`);
   return c;
 }

@@ -17,6 +17,7 @@ import { loadHostSecret, loadTrust } from './trust.js';
 import { PuRegistry } from './pus.js';
 import { builtinPolicy, loadPolicyFile, watchPolicyFile, DEFAULT_POLICY_TEXT, type LoadedPolicy } from './policy-source.js';
 import { AuthorizedFlows, revokeFlows } from './revoke.js';
+import { createContainerPus, type ContainerPus } from './containers.js';
 
 const FLOW_RING = 2000;
 const RECONCILE_EVERY_MS = 10_000;
@@ -153,7 +154,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
         while (changePending) {
           changePending = false;
           datapath.update(registry.snapshot());
-          const pus = registry.all();
+          // Containers with a namespace of their own have their rules there, not here.
+          const pus = registry.all().filter((p) => !p.netns);
           const serverPorts = [...new Set(pus.flatMap((p) => p.ports))].sort((a, b) => a - b);
           try {
             const r = await reconciler.apply(
@@ -223,6 +225,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     try {
       const sockets = listeningSockets();
       for (const pu of registry.all()) {
+        if (pu.kind === 'container') {
+          // The monitor ends container PUs. A namespace PU's ports are not this host's.
+          const pids = containers ? await containers.pidsOf(pu) : [];
+          registry.setObserved(pu, pids, pu.netns ? [] : listeningPorts(pids, sockets));
+          continue;
+        }
         const pids = await netcls.pids(pu.id).catch(() => [] as number[]);
         if (pids.length === 0 && pu.kind === 'process' && Date.now() - pu.createdAt.getTime() > 2000) {
           await registry.remove(pu.id);
@@ -242,6 +250,23 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
   await datapath.start();
   await readopt();
   await sync();
+
+  const containers: ContainerPus | null = config.docker
+    ? createContainerPus({
+        socketPath: config.docker.socket,
+        registry,
+        netcls,
+        datapath,
+        sync,
+        queueNum: config.queueBase,
+        failOpen: config.failOpen,
+        log: log.child({ component: 'docker' }),
+        counters,
+      })
+    : null;
+  // Running containers are resynced here (pu-start each), so a restarted daemon protects
+  // them again, including those started while it was down.
+  if (containers) await containers.start();
 
   const api: ApiServer = await startApiServer(config.socket, {
     async createPu(req) {
@@ -333,7 +358,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
 
   const timers = [
     setInterval(() => void scan(), config.portScanMs),
-    setInterval(() => void sync(), RECONCILE_EVERY_MS), // heals rules someone else removed
+    setInterval(() => {
+      void sync(); // heals rules someone else removed
+      void containers?.reconcile();
+    }, RECONCILE_EVERY_MS),
     setInterval(() => {
       registry.rotate().catch((err: unknown) => log.error({ err: errorMessage(err) }, 'token rotation failed'));
     }, ROTATE_CHECK_MS),
@@ -349,6 +377,8 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       for (const t of timers) clearInterval(t);
       stopWatching();
       await api.close().catch(() => {});
+      // Container namespaces first: their rules go before the queues that serve them.
+      await containers?.stop().catch((err: unknown) => log.error({ err: errorMessage(err) }, 'stopping container PUs failed'));
       await syncing;
       await datapath.stop().catch(() => {});
       saveState();
@@ -363,7 +393,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
   }
 
   log.info(
-    { host: trust.hostId, trust: trust.mode, policy: current.name, queues: config.queues, failOpen: config.failOpen, socket: config.socket, cgroupRoot: config.cgroupRoot, mode: config.datapathMode },
+    { host: trust.hostId, trust: trust.mode, policy: current.name, queues: config.queues, failOpen: config.failOpen, socket: config.socket, cgroupRoot: config.cgroupRoot, mode: config.datapathMode, docker: config.docker?.socket ?? false },
     'tessera daemon running',
   );
   return { stop, stopped, reloadPolicy };

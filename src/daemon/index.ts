@@ -19,8 +19,26 @@ function int(v: unknown, flag: string, fallback: number): number {
   return n;
 }
 
-export function parseDaemonArgs(argv: string[]): DaemonConfig | 'help' {
+export function parseDaemonArgs(argvIn: string[]): DaemonConfig | 'help' {
   let values: Record<string, string | boolean | undefined>;
+  // `--docker [SOCKET]`: parseArgs has no optional values, so take the socket here. The
+  // daemon takes no positional arguments, so a following word that is not an option is it.
+  const argv = [...argvIn];
+  let docker: string | undefined;
+  const at = argv.findIndex((a) => a === '--docker' || a.startsWith('--docker='));
+  if (at >= 0) {
+    const a = argv[at]!;
+    if (a.startsWith('--docker=')) {
+      docker = a.slice('--docker='.length);
+      argv.splice(at, 1);
+    } else {
+      const next = argv[at + 1];
+      const hasValue = next !== undefined && !next.startsWith('-');
+      docker = hasValue ? next : DEFAULTS.dockerSocket;
+      argv.splice(at, hasValue ? 2 : 1);
+    }
+    if (argv.some((x) => x === '--docker' || x.startsWith('--docker='))) throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', '--docker given twice\nSee: tessera daemon --help');
+  }
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -79,6 +97,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig | 'help' {
     datapathMode: values['accept-all'] ? 'accept' : 'handshake',
     portScanMs: DEFAULTS.portScanMs,
     ...(values.policy ? { policyFile: values.policy as string } : {}),
+    ...(docker !== undefined ? { docker: { socket: docker } } : {}),
   };
 }
 

@@ -29,6 +29,12 @@ export interface Pu {
   createdAt: Date;
   tokens: Token[];
   posture: Array<{ flag: string; fix: string }>;
+  /** Container PUs: the container's own net_cls cgroup (relative to the mount); its processes. */
+  cgroupPath?: string;
+  /** Host-network containers: our classid was written into cgroupPath (restored to 0 on removal). */
+  adopted: boolean;
+  /** Containers with their own network namespace: the whole namespace is this PU. */
+  netns?: string;
 }
 
 export interface PuRegistryOptions {
@@ -48,10 +54,18 @@ export interface CreatePuOptions {
   systemLabels?: string[];
   index?: number;
   posture?: Array<{ flag: string; fix: string }>;
+  /**
+   * A container: its own net_cls cgroup, and either adopt it (host network: our classid is
+   * written there) or name its network namespace (then no cgroup is touched).
+   */
+  container?: { cgroupPath?: string; adopt: boolean; netns?: string };
 }
 
 export class PuRegistry {
   readonly #pus = new Map<string, Pu>();
+  /** Indexes and ids handed out by create() calls still awaiting their token and cgroup. */
+  readonly #reserved = new Set<number>();
+  readonly #creating = new Set<string>();
   readonly #opts: PuRegistryOptions;
 
   constructor(opts: PuRegistryOptions) {
@@ -67,7 +81,9 @@ export class PuRegistry {
   }
 
   #allocateIndex(wanted?: number): number {
-    const used = new Set([...this.#pus.values()].map((p) => p.index));
+    // Creates run concurrently (a monitor resyncing many containers): a slot is taken until
+    // its create() ends, or two PUs would share an index (one nfmark, one classid).
+    const used = new Set([...this.#pus.values()].map((p) => p.index).concat([...this.#reserved]));
     if (wanted !== undefined && wanted >= 1 && wanted <= MAX_PU_INDEX && !used.has(wanted)) return wanted;
     for (let i = 1; i <= MAX_PU_INDEX; i++) if (!used.has(i)) return i;
     throw new TesseraError('TESSERA_ERR_PU', `no free PU slot: at most ${MAX_PU_INDEX} PUs per host`);
@@ -88,8 +104,19 @@ export class PuRegistry {
     const user = o.labels.map((l) => parseUserLabel(l));
     const labels = [...canonicalLabels([...user, ...(o.systemLabels ?? [])])];
     const id = o.id ?? `${o.kind === 'process' ? 'proc' : 'ctr'}-${randomBytes(4).toString('hex')}`;
-    if (this.#pus.has(id)) throw new TesseraError('TESSERA_ERR_PU', `PU ${id} exists`);
+    if (this.#pus.has(id) || this.#creating.has(id)) throw new TesseraError('TESSERA_ERR_PU', `PU ${id} exists`);
     const index = this.#allocateIndex(o.index);
+    this.#reserved.add(index);
+    this.#creating.add(id);
+    try {
+      return await this.#create(o, id, index, labels);
+    } finally {
+      this.#reserved.delete(index);
+      this.#creating.delete(id);
+    }
+  }
+
+  async #create(o: CreatePuOptions, id: string, index: number, labels: string[]): Promise<Pu> {
     const pu: Pu = {
       id,
       name: o.name,
@@ -102,9 +129,17 @@ export class PuRegistry {
       createdAt: new Date(),
       tokens: [],
       posture: o.posture ?? [],
+      adopted: false,
+      ...(o.container?.cgroupPath ? { cgroupPath: o.container.cgroupPath } : {}),
+      ...(o.container?.netns ? { netns: o.container.netns } : {}),
     };
     await this.#issue(pu);
-    await this.#opts.netcls.create(id, pu.classid);
+    if (!o.container) await this.#opts.netcls.create(id, pu.classid);
+    else if (o.container.adopt) {
+      if (!o.container.cgroupPath) throw new TesseraError('TESSERA_ERR_PU', `container ${o.name}: no net_cls cgroup known, cannot tag its sockets`);
+      await this.#opts.netcls.adopt(o.container.cgroupPath, pu.classid);
+      pu.adopted = true;
+    }
     this.#pus.set(id, pu);
     this.#opts.onChange();
     return pu;
@@ -116,7 +151,8 @@ export class PuRegistry {
     this.#pus.delete(id);
     this.#opts.onChange();
     try {
-      await this.#opts.netcls.remove(id);
+      if (pu.adopted && pu.cgroupPath) await this.#opts.netcls.release(pu.cgroupPath);
+      else if (pu.kind === 'process') await this.#opts.netcls.remove(id);
     } catch {
       // Still has processes (a race with a fork): removeAll at exit moves them out.
     }
@@ -151,8 +187,9 @@ export class PuRegistry {
     const pus: PuSnapshot[] = [];
     const ports: Array<[number, number]> = [];
     for (const p of this.#pus.values()) {
+      // A namespace PU's ports are not this host's ports: its queue maps every port to it.
       pus.push({ index: p.index, id: p.id, labels: p.labels, tokens: p.tokens.map((t) => ({ bytes: t.bytes, hash: t.hash, epkPrivate: t.epkPrivate })) });
-      for (const port of p.ports) ports.push([port, p.index]);
+      if (!p.netns) for (const port of p.ports) ports.push([port, p.index]);
     }
     return { pus, ports };
   }

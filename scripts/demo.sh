@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # `npm run demo`: set up this checkout (packages, build), then run the multi-host demo.
+# `npm run demo -- --docker`: the same walkthrough with Docker containers; starts our dockerd
+# (scripts/docker-setup.sh) and builds the local image first, and stops that dockerd at the
+# end only if this script started it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -7,4 +10,17 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 bash scripts/setup.sh
-exec node dist/scripts/demo.js "$@"
+docker=0
+for a in "$@"; do [ "$a" = --docker ] && docker=1; done
+if [ "$docker" -eq 0 ]; then
+  exec node dist/scripts/demo.js "$@"
+fi
+started=0
+if ! bash scripts/docker-setup.sh status >/dev/null 2>&1; then
+  bash scripts/docker-setup.sh
+  started=1
+fi
+stop_engine() { if [ "$started" -eq 1 ]; then bash scripts/docker-setup.sh stop || true; fi; }
+trap stop_engine EXIT
+bash scripts/docker-image.sh
+node dist/scripts/demo.js "$@"

@@ -6,11 +6,17 @@
 //
 // Every step prints what it ran, what happened, and the flow record the daemons wrote.
 // Everything is torn down at the end, also on failure or Ctrl-C.
+//
+// `npm run demo -- --docker`: the same walkthrough with Docker containers, in the namespace
+// `tessera-docker` where scripts/docker-setup.sh runs dockerd (demo.sh starts it, and stops
+// it at the end if it started it). That namespace is "the host": a daemon with --docker runs
+// there, a --net=host web container serves, bridge containers and host processes connect.
 
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createCluster, waitFor, type Cluster, type FlowJson, type TesseraHost } from './lib/cluster.js';
+import { createCluster, existingNsHost, waitFor, type Cluster, type FlowJson, type TesseraHost } from './lib/cluster.js';
 import { isRoot, uniquePrefix } from './lib/netns.js';
 
 const bold = (s: string): string => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
@@ -50,6 +56,150 @@ async function step(title: string, h: TesseraHost, recorder: TesseraHost, argv: 
   const pass = got === expectOk;
   say(`  ${pass ? ok('✓ as expected') : no('✗ NOT as expected')}`);
   return pass;
+}
+
+const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
+const IMAGE = 'tessera/busybox:local';
+const DOCKER_NETNS = process.env.TESSERA_DOCKER_NETNS ?? 'tessera-docker';
+const BRIDGE_ADDR = '10.213.200.1';
+
+interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function docker(args: string[]): Ran {
+  const r = spawnSync(DOCKER, args, { encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+/** One walkthrough step: what ran where, what happened, the flow record, as expected or not. */
+async function dstep(title: string, where: string, shown: string, recorder: TesseraHost, act: () => Promise<Ran> | Ran, expectOk: boolean): Promise<boolean> {
+  say(bold(`\n▶ ${title}`));
+  say(`  [${where}] $ ${shown}`);
+  const before = (await recorder.flows()).length;
+  const t0 = Date.now();
+  const r = await act();
+  const ms = Date.now() - t0;
+  const got = r.code === 0;
+  const out = (r.stdout.trim() || r.stderr.trim()).split('\n')[0] ?? '';
+  say(`  → ${got ? ok('connected') : no('refused')} in ${ms} ms: ${out}`);
+  say(`  flow record: ${describeFlow(await lastFlow(recorder, before))}`);
+  const pass = got === expectOk;
+  say(`  ${pass ? ok('✓ as expected') : no('✗ NOT as expected')}`);
+  return pass;
+}
+
+async function dockerDemo(): Promise<number> {
+  say(bold('Tessera demo: Docker containers and Linux processes as PUs on one host'));
+  if (!existsSync(`/run/netns/${DOCKER_NETNS}`) || docker(['info']).code !== 0) {
+    process.stderr.write(`tessera demo --docker: no dockerd in netns ${DOCKER_NETNS}: run scripts/docker-setup.sh (npm run demo -- --docker does)\n`);
+    return 1;
+  }
+  const containers: string[] = [];
+  let cluster: Cluster | null = null;
+  const stop = async (): Promise<void> => {
+    if (containers.length) docker(['rm', '-f', ...containers.splice(0)]);
+    if (cluster) await cluster.destroy();
+    cluster = null;
+  };
+  process.once('SIGINT', () => void stop().finally(() => process.exit(130)));
+  process.once('SIGTERM', () => void stop().finally(() => process.exit(143)));
+  const run = (args: string[]): string => {
+    const r = docker(['run', '-d', ...args]);
+    if (r.code !== 0) throw new Error(`docker run ${args.join(' ')}: ${r.stderr.trim()}`);
+    const id = r.stdout.trim();
+    containers.push(id);
+    return id;
+  };
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-demo-docker-'));
+    const policy = join(dir, 'policy.yaml');
+    // The image's own label org.tessera.image=busybox is a user label too, so containers and
+    // processes never have equal label sets: say "app=nginx talks to app=nginx" instead.
+    writeFileSync(policy, 'version: 1\nname: walkthrough\nrules:\n  - id: nginx-to-nginx\n    from: {app: nginx}\n    to: {app: nginx}\n    action: allow\n');
+    say(`"The host" is the network namespace ${DOCKER_NETNS}, where dockerd runs (docs/docker.md).`);
+    say(`Policy ${policy}: app=nginx may connect to app=nginx; everything else is refused.`);
+    say(bold('\n▶ tessera daemon runs on the host, following Docker'));
+    say(`  [host] $ tessera daemon --psk-file … --policy ${policy} --docker /var/run/docker.sock`);
+    cluster = await createCluster({
+      prefix: uniquePrefix('dd'),
+      hosts: [],
+      subnet: 2,
+      trust: 'psk',
+      extraHosts: [existingNsHost('host', DOCKER_NETNS, BRIDGE_ADDR)],
+      daemonArgs: ['--docker', '/var/run/docker.sock', '--policy', policy],
+    });
+    const h = cluster.host('host');
+    const port = 8088;
+    const puOf = async (id: string) => (await h.status()).pus.find((p) => p.id === `ctr-${id.slice(0, 12)}`);
+    const nsReady = async (id: string): Promise<boolean> => {
+      const pid = docker(['inspect', '-f', '{{.State.Pid}}', id]).stdout.trim();
+      const r = await h.exec(['nsenter', `--net=/proc/${pid}/ns/net`, 'iptables-save', '-t', 'mangle']);
+      return r.stdout.includes('TESSERA-PU-IN -j NFQUEUE') && !!(await puOf(id));
+    };
+
+    say(bold('\n▶ A web server container with --net=host and label app=nginx'));
+    say(`  [host] $ docker run -d --net=host -l app=nginx ${IMAGE} httpd -f -p ${port} -h /var/www`);
+    const web = run(['--name', `tessera-demo-web-${process.pid}`, '--net=host', '-l', 'app=nginx', IMAGE, 'httpd', '-f', '-p', String(port), '-h', '/var/www']);
+    say(`  [host] $ docker inspect -f '{{.HostConfig.NetworkMode}}' ${web.slice(0, 12)}`);
+    say(`  → ${docker(['inspect', '-f', '{{.HostConfig.NetworkMode}}', web]).stdout.trim()}`);
+    const webPu = await waitFor('the web container as a PU', async () => {
+      const p = await puOf(web);
+      return p?.ports.includes(port) ? p : null;
+    }, 20_000);
+    say(`  → PU ${webPu.id} classid ${webPu.classid} listening on :${port}; tessera status says:`);
+    const text = (await h.tessera(['status'])).stdout.split('\n');
+    const at = text.findIndex((l) => l.startsWith(webPu.id));
+    for (let i = at; i >= 0 && i < text.length && (i === at || text[i]!.startsWith(' ')); i++) say(`    ${text[i]}`);
+    const cgroup = readFileSync(`/proc/${webPu.pids[0]}/cgroup`, 'utf8').split('\n').find((l) => l.split(':')[1]?.split(',').includes('net_cls'))?.split(':')[2];
+    if (cgroup) say(`  (the classid is written into the container's own net_cls cgroup ${cgroup}, so docker exec processes carry it too)`);
+
+    const url = `http://127.0.0.1:${port}/`;
+    const hostWget = ['timeout', '5', 'busybox', 'wget', '-qO-', url];
+    const bridgeUrl = `http://${BRIDGE_ADDR}:${port}/`;
+    const results: boolean[] = [];
+    results.push(await dstep('An unprotected wget from the host is refused at once', 'host', hostWget.join(' '), h, () => h.exec(hostWget, { timeoutMs: 20_000 }), false));
+
+    say(bold('\n▶ A client container with label app=nginx on the bridge network'));
+    say(`  [host] $ docker run -d -l app=nginx ${IMAGE} sleep 300`);
+    const friend = run(['--name', `tessera-demo-friend-${process.pid}`, '-l', 'app=nginx', IMAGE, 'sleep', '300']);
+    await waitFor('the client container protected', () => nsReady(friend), 20_000);
+    say(`  → PU ctr-${friend.slice(0, 12)}: rules and a queue inside its own network namespace`);
+    results.push(
+      await dstep('It reaches the web server through the host\'s bridge address and gets the page', 'host', `docker exec ${friend.slice(0, 12)} timeout 5 wget -qO- ${bridgeUrl}`, h, () => docker(['exec', friend, 'timeout', '5', 'wget', '-qO-', bridgeUrl]), true),
+    );
+    results.push(await dstep('A process with label app=nginx on the host gets the page', 'host', `tessera run --label app=nginx -- ${hostWget.join(' ')}`, h, () => h.runPu(['app=nginx'], hostWget), true));
+    const other = run(['--name', `tessera-demo-other-${process.pid}`, '-l', 'app=other', IMAGE, 'sleep', '300']);
+    await waitFor('the app=other container protected', () => nsReady(other), 20_000);
+    results.push(
+      await dstep('A container with label app=other is refused', 'host', `docker run -d -l app=other ${IMAGE} sleep 300; docker exec … wget -qO- ${bridgeUrl}`, h, () => docker(['exec', other, 'timeout', '5', 'wget', '-qO-', bridgeUrl]), false),
+    );
+
+    say(bold('\n▶ docker rm -f the web container: nothing of its PU is left'));
+    say(`  [host] $ docker rm -f ${web.slice(0, 12)}`);
+    docker(['rm', '-f', web]);
+    containers.splice(containers.indexOf(web), 1);
+    await waitFor('the web PU gone', async () => !(await puOf(web)), 15_000);
+    const rules = (await h.exec(['iptables-save', '-t', 'mangle'])).stdout;
+    const gone = !rules.includes(`--cgroup ${Number(webPu.classid)} `) && !(await h.status()).pus.some((p) => p.id === webPu.id);
+    say(`  → tessera status lists no ${webPu.id}; no rule matches classid ${webPu.classid}: ${gone ? ok('✓') : no('✗')}`);
+    results.push(gone);
+
+    const stats = await h.status();
+    say(bold('\nCounters: ') + Object.entries(stats.counters).map(([k, v]) => `${k}=${v}`).join(' '));
+    const passed = results.every(Boolean);
+    say(passed ? ok(bold('\nAll steps behaved as the walkthrough says.')) : no(bold('\nSome step did not behave as expected (see above).')));
+    return passed ? 0 : 1;
+  } catch (err) {
+    process.stderr.write(`tessera demo failed: ${(err as Error).message}\n`);
+    return 1;
+  } finally {
+    say('\nTearing down: removing the containers, stopping the daemon (it removes its rules)…');
+    await stop();
+    say('Done.');
+  }
 }
 
 async function main(): Promise<number> {
@@ -102,4 +252,4 @@ async function main(): Promise<number> {
   }
 }
 
-process.exitCode = await main();
+process.exitCode = process.argv.includes('--docker') ? (isRoot ? await dockerDemo() : await main()) : await main();

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, existsSync, createWriteStream, type WriteStream } 
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createTopology, killAndWait, run, type NsHost, type Topology } from './netns.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -63,8 +63,37 @@ export interface ClusterOptions {
   trust?: 'ca' | 'psk';
   /** Extra daemon flags for every host. */
   daemonArgs?: string[];
+  /** Extra daemon flags for one host, by name (e.g. --docker only where dockerd runs). */
+  hostDaemonArgs?: Record<string, string[]>;
   /** Start the daemons (default true). */
   start?: boolean;
+  /**
+   * Hosts in namespaces that already exist and are not ours to delete (e.g. tessera-docker,
+   * where dockerd runs): they get a daemon like the others; destroy() ends what was started
+   * in them and removes their rules and cgroups, but leaves the namespace.
+   */
+  extraHosts?: NsHost[];
+}
+
+/**
+ * A host in an existing network namespace (not created, not deleted by the cluster). Commands
+ * run with `ip netns exec NS`; processes spawned are ended by PID in the cluster's destroy().
+ */
+export function existingNsHost(name: string, ns: string, addr: string): NsHost & { readonly children: Set<ChildProcess> } {
+  const children = new Set<ChildProcess>();
+  return {
+    name,
+    ns,
+    addr,
+    children,
+    exec: (argv, o) => run(['ip', 'netns', 'exec', ns, ...argv], o),
+    spawn: (argv, o) => {
+      const child = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: 'pipe', ...o });
+      children.add(child);
+      child.on('exit', () => children.delete(child));
+      return child;
+    },
+  };
 }
 
 async function must(argv: string[]): Promise<string> {
@@ -105,11 +134,11 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
     const keys = join(dir, 'keys');
     if (trust === 'ca') {
       await must([node, TESSERA, 'ca', 'init', '--out', keys, '--name', `${o.prefix}-ca`]);
-      for (const h of o.hosts) await must([node, TESSERA, 'ca', 'issue', '--ca', join(keys, 'ca.json'), '--host', `host-${h}`, '--out', keys]);
+      for (const h of [...o.hosts, ...(o.extraHosts ?? []).map((x) => x.name)]) await must([node, TESSERA, 'ca', 'issue', '--ca', join(keys, 'ca.json'), '--host', `host-${h}`, '--out', keys]);
     } else {
       await must([node, TESSERA, 'psk', 'init', '--out', join(dir, 'psk.json')]);
     }
-    for (const base of topology.hosts) {
+    for (const base of [...topology.hosts, ...(o.extraHosts ?? [])]) {
       const socket = `/run/tessera-${o.prefix}/${base.name}/tessera.sock`;
       const cgroupRoot = `tessera-${o.prefix}-${base.name}`;
       const logFile = join(dir, `daemon-${base.name}.log`);
@@ -143,7 +172,7 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
         async startDaemon(extra = []) {
           const log = createWriteStream(logFile, { flags: 'a' });
           logs.push(log);
-          const child = base.spawn(cli(['daemon', ...trustArgs, '--socket', socket, '--state-dir', join(dir, 'state', base.name), '--cgroup-root', cgroupRoot, ...(o.daemonArgs ?? []), ...extra]));
+          const child = base.spawn(cli(['daemon', ...trustArgs, '--socket', socket, '--state-dir', join(dir, 'state', base.name), '--cgroup-root', cgroupRoot, ...(o.daemonArgs ?? []), ...(o.hostDaemonArgs?.[base.name] ?? []), ...extra]));
           child.stdout?.pipe(log);
           child.stderr?.pipe(log);
           h.daemon = child;
@@ -180,6 +209,10 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
 
   async function destroyAll(): Promise<void> {
     for (const h of hosts) await h.stopDaemon().catch(() => null);
+    for (const x of o.extraHosts ?? []) {
+      const kids = (x as { children?: Set<ChildProcess> }).children;
+      if (kids) await Promise.all([...kids].map((c) => killAndWait(c)));
+    }
     // Inside each host's namespace: its leftover rules, and its net_cls subtree (machine-wide).
     for (const h of hosts) await h.exec([process.execPath, TESSERA, 'cleanup', '--cgroup-root', h.cgroupRoot], { timeoutMs: 30_000 });
     await topology.destroy();

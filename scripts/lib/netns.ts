@@ -130,6 +130,9 @@ class TopologyImpl implements Topology {
     await mustRun(['ip', '-n', this.switchNs, 'link', 'add', 'br0', 'type', 'bridge']);
     await mustRun(['ip', '-n', this.switchNs, 'link', 'set', 'br0', 'up']);
     await mustRun(['ip', '-n', this.switchNs, 'link', 'set', 'lo', 'up']);
+    // Where br_netfilter is present, the bridge would run iptables and IPv4 header checks on
+    // frames between our hosts; a switch is not a router: turn that off (best effort).
+    await run(['ip', 'netns', 'exec', this.switchNs, 'sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=0', 'net.bridge.bridge-nf-call-ip6tables=0']);
     for (const [i, name] of this.opts.hosts.entries()) {
       const h = this.makeHost(name, i);
       this.hosts.push(h);

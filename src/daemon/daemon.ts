@@ -351,6 +351,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       lines.push(`tessera_packet_handling_seconds_bucket{queue="${s.queueNum}",le="+Inf"} ${s.handling.count}`);
       lines.push(`tessera_packet_handling_seconds_sum{queue="${s.queueNum}"} ${s.handling.sumUs / 1e6}`, `tessera_packet_handling_seconds_count{queue="${s.queueNum}"} ${s.handling.count}`);
     }
+    lines.push('# HELP tessera_handshake_state Per-flow handshake entries held by each worker (bounded).', '# TYPE tessera_handshake_state gauge');
+    for (const s of stats) {
+      if (!s.handshake) continue;
+      lines.push(`tessera_handshake_state{queue="${s.queueNum}",map="server"} ${s.handshake.serverState}`, `tessera_handshake_state{queue="${s.queueNum}",map="client"} ${s.handshake.clientState}`);
+    }
     lines.push('# HELP tessera_pus Protected processing units.', '# TYPE tessera_pus gauge', `tessera_pus ${registry.all().length}`);
     for (const [k, v] of Object.entries(counters)) lines.push(`tessera_${k} ${v}`);
     return lines.join('\n') + '\n';

@@ -143,8 +143,11 @@ export interface HandshakeOptions {
 export const DEFAULT_HANDSHAKE_OPTIONS: HandshakeOptions = {
   rejectMode: 'reset',
   maxPacketLength: 1500,
-  stateEntries: 65_536,
-  stateTtlMs: 30_000,
+  // Entries live from SYN to SYN-ACK (server) or SYN-ACK to ACK (client): milliseconds, or
+  // seconds across retransmissions. 16k in flight per worker is ample, and the bound keeps a
+  // flood of replayed SYNs to a few MB (measured by test/integration/hostile.test.ts).
+  stateEntries: 16_384,
+  stateTtlMs: 15_000,
 };
 
 export interface HandshakeDeps {

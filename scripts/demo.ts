@@ -187,11 +187,7 @@ async function dockerDemo(): Promise<number> {
     say(`  → tessera status lists no ${webPu.id}; no rule matches classid ${webPu.classid}: ${gone ? ok('✓') : no('✗')}`);
     results.push(gone);
 
-    const stats = await h.status();
-    say(bold('\nCounters: ') + Object.entries(stats.counters).map(([k, v]) => `${k}=${v}`).join(' '));
-    const passed = results.every(Boolean);
-    say(passed ? ok(bold('\nAll steps behaved as the walkthrough says.')) : no(bold('\nSome step did not behave as expected (see above).')));
-    return passed ? 0 : 1;
+    return verdict('Counters', (await h.status()).counters, results);
   } catch (err) {
     process.stderr.write(`tessera demo failed: ${(err as Error).message}\n`);
     return 1;
@@ -200,6 +196,14 @@ async function dockerDemo(): Promise<number> {
     await stop();
     say('Done.');
   }
+}
+
+/** The counters and whether every step behaved as the walkthrough says; the exit status. */
+function verdict(title: string, counters: Record<string, number>, results: boolean[]): number {
+  say(bold(`\n${title}: `) + Object.entries(counters).map(([k, v]) => `${k}=${v}`).join(' '));
+  const passed = results.every(Boolean);
+  say(passed ? ok(bold('\nAll steps behaved as the walkthrough says.')) : no(bold('\nSome step did not behave as expected (see above).')));
+  return passed ? 0 : 1;
 }
 
 async function main(): Promise<number> {
@@ -237,11 +241,7 @@ async function main(): Promise<number> {
       await step('A client with the same label app=nginx on host a gets the page', a, b, wget, ['app=nginx'], true),
       await step('A client with label app=other on host c is refused', c, b, wget, ['app=other'], false),
     ];
-    const stats = await b.status();
-    say(bold('\nHost b counters: ') + Object.entries(stats.counters).map(([k, v]) => `${k}=${v}`).join(' '));
-    const passed = results.every(Boolean);
-    say(passed ? ok(bold('\nAll steps behaved as the walkthrough says.')) : no(bold('\nSome step did not behave as expected (see above).')));
-    return passed ? 0 : 1;
+    return verdict('Host b counters', (await b.status()).counters, results);
   } catch (err) {
     process.stderr.write(`tessera demo failed: ${(err as Error).message}\n`);
     return 1;

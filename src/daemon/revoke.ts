@@ -8,23 +8,11 @@
 import { CT_AUTHORIZED, hex } from '../marks.js';
 import type { CommandRunner } from '../rules/index.js';
 import type { Policy } from '../policy/index.js';
-import type { FlowEntry } from '../api/index.js';
+import type { FlowEntry, RevokedFlowInfo } from '../api/index.js';
 
-export interface AuthorizedFlow {
-  direction: 'ingress' | 'egress';
-  localPort: number;
-  remoteAddr: string;
-  remotePort: number;
-  localPu: string | null;
-  localLabels: readonly string[];
-  remoteLabels: readonly string[] | null;
-  remoteHost: string | null;
-}
-
-export interface RevokedFlow extends AuthorizedFlow {
-  ruleId: string;
-  cut: boolean;
-}
+/** What this host remembers of a connection it authorized (the revoke report minus the verdict). */
+export type AuthorizedFlow = Omit<RevokedFlowInfo, 'ruleId' | 'cut'>;
+export type RevokedFlow = RevokedFlowInfo;
 
 const MAX_FLOWS = 65_536;
 

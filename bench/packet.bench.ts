@@ -16,8 +16,9 @@ import {
   type TcpPacket,
 } from '../src/packet/index.js';
 
-const BATCHES = 15;
-const TARGET_BATCH_NS = 40e6;
+import { bench as timeBench, BATCHES } from './lib/micro.js';
+
+const bench = (name: string, fn: () => unknown): number => timeBench(name, fn, 52);
 
 function packet(family: 4 | 6, payload: number): Uint8Array {
   const ipHL = family === 4 ? 20 : 40;
@@ -38,31 +39,6 @@ function packet(family: 4 | 6, payload: number): Uint8Array {
   return out.subarray(0, n);
 }
 
-function bench(name: string, fn: () => unknown): number {
-  let sink: unknown;
-  let iters = 1000;
-  for (;;) {
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < iters; i++) sink = fn();
-    const dt = Number(process.hrtime.bigint() - t0);
-    if (dt > TARGET_BATCH_NS / 4) {
-      iters = Math.max(1000, Math.round((iters * TARGET_BATCH_NS) / dt));
-      break;
-    }
-    iters *= 4;
-  }
-  const per: number[] = [];
-  for (let b = 0; b < BATCHES; b++) {
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < iters; i++) sink = fn();
-    per.push(Number(process.hrtime.bigint() - t0) / iters);
-  }
-  if (sink === Symbol.for('never')) console.log(sink);
-  per.sort((x, y) => x - y);
-  const median = per[Math.floor(per.length / 2)]!;
-  console.log(`${name.padEnd(52)} ${median.toFixed(1).padStart(8)} ns/op  (min ${per[0]!.toFixed(1)})`);
-  return median;
-}
 
 // ---- naive baseline: what one would write with Buffer methods -----------------------------
 function naiveSum(b: Buffer, dv: DataView, from: number, to: number): number {

@@ -7,34 +7,10 @@
 
 import { compilePolicy, createDefaultPolicy, type Policy, type PolicyRequest } from '../src/policy/index.js';
 
-const BATCHES = 15;
-const TARGET_BATCH_NS = 40e6;
+import { bench as timeBench, BATCHES } from './lib/micro.js';
 
-function bench(name: string, fn: () => unknown): number {
-  let sink: unknown;
-  let iters = 1000;
-  for (;;) {
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < iters; i++) sink = fn();
-    const dt = Number(process.hrtime.bigint() - t0);
-    if (dt > TARGET_BATCH_NS / 4) {
-      iters = Math.max(1000, Math.round((iters * TARGET_BATCH_NS) / dt));
-      break;
-    }
-    iters *= 4;
-  }
-  const per: number[] = [];
-  for (let b = 0; b < BATCHES; b++) {
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < iters; i++) sink = fn();
-    per.push(Number(process.hrtime.bigint() - t0) / iters);
-  }
-  if (sink === Symbol.for('never')) console.log(sink);
-  per.sort((x, y) => x - y);
-  const median = per[Math.floor(per.length / 2)]!;
-  console.log(`${name.padEnd(58)} ${median.toFixed(1).padStart(8)} ns/op  (min ${per[0]!.toFixed(1)})`);
-  return median;
-}
+const bench = (name: string, fn: () => unknown): number => timeBench(name, fn, 58);
+
 
 /** n rules of mixed shapes; only the last one admits app=api → app=db on 5432. */
 function policyText(n: number): string {

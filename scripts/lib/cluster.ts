@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync, existsSync, createWriteStream, type WriteStream } 
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createTopology, killAndWait, run, type NsHost, type Topology } from './netns.js';
+import type { ChildProcess } from 'node:child_process';
+import { createTopology, killAndWait, nsHost, run, type NsHost, type Topology } from './netns.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Repository root, whether this file runs from scripts/lib or dist/scripts/lib. */
@@ -81,19 +81,7 @@ export interface ClusterOptions {
  */
 export function existingNsHost(name: string, ns: string, addr: string): NsHost & { readonly children: Set<ChildProcess> } {
   const children = new Set<ChildProcess>();
-  return {
-    name,
-    ns,
-    addr,
-    children,
-    exec: (argv, o) => run(['ip', 'netns', 'exec', ns, ...argv], o),
-    spawn: (argv, o) => {
-      const child = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: 'pipe', ...o });
-      children.add(child);
-      child.on('exit', () => children.delete(child));
-      return child;
-    },
-  };
+  return { ...nsHost(name, ns, addr, children), children };
 }
 
 async function must(argv: string[]): Promise<string> {

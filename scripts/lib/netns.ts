@@ -104,21 +104,7 @@ class TopologyImpl implements Topology {
   }
 
   makeHost(name: string, index: number): NsHost {
-    const ns = `${this.opts.prefix}-${name}`;
-    const addr = `10.213.${this.opts.subnet}.${index + 1}`;
-    const children = this.children;
-    return {
-      name,
-      ns,
-      addr,
-      exec: (argv, o) => run(['ip', 'netns', 'exec', ns, ...argv], o),
-      spawn: (argv, o) => {
-        const child = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: 'pipe', ...o });
-        children.add(child);
-        child.on('exit', () => children.delete(child));
-        return child;
-      },
-    };
+    return nsHost(name, `${this.opts.prefix}-${name}`, `10.213.${this.opts.subnet}.${index + 1}`, this.children);
   }
 
   async create(): Promise<void> {
@@ -175,6 +161,25 @@ class TopologyImpl implements Topology {
       }
     }
   }
+}
+
+/**
+ * A host view of network namespace `ns`: commands run with `ip netns exec`, and processes
+ * started through spawn() are recorded in `children` so that whoever owns it ends them by PID.
+ */
+export function nsHost(name: string, ns: string, addr: string, children: Set<ChildProcess>): NsHost {
+  return {
+    name,
+    ns,
+    addr,
+    exec: (argv, o) => run(['ip', 'netns', 'exec', ns, ...argv], o),
+    spawn: (argv, o) => {
+      const child = spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: 'pipe', ...o });
+      children.add(child);
+      child.on('exit', () => children.delete(child));
+      return child;
+    },
+  };
 }
 
 /** SIGTERM a child we started, then SIGKILL after a grace period. */

@@ -12,11 +12,10 @@
 // stdout: {ev:'ready'}, {ev:'rule'} per rule, {ev:'edited',sport,totalLength,checksum} per packet.
 
 import { createRequire } from 'node:module';
-import { createInterface } from 'node:readline';
+import { out, serveCommands } from './commands.mjs';
 
 const nfq = createRequire(import.meta.url)('../../native/index.cjs');
 const queueNum = Number(process.argv[2]);
-const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 const rules = [];
 let edited = 0;
 
@@ -71,27 +70,13 @@ try {
   process.exit(1);
 }
 
-function exit() {
-  try {
-    queue.close();
-  } catch {
-    /* closed */
-  }
-  process.exit(0);
-}
-
-createInterface({ input: process.stdin }).on('line', (line) => {
-  let msg;
-  try {
-    msg = JSON.parse(line);
-  } catch {
-    return out({ ev: 'bad-input', line });
-  }
-  if (msg.cmd === 'rule') {
-    rules.push({ sportFrom: msg.sportFrom, sportTo: msg.sportTo, totalLength: msg.totalLength, ipChecksumError: msg.ipChecksumError });
-    out({ ev: 'rule', n: rules.length });
-  } else if (msg.cmd === 'count') out({ ev: 'count', edited });
-  else if (msg.cmd === 'exit') exit();
-});
-process.stdin.on('end', exit);
+serveCommands(
+  (msg) => {
+    if (msg.cmd === 'rule') {
+      rules.push({ sportFrom: msg.sportFrom, sportTo: msg.sportTo, totalLength: msg.totalLength, ipChecksumError: msg.ipChecksumError });
+      out({ ev: 'rule', n: rules.length });
+    } else if (msg.cmd === 'count') out({ ev: 'count', edited });
+  },
+  () => queue.close(),
+);
 out({ ev: 'ready', pid: process.pid, queueNum });

@@ -20,12 +20,11 @@
 //   is running (then only counted, in {ev:'flooded'}.received).
 
 import { createRequire } from 'node:module';
-import { createInterface } from 'node:readline';
+import { out, serveCommands } from './commands.mjs';
 
 const raw = createRequire(import.meta.url)('raw-socket');
 const family = process.argv[2] === '6' ? 6 : 4;
 const peer = process.argv[3] && process.argv[3] !== '-' ? process.argv[3] : null;
-const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 // Bounded life: a test that forgets us must not leave a sender behind.
 setTimeout(() => process.exit(3), Number(process.env.HOSTILE_MAX_MS ?? 120_000)).unref();
@@ -129,32 +128,16 @@ async function flood(msg) {
   out({ ev: 'flooded', id: msg.id, groups, packets, errors, firstError, ms: Date.now() - started, received: received - before });
 }
 
-function exit() {
-  try {
-    socket.close();
-  } catch {
-    /* closed */
-  }
-  process.exit(0);
-}
-
-let chain = Promise.resolve();
-createInterface({ input: process.stdin }).on('line', (line) => {
-  let msg;
-  try {
-    msg = JSON.parse(line);
-  } catch {
-    return out({ ev: 'bad-input', line });
-  }
-  // Commands run one after the other, in the order given.
-  chain = chain.then(async () => {
+serveCommands(
+  async (msg) => {
+    // Commands run one after the other, in the order given.
     if (msg.cmd === 'send') {
       const results = [];
       for (const h of msg.packets) results.push(await sendOne(Buffer.from(h, 'hex')));
       out({ ev: 'sent', id: msg.id, results });
     } else if (msg.cmd === 'flood') await flood(msg);
-    else if (msg.cmd === 'exit') exit();
-  }).catch((err) => out({ ev: 'error', message: String(err) }));
-});
-process.stdin.on('end', () => void chain.then(exit));
+  },
+  () => socket.close(),
+  { sequential: true },
+);
 out({ ev: 'ready', pid: process.pid, family });

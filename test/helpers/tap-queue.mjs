@@ -13,13 +13,12 @@
 // stdin: {"cmd":"mode",...} or {"cmd":"exit"}; end of stdin also ends the process.
 
 import { createRequire } from 'node:module';
-import { createInterface } from 'node:readline';
+import { out, serveCommands } from './commands.mjs';
 import { parseTcp, tcpChecksum } from '../../dist/src/packet/index.js';
 
 const nfq = createRequire(import.meta.url)('../../native/index.cjs');
 const queueNum = Number(process.argv[2]);
 let mode = process.argv[3] ?? 'copy';
-const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 // Bounded life: a test that forgets us must not leave a queue consumer behind.
 setTimeout(() => process.exit(3), Number(process.env.TAP_MAX_MS ?? 90_000)).unref();
@@ -119,26 +118,13 @@ try {
   process.exit(1);
 }
 
-function exit() {
-  try {
-    queue.close();
-  } catch {
-    /* closed */
-  }
-  process.exit(0);
-}
-
-createInterface({ input: process.stdin }).on('line', (line) => {
-  let msg;
-  try {
-    msg = JSON.parse(line);
-  } catch {
-    return out({ ev: 'bad-input', line });
-  }
-  if (msg.cmd === 'mode') {
-    mode = msg.mode;
-    out({ ev: 'mode', mode });
-  } else if (msg.cmd === 'exit') exit();
-});
-process.stdin.on('end', exit);
+serveCommands(
+  (msg) => {
+    if (msg.cmd === 'mode') {
+      mode = msg.mode;
+      out({ ev: 'mode', mode });
+    }
+  },
+  () => queue.close(),
+);
 out({ ev: 'ready', pid: process.pid, queueNum, mode });

@@ -8,11 +8,10 @@
 // stdout: {ev:'ready'}  {ev:'sent', bytes}  {ev:'recv', hex}  {ev:'error', message}
 
 import { createRequire } from 'node:module';
-import { createInterface } from 'node:readline';
+import { out, serveCommands } from './commands.mjs';
 
 const raw = createRequire(import.meta.url)('raw-socket');
 const peer = process.argv[2];
-const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
 setTimeout(() => process.exit(3), Number(process.env.TAP_MAX_MS ?? 90_000)).unref();
 
@@ -24,27 +23,14 @@ socket.on('message', (buf, source) => {
   out({ ev: 'recv', hex: buf.toString('hex') });
 });
 
-function exit() {
-  try {
-    socket.close();
-  } catch {
-    /* closed */
-  }
-  process.exit(0);
-}
-
-createInterface({ input: process.stdin }).on('line', (line) => {
-  let msg;
-  try {
-    msg = JSON.parse(line);
-  } catch {
-    return out({ ev: 'bad-input', line });
-  }
-  if (msg.cmd === 'send') {
-    const buf = Buffer.from(msg.hex, 'hex');
-    const dst = `${buf[16]}.${buf[17]}.${buf[18]}.${buf[19]}`;
-    socket.send(buf, 0, buf.length, dst, (err, bytes) => out(err ? { ev: 'error', message: String(err) } : { ev: 'sent', bytes }));
-  } else if (msg.cmd === 'exit') exit();
-});
-process.stdin.on('end', exit);
+serveCommands(
+  (msg) => {
+    if (msg.cmd === 'send') {
+      const buf = Buffer.from(msg.hex, 'hex');
+      const dst = `${buf[16]}.${buf[17]}.${buf[18]}.${buf[19]}`;
+      socket.send(buf, 0, buf.length, dst, (err, bytes) => out(err ? { ev: 'error', message: String(err) } : { ev: 'sent', bytes }));
+    }
+  },
+  () => socket.close(),
+);
 out({ ev: 'ready', pid: process.pid });

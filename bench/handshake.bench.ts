@@ -3,9 +3,12 @@
 // trust, one label), the same handshake code and crypto binding the workers run, real packet
 // bytes. Also checks that interleaved connections (several in flight, as under load) all
 // pass, which the kernel benchmark cannot tell apart from other refusals.
-// Run: npx tsx bench/handshake.bench.ts   (about 10 s, one thread)
+// Run: npx tsx bench/handshake.bench.ts [--node-crypto]   (about 10 s, one thread)
+// SHA-256/HMAC come from the native addon, as in the workers; --node-crypto uses node:crypto.
 import { createHash } from 'node:crypto';
 import { createHandshakeCrypto } from '../src/datapath/crypto.js';
+import { loadNative } from '../src/datapath/native.js';
+import { NODE_DIGESTS } from '../src/identity/index.js';
 import {
   createHandshake,
   HOOK_POST_ROUTING,
@@ -35,6 +38,8 @@ const SYN_OPTIONS = Uint8Array.of(2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0
 const ACK_OPTIONS = Uint8Array.of(1, 1, 8, 10, 0, 0, 0, 2, 0, 0, 0, 1);
 const STEPS = ['syn out (a)', 'syn in (b)', 'syn-ack out (b)', 'syn-ack in (a)', 'ack out (a)', 'ack in (b)'] as const;
 
+const digests = process.argv.includes('--node-crypto') ? NODE_DIGESTS : loadNative();
+console.log(`digests: ${digests === NODE_DIGESTS ? 'node:crypto' : 'native addon'}`);
 const ca = await createCa('bench-ca');
 const caPublicJwk = { ...ca.publicJwk } as Record<string, unknown>;
 
@@ -60,7 +65,7 @@ function host(pu: LocalPu, serves: boolean): Host {
   const policy = createDefaultPolicy();
   const h: Host = { hs: null as unknown as Handshake, flows: 0 };
   h.hs = createHandshake({
-    crypto: createHandshakeCrypto({ mode: 'ca', caPublicJwk }, createSecret(), 30),
+    crypto: createHandshakeCrypto({ mode: 'ca', caPublicJwk }, createSecret(), 30, digests),
     policy: () => policy,
     puByIndex: (i) => (i === pu.index ? pu : undefined),
     puByLocalPort: (p) => (serves && p === PORT ? pu : undefined),

@@ -22,4 +22,6 @@ module.exports = {
   Queue: binding.Queue,
   VERDICT: binding.VERDICT,
   META_FIELDS: binding.META_FIELDS,
+  sha256: binding.sha256,
+  hmacSha256: binding.hmacSha256,
 };

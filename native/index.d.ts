@@ -77,3 +77,8 @@ export declare class Queue {
   close(): void;
   stats(): QueueStats;
 }
+
+/** out[0..32) = SHA-256(data), with the OpenSSL inside the node binary. Throws TypeError on bad arguments. */
+export declare function sha256(data: Uint8Array, out: Uint8Array): void;
+/** out[0..32) = HMAC-SHA256(key, data) (RFC 2104). Throws TypeError on bad arguments. */
+export declare function hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;

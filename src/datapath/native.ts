@@ -30,6 +30,10 @@ export interface NativeModule {
   Queue: new (options: NativeQueueOptions, onBatch: (count: number) => void) => NativeQueue;
   VERDICT: { DROP: 0; ACCEPT: 1; REPEAT: 4 };
   META_FIELDS: number;
+  /** out[0..32) = SHA-256(data) (OpenSSL's, inside the node binary). */
+  sha256(data: Uint8Array, out: Uint8Array): void;
+  /** out[0..32) = HMAC-SHA256(key, data). */
+  hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
 }
 
 function findNativeDir(): string {

@@ -1,11 +1,13 @@
 // Per-connection crypto for the handshake: stateless nonces, X25519 agreement, HKDF session
-// keys and truncated HMACs. All synchronous node:crypto with KeyObjects created once, because
-// this runs per packet in the datapath workers.
+// keys and truncated HMACs. All synchronous, because this runs per packet in the datapath
+// workers. The hash functions come in through `Digests`: node:crypto by default, the native
+// addon's in the workers (node:crypto's createHmac costs ~3 µs per call in object setup;
+// bench/crypto.bench.ts), so that this module stays pure.
 
 import {
+  createHash,
   createHmac,
   createPublicKey,
-  createSecretKey,
   diffieHellman,
   generateKeyPairSync,
   timingSafeEqual,
@@ -13,11 +15,49 @@ import {
 } from 'node:crypto';
 import { TesseraError } from '../errors.js';
 import { x25519PublicKeyFromRaw } from './jws.js';
-import { Lru } from './lru.js';
 
 export const NONCE_BYTES = 16;
 export const MAC_BYTES = 16;
 export const SESSION_KEY_BYTES = 32;
+
+/** SHA-256 and HMAC-SHA256 writing 32 bytes into `out` (which must hold at least 32). */
+export interface Digests {
+  hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
+  sha256(data: Uint8Array, out: Uint8Array): void;
+}
+
+/** The reference implementation: node:crypto. */
+export const NODE_DIGESTS: Digests = Object.freeze({
+  hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void {
+    out.set(createHmac('sha256', key).update(data).digest());
+  },
+  sha256(data: Uint8Array, out: Uint8Array): void {
+    out.set(createHash('sha256').update(data).digest());
+  },
+});
+
+// Scratch for digests (a worker is single-threaded; every function copies what it returns).
+const digestOut = new Uint8Array(32);
+const prkOut = new Uint8Array(32);
+let macInput = new Uint8Array(256);
+
+function concatInto(first: Uint8Array | null, parts: readonly Uint8Array[], label = -1): Uint8Array {
+  let n = label >= 0 ? 1 : 0;
+  if (first) n += first.byteLength;
+  for (const p of parts) n += p.byteLength;
+  if (n > macInput.length) macInput = new Uint8Array(Math.max(n, macInput.length * 2));
+  let at = 0;
+  if (label >= 0) macInput[at++] = label;
+  if (first) {
+    macInput.set(first, at);
+    at += first.byteLength;
+  }
+  for (const p of parts) {
+    macInput.set(p, at);
+    at += p.byteLength;
+  }
+  return macInput.subarray(0, n);
+}
 
 export interface NonceSource {
   /**
@@ -29,29 +69,18 @@ export interface NonceSource {
 }
 
 /** Stateless, SYN-cookie style nonces keyed by a per-host secret (>= 32 bytes). */
-export function createNonceSource(hostSecret: Uint8Array): NonceSource {
+export function createNonceSource(hostSecret: Uint8Array, digests: Digests = NODE_DIGESTS): NonceSource {
   if (!(hostSecret instanceof Uint8Array) || hostSecret.byteLength < 32) {
     throw new TesseraError('TESSERA_ERR_INVALID_CONFIG', 'the nonce host secret must be at least 32 bytes: create one with createSecret()');
   }
-  const key = createSecretKey(hostSecret);
-  // One input buffer reused across calls (a worker is single-threaded): each call
-  // allocates only the digest, of which the caller gets a 16-byte view.
-  let input = Buffer.allocUnsafe(256);
+  const key = new Uint8Array(hostSecret); // our own copy: the caller's array may change
   return Object.freeze({
     nonce(label: number, parts: readonly Uint8Array[]): Uint8Array {
       if (!Number.isInteger(label) || label < 0 || label > 255) {
         throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', `nonce label must be an integer 0..255, got ${String(label)}`);
       }
-      let n = 1;
-      for (const p of parts) n += p.byteLength;
-      if (n > input.length) input = Buffer.allocUnsafe(Math.max(n, input.length * 2));
-      input[0] = label;
-      let at = 1;
-      for (const p of parts) {
-        input.set(p, at);
-        at += p.byteLength;
-      }
-      return createHmac('sha256', key).update(input.subarray(0, n)).digest().subarray(0, NONCE_BYTES);
+      digests.hmacSha256(key, concatInto(null, parts, label), digestOut);
+      return digestOut.slice(0, NONCE_BYTES);
     },
   });
 }
@@ -115,57 +144,80 @@ export interface KeyAgreement {
   stats(): KeyAgreementStats;
 }
 
-/** One per datapath worker: shared secrets repeat for every connection between two PUs. */
+/**
+ * One per datapath worker: shared secrets repeat for every connection between two PUs.
+ * Cached by key object identity (the verifier hands out the same KeyObject for a cached
+ * token, and a PU keeps its private key until rotation), in weak maps, so an entry lives
+ * exactly as long as both keys and no lookup builds a string. The token cache bounds the
+ * peer keys, the PU table the own keys; `cacheSize` bounds the peers cached per own key.
+ */
 export function createKeyAgreement(options: { cacheSize?: number } = {}): KeyAgreement {
-  const cache = new Lru<string, Uint8Array>(options.cacheSize ?? 1024);
+  const perOwnKey = options.cacheSize ?? 1024;
+  const cache = new WeakMap<KeyObject, { peers: WeakMap<KeyObject, Uint8Array>; count: number }>();
   let hits = 0;
   let misses = 0;
+  let size = 0;
   return Object.freeze({
     sharedSecret(privateKey: KeyObject, peerPublicKey: KeyObject): Uint8Array {
-      const k = `${keyId(privateKey)}.${keyId(peerPublicKey)}`;
-      const cached = cache.get(k);
+      let own = cache.get(privateKey);
+      const cached = own?.peers.get(peerPublicKey);
       if (cached !== undefined) {
         hits++;
         return cached;
       }
       misses++;
+      keyId(privateKey); // type checks (X25519) with a clear error, once per key object
+      keyId(peerPublicKey);
       let secret: Buffer;
       try {
         secret = diffieHellman({ privateKey, publicKey: peerPublicKey });
       } catch (err) {
         throw new TesseraError('TESSERA_ERR_TOKEN', 'X25519 failed: the peer ephemeral key is a low-order point or not an X25519 key', { cause: err });
       }
-      cache.set(k, secret);
+      if (!own || own.count >= perOwnKey) {
+        // New own key, or too many peers for this one: start a fresh map (old entries are collected).
+        if (own) size -= own.count;
+        own = { peers: new WeakMap(), count: 0 };
+        cache.set(privateKey, own);
+      }
+      own.peers.set(peerPublicKey, secret);
+      own.count++;
+      size++;
       return secret;
     },
     stats(): KeyAgreementStats {
-      return { hits, misses, size: cache.size };
+      return { hits, misses, size };
     },
   });
 }
 
 const HKDF_BLOCK_1 = new Uint8Array([1]);
+const utf8 = new TextEncoder();
 
 /**
  * K = HKDF-SHA256(ikm = shared, salt = nonceC ‖ nonceS, info) → 32 bytes (RFC 5869).
  * With L = 32 the expand step is one HMAC block, so this is exactly
- * HMAC(HMAC(salt, ikm), info ‖ 0x01): computed with two createHmac calls because
- * crypto.hkdfSync costs about twice as much per call in Node 20 (bench/crypto.bench.ts);
- * a unit test checks both agree.
+ * HMAC(HMAC(salt, ikm), info ‖ 0x01): computed as two HMACs because crypto.hkdfSync
+ * costs about twice as much per call in Node 20 (bench/crypto.bench.ts); a unit test checks
+ * both agree.
  */
-export function sessionKey(shared: Uint8Array, nonceC: Uint8Array, nonceS: Uint8Array, info: Uint8Array | string): Uint8Array {
-  const salt = Buffer.allocUnsafe(nonceC.byteLength + nonceS.byteLength);
-  salt.set(nonceC, 0);
-  salt.set(nonceS, nonceC.byteLength);
-  const prk = createHmac('sha256', salt).update(shared).digest();
-  return createHmac('sha256', prk).update(info).update(HKDF_BLOCK_1).digest();
+export function sessionKey(
+  shared: Uint8Array,
+  nonceC: Uint8Array,
+  nonceS: Uint8Array,
+  info: Uint8Array | string,
+  digests: Digests = NODE_DIGESTS,
+): Uint8Array {
+  const salt = concatInto(nonceC, [nonceS]).slice();
+  digests.hmacSha256(salt, shared, prkOut);
+  digests.hmacSha256(prkOut, concatInto(typeof info === 'string' ? utf8.encode(info) : info, [HKDF_BLOCK_1]), digestOut);
+  return digestOut.slice();
 }
 
 /** HMAC-SHA256(key, parts[0] ‖ parts[1] ‖ ...) truncated to 16 bytes. */
-export function mac(key: Uint8Array, parts: readonly Uint8Array[]): Uint8Array {
-  const h = createHmac('sha256', key);
-  for (const p of parts) h.update(p);
-  return h.digest().subarray(0, MAC_BYTES);
+export function mac(key: Uint8Array, parts: readonly Uint8Array[], digests: Digests = NODE_DIGESTS): Uint8Array {
+  digests.hmacSha256(key, concatInto(null, parts), digestOut);
+  return digestOut.slice(0, MAC_BYTES);
 }
 
 /** Constant-time comparison (for equal lengths); different lengths are simply unequal. */

@@ -184,6 +184,8 @@ export function createTokenIssuer(identity: HostIdentity): TokenIssuer {
 // ---- verifying ------------------------------------------------------------------------
 
 interface CacheEntry {
+  /** The whole token (a copy): a hit needs these exact bytes, not only the same signature. */
+  readonly bytes: Buffer;
   readonly result: VerifiedToken;
   /** Certificate validity (CA mode), rechecked on every hit like the token's. */
   readonly certIat: number;
@@ -234,9 +236,13 @@ function x25519Key(raw: Buffer): KeyObject | null {
  * A synchronous verifier for the packet path.
  *
  * Caching: only tokens whose signature (and, in CA mode, certificate signature) verified
- * are cached, keyed by SHA-256 of the token bytes, in a bounded LRU; time (token iat/exp,
+ * are cached, in a bounded LRU keyed by the token's signature segment; a hit also needs the
+ * presented token to equal the cached bytes exactly, so the cache answers only for a token
+ * it verified, byte for byte. (Keying by the signature spares hashing ~900 bytes per packet;
+ * the SHA-256 of the token, which the handshake binds into its MACs, is computed on a miss
+ * and kept in the entry.) Time (token iat/exp,
  * certificate iat/exp) is rechecked on every hit, so an authentic but expired token stays
- * cached yet is refused. Failed verifications are NOT cached: an attacker gets a fresh hash
+ * cached yet is refused. Failed verifications are NOT cached: an attacker gets a fresh key
  * for free by changing one byte, so a negative cache would not bound the attacker's cost,
  * while its entries would compete with good tokens for the bound. The cost of a miss is one
  * HMAC (PSK) or one or two ECDSA verifies (CA) per SYN that reaches the queue; verifyStats()
@@ -363,10 +369,12 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         }
         if (len > MAX_TOKEN_BYTES) return fail('malformed');
         const bytes = Buffer.from(tokenBytes.buffer, tokenBytes.byteOffset + offset, len);
-        const key = cryptoHash('sha256', bytes, 'base64');
+        const lastDot = bytes.lastIndexOf(0x2e);
+        if (lastDot <= 0) return fail('malformed');
+        const key = bytes.toString('latin1', lastDot + 1);
         const t = now();
         const hit = cache.get(key);
-        if (hit !== undefined) {
+        if (hit !== undefined && hit.bytes.equals(bytes)) {
           hits++;
           return checkTime(hit, t);
         }
@@ -391,8 +399,10 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         }
         const epkKey = x25519Key(epkRaw);
         if (epkKey === null) return fail('malformed');
-        const result: VerifiedToken = Object.freeze({ ok: true, claims, epkKey, tokenHash: new Uint8Array(Buffer.from(key, 'base64')) });
-        const entry: CacheEntry = { result, certIat, certExp };
+        const tokenHash = new Uint8Array(cryptoHash('sha256', bytes, 'buffer'));
+        const result: VerifiedToken = Object.freeze({ ok: true, claims, epkKey, tokenHash });
+        // A copy: `bytes` may be a view of a queue's receive buffer, reused by the next batch.
+        const entry: CacheEntry = { bytes: Buffer.from(bytes), result, certIat, certExp };
         cache.set(key, entry);
         return checkTime(entry, t);
       } catch {

@@ -31,6 +31,17 @@ describe('Lru', () => {
     expect(l.get(9_999)).toBe(9_999);
     expect(l.get(9_899)).toBeUndefined();
   });
+  it('a hot entry survives eviction without being re-inserted on every get', () => {
+    const l = new Lru<number, number>(100);
+    for (let i = 0; i < 100; i++) l.set(i, i);
+    expect(l.get(0)).toBe(0); // oldest: touched, becomes the newest
+    for (let i = 100; i < 199; i++) {
+      l.set(i, i);
+      expect(l.get(0)).toBe(0); // touched again and again, moved at most every 25 insertions
+    }
+    expect(l.size).toBe(100);
+    expect(l.has(1)).toBe(false);
+  });
   it('refuses a bound below 1', () => {
     expect(() => new Lru(0)).toThrow(expect.objectContaining({ code: 'TESSERA_ERR_INVALID_CONFIG' }));
   });

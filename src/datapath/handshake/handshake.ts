@@ -6,17 +6,19 @@
 //   SYN out    attach nonceC + token(C)    ───▶   SYN in     verify token(C), find PU by port,
 //              connmark += CLIENT_PENDING                    ingress policy, keep (nonceC, epkC),
 //                                                            strip, connmark += SERVER_PENDING
-//   SYN-ACK in verify token(S) and macS,   ◀───   SYN-ACK out nonceS, K, macS, attach token(S)
-//              egress policy, strip, keep macC
-//   ACK out    attach nonceC, macC, token(C) ───▶  ACK in    verify token(C) and macC (proof of
-//              connmark: CLIENT_PENDING→AUTH                 possession for THIS connection),
+//   SYN-ACK in verify token(S) and macS,   ◀───   SYN-ACK out nonceS, K, macS, attach token(S),
+//              egress policy, strip, keep macC                keep the expected macC
+//   ACK out    attach macC               ───▶  ACK in    compare macC with the kept one (proof
+//              connmark: CLIENT_PENDING→AUTH                 of possession for THIS connection),
 //                                                            strip, SERVER_PENDING→AUTHORIZED
 //
 // Per-connection values are keyed by (remote address, remote port, client ISN), which stay the
 // same at every hook of a host even when that host NATs the flow, and nonces are derived from
-// them with the host secret, so most steps are stateless. Two bounded maps remain: the server's
-// (nonceC, epkC) between SYN in and SYN-ACK out, and the client's proof between SYN-ACK in and
-// ACK out; both are LRU-bounded so a SYN flood cannot grow memory.
+// them with the host secret. Two bounded maps hold what a later packet needs: the server's
+// (nonceC, epkC, the verified client, then the expected macC) from SYN in to ACK in, and the
+// client's macC from SYN-ACK in to ACK out; both are LRU-bounded so a SYN flood cannot grow
+// memory. Keeping the server's entry until the ACK lets the ACK carry 16 bytes instead of
+// the client's token again (docs/protocol.md, "State").
 
 import type { KeyObject } from 'node:crypto';
 import {
@@ -47,7 +49,6 @@ import {
   MARKER_EXID,
   MARKER_KIND,
   MARKER_OPTION,
-  TOKEN_ID_LENGTH,
   blockLength,
   decodeBlock,
   encodeBlock,
@@ -81,7 +82,6 @@ export type Reason =
   | 'audit'
   | 'no-pu'
   | 'no-state'
-  | 'stale-key'
   | 'too-large'
   | 'bad-packet';
 
@@ -188,15 +188,15 @@ export interface HandshakeStats {
 interface ServerState {
   at: number;
   nonceC: Uint8Array;
-  tokenHashC: Uint8Array;
-  epkC: KeyObject;
+  /** The client as verified on the SYN, and the ingress decision made then. */
+  peer: VerifiedPeer;
+  decision: PolicyDecision;
+  /** The proof the ACK must carry; set when the SYN-ACK leaves. */
+  macC: Uint8Array | null;
 }
 interface ClientState {
   at: number;
-  nonceC: Uint8Array;
   macC: Uint8Array;
-  serverTokenId: Uint8Array;
-  token: Uint8Array;
 }
 
 /** Map with insertion-order eviction: enough for entries that live milliseconds. */
@@ -433,11 +433,14 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       return decide(VERDICT_DROP, -1, 0, pu ? 'no-state' : 'no-pu');
     }
     const token = pu.tokens[0]!;
+    const hashC = st.peer.tokenHash;
     const nonceS = crypto.nonce(
-      flowInput(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, [LABEL_SERVER_NONCE, isnC, pkt.seq], [st.nonceC, st.tokenHashC]),
+      flowInput(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, [LABEL_SERVER_NONCE, isnC, pkt.seq], [st.nonceC, hashC]),
     );
-    const k = crypto.sessionKey(crypto.sharedSecret(token.epkPrivate, st.epkC), st.nonceC, nonceS);
-    const macS = crypto.mac(k, macInput(TAG_SYNACK, token.hash, st.tokenHashC));
+    const k = crypto.sessionKey(crypto.sharedSecret(token.epkPrivate, st.peer.epk), st.nonceC, nonceS);
+    const macS = crypto.mac(k, macInput(TAG_SYNACK, token.hash, hashC));
+    // What only the holder of the client token's key can send back in the ACK.
+    st.macC = crypto.mac(k, macInput(TAG_ACK, hashC, token.hash));
     const len = attach(buf, pkt, { type: BlockType.SynAck, nonceS, macS, token: token.bytes }, out);
     if (len === 'too-large') {
       counters.dropped++;
@@ -460,7 +463,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       if (recentClient.covers(tuple, pkt.seq, now)) return decide(VERDICT_ACCEPT, -1, 0, 'ok');
       return decide(VERDICT_REPEAT, OP_CLEAR_CLIENT_PENDING, 0, 'no-state');
     }
-    const len = attach(buf, pkt, { type: BlockType.Ack, nonceC: st.nonceC, macC: st.macC, serverTokenId: st.serverTokenId, token: st.token }, out);
+    const len = attach(buf, pkt, { type: BlockType.Ack, macC: st.macC }, out);
     if (len === 'too-large') {
       counters.dropped++;
       return decide(VERDICT_DROP, -1, 0, 'too-large');
@@ -517,7 +520,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     recentServer.forget(tupleKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort));
     // A real copy: the block is a view of the queue's receive buffer, which the next batch
     // overwrites (and Buffer.prototype.slice would return a view, not a copy).
-    serverState.set(key, { at: deps.now(), nonceC: new Uint8Array(decoded.block.nonceC), tokenHashC: peer.tokenHash, epkC: peer.epk });
+    serverState.set(key, { at: deps.now(), nonceC: new Uint8Array(decoded.block.nonceC), peer, decision: d, macC: null });
     counters.accepted++;
     return decide(VERDICT_REPEAT, OP_SET_SERVER_PENDING, stripped, 'ok');
   }
@@ -576,7 +579,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, out);
     if (typeof stripped !== 'number') return rejectSynAck(buf, pkt, out, 'bad-packet');
     const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, isnC);
-    clientState.set(key, { at: deps.now(), nonceC, macC, serverTokenId: peer.tokenHash.subarray(0, TOKEN_ID_LENGTH), token: mine.bytes });
+    clientState.set(key, { at: deps.now(), macC });
     counters.accepted++;
     record('egress', 'syn-ack', 'accept', j === 'audit' ? 'audit' : 'ok', d.ruleId, buf, pkt, pu, peer, true, d);
     return decide(VERDICT_ACCEPT, -1, stripped, j === 'audit' ? 'audit' : 'ok');
@@ -600,43 +603,27 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       record('ingress', 'ack', 'reject', 'malformed', 'protocol', buf, pkt, pu, null, true);
       return rejectInbound(buf, pkt, out, 'malformed');
     }
-    const block = decoded.block;
-    const peer = crypto.verify(block.token);
-    if (!peer.ok) {
-      record('ingress', 'ack', 'reject', peer.reason, 'protocol', buf, pkt, pu, null, true);
-      return rejectInbound(buf, pkt, out, peer.reason);
+    const st = serverState.get(key, now, opt.stateTtlMs);
+    if (!st && recentServer.covers(tuple, pkt.seq, now)) {
+      // A copy of a proof we already accepted (the network duplicated it): strip and pass.
+      const len = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, out);
+      return typeof len === 'number' ? decide(VERDICT_ACCEPT, -1, len, 'ok') : rejectInbound(buf, pkt, out, 'bad-packet');
     }
-    if (!pu) {
-      record('ingress', 'ack', 'reject', 'no-pu', 'protocol', buf, pkt, pu, peer, true);
-      return rejectInbound(buf, pkt, out, 'no-pu');
+    if (!pu || !st || !st.macC) {
+      // No SYN-ACK of ours answered this flow (or its entry is gone: restart, eviction).
+      const reason: Reason = pu ? 'no-state' : 'no-pu';
+      record('ingress', 'ack', 'reject', reason, 'protocol', buf, pkt, pu, st?.peer ?? null, true);
+      return rejectInbound(buf, pkt, out, reason);
     }
-    let mine: IssuedToken | undefined;
-    for (const t of pu.tokens) {
-      if (crypto.equal(t.hash.subarray(0, TOKEN_ID_LENGTH), block.serverTokenId)) {
-        mine = t;
-        break;
-      }
-    }
-    if (!mine) {
-      record('ingress', 'ack', 'reject', 'stale-key', 'protocol', buf, pkt, pu, peer, true);
-      return rejectInbound(buf, pkt, out, 'stale-key');
-    }
-    const isnS = (pkt.ack - 1) >>> 0;
-    const nonceS = crypto.nonce(
-      flowInput(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, [LABEL_SERVER_NONCE, isnC, isnS], [block.nonceC, peer.tokenHash]),
-    );
-    const k = crypto.sessionKey(crypto.sharedSecret(mine.epkPrivate, peer.epk), block.nonceC, nonceS);
-    if (!crypto.equal(crypto.mac(k, macInput(TAG_ACK, peer.tokenHash, mine.hash)), block.macC)) {
+    const peer = st.peer;
+    if (!crypto.equal(decoded.block.macC, st.macC)) {
       // The client cannot prove it holds the key of the token for THIS connection: a replay.
       record('ingress', 'ack', 'reject', 'replay', 'protocol', buf, pkt, pu, peer, true);
       return rejectInbound(buf, pkt, out, 'replay');
     }
-    const d = deps.policy().ingress({ client: peer, server: pu, port: pkt.dstPort, peerAddr: peerAddr(buf, pkt) });
+    // The ingress decision was made on the SYN, against the token verified there.
+    const d = st.decision;
     const j = judge(d);
-    if (j === 'reject') {
-      record('ingress', 'ack', 'reject', 'policy', d.ruleId, buf, pkt, pu, peer, true, d);
-      return rejectInbound(buf, pkt, out, 'policy', d.reject);
-    }
     const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, out);
     if (typeof stripped !== 'number') return rejectInbound(buf, pkt, out, 'bad-packet');
     recentServer.add(tuple, isnC, now);

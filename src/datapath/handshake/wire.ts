@@ -9,7 +9,7 @@
 //
 //   SYN      body: nonceC[16] | tokenLength u16 | token
 //   SYN-ACK  body: nonceS[16] | macS[16]  | tokenLength u16 | token
-//   ACK      body: nonceC[16] | macC[16]  | serverTokenId[8] | tokenLength u16 | token
+//   ACK      body: macC[16]   (the server kept the rest from the SYN and its SYN-ACK)
 
 export const WIRE_VERSION = 1;
 export const MARKER_KIND = 253;
@@ -25,7 +25,6 @@ export const enum BlockType {
 
 export const NONCE_LENGTH = 16;
 export const MAC_LENGTH = 16;
-export const TOKEN_ID_LENGTH = 8;
 const TRAILER = 4;
 const MAX_TOKEN = 2048;
 
@@ -42,10 +41,7 @@ export interface SynAckBlock {
 }
 export interface AckBlock {
   type: BlockType.Ack;
-  nonceC: Uint8Array;
   macC: Uint8Array;
-  serverTokenId: Uint8Array;
-  token: Uint8Array;
 }
 export type Block = SynBlock | SynAckBlock | AckBlock;
 
@@ -58,6 +54,7 @@ export interface Decoded {
 
 export type WireError = 'no-block' | 'bad-version' | 'bad-block';
 
+/** Bytes before the token (including its length field), or of the whole body for ACK. */
 function fixedLength(type: BlockType): number {
   switch (type) {
     case BlockType.Syn:
@@ -65,14 +62,15 @@ function fixedLength(type: BlockType): number {
     case BlockType.SynAck:
       return NONCE_LENGTH + MAC_LENGTH + 2;
     case BlockType.Ack:
-      return NONCE_LENGTH + MAC_LENGTH + TOKEN_ID_LENGTH + 2;
+      return MAC_LENGTH;
     default:
       return -1;
   }
 }
 
+/** Length of a whole block; `tokenLength` is ignored for ACK, which carries no token. */
 export function blockLength(type: BlockType, tokenLength: number): number {
-  return fixedLength(type) + tokenLength + TRAILER;
+  return fixedLength(type) + (type === BlockType.Ack ? 0 : tokenLength) + TRAILER;
 }
 
 /** Encode a block into `out` at offset 0; returns its length. `out` must be large enough. */
@@ -91,14 +89,14 @@ export function encodeBlock(block: Block, out: Uint8Array): number {
       put(block.macS);
       break;
     case BlockType.Ack:
-      put(block.nonceC);
       put(block.macC);
-      put(block.serverTokenId);
       break;
   }
-  out[p++] = block.token.length >> 8;
-  out[p++] = block.token.length & 0xff;
-  put(block.token);
+  if (block.type !== BlockType.Ack) {
+    out[p++] = block.token.length >> 8;
+    out[p++] = block.token.length & 0xff;
+    put(block.token);
+  }
   const total = p + TRAILER;
   out[p++] = WIRE_VERSION;
   out[p++] = block.type;
@@ -128,6 +126,10 @@ export function decodeBlock(payload: Uint8Array): Decoded | WireError {
     return v;
   };
   let block: Block;
+  if (type === BlockType.Ack) {
+    if (total !== fixed + TRAILER) return 'bad-block';
+    return { block: { type, macC: take(MAC_LENGTH) }, keptPayload: start };
+  }
   const tokenAt = start + fixed - 2;
   const tokenLength = (payload[tokenAt]! << 8) | payload[tokenAt + 1]!;
   if (tokenLength === 0 || tokenLength > MAX_TOKEN || fixed + tokenLength + TRAILER !== total) return 'bad-block';
@@ -143,14 +145,6 @@ export function decodeBlock(payload: Uint8Array): Decoded | WireError {
       const macS = take(MAC_LENGTH);
       p += 2;
       block = { type, nonceS, macS, token: take(tokenLength) };
-      break;
-    }
-    case BlockType.Ack: {
-      const nonceC = take(NONCE_LENGTH);
-      const macC = take(MAC_LENGTH);
-      const serverTokenId = take(TOKEN_ID_LENGTH);
-      p += 2;
-      block = { type, nonceC, macC, serverTokenId, token: take(tokenLength) };
       break;
     }
     default:

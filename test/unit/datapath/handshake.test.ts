@@ -162,6 +162,7 @@ describe('handshake', () => {
     expect(h.synAckIn).toMatchObject({ verdict: VERDICT_ACCEPT, reason: 'ok' });
     expect(h.synAckIn.bytes).toEqual(h.synAck);
     expect(h.ackOut).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_CLEAR_CLIENT_PENDING });
+    expect(h.ackOut.bytes.length).toBe(h.ack.length + 4 + 20); // marker + a 20-byte proof block, no token
     expect(h.ackIn).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_CLEAR_SERVER_PENDING, reason: 'ok' });
     expect(h.ackIn.bytes).toEqual(h.ack);
     const serverFlow = b.flows.at(-1)!;
@@ -251,6 +252,21 @@ describe('handshake', () => {
       // And silence (no proof at all) never authorizes either.
       const bare = seg(M_ADDR, B_ADDR, 43000, 80, 11_001, 22_001, TCP_ACK);
       expect(run(b, bare, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'missing-proof' });
+    });
+
+    it('a proof ACK the server has no entry for is refused with a reset (no-state), never accepted', () => {
+      const h = handshake(a, b, { sport: 43002, isnC: 41_000, isnS: 42_000 });
+      expect(h.ackIn.reason).toBe('ok');
+      // A network duplicate of the accepted proof passes, stripped (the flow is authorized)...
+      const dup = run(b, h.ackOut.bytes, HOOK_PRE_ROUTING);
+      expect(dup).toMatchObject({ verdict: VERDICT_ACCEPT, reason: 'ok' });
+      expect(dup.bytes).toEqual(h.ack);
+      // ...but the same proof on a new connection of that tuple (a new SYN forgets the old one) has no entry.
+      expect(run(b, h.synOut.bytes, HOOK_PRE_ROUTING).reason).toBe('ok'); // no SYN-ACK of ours followed it
+      expect(run(b, h.ackOut.bytes, HOOK_PRE_ROUTING)).toMatchObject({ mark: REJECT_BIT, reason: 'no-state' });
+      // A server that never saw the SYN (a restart between SYN-ACK and ACK) cannot check it either.
+      const fresh = makeHost('host-b', psk);
+      expect(run(fresh, h.ackOut.bytes, HOOK_PRE_ROUTING).reason).toBe('no-pu');
     });
 
     it('replaying the whole handshake on the same 4-tuple fails: the server ISN changes the key', () => {

@@ -4,7 +4,7 @@
   "targets": [
     {
       "target_name": "tessera_nfq",
-      "sources": ["src/addon.c", "src/queue.c"],
+      "sources": ["src/addon.c", "src/queue.c", "src/diag.c"],
       "cflags": [
         "-std=gnu11", "-Wall", "-Wextra", "-O2",
         "<!@(pkg-config --cflags libnetfilter_queue libmnl)"

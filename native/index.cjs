@@ -1,5 +1,5 @@
 'use strict';
-// Loads the NFQUEUE addon (native/build/Release/tessera_nfq.node, or a prebuild) for this
+// Loads the addon (native/build/Release/tessera_nfq.node, or a prebuild) for this
 // thread. The addon is context-aware, so every worker_thread may require this file.
 // ESM callers: createRequire(import.meta.url)('<path>/native/index.cjs').
 
@@ -22,4 +22,5 @@ module.exports = {
   Queue: binding.Queue,
   VERDICT: binding.VERDICT,
   META_FIELDS: binding.META_FIELDS,
+  listeningSockets: binding.listeningSockets,
 };

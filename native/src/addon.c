@@ -17,6 +17,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "diag.h"
 #include "queue.h"
 
 #define CODE_QUEUE "TESSERA_ERR_QUEUE"
@@ -560,5 +561,6 @@ NAPI_MODULE_INIT() {
   NAPI_CALL(env, napi_object_freeze(env, verdicts));
   NAPI_CALL(env, napi_set_named_property(env, exports, "Queue", cls));
   NAPI_CALL(env, napi_set_named_property(env, exports, "VERDICT", verdicts));
+  NAPI_CALL(env, diag_init(env, exports));
   return exports;
 }

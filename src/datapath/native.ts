@@ -30,6 +30,8 @@ export interface NativeModule {
   Queue: new (options: NativeQueueOptions, onBatch: (count: number) => void) => NativeQueue;
   VERDICT: { DROP: 0; ACCEPT: 1; REPEAT: 4 };
   META_FIELDS: number;
+  /** This namespace's LISTEN TCP sockets as [inode, port, inode, port, ...] (sock_diag dump); throws TESSERA_ERR_SOCK_DIAG. */
+  listeningSockets(): Uint32Array;
 }
 
 function findNativeDir(): string {

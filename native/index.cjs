@@ -1,5 +1,5 @@
 'use strict';
-// Loads the NFQUEUE addon (native/build/Release/tessera_nfq.node, or a prebuild) for this
+// Loads the addon (native/build/Release/tessera_nfq.node, or a prebuild) for this
 // thread. The addon is context-aware, so every worker_thread may require this file.
 // ESM callers: createRequire(import.meta.url)('<path>/native/index.cjs').
 
@@ -24,4 +24,5 @@ module.exports = {
   META_FIELDS: binding.META_FIELDS,
   sha256: binding.sha256,
   hmacSha256: binding.hmacSha256,
+  listeningSockets: binding.listeningSockets,
 };

@@ -82,3 +82,12 @@ export declare class Queue {
 export declare function sha256(data: Uint8Array, out: Uint8Array): void;
 /** out[0..32) = HMAC-SHA256(key, data) (RFC 2104). Throws TypeError on bad arguments. */
 export declare function hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
+/**
+ * Every TCP socket in LISTEN state in the calling thread's network namespace, IPv4 then
+ * IPv6, as a flat array [inode, port, inode, port, ...] (port in host order). Synchronous:
+ * opens a NETLINK_SOCK_DIAG socket, dumps SOCK_DIAG_BY_FAMILY with idiag_states = LISTEN for
+ * AF_INET and AF_INET6 (the kernel walks only its listening hash, not the TIME_WAIT-laden
+ * established one), closes the socket. Needs no privilege. Throws Error (code
+ * TESSERA_ERR_SOCK_DIAG, errno set) when the kernel refuses.
+ */
+export declare function listeningSockets(): Uint32Array;

@@ -7,6 +7,7 @@ export const ErrorCodes = {
   TESSERA_ERR_INVALID_LABEL: 'a label is not key=value with allowed characters',
   TESSERA_ERR_NATIVE_LOAD: 'the NFQUEUE addon could not be loaded',
   TESSERA_ERR_QUEUE: 'the kernel refused an NFQUEUE operation',
+  TESSERA_ERR_SOCK_DIAG: 'the kernel refused the sock_diag query for listening sockets',
   TESSERA_ERR_RULES: 'iptables-restore rejected a rule transaction',
   TESSERA_ERR_CGROUP: 'a net_cls cgroup operation failed',
   TESSERA_ERR_COMMAND: 'an external command failed',

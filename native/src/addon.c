@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "hash.h"
+#include "diag.h"
 #include "queue.h"
 
 #define CODE_QUEUE "TESSERA_ERR_QUEUE"
@@ -562,5 +563,6 @@ NAPI_MODULE_INIT() {
   NAPI_CALL(env, napi_set_named_property(env, exports, "Queue", cls));
   NAPI_CALL(env, napi_set_named_property(env, exports, "VERDICT", verdicts));
   if (tessera_hash_init(env, exports)) return NULL;
+  NAPI_CALL(env, diag_init(env, exports));
   return exports;
 }

@@ -10,7 +10,8 @@ import { buildRuleset, createCommandRunner, createNetCls, createReconciler, type
 import { createDatapath, HANDLING_BUCKETS_US, type Datapath } from '../datapath/index.js';
 import type { FlowRecord } from '../datapath/index.js';
 import { startApiServer, createApiClient, type ApiServer, type FlowEntry, type StatusResponse } from '../api/index.js';
-import { listeningPorts, listeningSockets } from '../monitors/process/index.js';
+import { listeningPorts, listeningSockets, type ListenerDump } from '../monitors/process/index.js';
+import { loadNative } from '../datapath/native.js';
 import { validateConfig, type DaemonConfig } from './config.js';
 import { createLogger, rateLimited } from './log.js';
 import { loadHostSecret, loadTrust } from './trust.js';
@@ -217,13 +218,31 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     }
   }
 
+  /**
+   * The port scan's source of listening sockets: the addon's sock_diag dump, loaded at the
+   * first scan; null (read /proc/net/tcp{,6}) only when the addon cannot be loaded.
+   */
+  let listenerDump: ListenerDump | null | undefined;
+  function nativeListenerDump(): ListenerDump | null {
+    if (listenerDump === undefined) {
+      try {
+        const native = loadNative();
+        // An addon built before listeningSockets existed has no such export.
+        listenerDump = typeof native.listeningSockets === 'function' ? native.listeningSockets : null;
+      } catch {
+        listenerDump = null;
+      }
+    }
+    return listenerDump;
+  }
+
   /** Every portScanMs: pids and listening ports of each PU; empty process PUs end. */
   let scanning = false;
   async function scan(): Promise<void> {
     if (scanning) return;
     scanning = true;
     try {
-      const sockets = listeningSockets();
+      const sockets = listeningSockets(nativeListenerDump());
       for (const pu of registry.all()) {
         if (pu.kind === 'container') {
           // The monitor ends container PUs. A namespace PU's ports are not this host's.

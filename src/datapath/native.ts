@@ -34,6 +34,8 @@ export interface NativeModule {
   sha256(data: Uint8Array, out: Uint8Array): void;
   /** out[0..32) = HMAC-SHA256(key, data). */
   hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
+  /** This namespace's LISTEN TCP sockets as [inode, port, inode, port, ...] (sock_diag dump); throws TESSERA_ERR_SOCK_DIAG. */
+  listeningSockets(): Uint32Array;
 }
 
 function findNativeDir(): string {

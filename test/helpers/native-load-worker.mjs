@@ -36,5 +36,6 @@ parentPort.postMessage({
   exports: Object.keys(native).sort(),
   verdict: { ...native.VERDICT },
   metaFields: native.META_FIELDS,
+  listeningWords: native.listeningSockets().length,
   errors,
 });

@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+import { createServer, type AddressInfo } from 'node:net';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +18,7 @@ interface LoadReport {
   exports: string[];
   verdict: Record<string, number>;
   metaFields: number;
+  listeningWords: number;
   errors: Array<{ name: string; code?: string; message?: string }>;
 }
 
@@ -44,7 +46,7 @@ function runWorker(barrier: SharedArrayBuffer, parties: number): Promise<{ repor
 describe('native addon loading', () => {
   it('loads in the main thread with the documented exports', () => {
     const native = require(join(nativeDir, 'index.cjs')) as typeof Native;
-    expect(Object.keys(native).sort()).toEqual(['META_FIELDS', 'Queue', 'VERDICT', 'hmacSha256', 'sha256']);
+    expect(Object.keys(native).sort()).toEqual(['META_FIELDS', 'Queue', 'VERDICT', 'hmacSha256', 'listeningSockets', 'sha256']);
     expect(native.VERDICT).toEqual({ DROP: 0, ACCEPT: 1, REPEAT: 4 });
     expect(Object.isFrozen(native.VERDICT)).toBe(true);
     expect(native.META_FIELDS).toBe(8);
@@ -85,7 +87,8 @@ describe('native addon loading', () => {
     const results = await Promise.all(Array.from({ length: parties }, () => runWorker(barrier, parties)));
     for (const { report, exitCode } of results) {
       expect(exitCode).toBe(0);
-      expect(report.exports).toEqual(['META_FIELDS', 'Queue', 'VERDICT', 'hmacSha256', 'sha256']);
+      expect(report.exports).toEqual(['META_FIELDS', 'Queue', 'VERDICT', 'hmacSha256', 'listeningSockets', 'sha256']);
+      expect(report.listeningWords % 2).toBe(0); // listeningSockets() runs in a worker too
       expect(report.verdict).toEqual({ DROP: 0, ACCEPT: 1, REPEAT: 4 });
       expect(report.metaFields).toBe(8);
       expect(report.errors).toHaveLength(6);
@@ -95,6 +98,21 @@ describe('native addon loading', () => {
       }
     }
     expect(new Int32Array(barrier)[0]).toBe(parties);
+  });
+
+  it('listeningSockets() needs no root: it reports a port this process listens on', async () => {
+    const { listeningSockets } = require(join(nativeDir, 'index.cjs')) as typeof Native;
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const words = listeningSockets();
+      expect(words).toBeInstanceOf(Uint32Array);
+      const ports = words.filter((_, i) => i % 2 === 1);
+      expect([...ports]).toContain(port);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('a missing build fails with a message that names the fix and keeps the cause', () => {

@@ -1,1 +1,1 @@
-export { listeningPorts, listeningSockets } from './listeners.js';
+export { listeningPorts, listeningSockets, type ListenerDump } from './listeners.js';

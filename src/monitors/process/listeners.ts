@@ -1,19 +1,37 @@
 // Which TCP ports do these processes listen on? Server-side PUs are found by listening port
-// because a SYN-ACK never matches `-m cgroup` (it leaves from a request socket). We read the
-// listening sockets of this network namespace from /proc/net/tcp{,6} and the socket inodes
-// held by the PU's processes from /proc/PID/fd.
+// because a SYN-ACK never matches `-m cgroup` (it leaves from a request socket). We get the
+// listening sockets of this network namespace from the addon's sock_diag dump (handed in by
+// the daemon: monitors may not import datapath), else from /proc/net/tcp{,6}, and the socket
+// inodes held by the PU's processes from /proc/PID/fd.
 
 import { closeSync, openSync, readSync, readdirSync, readlinkSync } from 'node:fs';
 
 const LISTEN = '0A';
 
+/** The addon's listeningSockets(): [inode, port, inode, port, ...] of this namespace's LISTEN TCP sockets. */
+export type ListenerDump = () => Uint32Array;
+
 /**
- * inode -> port of every listening TCP socket in our network namespace. The kernel lists
- * listening sockets first in /proc/net/tcp{,6}, so reading stops at the first line in
- * another state: a busy server has tens of thousands of TIME_WAIT lines after them, and
- * reading those every scan cost ~95 ms of CPU (measured by the benchmark at 31k sockets).
+ * inode -> port of every listening TCP socket in our network namespace: from `dump` (the
+ * addon's sock_diag query, which walks only the kernel's listening hash) when given, else
+ * from /proc/net/tcp{,6} under `procNet`.
  */
-export function listeningSockets(procNet = '/proc/net'): Map<string, number> {
+export function listeningSockets(dump?: ListenerDump | null, procNet = '/proc/net'): Map<string, number> {
+  if (!dump) return procListeningSockets(procNet);
+  const words = dump();
+  const out = new Map<string, number>();
+  for (let i = 0; i + 1 < words.length; i += 2) out.set(String(words[i]), words[i + 1]!);
+  return out;
+}
+
+/**
+ * The fallback reader. The kernel lists listening sockets first in /proc/net/tcp{,6}, so
+ * reading stops at the first line in another state: a busy server has tens of thousands of
+ * TIME_WAIT lines after them, and reading those every scan cost ~95 ms of CPU (measured by
+ * the benchmark at 31k sockets). tcp6 without IPv6 listeners still walks the whole
+ * established hash in the kernel to find that out.
+ */
+function procListeningSockets(procNet: string): Map<string, number> {
   const out = new Map<string, number>();
   const chunk = Buffer.allocUnsafe(64 * 1024);
   for (const file of ['tcp', 'tcp6']) {

@@ -1,4 +1,5 @@
-// Listening-port discovery reads only the LISTEN block at the head of /proc/net/tcp{,6}.
+// Listening-port discovery: the addon's flat [inode, port, ...] dump when given, else only the
+// LISTEN block at the head of /proc/net/tcp{,6}.
 
 import { describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
@@ -21,7 +22,7 @@ describe('listeningSockets', () => {
       tcp += line(9999, 9999, '0A', 1003);
       writeFileSync(join(dir, 'tcp'), tcp);
       writeFileSync(join(dir, 'tcp6'), HEAD + line(0, 443, '0A', 2001));
-      const m = listeningSockets(dir);
+      const m = listeningSockets(null, dir);
       expect([...m.entries()].sort()).toEqual([
         ['1001', 80],
         ['1002', 8080],
@@ -36,9 +37,29 @@ describe('listeningSockets', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tessera-procnet-'));
     try {
       writeFileSync(join(dir, 'tcp'), HEAD + line(0, 22, '0A', 7));
-      expect(listeningSockets(dir).get('7')).toBe(22);
+      expect(listeningSockets(null, dir).get('7')).toBe(22);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('maps the addon dump [inode, port, ...] and reads no /proc file then', () => {
+    const dump = () => Uint32Array.from([1001, 80, 4294967295, 65535, 2001, 443]);
+    const m = listeningSockets(dump, '/nonexistent');
+    expect([...m.entries()]).toEqual([
+      ['1001', 80],
+      ['4294967295', 65535],
+      ['2001', 443],
+    ]);
+    expect(listeningSockets(() => new Uint32Array(0)).size).toBe(0);
+  });
+
+  it('lets a dump error through (no silent fallback once the addon is loaded)', () => {
+    const err = Object.assign(new Error('sock_diag refused'), { code: 'TESSERA_ERR_SOCK_DIAG' });
+    expect(() =>
+      listeningSockets(() => {
+        throw err;
+      }),
+    ).toThrow(err);
   });
 });

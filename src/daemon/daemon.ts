@@ -133,7 +133,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       flowLog.info({ flow: f }, `${f.verdict} ${f.direction} ${f.reason}`);
       flows.push(f);
       authorized.note(f);
-      if (flows.length > FLOW_RING) flows.splice(0, flows.length - FLOW_RING);
+      // Trimmed in chunks: splicing one record off the front of 2 000 on every push is a
+      // memmove per connection.
+      if (flows.length > FLOW_RING + FLOW_RING / 4) flows.splice(0, flows.length - FLOW_RING);
       for (const s of subscribers) s(f);
     }
   });

@@ -35,6 +35,7 @@ import {
 } from '../../packet/index.js';
 import type { Policy, PolicyDecision } from '../../policy/index.js';
 import type { FlowRecord } from '../../flow.js';
+import { Lru } from '../../identity/index.js';
 import {
   OP_SET_CLIENT_PENDING,
   OP_CLEAR_CLIENT_PENDING,
@@ -199,20 +200,17 @@ interface ClientState {
   macC: Uint8Array;
 }
 
-/** Map with insertion-order eviction: enough for entries that live milliseconds. */
+/** Per-flow entries with a time to live, in a bounded map (identity's two-generation Lru). */
 class Bounded<V extends { at: number }> {
-  readonly map = new Map<string, V>();
-  constructor(private readonly max: number) {}
+  readonly map: Lru<string, V>;
+  constructor(max: number) {
+    this.map = new Lru(max);
+  }
   set(k: string, v: V): void {
-    this.map.delete(k);
     this.map.set(k, v);
-    if (this.map.size > this.max) {
-      const first = this.map.keys().next();
-      if (!first.done) this.map.delete(first.value);
-    }
   }
   get(k: string, now: number, ttl: number): V | undefined {
-    const v = this.map.get(k);
+    const v = this.map.peek(k);
     if (v && now - v.at > ttl) {
       this.map.delete(k);
       return undefined;
@@ -230,22 +228,19 @@ class Bounded<V extends { at: number }> {
  * sequence number lies after the recorded client ISN, and entries live briefly.
  */
 class RecentFlows {
-  private readonly map = new Map<string, { at: number; isnC: number }>();
-  constructor(private readonly max: number, private readonly ttlMs: number) {}
+  private readonly map: Lru<string, { at: number; isnC: number }>;
+  constructor(max: number, private readonly ttlMs: number) {
+    this.map = new Lru(max);
+  }
   add(k: string, isnC: number, now: number): void {
-    this.map.delete(k);
     this.map.set(k, { at: now, isnC });
-    if (this.map.size > this.max) {
-      const first = this.map.keys().next();
-      if (!first.done) this.map.delete(first.value);
-    }
   }
   /** A new SYN on this tuple starts a new connection: the old authorization must not carry over. */
   forget(k: string): void {
     this.map.delete(k);
   }
   covers(k: string, seq: number, now: number): boolean {
-    const e = this.map.get(k);
+    const e = this.map.peek(k);
     if (!e || now - e.at > this.ttlMs) return false;
     const offset = (seq - e.isnC - 1) >>> 0;
     return offset < 0x4000_0000;

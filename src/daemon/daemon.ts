@@ -126,11 +126,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
   });
 
   datapath.on('flows', (records: FlowRecord[]) => {
+    // Once per batch: below info (e.g. --log-level warn) the message is not even built.
+    const logFlows = flowLog.isLevelEnabled('info');
     for (const r of records) {
       const f: FlowEntry = { ...r, time: new Date(r.time).toISOString() };
       if (f.verdict === 'accept') counters.flows_accepted!++;
       else counters.flows_rejected!++;
-      flowLog.info({ flow: f }, `${f.verdict} ${f.direction} ${f.reason}`);
+      if (logFlows) flowLog.info({ flow: f }, `${f.verdict} ${f.direction} ${f.reason}`);
       flows.push(f);
       authorized.note(f);
       // Trimmed in chunks: splicing one record off the front of 2 000 on every push is a

@@ -92,6 +92,16 @@ describe('buildRuleset', () => {
     expect(m.jumps).toEqual({ PREROUTING: 'TESSERA-PREROUTING', POSTROUTING: 'TESSERA-POSTROUTING' });
   });
 
+  it('lets settled packets leave after APPLY: no SYN and no pending connmark bit, before every queue rule', () => {
+    const m = buildRuleset({ ...base, pus: threePus, serverPorts: [80] }).ipv4.mangle!.chains;
+    for (const c of ['TESSERA-PREROUTING', 'TESSERA-POSTROUTING']) {
+      const rules = m[c]!.map((r) => r.join(' '));
+      expect(rules[1]).toBe('-p tcp -m tcp ! --tcp-flags SYN SYN -m connmark --mark 0x0/0x30000000 -j RETURN');
+      // Every later rule needs a SYN or a pending bit, so the early return changes no decision.
+      for (const r of rules.slice(2)) expect(/--tcp-flags \S+ SYN|--mark 0x(1|2)0000000\/0x(1|2)0000000/.test(r)).toBe(true);
+    }
+  });
+
   it("restores the client PU's index from the connmark before its SYN-ACK is queued, and saves it with its SYN", () => {
     const m = buildRuleset({ ...base, pus: threePus }).ipv4.mangle!.chains;
     const pre = m['TESSERA-PREROUTING']!.map((r) => r.join(' '));

@@ -224,15 +224,28 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
 
   /**
    * The port scan's source of listening sockets: the addon's sock_diag dump, loaded at the
-   * first scan; null (read /proc/net/tcp{,6}) only when the addon cannot be loaded.
+   * first scan; null (read /proc/net/tcp{,6}) when the addon cannot be loaded or the kernel
+   * refuses the dump (said once in the log).
    */
   let listenerDump: ListenerDump | null | undefined;
+  let dumpFailed = false;
   function nativeListenerDump(): ListenerDump | null {
     if (listenerDump === undefined) {
       try {
         const native = loadNative();
         // An addon built before listeningSockets existed has no such export.
-        listenerDump = typeof native.listeningSockets === 'function' ? native.listeningSockets : null;
+        const dump = typeof native.listeningSockets === 'function' ? native.listeningSockets : null;
+        listenerDump = dump && ((): Uint32Array => {
+          try {
+            return dump();
+          } catch (err) {
+            // A kernel without inet_diag/tcp_diag (or a refusing LSM): /proc from now on.
+            listenerDump = null;
+            dumpFailed = true;
+            log.warn({ err: errorMessage(err) }, 'sock_diag refused the listening-socket dump; reading /proc/net/tcp{,6} instead (slower with many sockets)');
+            return new Uint32Array(0);
+          }
+        });
       } catch {
         listenerDump = null;
       }
@@ -246,7 +259,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     if (scanning) return;
     scanning = true;
     try {
-      const sockets = listeningSockets(nativeListenerDump());
+      let sockets = listeningSockets(nativeListenerDump());
+      if (dumpFailed) {
+        dumpFailed = false;
+        sockets = listeningSockets(null); // this scan's dump failed: read /proc now
+      }
       for (const pu of registry.all()) {
         if (pu.kind === 'container') {
           // The monitor ends container PUs. A namespace PU's ports are not this host's.

@@ -300,17 +300,25 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     return scratch.subarray(0, p);
   }
 
+  // Map keys as one flat string of 16-bit units, built in one call: concatenating a char per
+  // byte and a decimal ISN made cons strings that every lookup had to flatten and hash.
+  // Address lengths differ per family (2 or 8 units), so keys of IPv4 and IPv6 never collide.
+  const units: number[] = [];
+  function keyOf(buf: Uint8Array, addrOffset: number, addrLength: number, a: number, b: number, c: number): string {
+    units.length = 0;
+    for (let i = 0; i < addrLength; i += 2) units.push((buf[addrOffset + i]! << 8) | buf[addrOffset + i + 1]!);
+    units.push(a, b, c);
+    return String.fromCharCode.apply(null, units);
+  }
+
+  /** (remote address, remote port, client ISN): the key of the per-flow handshake maps. */
   function flowKey(buf: Uint8Array, addrOffset: number, addrLength: number, port: number, isnC: number): string {
-    let k = '';
-    for (let i = 0; i < addrLength; i++) k += String.fromCharCode(buf[addrOffset + i]!);
-    return k + String.fromCharCode(port >> 8, port & 0xff) + ':' + (isnC >>> 0);
+    return keyOf(buf, addrOffset, addrLength, port, isnC >>> 16, isnC & 0xffff);
   }
 
   /** (remote address, remote port, local port): the key of the recent-flow sets. */
   function tupleKey(buf: Uint8Array, addrOffset: number, addrLength: number, remotePort: number, localPort: number): string {
-    let k = '';
-    for (let i = 0; i < addrLength; i++) k += String.fromCharCode(buf[addrOffset + i]!);
-    return k + String.fromCharCode(remotePort >> 8, remotePort & 0xff, localPort >> 8, localPort & 0xff);
+    return keyOf(buf, addrOffset, addrLength, remotePort, localPort, 0);
   }
 
   function addrString(buf: Uint8Array, off: number, len: number): string {

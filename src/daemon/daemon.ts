@@ -13,7 +13,7 @@ import { startApiServer, createApiClient, type ApiServer, type FlowEntry, type S
 import { listeningPorts, listeningSockets, type ListenerDump } from '../monitors/process/index.js';
 import { loadNative } from '../datapath/native.js';
 import { validateConfig, type DaemonConfig } from './config.js';
-import { createLogger, rateLimited } from './log.js';
+import { createLogger, createRefusalLogBudget, rateLimited } from './log.js';
 import { loadHostSecret, loadTrust } from './trust.js';
 import { PuRegistry } from './pus.js';
 import { builtinPolicy, loadPolicyFile, watchPolicyFile, DEFAULT_POLICY_TEXT, type LoadedPolicy } from './policy-source.js';
@@ -22,6 +22,8 @@ import { createContainerPus, type ContainerPus } from './containers.js';
 
 const FLOW_RING = 2000;
 const RECONCILE_EVERY_MS = 10_000;
+/** Refusal log lines per second per reason code; the rest are counted in one summary line. */
+const REFUSAL_LOG_LINES_PER_SECOND = 50;
 const ROTATE_CHECK_MS = 15_000;
 
 export interface RunningDaemon {
@@ -70,6 +72,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
   await netcls.ensureMounted();
 
   const flowLog = log.child({ component: 'flow' });
+  const refusalBudget = createRefusalLogBudget(REFUSAL_LOG_LINES_PER_SECOND);
   const warn = rateLimited(log.child({ component: 'datapath' }));
   const flows: FlowEntry[] = [];
   const subscribers = new Set<(f: FlowEntry) => void>();
@@ -132,7 +135,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       const f: FlowEntry = { ...r, time: new Date(r.time).toISOString() };
       if (f.verdict === 'accept') counters.flows_accepted!++;
       else counters.flows_rejected!++;
-      if (logFlows) flowLog.info({ flow: f }, `${f.verdict} ${f.direction} ${f.reason}`);
+      if (logFlows && (f.verdict === 'accept' || refusalBudget.allow(f.reason))) flowLog.info({ flow: f }, `${f.verdict} ${f.direction} ${f.reason}`);
       flows.push(f);
       authorized.note(f);
       // Trimmed in chunks: splicing one record off the front of 2 000 on every push is a
@@ -403,6 +406,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
 
   const timers = [
     setInterval(() => void scan(), config.portScanMs),
+    setInterval(() => {
+      const suppressed = refusalBudget.drain();
+      if (suppressed) {
+        const total = Object.values(suppressed).reduce((a, b) => a + b, 0);
+        flowLog.warn({ suppressed }, `${total} refusals not logged in the last second (over ${REFUSAL_LOG_LINES_PER_SECOND}/s per reason); tessera_reasons_total counts them all`);
+      }
+    }, 1000),
     setInterval(() => {
       void sync(); // heals rules someone else removed
       void containers?.reconcile();

@@ -23,6 +23,7 @@ export interface PuInfo {
   classid: string;
   labels: string[];
   pids: number[];
+  /** Listening ports whose queue rules are installed (a port appears once it is protected). */
   ports: number[];
   createdAt: string;
   /** Risky settings of a container PU (issue #4); empty for processes. */

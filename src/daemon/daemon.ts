@@ -165,11 +165,13 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
           // Containers with a namespace of their own have their rules there, not here.
           const pus = registry.all().filter((p) => !p.netns);
           const serverPorts = [...new Set(pus.flatMap((p) => p.ports))].sort((a, b) => a - b);
+          const applying = pus.map((p) => [p, p.ports] as const);
           try {
             const r = await reconciler.apply(
               buildRuleset({ queue: { num: config.queueBase, count: config.queues, bypass: config.failOpen }, pus: pus.map((p) => ({ index: p.index, classid: p.classid })), serverPorts }),
             );
             if (r.changed) counters.rule_transactions!++;
+            for (const [p, ports] of applying) p.protectedPorts = ports;
           } catch (err) {
             log.error({ err: errorMessage(err) }, 'applying rules failed; will retry');
           }

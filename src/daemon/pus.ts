@@ -25,7 +25,10 @@ export interface Pu {
   classid: number;
   labels: string[];
   pids: number[];
+  /** Listening ports, as the last scan saw them. */
   ports: number[];
+  /** The ports whose queue rules are installed (set by the daemon after each rule sync). */
+  protectedPorts: number[];
   createdAt: Date;
   tokens: Token[];
   posture: Array<{ flag: string; fix: string }>;
@@ -126,6 +129,7 @@ export class PuRegistry {
       labels,
       pids: [],
       ports: [],
+      protectedPorts: [],
       createdAt: new Date(),
       tokens: [],
       posture: o.posture ?? [],
@@ -203,7 +207,9 @@ export class PuRegistry {
       classid: '0x' + pu.classid.toString(16),
       labels: pu.labels,
       pids: pu.pids,
-      ports: pu.ports,
+      // Only ports the kernel already protects: a client that waits for a port in
+      // `tessera status` must not reach it before its queue rule exists.
+      ports: pu.protectedPorts,
       createdAt: pu.createdAt.toISOString(),
       posture: pu.posture,
     };

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "hash.h"
+#include "napi_errors.h"
 #include "diag.h"
 #include "queue.h"
 
@@ -62,24 +63,9 @@ struct nq {
   int in_cleanup_hook; // close runs from the env cleanup hook: remove it once the handle closed
 };
 
-static void throw_last_error(napi_env env) {
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) return;
-  const napi_extended_error_info *info = NULL;
-  napi_get_last_error_info(env, &info);
-  napi_throw_error(env, NULL, info && info->error_message ? info->error_message : "Node-API call failed");
-}
+static void throw_last_error(napi_env env) { tessera_throw_last_error(env); }
 
-static void throw_queue_error(napi_env env, const char *msg, int err) {
-  napi_value code, message, error, errno_value;
-  if (napi_create_string_utf8(env, CODE_QUEUE, NAPI_AUTO_LENGTH, &code) != napi_ok) return;
-  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message) != napi_ok) return;
-  if (napi_create_error(env, code, message, &error) != napi_ok) return;
-  if (err != 0 && napi_create_int32(env, err, &errno_value) == napi_ok)
-    napi_set_named_property(env, error, "errno", errno_value);
-  napi_throw(env, error);
-}
+static void throw_queue_error(napi_env env, const char *msg, int err) { tessera_throw_coded(env, CODE_QUEUE, msg, err); }
 
 static void maybe_free(struct nq *q) {
   if (q->finalized && q->handle_closed && !q->in_batch) free(q);

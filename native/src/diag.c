@@ -27,6 +27,7 @@
 #include <node_api.h>
 
 #include "diag.h"
+#include "napi_errors.h"
 
 #define CODE_DIAG "TESSERA_ERR_SOCK_DIAG"
 // The kernel fills a dump skb of up to 32 KiB when the reader offers that much
@@ -132,25 +133,6 @@ static int diag_listening(struct diag_vec *out, char *err, size_t errlen) {
   return rc;
 }
 
-static void throw_diag_error(napi_env env, const char *msg, int err) {
-  napi_value code, message, error, errno_value;
-  if (napi_create_string_utf8(env, CODE_DIAG, NAPI_AUTO_LENGTH, &code) != napi_ok) return;
-  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message) != napi_ok) return;
-  if (napi_create_error(env, code, message, &error) != napi_ok) return;
-  if (err != 0 && napi_create_int32(env, err, &errno_value) == napi_ok)
-    napi_set_named_property(env, error, "errno", errno_value);
-  napi_throw(env, error);
-}
-
-static void throw_napi_error(napi_env env) {
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) return;
-  const napi_extended_error_info *info = NULL;
-  napi_get_last_error_info(env, &info);
-  napi_throw_error(env, NULL, info && info->error_message ? info->error_message : "Node-API call failed");
-}
-
 // listeningSockets(): Uint32Array [inode, port, inode, port, ...]; IPv4 first, then IPv6.
 static napi_value listening_sockets(napi_env env, napi_callback_info info) {
   (void)info;
@@ -159,7 +141,7 @@ static napi_value listening_sockets(napi_env env, napi_callback_info info) {
   int rc = diag_listening(&v, err, sizeof(err));
   if (rc < 0) {
     free(v.words);
-    throw_diag_error(env, err, -rc);
+    tessera_throw_coded(env, CODE_DIAG, err, -rc);
     return NULL;
   }
   napi_value ab, arr = NULL;
@@ -171,7 +153,7 @@ static napi_value listening_sockets(napi_env env, napi_callback_info info) {
   }
   free(v.words);
   if (st != napi_ok) {
-    throw_napi_error(env);
+    tessera_throw_last_error(env);
     return NULL;
   }
   return arr;

@@ -10,7 +10,7 @@ import { buildRuleset, createCommandRunner, createNetCls, createReconciler, type
 import { createDatapath, HANDLING_BUCKETS_US, type Datapath } from '../datapath/index.js';
 import type { FlowRecord } from '../datapath/index.js';
 import { startApiServer, createApiClient, type ApiServer, type FlowEntry, type StatusResponse } from '../api/index.js';
-import { listeningPorts, listeningSockets, type ListenerDump } from '../monitors/process/index.js';
+import { createListenerSource, listeningPorts, type ListenerDump } from '../monitors/process/index.js';
 import { loadNative } from '../datapath/native.js';
 import { validateConfig, type DaemonConfig } from './config.js';
 import { createLogger, createRefusalLogBudget, rateLimited } from './log.js';
@@ -25,6 +25,15 @@ const RECONCILE_EVERY_MS = 10_000;
 /** Refusal log lines per second per reason code; the rest are counted in one summary line. */
 const REFUSAL_LOG_LINES_PER_SECOND = 50;
 const ROTATE_CHECK_MS = 15_000;
+
+function nativeListenerDump(): ListenerDump | null {
+  try {
+    const native = loadNative();
+    return typeof native.listeningSockets === 'function' ? native.listeningSockets : null;
+  } catch {
+    return null;
+  }
+}
 
 export interface RunningDaemon {
   stop(reason: string): Promise<void>;
@@ -227,36 +236,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     }
   }
 
-  /**
-   * The port scan's source of listening sockets: the addon's sock_diag dump, loaded at the
-   * first scan; null (read /proc/net/tcp{,6}) when the addon cannot be loaded or the kernel
-   * refuses the dump (said once in the log).
-   */
-  let listenerDump: ListenerDump | null | undefined;
-  let dumpFailed = false;
-  function nativeListenerDump(): ListenerDump | null {
-    if (listenerDump === undefined) {
-      try {
-        const native = loadNative();
-        // An addon built before listeningSockets existed has no such export.
-        const dump = typeof native.listeningSockets === 'function' ? native.listeningSockets : null;
-        listenerDump = dump && ((): Uint32Array => {
-          try {
-            return dump();
-          } catch (err) {
-            // A kernel without inet_diag/tcp_diag (or a refusing LSM): /proc from now on.
-            listenerDump = null;
-            dumpFailed = true;
-            log.warn({ err: errorMessage(err) }, 'sock_diag refused the listening-socket dump; reading /proc/net/tcp{,6} instead (slower with many sockets)');
-            return new Uint32Array(0);
-          }
-        });
-      } catch {
-        listenerDump = null;
-      }
-    }
-    return listenerDump;
-  }
+  // The port scan's listening sockets: the addon's sock_diag dump (an addon built before it
+  // existed has no such export), else /proc/net/tcp{,6}.
+  const scanListeners = createListenerSource(nativeListenerDump(), (err) =>
+    log.warn({ err: errorMessage(err) }, 'sock_diag refused the listening-socket dump; reading /proc/net/tcp{,6} instead (slower with many sockets)'),
+  );
 
   /** Every portScanMs: pids and listening ports of each PU; empty process PUs end. */
   let scanning = false;
@@ -264,11 +248,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     if (scanning) return;
     scanning = true;
     try {
-      let sockets = listeningSockets(nativeListenerDump());
-      if (dumpFailed) {
-        dumpFailed = false;
-        sockets = listeningSockets(null); // this scan's dump failed: read /proc now
-      }
+      const sockets = scanListeners();
       for (const pu of registry.all()) {
         if (pu.kind === 'container') {
           // The monitor ends container PUs. A namespace PU's ports are not this host's.

@@ -1,1 +1,1 @@
-export { listeningPorts, listeningSockets, type ListenerDump } from './listeners.js';
+export { createListenerSource, listeningPorts, listeningSockets, type ListenerDump } from './listeners.js';

@@ -25,6 +25,26 @@ export function listeningSockets(dump?: ListenerDump | null, procNet = '/proc/ne
 }
 
 /**
+ * The daemon's source of listening sockets: `dump` while it works; /proc/net/tcp{,6} when
+ * there is none (the addon did not load) and, for good, from the first dump that throws
+ * (a kernel without inet_diag, a refusing LSM) — that error goes to `onDumpError` once.
+ */
+export function createListenerSource(dump: ListenerDump | null, onDumpError: (err: unknown) => void, procNet = '/proc/net'): () => Map<string, number> {
+  let current = dump;
+  return () => {
+    if (current) {
+      try {
+        return listeningSockets(current, procNet);
+      } catch (err) {
+        current = null;
+        onDumpError(err);
+      }
+    }
+    return listeningSockets(null, procNet);
+  };
+}
+
+/**
  * The fallback reader. The kernel lists listening sockets first in /proc/net/tcp{,6}, so
  * reading stops at the first line in another state: a busy server has tens of thousands of
  * TIME_WAIT lines after them, and reading those every scan cost ~95 ms of CPU (measured by

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { listeningSockets } from '../../../src/monitors/process/listeners.js';
+import { createListenerSource, listeningSockets } from '../../../src/monitors/process/listeners.js';
 
 const HEAD = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
 const line = (sl: number, port: number, st: string, inode: number) =>
@@ -61,5 +61,37 @@ describe('listeningSockets', () => {
         throw err;
       }),
     ).toThrow(err);
+  });
+});
+
+describe('createListenerSource (the daemon port scan)', () => {
+  it('uses the dump while it works, and /proc for good after its first error, reported once', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-procnet-'));
+    try {
+      writeFileSync(join(dir, 'tcp'), HEAD + line(0, 22, '0A', 7));
+      let calls = 0;
+      let fail = false;
+      const errors: unknown[] = [];
+      const scan = createListenerSource(
+        () => {
+          calls++;
+          if (fail) throw new Error('sock_diag refused');
+          return Uint32Array.from([1001, 80]);
+        },
+        (err) => errors.push(err),
+        dir,
+      );
+      expect([...scan().entries()]).toEqual([['1001', 80]]);
+      fail = true;
+      expect([...scan().entries()]).toEqual([['7', 22]]); // the failing scan still answers, from /proc
+      expect([...scan().entries()]).toEqual([['7', 22]]);
+      expect(calls).toBe(2); // the dump is not retried after its error
+      expect(errors).toHaveLength(1);
+      // No addon at all: /proc from the start, nothing reported.
+      expect([...createListenerSource(null, (e) => errors.push(e), dir)().entries()]).toEqual([['7', 22]]);
+      expect(errors).toHaveLength(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,11 +1,10 @@
 // Per-connection crypto for the handshake: stateless nonces, X25519 agreement, HKDF session
 // keys and truncated HMACs. All synchronous, because this runs per packet in the datapath
-// workers. The hash functions come in through `Digests`: node:crypto by default, the native
+// workers. HMAC comes in through `Digests`: node:crypto by default, the native
 // addon's in the workers (node:crypto's createHmac costs ~3 µs per call in object setup;
 // bench/crypto.bench.ts), so that this module stays pure.
 
 import {
-  createHash,
   createHmac,
   createPublicKey,
   diffieHellman,
@@ -20,19 +19,15 @@ export const NONCE_BYTES = 16;
 export const MAC_BYTES = 16;
 export const SESSION_KEY_BYTES = 32;
 
-/** SHA-256 and HMAC-SHA256 writing 32 bytes into `out` (which must hold at least 32). */
+/** HMAC-SHA256 writing 32 bytes into `out` (which must hold at least 32). */
 export interface Digests {
   hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
-  sha256(data: Uint8Array, out: Uint8Array): void;
 }
 
 /** The reference implementation: node:crypto. */
 export const NODE_DIGESTS: Digests = Object.freeze({
   hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void {
     out.set(createHmac('sha256', key).update(data).digest());
-  },
-  sha256(data: Uint8Array, out: Uint8Array): void {
-    out.set(createHash('sha256').update(data).digest());
   },
 });
 

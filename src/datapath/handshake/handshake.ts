@@ -4,7 +4,7 @@
 //
 //   client host                                   server host
 //   SYN out    attach nonceC + token(C)    ───▶   SYN in     verify token(C), find PU by port,
-//              connmark += CLIENT_PENDING                    ingress policy, keep (nonceC, epkC),
+//              connmark += CLIENT_PENDING                    ingress policy, keep (nonceC, token(C)),
 //                                                            strip, connmark += SERVER_PENDING
 //   SYN-ACK in verify token(S) and macS,   ◀───   SYN-ACK out nonceS, K, macS, attach token(S),
 //              egress policy, strip, keep macC                keep the expected macC
@@ -15,7 +15,7 @@
 // Per-connection values are keyed by (remote address, remote port, client ISN), which stay the
 // same at every hook of a host even when that host NATs the flow, and nonces are derived from
 // them with the host secret. Two bounded maps hold what a later packet needs: the server's
-// (nonceC, epkC, the verified client, then the expected macC) from SYN in to ACK in, and the
+// (nonceC, the verified client and its ingress decision, then the expected macC) from SYN in to ACK in, and the
 // client's macC from SYN-ACK in to ACK out; both are LRU-bounded so a SYN flood cannot grow
 // memory. Keeping the server's entry until the ACK lets the ACK carry 16 bytes instead of
 // the client's token again (docs/protocol.md, "State").
@@ -118,7 +118,7 @@ export interface VerifyFailure {
 
 /** The crypto the handshake needs; all synchronous (node:crypto), all cached by the provider. */
 export interface HandshakeCrypto {
-  /** HMAC-SHA256(host secret, input) truncated to 16 bytes. */
+  /** HMAC-SHA256(host secret, input) truncated to 16 bytes, in a new array the caller owns. */
   nonce(input: Uint8Array): Uint8Array;
   verify(token: Uint8Array): VerifiedPeer | VerifyFailure;
   sharedSecret(own: KeyObject, peer: KeyObject): Uint8Array;
@@ -557,7 +557,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       return rejectSynAck(buf, pkt, out, peer.reason);
     }
     const isnC = (pkt.ack - 1) >>> 0;
-    const nonceC = new Uint8Array(crypto.nonce(flowInput(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, [LABEL_CLIENT_NONCE, isnC], [])));
+    const nonceC = crypto.nonce(flowInput(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, [LABEL_CLIENT_NONCE, isnC], []));
     // Which of our tokens did the SYN carry? The MAC tells: try the newest first.
     let macC: Uint8Array | null = null;
     let mine: IssuedToken | null = null;

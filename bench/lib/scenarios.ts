@@ -77,10 +77,12 @@ const node = process.execPath;
 /**
  * Node handlers' interpreter argv. BENCH_CPU_PROF=DIR adds --cpu-prof (main thread and every
  * worker write a .cpuprofile into DIR when they exit): for finding where a row's time goes.
+ * BENCH_NODE_FLAGS="--trace-deopt ..." adds node/V8 flags (with --verbose to see their output).
  */
 const nodeArgv = (): string[] => {
   const dir = process.env.BENCH_CPU_PROF;
-  return dir ? [node, '--cpu-prof', '--cpu-prof-dir', dir] : [node];
+  const extra = process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+  return [node, ...extra, ...(dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [])];
 };
 const TESSERA_JS = 'dist/src/bin/tessera.js';
 const socketOf = (c: HandlerContext): string => join(c.dir, 'tessera.sock');
@@ -134,6 +136,9 @@ export const SCENARIOS: readonly Scenario[] = [
   // run as PUs with one label, so every connection is a full mutual authorization.
   caScenario('tessera-ca', 'tessera full mutual auth (CA mode)', false),
   caScenario('tessera-ca-policy50', 'tessera full mutual auth (CA), 50-rule policy', true),
+  // The same daemons and rules with `--accept-all`: what the six passes cost without the
+  // protocol's work, so the full-auth row's excess splits into queue passes and handshake.
+  caScenario('tessera-daemon-accept', 'tessera daemon rules, accept-all handler', false, true),
 ];
 
 /**
@@ -149,7 +154,7 @@ export function policy50(): string {
 }
 
 /** The full-auth scenario: a real daemon per host (CA mode), server and client as PUs. */
-function caScenario(id: string, title: string, withPolicy: boolean): Scenario {
+function caScenario(id: string, title: string, withPolicy: boolean, acceptAll = false): Scenario {
   return {
     id,
     title,
@@ -176,6 +181,7 @@ function caScenario(id: string, title: string, withPolicy: boolean): Scenario {
       // warn: flow records are logged at info; at 10 k conn/s that would be the benchmark.
       '--log-level', 'warn',
       ...(withPolicy ? ['--policy', join(c.shared, 'policy50.yaml')] : []),
+      ...(acceptAll ? ['--accept-all'] : []),
     ],
     probe: (c) => [node, join(c.root, TESSERA_JS), 'status', '--json', '--socket', socketOf(c)],
     pu: {

@@ -55,7 +55,8 @@ Options:
                          PU with its labels (docs/docker.md). Off unless given. An engine
                          that is not reachable is retried every 5 s
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info)
-  --accept-all           benchmark mode: accept every queued packet, no handshake
+  --accept-all           benchmark mode: handshake packets take their queue passes and are
+                         accepted with no token, check or policy (NOT a security mode)
   -h, --help             show this help`,
 
   run: `Usage: tessera run --label KEY=VALUE [--label ...] [--name NAME] [--socket PATH] -- COMMAND [ARGS...]

@@ -24,7 +24,8 @@ export interface DaemonConfig {
   clockSkewSeconds: number;
   logLevel: string;
   /** 'accept' skips the handshake (benchmark of the bare datapath). */
-  datapathMode: 'handshake' | 'accept';
+  // 'passes' (--accept-all): every handshake packet takes its queue passes and is accepted, unchecked.
+  datapathMode: 'handshake' | 'passes';
   /** How often PU listening ports are rediscovered (ms). */
   portScanMs: number;
   /** Policy file (YAML); absent: the built-in default policy. Watched and reloaded. */

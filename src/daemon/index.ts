@@ -94,7 +94,7 @@ export function parseDaemonArgs(argvIn: string[]): DaemonConfig | 'help' {
     tokenTtlSeconds: int(values['token-ttl'], '--token-ttl', DEFAULTS.tokenTtlSeconds),
     clockSkewSeconds: int(values['clock-skew'], '--clock-skew', DEFAULTS.clockSkewSeconds),
     logLevel: (values['log-level'] as string | undefined) ?? DEFAULTS.logLevel,
-    datapathMode: values['accept-all'] ? 'accept' : 'handshake',
+    datapathMode: values['accept-all'] ? 'passes' : 'handshake',
     portScanMs: DEFAULTS.portScanMs,
     ...(values.policy ? { policyFile: values.policy as string } : {}),
     ...(docker !== undefined ? { docker: { socket: docker } } : {}),

@@ -12,8 +12,12 @@ export interface WorkerConfig {
   queueNum: number;
   maxLen: number;
   failOpen: boolean;
-  /** 'handshake' runs the protocol; 'accept' accepts everything (benchmark ceiling of our own path). */
-  mode: 'handshake' | 'accept';
+  /**
+   * 'handshake' runs the protocol; 'accept' accepts everything (benchmark ceiling of our own
+   * path, under the benchmark's own rules); 'passes' accepts with the protocol's connmark
+   * operations, for the daemon's own rules (createPassThrough).
+   */
+  mode: 'handshake' | 'accept' | 'passes';
   trust: TrustConfig;
   hostSecret: Uint8Array;
   clockSkewSeconds: number;

@@ -4,7 +4,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadNative, type NativeQueue } from './native.js';
-import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
+import { createHandshake, createPassThrough, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
 import { createHandshakeCrypto } from './crypto.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
 import { HANDLING_BUCKETS_US, type FromWorker, type NamespaceQueue, type Snapshot, type ToWorker, type WorkerConfig } from './messages.js';
@@ -58,6 +58,7 @@ function onFlow(r: FlowRecord): void {
  * the container's PU is the only local PU, so every local port is its.
  */
 function makeHandshake(nsPuIndex?: number): Handshake | null {
+  if (config.mode === 'passes') return createPassThrough();
   if (!crypto) return null;
   return createHandshake({
     crypto,

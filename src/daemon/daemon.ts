@@ -83,7 +83,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
   const flowLog = log.child({ component: 'flow' });
   const refusalBudget = createRefusalLogBudget(REFUSAL_LOG_LINES_PER_SECOND);
   const warn = rateLimited(log.child({ component: 'datapath' }));
-  const flows: FlowEntry[] = [];
+  // Kept as the workers sent them (time in ms); the API's ISO time is made only when a
+  // record is served, followed or logged, not for every connection.
+  const flows: FlowRecord[] = [];
+  const entryOf = (r: FlowRecord): FlowEntry => ({ ...r, time: new Date(r.time).toISOString() });
   const subscribers = new Set<(f: FlowEntry) => void>();
   const counters: Record<string, number> = {
     flows_accepted: 0,
@@ -141,16 +144,18 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     // Once per batch: below info (e.g. --log-level warn) the message is not even built.
     const logFlows = flowLog.isLevelEnabled('info');
     for (const r of records) {
-      const f: FlowEntry = { ...r, time: new Date(r.time).toISOString() };
-      if (f.verdict === 'accept') counters.flows_accepted!++;
+      if (r.verdict === 'accept') counters.flows_accepted!++;
       else counters.flows_rejected!++;
-      if (logFlows && (f.verdict === 'accept' || refusalBudget.allow(f.reason))) flowLog.info({ flow: f }, `${f.verdict} ${f.direction} ${f.reason}`);
-      flows.push(f);
-      authorized.note(f);
+      if (logFlows && (r.verdict === 'accept' || refusalBudget.allow(r.reason))) flowLog.info({ flow: entryOf(r) }, `${r.verdict} ${r.direction} ${r.reason}`);
+      flows.push(r);
+      authorized.note(r);
       // Trimmed in chunks: splicing one record off the front of 2 000 on every push is a
       // memmove per connection.
       if (flows.length > FLOW_RING + FLOW_RING / 4) flows.splice(0, flows.length - FLOW_RING);
-      for (const s of subscribers) s(f);
+      if (subscribers.size > 0) {
+        const f = entryOf(r);
+        for (const s of subscribers) s(f);
+      }
     }
   });
   datapath.on('error', (err: Error) => {
@@ -333,7 +338,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
         },
       };
     },
-    recentFlows: ({ deniedOnly, limit }) => flows.filter((f) => !deniedOnly || f.verdict !== 'accept').slice(-limit),
+    recentFlows: ({ deniedOnly, limit }) => flows.filter((f) => !deniedOnly || f.verdict !== 'accept').slice(-limit).map(entryOf),
     subscribeFlows(fn) {
       subscribers.add(fn);
       return () => subscribers.delete(fn);

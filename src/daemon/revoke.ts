@@ -24,7 +24,7 @@ export class AuthorizedFlows {
   readonly #flows = new Lru<string, AuthorizedFlow>(MAX_FLOWS);
 
   /** Remember a final accept: the server's ACK (or untagged SYN), the client's SYN-ACK. */
-  note(f: FlowEntry): void {
+  note(f: Omit<FlowEntry, 'time'>): void {
     if (f.verdict !== 'accept' || !f.localLabels) return;
     const final = f.direction === 'ingress' ? f.stage === 'ack' || (f.stage === 'syn' && f.remoteLabels === null) : f.stage === 'syn-ack';
     if (!final) return;

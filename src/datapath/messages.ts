@@ -74,9 +74,58 @@ export interface WorkerStats {
   errors: number;
 }
 
+/**
+ * A FlowRecord as an array, the form flow records cross postMessage in. Cloning an object
+ * writes and reads back every key name (and internalizes it) per record; an array carries
+ * only the values. A worker posting 256-record batches to its main thread measured
+ * 3.6–4.7 µs of process CPU per object record, 2.2 µs per tuple (rebuilt into an object).
+ */
+export type FlowTuple = [
+  time: number,
+  direction: FlowRecord['direction'],
+  stage: FlowRecord['stage'],
+  verdict: FlowRecord['verdict'],
+  reason: string,
+  ruleId: string,
+  localPu: string | null,
+  localLabels: readonly string[] | null,
+  localPort: number,
+  remoteAddr: string,
+  remotePort: number,
+  remoteHost: string | null,
+  remotePu: string | null,
+  remoteLabels: readonly string[] | null,
+  observed: readonly string[] | null,
+];
+
+export function flowToTuple(r: FlowRecord): FlowTuple {
+  return [r.time, r.direction, r.stage, r.verdict, r.reason, r.ruleId, r.localPu, r.localLabels, r.localPort, r.remoteAddr, r.remotePort, r.remoteHost, r.remotePu, r.remoteLabels, r.observed ?? null];
+}
+
+export function flowFromTuple(t: FlowTuple): FlowRecord {
+  const r: FlowRecord = {
+    time: t[0],
+    direction: t[1],
+    stage: t[2],
+    verdict: t[3],
+    reason: t[4],
+    ruleId: t[5],
+    localPu: t[6],
+    localLabels: t[7],
+    localPort: t[8],
+    remoteAddr: t[9],
+    remotePort: t[10],
+    remoteHost: t[11],
+    remotePu: t[12],
+    remoteLabels: t[13],
+  };
+  if (t[14] !== null) r.observed = t[14];
+  return r;
+}
+
 export type FromWorker =
   | { type: 'ready'; queueNum: number }
-  | { type: 'flows'; records: FlowRecord[] }
+  | { type: 'flows'; records: FlowTuple[] }
   | { type: 'stats'; stats: WorkerStats }
   | { type: 'fatal'; message: string; code?: string }
   | { type: 'policy-error'; message: string }

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { TesseraError } from '../errors.js';
 import type { FlowRecord } from './handshake/handshake.js';
-import type { FromWorker, NamespaceQueue, Snapshot, WorkerConfig, WorkerStats } from './messages.js';
+import { flowFromTuple, type FromWorker, type NamespaceQueue, type Snapshot, type WorkerConfig, type WorkerStats } from './messages.js';
 
 export interface DatapathOptions extends Omit<WorkerConfig, 'queueNum'> {
   /** First queue number. */
@@ -85,7 +85,7 @@ export function createDatapath(options: DatapathOptions): Datapath {
             resolve();
             break;
           case 'flows':
-            emitter.emit('flows', m.records);
+            emitter.emit('flows', m.records.map(flowFromTuple));
             break;
           case 'stats':
             stats.set(queueNum, m.stats);

@@ -7,7 +7,7 @@ import { loadNative, type NativeQueue } from './native.js';
 import { createHandshake, createPassThrough, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
 import { createHandshakeCrypto } from './crypto.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
-import { HANDLING_BUCKETS_US, type FromWorker, type NamespaceQueue, type Snapshot, type ToWorker, type WorkerConfig } from './messages.js';
+import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type ToWorker, type WorkerConfig } from './messages.js';
 
 const config = workerData as WorkerConfig;
 const port = parentPort!;
@@ -24,7 +24,7 @@ function compile(text: string | null): Policy | null {
   return null;
 }
 let policy: Policy = compile(config.policyText) ?? createDefaultPolicy();
-let flows: FlowRecord[] = [];
+let flows: FlowTuple[] = [];
 let errors = 0;
 
 function applySnapshot(s: Snapshot): void {
@@ -46,7 +46,7 @@ const handling = { buckets: new Array<number>(HANDLING_BUCKETS_US.length + 1).fi
 if (config.mode === 'handshake') crypto = createHandshakeCrypto(config.trust, config.hostSecret, config.clockSkewSeconds, native);
 
 function onFlow(r: FlowRecord): void {
-  flows.push(r);
+  flows.push(flowToTuple(r));
   // Decisions reach the daemon within ~20 ms (so `tessera flows` right after a refusal
   // shows it), yet a burst costs one message, not one per connection.
   if (flows.length >= 256) flushFlows();

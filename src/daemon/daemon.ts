@@ -438,5 +438,6 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     { host: trust.hostId, trust: trust.mode, policy: current.name, queues: config.queues, failOpen: config.failOpen, socket: config.socket, cgroupRoot: config.cgroupRoot, mode: config.datapathMode, docker: config.docker?.socket ?? false },
     'tessera daemon running',
   );
+  if (config.datapathMode === 'passes') log.warn('--accept-all: benchmark mode, every handshake is accepted unchecked; PUs are NOT protected');
   return { stop, stopped, reloadPolicy };
 }

@@ -23,8 +23,7 @@ export interface DaemonConfig {
   tokenTtlSeconds: number;
   clockSkewSeconds: number;
   logLevel: string;
-  /** 'accept' skips the handshake (benchmark of the bare datapath). */
-  // 'passes' (--accept-all): every handshake packet takes its queue passes and is accepted, unchecked.
+  /** 'passes' (--accept-all, benchmark only): handshake packets take their queue passes and are accepted unchecked. */
   datapathMode: 'handshake' | 'passes';
   /** How often PU listening ports are rediscovered (ms). */
   portScanMs: number;

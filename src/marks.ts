@@ -1,7 +1,7 @@
 // The one place that fixes which bits of the packet mark (nfmark) and the conntrack mark
 // Tessera owns. Every rule builder and the datapath read these constants; docs/rules.md
-// ("Marks") describes the same layout. All bits live in 0x7fff0000, away from the low bits
-// kube-proxy (0x4000, 0x8000) and Docker use.
+// ("Marks") describes the same layout. nfmark bits live in 0x7fff0000, connmark bits in
+// 0x8fff0000, away from the low bits kube-proxy (0x4000, 0x8000) and Docker use.
 //
 // The two layouts are chosen so that neither can be mistaken for the other: software that
 // copies a whole connmark into the nfmark (a common `CONNMARK --restore-mark`) produces no
@@ -24,8 +24,14 @@ export const OP_SET_SERVER_PENDING = 0x1800_0000;
 export const OP_CLEAR_SERVER_PENDING = 0x1c00_0000;
 /** nfmark: the verdict rejected the packet; filter-table TESSERA-REJECT answers with a TCP reset. */
 export const REJECT_BIT = 0x2000_0000;
+/**
+ * nfmark: an ingress packet addressed to a PU's socket, found by the kernel's socket lookup
+ * (nftables `socket cgroupv2`, table inet tessera) before our iptables chains run; the PU's
+ * index is in PU_INDEX_MASK. A listening socket counts from its first SYN, before any scan.
+ */
+export const PU_DEST = 0x4000_0000;
 /** Every nfmark bit Tessera may write; they are cleared when a packet enters the host's stack (TESSERA-OUTPUT, TESSERA-PREROUTING). */
-export const NFMARK_MASK = (PU_INDEX_MASK | OP_MASK | REJECT_BIT) >>> 0;
+export const NFMARK_MASK = (PU_INDEX_MASK | OP_MASK | REJECT_BIT | PU_DEST) >>> 0;
 
 // connmark: the client PU's index is saved at the same bits as in the nfmark (PU_INDEX_MASK)
 // when its SYN leaves, and restored into the nfmark of the answering SYN-ACK, so the handler
@@ -37,7 +43,7 @@ export const CT_SERVER_PENDING = 0x0400_0000;
 /** connmark: our client side sent a tagged SYN and awaits the SYN-ACK / owes the proof ACK. */
 export const CT_CLIENT_PENDING = 0x0800_0000;
 /** connmark: this flow passed the whole handshake on this host; its packets stay in the kernel. */
-export const CT_AUTHORIZED = 0x4000_0000;
+export const CT_AUTHORIZED = 0x8000_0000;
 export const CT_PENDING = (CT_CLIENT_PENDING | CT_SERVER_PENDING) >>> 0;
 export const CTMARK_MASK = (PU_INDEX_MASK | CT_PENDING | CT_AUTHORIZED) >>> 0;
 

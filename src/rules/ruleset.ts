@@ -9,6 +9,7 @@
 // and be reinstalled forever. test/integration/rules.test.ts checks the round trip.
 
 import { TesseraError } from '../errors.js';
+import { buildNftTable, type Cgroup2Ref } from './nft.js';
 import {
   CT_AUTHORIZED,
   CT_CLIENT_PENDING,
@@ -22,6 +23,7 @@ import {
   OP_PRESENT,
   OP_SET_CLIENT_PENDING,
   OP_SET_SERVER_PENDING,
+  PU_DEST,
   PU_INDEX_MASK,
   REJECT_BIT,
   hex,
@@ -47,13 +49,20 @@ export interface TableRules {
   readonly jumps: Readonly<Record<string, string>>;
 }
 
-export type Ruleset = Readonly<Record<Family, Readonly<Partial<Record<TableName, TableRules>>>>>;
+export type Ruleset = Readonly<Record<Family, Readonly<Partial<Record<TableName, TableRules>>>>> & {
+  /** `nft -f` input for table inet tessera (the socket lookup, nft.ts); absent: no such table. */
+  readonly nft?: string;
+};
 
 export interface RulesetSpec {
   /** NFQUEUE numbers num..num+count-1; bypass lets packets through when no worker is bound (fail-open). */
   queue: { num: number; count: number; bypass: boolean };
-  /** Process PUs: index (1..MAX_PU_INDEX, carried in the nfmark) and net_cls classid. */
-  pus: Array<{ index: number; classid: number }>;
+  /**
+   * PUs on the host's own stack: index (1..MAX_PU_INDEX, carried in the nfmark), net_cls
+   * classid (egress), and where their processes live in the cgroup v2 hierarchy (ingress:
+   * the socket lookup of nft.ts finds their sockets from the first SYN).
+   */
+  pus: Array<{ index: number; classid: number; cgroup2?: Cgroup2Ref }>;
   /** Local TCP ports on which a PU listens; untagged SYNs to them go to the queue. */
   serverPorts: number[];
   /**
@@ -72,7 +81,6 @@ export const CHAINS = {
   postrouting: 'TESSERA-POSTROUTING',
   puIn: 'TESSERA-PU-IN',
   puPort: 'TESSERA-PU-PORT',
-  puSock: 'TESSERA-PU-SOCK',
   puOut: 'TESSERA-PU-OUT',
   apply: 'TESSERA-APPLY',
   reject: 'TESSERA-REJECT',
@@ -176,15 +184,15 @@ function buildMangle(spec: RulesetSpec): TableRules {
         // A tagged SYN to any local port: the worker strips the token before TCP sees it.
         [...SYN, '-m', 'tcp', '--tcp-option', TCP_OPTION_KIND, ...queue],
         PENDING_RST,
-        // Everything else addressed to a PU: its SYNs are judged, the rest is refused.
+        // Everything else addressed to a PU: its SYNs are judged, the rest is refused. A PU's
+        // socket is known by the kernel's socket lookup (PU_DEST, set by table inet tessera
+        // just before this hook), and by the ports the scan found (the handshake's last ACK
+        // meets a request socket, which the lookup does not report).
+        [...markMatch(PU_DEST, PU_DEST), '-j', CHAINS.puPort],
         ['-p', 'tcp', '-j', CHAINS.puIn],
-        ['-p', 'tcp', '-j', CHAINS.puSock],
       ],
       [CHAINS.puIn]: ns !== undefined ? [['-j', CHAINS.puPort]] : ports.map((p) => [...tcp, '--dport', String(p), '-j', CHAINS.puPort]),
       [CHAINS.puPort]: [[...SYN, ...queue], ...refuse([['-j', 'DROP']])],
-      // A PU's established or connecting socket, found by the kernel's early demux (not on
-      // loopback, where egress already judged the sender): nothing unauthorized reaches it.
-      [CHAINS.puSock]: ns !== undefined ? [] : refuse(pus.map((pu) => ['-m', 'cgroup', '--cgroup', String(pu.classid >>> 0), '-j', 'DROP'])),
       // Egress.
       [CHAINS.postrouting]: [
         OPS,
@@ -237,7 +245,8 @@ export function buildRuleset(spec: RulesetSpec): Ruleset {
   validate(spec);
   // Same rules for both families today; bridge PUs (-d IP) will make them differ.
   const tables = (): Partial<Record<TableName, TableRules>> => ({ mangle: buildMangle(spec), filter: buildFilter() });
-  return { ipv4: tables(), ipv6: tables() };
+  // A container namespace is all one PU: no lookup needed there.
+  return { ipv4: tables(), ipv6: tables(), ...(spec.namespacePu === undefined ? { nft: buildNftTable(spec.pus) } : {}) };
 }
 
 /** A ruleset with no chains: the reconciler then removes everything of ours. */

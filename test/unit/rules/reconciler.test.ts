@@ -72,8 +72,9 @@ describe('reconciler', () => {
     const n = fake.restores().length;
     expect(await rec.apply(buildRuleset(spec))).toEqual({ changed: false, skipped: [] });
     expect(fake.restores().length).toBe(n);
-    // iptables-save was read, per family.
-    expect(fake.calls.slice(-2).map((c) => c.argv[0])).toEqual(['iptables-save', 'ip6tables-save']);
+    // iptables-save was read, per family, and nft listed our table; nothing was written.
+    expect(fake.calls.slice(-3).map((c) => c.argv.join(' '))).toEqual(['iptables-save', 'ip6tables-save', 'nft list table inet tessera']);
+    expect(fake.calls.filter((c) => c.argv.join(' ') === 'nft -f -')).toHaveLength(1);
   });
 
   it('rewrites our chains in one transaction when the desired state changes', async () => {
@@ -110,8 +111,9 @@ describe('reconciler', () => {
     // Stale leftovers of an older version, in raw and nat, with a conditional jump.
     fake.restore('ipv4', '*raw\n:TESSERA-RAW - [0:0]\n-A TESSERA-RAW -j RETURN\n-A PREROUTING -p tcp -j TESSERA-RAW\nCOMMIT\n*nat\n:TESSERA-NAT - [0:0]\n-A DOCKER -j TESSERA-NAT\nCOMMIT\n');
     const { removed, skipped } = await rec.removeAll();
-    // ipv4: 10 chains + 5 jumps in mangle/filter, 2 stale chains + 2 references; ipv6: 10 + 5.
-    expect(removed).toBe(10 + 5 + 2 + 2 + 10 + 5);
+    // ipv4: 9 chains + 5 jumps in mangle/filter, 2 stale chains + 2 references; ipv6: 9 + 5; table inet tessera.
+    expect(removed).toBe(9 + 5 + 2 + 2 + 9 + 5 + 1);
+    expect(fake.nftTable).toBeNull();
     expect(skipped).toEqual([]);
     const after = (['ipv4', 'ipv6'] as const).map((f) => ['filter', 'nat', 'mangle', 'raw'].map((t) => withoutOurs(fake.dump(f, t))));
     // raw was created by the stale-state seed; compare the others exactly.

@@ -14,6 +14,7 @@ import {
   OP_PRESENT,
   OP_SET_CLIENT_PENDING,
   OP_SET_SERVER_PENDING,
+  PU_DEST,
   PU_INDEX_MASK,
   REJECT_BIT,
   markForPuIndex,
@@ -24,9 +25,10 @@ const base: RulesetSpec = { queue: { num: 0, count: 1, bypass: false }, pus: [],
 const threePus = [1, 2, 3].map((index) => ({ index, classid: classidFor(index) }));
 
 // Snapshots show each rule as one line, as iptables-save would print it: easier to review.
-const compact = (rs: Ruleset) =>
-  Object.fromEntries(
-    Object.entries(rs).map(([fam, tables]) => [
+const compact = (rs: Ruleset) => ({
+  nft: rs.nft,
+  ...Object.fromEntries(
+    (['ipv4', 'ipv6'] as const).map((fam) => [rs[fam], fam] as const).map(([tables, fam]) => [
       fam,
       Object.fromEntries(
         Object.entries(tables).map(([t, tr]) => [
@@ -35,7 +37,8 @@ const compact = (rs: Ruleset) =>
         ]),
       ),
     ]),
-  );
+  ),
+});
 
 const queueArgs = (rules: readonly (readonly string[])[]) => rules.map((r) => r.slice(r.indexOf('NFQUEUE') - 1)).filter((r) => r[1] === 'NFQUEUE');
 
@@ -125,6 +128,23 @@ describe('buildRuleset', () => {
     const save = apply.findIndex((r) => r.includes('--save-mark'));
     expect(apply[save]).toBe(`-m mark --mark ${hex(OP_SET_CLIENT_PENDING)}/${hex(OP_MASK)} -j CONNMARK --save-mark --nfmask 0x3ff0000 --ctmask 0x3ff0000`);
     expect(save).toBeLessThan(apply.findIndex((r) => r.startsWith('-j MARK')));
+  });
+
+  it('finds PU sockets by cgroup v2 in table inet tessera: one lookup per level, one small chain per PU, other mark bits kept', () => {
+    const pus = [
+      { index: 2, classid: classidFor(2), cgroup2: { path: 'unified/tessera/proc-b', level: 2 } },
+      { index: 1, classid: classidFor(1), cgroup2: { path: 'unified/docker/abc', level: 2 } },
+      { index: 5, classid: classidFor(5), cgroup2: { path: 'unified/a/b/c', level: 3 } },
+      { index: 6, classid: classidFor(6) },
+    ];
+    const text = buildRuleset({ ...base, pus }).nft!;
+    expect(text).toMatchSnapshot();
+    expect(text.startsWith('table inet tessera\nflush table inet tessera\ntable inet tessera {\n')).toBe(true);
+    expect(text.match(/socket cgroupv2 level \d+ vmap/g)).toEqual(['socket cgroupv2 level 2 vmap', 'socket cgroupv2 level 3 vmap']);
+    expect(text).toContain(`chain pu_1 {\n    meta mark set meta mark & ${hex(~(PU_INDEX_MASK | PU_DEST) >>> 0)} | ${hex(markForPuIndex(1) | PU_DEST)}\n  }`);
+    expect(text).not.toContain('pu_6');
+    expect(buildRuleset({ ...base, namespacePu: 3 }).nft).toBeUndefined();
+    expect(() => buildRuleset({ ...base, pus: [{ index: 1, classid: 1, cgroup2: { path: '../x', level: 1 } }] })).toThrow(/cgroup path/);
   });
 
   it('has the same rules for IPv4 and IPv6', () => {

@@ -178,7 +178,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
           datapath.update(registry.snapshot());
           // Containers with a namespace of their own have their rules there, not here.
           const pus = registry.all().filter((p) => !p.netns);
-          const serverPorts = [...new Set(pus.flatMap((p) => p.ports))].sort((a, b) => a - b);
+          // Ports judge by number only the PUs the kernel's socket lookup cannot name; every
+          // PU's ports guard against packets conntrack does not track (rules/ruleset.ts).
+          const serverPorts = [...new Set(pus.filter((p) => !p.cgroup2).flatMap((p) => p.ports))].sort((a, b) => a - b);
+          const guardPorts = [...new Set(pus.flatMap((p) => p.ports))].sort((a, b) => a - b);
           const applying = pus.map((p) => [p, p.ports] as const);
           try {
             const r = await reconciler.apply(
@@ -186,6 +189,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
                 queue: { num: config.queueBase, count: config.queues, bypass: config.failOpen },
                 pus: pus.map((p) => ({ index: p.index, classid: p.classid, ...(p.cgroup2 ? { cgroup2: p.cgroup2 } : {}) })),
                 serverPorts,
+                guardPorts,
               }),
             );
             if (r.changed) counters.rule_transactions!++;

@@ -52,6 +52,8 @@ const TOOLS: Record<Family, { save: string; restore: string }> = {
 
 // Signs that a family (in practice IPv6) is not available here, rather than that our rules are wrong.
 const UNAVAILABLE = /Address family not supported|Protocol not supported|Table does not exist|can't initialize ip6tables table|Could not fetch rule set generation id/i;
+/** Of those, the ones that say the kernel has no IPv6 at all. */
+const NO_IPV6_KERNEL = /Address family not supported|Protocol not supported/i;
 
 const silent: RulesLog = { debug() {}, info() {}, warn() {} };
 
@@ -75,18 +77,34 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     return p;
   };
 
-  /** Returns the saved text, or undefined when the family is unavailable (only IPv6 may be). */
-  async function save(family: Family): Promise<string | undefined> {
+  /**
+   * Whether IPv6 may be left alone after `err`: only when this kernel has no IPv6 at all (then
+   * there is nothing to enforce), or when removing (nothing of ours can be there). An IPv6
+   * stack that ip6tables cannot manage would leave PUs reachable over IPv6: that is an error.
+   */
+  function ipv6Skippable(err: unknown, removing: boolean): boolean {
+    if (!isUnavailable(err)) return false;
+    if (NO_IPV6_KERNEL.test(errorMessage(err))) {
+      if (!warned.has('ipv6')) {
+        warned.add('ipv6');
+        log.warn({ family: 'ipv6', err: errorMessage(err) }, 'this kernel has no IPv6: managing IPv4 only');
+      }
+      return true;
+    }
+    if (removing) return true;
+    throw new TesseraError(
+      'TESSERA_ERR_PREREQ',
+      `IPv6 is on in this kernel but ip6tables cannot manage it (${errorMessage(err)}): PUs would be reachable over IPv6 without Tessera. Install iptables (it brings ip6tables), or turn IPv6 off: sysctl -w net.ipv6.conf.all.disable_ipv6=1`,
+      { cause: err },
+    );
+  }
+
+  /** Returns the saved text, or undefined when the family is to be left alone (only IPv6 may be). */
+  async function save(family: Family, removing: boolean): Promise<string | undefined> {
     try {
       return (await runner.run([TOOLS[family].save], { timeoutMs })).stdout;
     } catch (err) {
-      if (family === 'ipv6' && isUnavailable(err)) {
-        if (!warned.has(family)) {
-          warned.add(family);
-          log.warn({ family, err: errorMessage(err) }, 'IPv6 rules cannot be managed here; continuing with IPv4 only: IPv6 connections are NOT enforced');
-        }
-        return undefined;
-      }
+      if (family === 'ipv6' && ipv6Skippable(err, removing)) return undefined;
       throw err;
     }
   }
@@ -146,7 +164,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       // A second attempt re-reads the state: someone (Docker, an admin) may have changed a
       // rule between our save and our restore, which makes a `-D` fail the transaction.
       for (let attempt = 1; ; attempt++) {
-        const text = await save(family);
+        const text = await save(family, reason === 'removeAll');
         if (text === undefined) {
           skipped.push(family);
           break;
@@ -159,11 +177,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         try {
           await runner.run([TOOLS[family].restore, '-w', '5', '--noflush'], { input, timeoutMs });
         } catch (err) {
-          if (family === 'ipv6' && isUnavailable(err)) {
-            if (!warned.has(family)) {
-              warned.add(family);
-              log.warn({ family, err: errorMessage(err) }, 'IPv6 rules cannot be installed here; continuing with IPv4 only: IPv6 connections are NOT enforced');
-            }
+          if (family === 'ipv6' && ipv6Skippable(err, reason === 'removeAll')) {
             skipped.push(family);
             break;
           }

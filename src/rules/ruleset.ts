@@ -63,8 +63,17 @@ export interface RulesetSpec {
    * the socket lookup of nft.ts finds their sockets from the first SYN).
    */
   pus: Array<{ index: number; classid: number; cgroup2?: Cgroup2Ref }>;
-  /** Local TCP ports on which a PU listens; untagged SYNs to them go to the queue. */
+  /**
+   * Local TCP ports of PUs whose sockets the kernel's socket lookup cannot name (no cgroup v2
+   * reference): every packet to them is judged by port, as if the lookup had named the PU.
+   */
   serverPorts: number[];
+  /**
+   * Local TCP ports of every PU (the scan's): a packet to one of them that conntrack calls
+   * INVALID or does not track is dropped. This covers the one socket the lookup cannot name,
+   * the request socket that takes a handshake's last ACK. Default: serverPorts.
+   */
+  guardPorts?: number[];
   /**
    * The ruleset of a container's own network namespace, where the whole namespace is this one
    * PU (its index): every SYN leaving it is tagged with the index (no cgroup match) and every
@@ -81,6 +90,7 @@ export const CHAINS = {
   postrouting: 'TESSERA-POSTROUTING',
   puIn: 'TESSERA-PU-IN',
   puPort: 'TESSERA-PU-PORT',
+  puGuard: 'TESSERA-PU-GUARD',
   puOut: 'TESSERA-PU-OUT',
   apply: 'TESSERA-APPLY',
   reject: 'TESSERA-REJECT',
@@ -139,10 +149,10 @@ function validate(spec: RulesetSpec): void {
     indexes.add(pu.index);
     classids.add(pu.classid);
   }
-  for (const p of spec.serverPorts) if (!isInt(p, 1, 65535)) fail(`server port must be 1..65535, got ${String(p)}`);
+  for (const p of [...spec.serverPorts, ...(spec.guardPorts ?? [])]) if (!isInt(p, 1, 65535)) fail(`server port must be 1..65535, got ${String(p)}`);
   if (spec.namespacePu !== undefined) {
     if (!isInt(spec.namespacePu, 1, MAX_PU_INDEX)) fail(`namespacePu must be a PU index 1..${MAX_PU_INDEX}, got ${String(spec.namespacePu)}`);
-    if (spec.pus.length > 0 || spec.serverPorts.length > 0) fail('a namespace ruleset (namespacePu) takes no pus or serverPorts: the namespace is the PU');
+    if (spec.pus.length > 0 || spec.serverPorts.length > 0 || (spec.guardPorts ?? []).length > 0) fail('a namespace ruleset (namespacePu) takes no pus or serverPorts: the namespace is the PU');
   }
 }
 
@@ -155,7 +165,9 @@ function queueTarget(q: RulesetSpec['queue']): string[] {
 
 function buildMangle(spec: RulesetSpec): TableRules {
   const queue = queueTarget(spec.queue);
-  const ports = [...new Set(spec.serverPorts)].sort((a, b) => a - b);
+  const sorted = (list: number[]): number[] => [...new Set(list)].sort((a, b) => a - b);
+  const ports = sorted(spec.serverPorts);
+  const guard = sorted(spec.guardPorts ?? spec.serverPorts);
   const pus = [...spec.pus].sort((a, b) => a.index - b.index);
   const ns = spec.namespacePu;
   const setIndex = (index: number): string[] => ['-j', 'MARK', '--set-xmark', `${hex(markForPuIndex(index))}/${hex(PU_INDEX_MASK)}`];
@@ -185,14 +197,19 @@ function buildMangle(spec: RulesetSpec): TableRules {
         [...SYN, '-m', 'tcp', '--tcp-option', TCP_OPTION_KIND, ...queue],
         PENDING_RST,
         // Everything else addressed to a PU: its SYNs are judged, the rest is refused. A PU's
-        // socket is known by the kernel's socket lookup (PU_DEST, set by table inet tessera
-        // just before this hook), and by the ports the scan found (the handshake's last ACK
-        // meets a request socket, which the lookup does not report).
+        // socket is named by the kernel's socket lookup (PU_DEST, set by table inet tessera
+        // just before this hook) from its first SYN, and a socket the lookup names as not a
+        // PU's is left alone even on a PU's port number.
         [...markMatch(PU_DEST, PU_DEST), '-j', CHAINS.puPort],
+        // The lookup cannot name the request socket that takes a handshake's last ACK; such an
+        // ACK is of a flow whose SYN we judged, so its connmark is pending (queued above) or
+        // authorized — unless conntrack does not track it or calls it INVALID: dropped.
+        ['-p', 'tcp', '-m', 'conntrack', '--ctstate', 'INVALID,UNTRACKED', '-j', CHAINS.puGuard],
         ['-p', 'tcp', '-j', CHAINS.puIn],
       ],
       [CHAINS.puIn]: ns !== undefined ? [['-j', CHAINS.puPort]] : ports.map((p) => [...tcp, '--dport', String(p), '-j', CHAINS.puPort]),
       [CHAINS.puPort]: [[...SYN, ...queue], ...refuse([['-j', 'DROP']])],
+      [CHAINS.puGuard]: ns !== undefined ? [] : refuse(guard.map((p) => [...tcp, '--dport', String(p), '-j', 'DROP'])),
       // Egress.
       [CHAINS.postrouting]: [
         OPS,

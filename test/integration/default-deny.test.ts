@@ -132,6 +132,31 @@ describe.runIf(isRoot)('default deny on the real kernel path', () => {
     expect(got).not.toContain(SECRET);
   });
 
+  it("tells a PU's socket from another process's on the same port number (0.0.0.0:7443 PU, [::]:7443 v6only not)", async () => {
+    const serve = (addr: string, family: 'AF_INET' | 'AF_INET6', reply: string) =>
+      [
+        'import socket',
+        `s=socket.socket(socket.${family})`,
+        's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+        ...(family === 'AF_INET6' ? ['s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)'] : []),
+        `s.bind(("${addr}", 7443)); s.listen(16)`,
+        'while True:',
+        '  c,_=s.accept()',
+        `  c.sendall(b"${reply}\\n"); c.close()`,
+      ].join('\n');
+    const get = (host: string) => ['python3', '-c', `import socket\ns=socket.create_connection(("${host}", 7443), timeout=3)\nprint(s.recv(64).decode().strip())`];
+    children.push(b.spawnPu(['app=web'], ['python3', '-c', serve('0.0.0.0', 'AF_INET', 'PU')]));
+    children.push(b.spawn(['python3', '-c', serve('::', 'AF_INET6', 'HOST')]));
+    await b.waitForListener(7443);
+    const hostToHost = (await b.exec(get('::1'))).stdout.trim();
+    const puToHost = (await b.runPu(['app=web'], get('::1'))).stdout.trim();
+    const puToPu = (await b.runPu(['app=web'], get('127.0.0.1'))).stdout.trim();
+    console.log(`shared port 7443: host client -> [::]:7443 got ${JSON.stringify(hostToHost)}; app=web PU -> [::]:7443 got ${JSON.stringify(puToHost)}; app=web PU -> 0.0.0.0:7443 got ${JSON.stringify(puToPu)}`);
+    expect(hostToHost).toBe('HOST'); // the host's own connection is not judged as the PU's
+    expect(puToHost).not.toBe('HOST'); // the PU's identity is not lent to another process's socket
+    expect(puToPu).toBe('PU');
+  });
+
   it("leaves the host's own traffic alone: processes outside PUs reach each other both ways", async () => {
     const server = b.spawn(['busybox', 'httpd', '-f', '-p', '7000', '-h', www]);
     const server2 = c.spawn(['busybox', 'httpd', '-f', '-p', '7001', '-h', www]);

@@ -149,8 +149,8 @@ describe.runIf(isRoot)('rules reconciler on real iptables', () => {
     const before6 = foreign(await save('ip6tables-save'));
     const { removed, skipped } = await rec.removeAll();
     expect(skipped).toEqual([]);
-    // ipv4: 9 chains + 5 jumps + 2 stale chains + 1 raw jump + 1 DOCKER reference; ipv6: 9 + 5; table inet tessera.
-    expect(removed).toBe(9 + 5 + 2 + 1 + 1 + 9 + 5 + 1);
+    // ipv4: 10 chains + 5 jumps + 2 stale chains + 1 raw jump + 1 DOCKER reference; ipv6: 10 + 5; table inet tessera.
+    expect(removed).toBe(10 + 5 + 2 + 1 + 1 + 10 + 5 + 1);
     const after4 = await save('iptables-save');
     const after6 = await save('ip6tables-save');
     expect(after4).not.toMatch(/TESSERA/);

@@ -76,7 +76,7 @@ describe('fuzz: parsers and handshake never throw on hostile bytes', () => {
         options: { stateEntries: 4096 },
       });
     client = mk(new Map([[1, cpu]]), new Map());
-    server = mk(new Map(), new Map([[80, spu]]));
+    server = mk(new Map([[spu.index, spu]]), new Map([[80, spu]]));
     // A real exchange to mutate: tagged SYN, SYN-ACK and ACK as they appear on the wire.
     const out = new Uint8Array(65536);
     const syn = build({ family: 4, src: A, dst: B, sport: 40000, dport: 80, seq: 1000, ack: 0, flags: TCP_SYN, window: 64240, options: SYN_OPTIONS, payload: new Uint8Array(0) });

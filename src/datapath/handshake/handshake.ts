@@ -195,6 +195,11 @@ interface ServerState {
   decision: PolicyDecision;
   /** The proof the ACK must carry; set when the SYN-ACK leaves. */
   macC: Uint8Array | null;
+  /**
+   * The local PU judged at the SYN (by the kernel's socket lookup or the port): its SYN-ACK
+   * and ACK belong to it, whatever other socket shares the port number.
+   */
+  puIndex: number;
 }
 interface ClientState {
   at: number;
@@ -427,10 +432,10 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
   }
 
   function synAckOut(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array): Decision {
-    const pu = deps.puByLocalPort(pkt.srcPort);
     const isnC = (pkt.ack - 1) >>> 0;
     const key = flowKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, isnC);
     const st = serverState.get(key, deps.now(), opt.stateTtlMs);
+    const pu = st ? deps.puByIndex(st.puIndex) : deps.puByLocalPort(pkt.srcPort);
     if (!pu || !st || pu.tokens.length === 0) {
       // Lost state (restart, eviction): drop; the client's SYN retransmission rebuilds it.
       counters.dropped++;
@@ -484,8 +489,12 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     // The kernel's socket lookup (PU_DEST) names the PU that owns the listening socket, from
     // its first SYN; the scanned ports are the fallback. A PU the lookup names but this worker
     // does not know yet (its snapshot is on the way) is refused: the client retries.
+    // A retransmitted SYN meets the request socket the first one made, which the lookup does
+    // not name: the PU judged at the first SYN is still the server.
     const lookedUp = (mark & PU_DEST) !== 0;
-    const pu = lookedUp ? deps.puByIndex(puIndexFromMark(mark)) : deps.puByLocalPort(pkt.dstPort);
+    const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
+    const earlier = lookedUp ? undefined : serverState.get(key, deps.now(), opt.stateTtlMs);
+    const pu = lookedUp ? deps.puByIndex(puIndexFromMark(mark)) : earlier ? deps.puByIndex(earlier.puIndex) : deps.puByLocalPort(pkt.dstPort);
     if (!pu && lookedUp) return decide(VERDICT_DROP, -1, 0, 'no-pu');
     const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
     if (optAt < 0) {
@@ -525,11 +534,10 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       record('ingress', 'syn', 'reject', 'policy', d.ruleId, buf, pkt, pu, peer, true, d);
       return rejectInbound(buf, pkt, out, 'policy', d.reject);
     }
-    const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
     recentServer.forget(tupleKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort));
     // A real copy: the block is a view of the queue's receive buffer, which the next batch
     // overwrites (and Buffer.prototype.slice would return a view, not a copy).
-    serverState.set(key, { at: deps.now(), nonceC: new Uint8Array(decoded.block.nonceC), peer, decision: d, macC: null });
+    serverState.set(key, { at: deps.now(), nonceC: new Uint8Array(decoded.block.nonceC), peer, decision: d, macC: null, puIndex: pu.index });
     counters.accepted++;
     return decide(VERDICT_REPEAT, OP_SET_SERVER_PENDING, stripped, 'ok');
   }
@@ -599,7 +607,8 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, isnC);
     const now = deps.now();
     const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
-    const pu = deps.puByLocalPort(pkt.dstPort);
+    const st = serverState.get(key, now, opt.stateTtlMs);
+    const pu = st ? deps.puByIndex(st.puIndex) : deps.puByLocalPort(pkt.dstPort);
     const tuple = tupleKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort);
     if (optAt < 0) {
       if (recentServer.covers(tuple, pkt.seq, now)) return decide(VERDICT_ACCEPT, -1, 0, 'ok');
@@ -612,7 +621,6 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       record('ingress', 'ack', 'reject', 'malformed', 'protocol', buf, pkt, pu, null, true);
       return rejectInbound(buf, pkt, out, 'malformed');
     }
-    const st = serverState.get(key, now, opt.stateTtlMs);
     if (!st && recentServer.covers(tuple, pkt.seq, now)) {
       // A copy of a proof we already accepted (the network duplicated it): strip and pass.
       const len = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, out);

@@ -21,7 +21,9 @@ import {
 import { walk, type Pkt } from './walk.js';
 
 const PU = { index: 3, classid: classidFor(3) };
-const spec: RulesetSpec = { queue: { num: 0, count: 1, bypass: false }, pus: [PU, { index: 4, classid: classidFor(4) }], serverPorts: [80] };
+// PU 3 has no cgroup v2 reference (judged by its port 80); PU 4 is named by the socket lookup
+// and listens on 8080, a port number another (non-PU) socket may share.
+const spec: RulesetSpec = { queue: { num: 0, count: 1, bypass: false }, pus: [PU, { index: 4, classid: classidFor(4), cgroup2: { path: 'unified/t/p4', level: 2 } }], serverPorts: [80], guardPorts: [80, 8080] };
 const host = buildRuleset(spec).ipv4.mangle!;
 const ns = buildRuleset({ queue: { num: 0, count: 1, bypass: false }, pus: [], serverPorts: [], namespacePu: 7 }).ipv4.mangle!;
 
@@ -95,6 +97,8 @@ describe('default deny, as the rules say it', () => {
         }
       }
     }
+    // Untracked or INVALID (no connmark to read) to any PU port: never reaches a socket.
+    for (const flags of FLAGSETS) for (const dport of [80, 8080]) expect(['queue', 'drop'], `${flags.join(',')} untracked :${dport}`).toContain(ingress(host, { flags, dport, tracked: false }).outcome);
     // A SYN to a port the scan has not seen yet, found by the lookup: judged, with the PU's index.
     const early = ingress(host, { flags: ['SYN'], dport: 5555, socketOf: PU.index });
     expect(early.outcome).toBe('queue');
@@ -102,6 +106,12 @@ describe('default deny, as the rules say it', () => {
     expect(ingress(host, { flags: ['SYN'], dport: 80 }).outcome).toBe('queue');
     expect(ingress(host, { flags: ['ACK'], dport: 80 }).outcome).toBe('drop'); // an ACK conntrack calls INVALID after a replayed SYN
     expect(ingress(host, { flags: ['SYN'], dport: 22, tagged: true }).outcome).toBe('queue'); // stripped before TCP sees it
+  });
+
+  it("leaves a non-PU socket alone on a PU's port number: the lookup did not name a PU, and conntrack tracks the flow", () => {
+    for (const flags of FLAGSETS) expect(ingress(host, { flags, dport: 8080 }).outcome, flags.join(',')).toBe('pass');
+    // A tagged SYN is still queued (to strip the token); the worker then finds no PU for it.
+    expect(ingress(host, { flags: ['SYN'], dport: 8080, tagged: true }).outcome).toBe('queue');
   });
 
   it("refuses what reaches a PU client's socket outside its handshake (a SYN-ACK conntrack calls INVALID)", () => {

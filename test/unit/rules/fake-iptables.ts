@@ -31,6 +31,8 @@ export class FakeIptables {
   readonly calls: Array<{ argv: string[]; input?: string }> = [];
   /** Families whose binaries are "missing". */
   missing = new Set<'ipv4' | 'ipv6'>();
+  /** A kernel built without IPv6: ip6tables-* fail with "Address family not supported". */
+  noIpv6Kernel = false;
 
   table(family: 'ipv4' | 'ipv6', name: string): Table {
     let t = this.families[family].get(name);
@@ -116,6 +118,9 @@ export class FakeIptables {
       const bin = argv[0] ?? '';
       const family = bin.startsWith('ip6') ? 'ipv6' : 'ipv4';
       if (this.missing.has(family)) throw new TesseraError('TESSERA_ERR_PREREQ', `${bin} not found: install it with apt-get install iptables`);
+      if (family === 'ipv6' && this.noIpv6Kernel && bin.startsWith('ip6')) {
+        throw new TesseraError('TESSERA_ERR_RULES', `${bin} failed (exit status 3): can't initialize ip6tables table \`mangle': Address family not supported by protocol`);
+      }
       if (/^ip6?tables-save$/.test(bin)) return { stdout: this.save(family), stderr: '', code: 0 };
       if (/^ip6?tables-restore$/.test(bin)) {
         if (!argv.includes('--noflush')) throw new Error('fake: restore without --noflush would flush foreign rules');

@@ -111,8 +111,8 @@ describe('reconciler', () => {
     // Stale leftovers of an older version, in raw and nat, with a conditional jump.
     fake.restore('ipv4', '*raw\n:TESSERA-RAW - [0:0]\n-A TESSERA-RAW -j RETURN\n-A PREROUTING -p tcp -j TESSERA-RAW\nCOMMIT\n*nat\n:TESSERA-NAT - [0:0]\n-A DOCKER -j TESSERA-NAT\nCOMMIT\n');
     const { removed, skipped } = await rec.removeAll();
-    // ipv4: 9 chains + 5 jumps in mangle/filter, 2 stale chains + 2 references; ipv6: 9 + 5; table inet tessera.
-    expect(removed).toBe(9 + 5 + 2 + 2 + 9 + 5 + 1);
+    // ipv4: 10 chains + 5 jumps in mangle/filter, 2 stale chains + 2 references; ipv6: 10 + 5; table inet tessera.
+    expect(removed).toBe(10 + 5 + 2 + 2 + 10 + 5 + 1);
     expect(fake.nftTable).toBeNull();
     expect(skipped).toEqual([]);
     const after = (['ipv4', 'ipv6'] as const).map((f) => ['filter', 'nat', 'mangle', 'raw'].map((t) => withoutOurs(fake.dump(f, t))));
@@ -128,14 +128,22 @@ describe('reconciler', () => {
     expect(fake.restores().length).toBe(n);
   });
 
-  it('continues with IPv4 and says so when ip6tables is missing', async () => {
-    const { fake, rec, logs } = setup();
+  it('refuses to enforce IPv4 alone when ip6tables is missing but the kernel has IPv6 (PUs would be open over IPv6)', async () => {
+    const { fake, rec } = setup();
     fake.missing.add('ipv6');
+    await expect(rec.apply(buildRuleset(spec))).rejects.toMatchObject({ code: 'TESSERA_ERR_PREREQ', message: expect.stringMatching(/reachable over IPv6/) });
+    // Removing is still possible: nothing of ours can be in a family we could not write.
+    expect((await rec.removeAll()).skipped).toEqual(['ipv6']);
+  });
+
+  it('continues with IPv4 and says so once when the kernel has no IPv6 at all', async () => {
+    const { fake, rec, logs } = setup();
+    fake.noIpv6Kernel = true;
     expect(await rec.apply(buildRuleset(spec))).toEqual({ changed: true, skipped: ['ipv6'] });
     expect(await rec.apply(buildRuleset(spec))).toEqual({ changed: false, skipped: ['ipv6'] });
     const warns = logs.filter(([l]) => l === 'warn');
     expect(warns).toHaveLength(1);
-    expect(warns[0]![2]).toMatch(/IPv4 only/);
+    expect(warns[0]![2]).toMatch(/no IPv6/);
     expect(fake.dump('ipv4', 'mangle')['TESSERA-APPLY']).toBeDefined();
   });
 

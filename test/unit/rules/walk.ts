@@ -16,6 +16,8 @@ export interface Pkt {
   /** net_cls classid of the sending socket (egress) or of the socket early demux found (ingress); 0: none. */
   classid?: number;
   protocol?: 'tcp' | 'udp';
+  /** false: conntrack calls the packet INVALID or does not track it (no connmark then). */
+  tracked?: boolean;
 }
 
 export type Outcome = 'queue' | 'drop' | 'accept' | 'pass';
@@ -63,6 +65,10 @@ export function walk(table: TableRules, start: string, pkt: Pkt): Walk {
           const comp = bits(r[++i]!);
           m = (pkt.protocol ?? 'tcp') === 'tcp' && (flags & mask) === comp;
         } else if (a === '--dport') m = pkt.dport === Number(r[++i]);
+        else if (a === '--ctstate') {
+          if (r[++i] !== 'INVALID,UNTRACKED') throw new Error(`walk: unknown ctstate ${r[i]}`);
+          m = pkt.tracked === false;
+        }
         else if (a === '--tcp-option') m = !!pkt.tagged && r[++i] === '253';
         else if (a === '--cgroup') m = (pkt.classid ?? 0) === Number(r[++i]) && (pkt.classid ?? 0) !== 0;
         else if (a === '--mark') {

@@ -123,7 +123,7 @@ function consumer(get: () => NativeQueue, hs: Handshake | null): (count: number)
 
 let queue: NativeQueue;
 try {
-  queue = new native.Queue({ queueNum: config.queueNum, maxLen: config.maxLen, failOpen: config.failOpen }, consumer(() => queue, handshake));
+  queue = new native.Queue({ queueNum: config.queueNum, maxLen: config.maxLen }, consumer(() => queue, handshake));
 } catch (err) {
   const e = err as Error & { code?: string };
   send({ type: 'fatal', message: e.message, code: e.code });
@@ -139,7 +139,7 @@ function openNamespace(ns: NamespaceQueue): void {
     const hs = makeHandshake(ns.puIndex);
     let q: NativeQueue;
     // Smaller buffers than the host queue: one container's handshakes.
-    q = new native.Queue({ queueNum: ns.queueNum, maxLen: config.maxLen, failOpen: config.failOpen, netns: ns.netns, rcvBufBytes: 1 << 20, batchSize: 16 }, consumer(() => q, hs));
+    q = new native.Queue({ queueNum: ns.queueNum, maxLen: config.maxLen, netns: ns.netns, rcvBufBytes: 1 << 20, batchSize: 16 }, consumer(() => q, hs));
     nsQueues.set(ns.key, { queue: q, handshake: hs });
     send({ type: 'ns-opened', key: ns.key });
   } catch (err) {

@@ -4,7 +4,8 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadNative, type NativeQueue } from './native.js';
-import { createHandshake, createPassThrough, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
+import { createPassThrough } from './handshake/pass-through.js';
+import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
 import { createHandshakeCrypto } from './crypto.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
 import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type ToWorker, type WorkerConfig } from './messages.js';

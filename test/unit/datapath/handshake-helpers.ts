@@ -137,3 +137,11 @@ export function handshake(a: Host, b: Host, opts: { sport?: number; isnC?: numbe
   return { syn, synOut, synIn, synAck, synAckOut, synAckIn, ack, ackOut, ackIn, isnC, isnS, sport };
 }
 
+/** The usual pair: host-a with client PU 1 (app=nginx), host-b serving PU 1 (app=nginx) on port 80. */
+export async function hostPair(psk: Uint8Array): Promise<{ a: Host; b: Host }> {
+  const a = makeHost('host-a', psk);
+  const b = makeHost('host-b', psk);
+  await a.addPu(1, ['app=nginx']);
+  await b.addPu(1, ['app=nginx'], 80);
+  return { a, b };
+}

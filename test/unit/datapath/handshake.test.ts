@@ -16,7 +16,7 @@ import {
 } from '../../../src/marks.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../src/packet/index.js';
 import { build } from '../packet/helpers.js';
-import { A_ADDR, B_ADDR, M_ADDR, MARKER, fromAddress, handshake, issue, makeHost, run, seg, tcp, type Host } from './handshake-helpers.js';
+import { A_ADDR, B_ADDR, M_ADDR, MARKER, fromAddress, handshake, hostPair, issue, makeHost, run, seg, tcp, type Host } from './handshake-helpers.js';
 
 describe('handshake', () => {
   const psk = createSecret();
@@ -24,11 +24,8 @@ describe('handshake', () => {
   let b: Host;
 
   beforeAll(async () => {
-    a = makeHost('host-a', psk);
-    b = makeHost('host-b', psk);
-    await a.addPu(1, ['app=nginx']);
+    ({ a, b } = await hostPair(psk));
     await a.addPu(2, ['app=other']);
-    await b.addPu(1, ['app=nginx'], 80);
   });
 
   it('authorizes same-label PUs and hands each stack an ordinary, byte-identical handshake', () => {
@@ -260,13 +257,6 @@ describe('handshake', () => {
       const quiet = makeHost('host-q', psk, { rejectMode: 'drop' });
       await quiet.addPu(1, ['app=nginx'], 80);
       expect(run(quiet, seg(M_ADDR, B_ADDR, 48003, 80, 1, 0, TCP_SYN), HOOK_PRE_ROUTING).verdict).toBe(VERDICT_DROP);
-    });
-
-    it('a SYN that already carries data (TCP Fast Open) is left unmodified', () => {
-      const tfo = seg(A_ADDR, B_ADDR, 48004, 80, 1, 0, TCP_SYN, new TextEncoder().encode('GET'));
-      const r = run(a, tfo, HOOK_POST_ROUTING, markForPuIndex(1));
-      expect(r.verdict).toBe(VERDICT_ACCEPT);
-      expect(r.bytes).toEqual(tfo);
     });
 
     it('a token that would push the packet over the MTU budget is not sent', async () => {

@@ -383,18 +383,22 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     return { ...parsed, cert };
   };
 
-  /** The token's bytes and its cache key (signature segment), or a failure for a shape no cache could hold. */
-  const locate = (tokenBytes: Uint8Array, offset: number, length: number | undefined): { bytes: Buffer; key: string } | VerifyFailure => {
+  // What locate() found, in two variables rather than a result object: it runs per packet.
+  let bytes: Buffer = Buffer.alloc(0);
+  let key = '';
+  /** Sets `bytes` and `key` (the signature segment) and returns null, or a failure for a shape no cache could hold. */
+  const locate = (tokenBytes: Uint8Array, offset: number, length: number | undefined): VerifyFailure | null => {
     if (!(tokenBytes instanceof Uint8Array)) return fail('malformed');
     const len = length ?? tokenBytes.byteLength - offset;
     if (!Number.isInteger(offset) || !Number.isInteger(len) || offset < 0 || len <= 0 || offset + len > tokenBytes.byteLength) {
       return fail('malformed');
     }
     if (len > MAX_TOKEN_BYTES) return fail('malformed');
-    const bytes = Buffer.from(tokenBytes.buffer, tokenBytes.byteOffset + offset, len);
+    bytes = Buffer.from(tokenBytes.buffer, tokenBytes.byteOffset + offset, len);
     const lastDot = bytes.lastIndexOf(0x2e);
     if (lastDot <= 0) return fail('malformed');
-    return { bytes, key: bytes.toString('latin1', lastDot + 1) };
+    key = bytes.toString('latin1', lastDot + 1);
+    return null;
   };
 
   /** What the positive and negative caches say about these exact bytes, or null. */
@@ -422,17 +426,15 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     mode,
     cached(tokenBytes: Uint8Array, offset = 0, length?: number): VerifyResult | null {
       try {
-        const at = locate(tokenBytes, offset, length);
-        return 'ok' in at ? at : fromCaches(at.bytes, at.key, now());
+        return locate(tokenBytes, offset, length) ?? fromCaches(bytes, key, now());
       } catch {
         return fail('malformed');
       }
     },
     verify(tokenBytes: Uint8Array, offset = 0, length?: number): VerifyResult {
       try {
-        const at = locate(tokenBytes, offset, length);
-        if ('ok' in at) return at;
-        const { bytes, key } = at;
+        const bad = locate(tokenBytes, offset, length);
+        if (bad !== null) return bad;
         const t = now();
         const known = fromCaches(bytes, key, t);
         if (known !== null) return known;

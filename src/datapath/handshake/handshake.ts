@@ -292,7 +292,10 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     // Simultaneous open: our local client sent a SYN on this tuple, a crossed SYN came in and
     // the stack answers it with its own ISN. Neither side would ever prove itself (the
     // protocol has no such exchange), so the flow is refused here, not authorized later.
-    if (clientSyns.peek(tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort)) === pkt.seq) return drop('simultaneous-open');
+    // (A host that only serves has sent no SYN: no key to build.)
+    if (clientSyns.size > 0 && clientSyns.peek(tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort)) === pkt.seq) {
+      return drop('simultaneous-open');
+    }
     const pu = deps.puByLocalPort(pkt.srcPort);
     const isnC = (pkt.ack - 1) >>> 0;
     const key = flowKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, isnC);

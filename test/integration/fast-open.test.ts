@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCluster, sleep, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, uniquePrefix } from '../../scripts/lib/netns.js';
-import { createApiClient } from '../../src/api/index.js';
+import { reasonCounts } from '../helpers/metrics.js';
 
 describe.skipIf(isRoot)('TCP Fast Open from a PU (needs root)', () => {
   it.skip('integration tests need root: run npm test as root', () => {});
@@ -32,12 +32,7 @@ while True:
 sys.stdout.write(data.decode().split('\\r\\n\\r\\n', 1)[-1])
 `;
 
-async function reasons(h: TesseraHost): Promise<Record<string, number>> {
-  const text = await createApiClient(h.socket).metrics();
-  const r: Record<string, number> = {};
-  for (const m of text.matchAll(/^tessera_reasons_total\{[^}]*reason="([^"]+)"[^}]*\} (\d+)$/gm)) r[m[1]!] = (r[m[1]!] ?? 0) + Number(m[2]);
-  return r;
-}
+const reasons = (h: TesseraHost): Promise<Record<string, number>> => reasonCounts(h.socket);
 
 describe.runIf(isRoot)('TCP Fast Open from a PU: the SYN with data is dropped, the retry is authorized', () => {
   let cluster: Cluster;

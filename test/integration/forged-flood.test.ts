@@ -15,9 +15,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCluster, sleep, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, uniquePrefix } from '../../scripts/lib/netns.js';
-import { createApiClient } from '../../src/api/index.js';
 import { createEphemeralKey, createTokenIssuer, parseHostIdentityFile, type CaHostIdentity } from '../../src/identity/index.js';
 import { startHelper, type Helper } from '../helpers/attack.js';
+import { metricSums, reasonCounts } from '../helpers/metrics.js';
 import { MARKER, TCP, buildSegment, flipSignature, linuxSynOptions, synBlock } from '../helpers/hostile-packets.js';
 
 describe.skipIf(isRoot)('forged-token floods (needs root)', () => {
@@ -36,16 +36,9 @@ describe.runIf(isRoot)('forged-token floods cost a lookup when repeated and a bo
   let msgId = 0;
   let port = 30_000;
 
-  /** Sum of each metric line matching `re` (group 1 = label, group 2 = value). */
-  async function metric(re: RegExp): Promise<Record<string, number>> {
-    const text = await createApiClient(b.socket).metrics();
-    const r: Record<string, number> = {};
-    for (const m of text.matchAll(re)) r[m[1]!] = (r[m[1]!] ?? 0) + Number(m[2]);
-    return r;
-  }
   async function counts(): Promise<{ reasons: Record<string, number>; verified: number }> {
-    const reasons = await metric(/^tessera_reasons_total\{[^}]*reason="([^"]+)"[^}]*\} (\d+)$/gm);
-    const misses = await metric(/^tessera_cache_misses_total\{[^}]*cache="(token)"[^}]*\} (\d+)$/gm);
+    const reasons = await reasonCounts(b.socket);
+    const misses = await metricSums(b.socket, /^tessera_cache_misses_total\{[^}]*cache="(token)"[^}]*\} (\d+)$/gm);
     return { reasons, verified: misses.token ?? 0 };
   }
   /** Send one tagged SYN per token to b:80, each from `src` (c's address unless spoofed) and a new port. */

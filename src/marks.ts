@@ -1,36 +1,51 @@
 // The one place that fixes which bits of the packet mark (nfmark) and the conntrack mark
-// Tessera owns. Every rule builder and the datapath read these constants; docs/protocol.md
-// ("Marks") describes the same layout. All bits live in the top 16 bits so that the low
-// bits used by kube-proxy (0x4000, 0x8000) and Docker stay untouched.
+// Tessera owns. Every rule builder and the datapath read these constants; docs/rules.md
+// ("Marks") describes the same layout. nfmark bits live in 0x7fff0000, connmark bits in
+// 0x8fff0000, away from the low bits kube-proxy (0x4000, 0x8000) and Docker use.
+//
+// The two layouts are chosen so that neither can be mistaken for the other: software that
+// copies a whole connmark into the nfmark (a common `CONNMARK --restore-mark`) produces no
+// op code (an op needs OP_PRESENT, which no connmark bit of ours occupies) and no REJECT_BIT.
 
-/** nfmark: index of the PU that sent an egress SYN (set by `-m cgroup ... -j MARK`). 1..1023. */
+/** nfmark: index of the PU that sent an egress packet (set by `-m cgroup ... -j MARK`). 1..1023. */
 export const PU_INDEX_MASK = 0x03ff_0000;
 export const PU_INDEX_SHIFT = 16;
 export const MAX_PU_INDEX = PU_INDEX_MASK >>> PU_INDEX_SHIFT;
 
-/** nfmark op bits, set only by our verdicts (REPEAT) and consumed by TESSERA-APPLY. */
-export const OP_SET_CLIENT_PENDING = 0x0400_0000;
-export const OP_CLEAR_CLIENT_PENDING = 0x0800_0000;
-export const OP_SET_SERVER_PENDING = 0x1000_0000;
-export const OP_CLEAR_SERVER_PENDING = 0x2000_0000;
-export const OP_MASK = 0x3c00_0000;
+/**
+ * nfmark op codes, a 3-bit field set only by our verdicts (NF_REPEAT) and consumed by
+ * TESSERA-APPLY. Every code has OP_PRESENT; the field values without it (0..3) mean "no op".
+ */
+export const OP_MASK = 0x1c00_0000;
+export const OP_PRESENT = 0x1000_0000;
+export const OP_SET_CLIENT_PENDING = 0x1000_0000;
+export const OP_CLEAR_CLIENT_PENDING = 0x1400_0000;
+export const OP_SET_SERVER_PENDING = 0x1800_0000;
+export const OP_CLEAR_SERVER_PENDING = 0x1c00_0000;
 /** nfmark: the verdict rejected the packet; filter-table TESSERA-REJECT answers with a TCP reset. */
-export const REJECT_BIT = 0x4000_0000;
-/** Every nfmark bit Tessera may write. */
-export const NFMARK_MASK = (PU_INDEX_MASK | OP_MASK | REJECT_BIT) >>> 0;
+export const REJECT_BIT = 0x2000_0000;
+/**
+ * nfmark: an ingress packet addressed to a PU's socket, found by the kernel's socket lookup
+ * (nftables `socket cgroupv2`, table inet tessera) before our iptables chains run; the PU's
+ * index is in PU_INDEX_MASK. A listening socket counts from its first SYN, before any scan.
+ */
+export const PU_DEST = 0x4000_0000;
+/** Every nfmark bit Tessera may write; they are cleared when a packet enters the host's stack (TESSERA-OUTPUT, TESSERA-PREROUTING). */
+export const NFMARK_MASK = (PU_INDEX_MASK | OP_MASK | REJECT_BIT | PU_DEST) >>> 0;
 
 // connmark: the client PU's index is saved at the same bits as in the nfmark (PU_INDEX_MASK)
 // when its SYN leaves, and restored into the nfmark of the answering SYN-ACK, so the handler
 // knows which local PU the connection belongs to without keeping state. The state bits sit
-// above it.
+// where they mean nothing as nfmark bits (see the top comment).
 
-/** connmark: our client side sent a tagged SYN and awaits the SYN-ACK / owes the proof ACK. */
-export const CT_CLIENT_PENDING = 0x1000_0000;
 /** connmark: our server side accepted a tagged SYN and owes the SYN-ACK / awaits the proof ACK. */
-export const CT_SERVER_PENDING = 0x2000_0000;
-/** connmark: this flow passed the full handshake on this host (for `tessera flows`, revoke). */
-export const CT_AUTHORIZED = 0x4000_0000;
-export const CTMARK_MASK = (PU_INDEX_MASK | CT_CLIENT_PENDING | CT_SERVER_PENDING | CT_AUTHORIZED) >>> 0;
+export const CT_SERVER_PENDING = 0x0400_0000;
+/** connmark: our client side sent a tagged SYN and awaits the SYN-ACK / owes the proof ACK. */
+export const CT_CLIENT_PENDING = 0x0800_0000;
+/** connmark: this flow passed the whole handshake on this host; its packets stay in the kernel. */
+export const CT_AUTHORIZED = 0x8000_0000;
+export const CT_PENDING = (CT_CLIENT_PENDING | CT_SERVER_PENDING) >>> 0;
+export const CTMARK_MASK = (PU_INDEX_MASK | CT_PENDING | CT_AUTHORIZED) >>> 0;
 
 export function puIndexFromMark(mark: number): number {
   return (mark & PU_INDEX_MASK) >>> PU_INDEX_SHIFT;

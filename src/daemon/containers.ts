@@ -13,7 +13,7 @@
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { errorMessage } from '../errors.js';
-import { buildRuleset, createCommandRunner, createReconciler, type NetCls, type Reconciler } from '../rules/index.js';
+import { buildRuleset, createCommandRunner, createReconciler, type Cgroup2Ref, type NetCls, type Reconciler } from '../rules/index.js';
 import type { Datapath } from '../datapath/index.js';
 import { createDockerMonitor, type DockerMonitor, type DockerPu } from '../monitors/docker/index.js';
 import type { Pu, PuRegistry } from './pus.js';
@@ -104,7 +104,7 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
       labels: c.labels,
       systemLabels: c.systemLabels,
       posture: c.posture,
-      container: host ? { adopt: true, ...(c.netClsCgroup ? { cgroupPath: c.netClsCgroup } : {}) } : { adopt: false, netns: netns!, ...(c.netClsCgroup ? { cgroupPath: c.netClsCgroup } : {}) },
+      container: host ? { adopt: true, ...(c.netClsCgroup ? { cgroupPath: c.netClsCgroup } : {}), ...(await cgroup2Of(c.pid)) } : { adopt: false, netns: netns!, ...(c.netClsCgroup ? { cgroupPath: c.netClsCgroup } : {}) },
     });
     byContainer.set(c.id, id);
     o.counters.pus_created!++;
@@ -139,6 +139,12 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
     await o.datapath.closeNamespace(id);
     if (await o.registry.remove(id)) o.counters.pus_removed!++;
     log.info({ pu: id, why }, 'container PU removed');
+  }
+
+  /** A host-network container's v2 cgroup (its init's), so its listening sockets are found from the first SYN. */
+  async function cgroup2Of(pid: number): Promise<{ cgroup2?: Cgroup2Ref }> {
+    const ref = await o.netcls.cgroup2RefOfPid(pid).catch(() => undefined);
+    return ref ? { cgroup2: ref } : {};
   }
 
   async function pidsOf(pu: Pu): Promise<number[]> {

@@ -182,7 +182,11 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
           const applying = pus.map((p) => [p, p.ports] as const);
           try {
             const r = await reconciler.apply(
-              buildRuleset({ queue: { num: config.queueBase, count: config.queues, bypass: config.failOpen }, pus: pus.map((p) => ({ index: p.index, classid: p.classid })), serverPorts }),
+              buildRuleset({
+                queue: { num: config.queueBase, count: config.queues, bypass: config.failOpen },
+                pus: pus.map((p) => ({ index: p.index, classid: p.classid, ...(p.cgroup2 ? { cgroup2: p.cgroup2 } : {}) })),
+                serverPorts,
+              }),
             );
             if (r.changed) counters.rule_transactions!++;
             for (const [p, ports] of applying) p.protectedPorts = ports;

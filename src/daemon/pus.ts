@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { TesseraError } from '../errors.js';
 import { MAX_PU_INDEX } from '../marks.js';
 import { canonicalLabels, createEphemeralKey, parseUserLabel, type TokenIssuer } from '../identity/index.js';
-import { classidFor, type NetCls } from '../rules/index.js';
+import { classidFor, type Cgroup2Ref, type NetCls } from '../rules/index.js';
 import type { PuSnapshot, Snapshot } from '../datapath/messages.js';
 import type { PuInfo } from '../api/index.js';
 
@@ -38,6 +38,8 @@ export interface Pu {
   adopted: boolean;
   /** Containers with their own network namespace: the whole namespace is this PU. */
   netns?: string;
+  /** Where its processes live in the cgroup v2 hierarchy: the kernel finds its sockets from the first SYN (rules/nft.ts). */
+  cgroup2?: Cgroup2Ref;
 }
 
 export interface PuRegistryOptions {
@@ -61,7 +63,7 @@ export interface CreatePuOptions {
    * A container: its own net_cls cgroup, and either adopt it (host network: our classid is
    * written there) or name its network namespace (then no cgroup is touched).
    */
-  container?: { cgroupPath?: string; adopt: boolean; netns?: string };
+  container?: { cgroupPath?: string; adopt: boolean; netns?: string; cgroup2?: Cgroup2Ref };
 }
 
 export class PuRegistry {
@@ -136,10 +138,14 @@ export class PuRegistry {
       adopted: false,
       ...(o.container?.cgroupPath ? { cgroupPath: o.container.cgroupPath } : {}),
       ...(o.container?.netns ? { netns: o.container.netns } : {}),
+      ...(o.container?.cgroup2 ? { cgroup2: o.container.cgroup2 } : {}),
     };
     await this.#issue(pu);
-    if (!o.container) await this.#opts.netcls.create(id, pu.classid);
-    else if (o.container.adopt) {
+    if (!o.container) {
+      await this.#opts.netcls.create(id, pu.classid);
+      const ref = await this.#opts.netcls.cgroup2Ref(id);
+      if (ref) pu.cgroup2 = ref;
+    } else if (o.container.adopt) {
       if (!o.container.cgroupPath) throw new TesseraError('TESSERA_ERR_PU', `container ${o.name}: no net_cls cgroup known, cannot tag its sockets`);
       await this.#opts.netcls.adopt(o.container.cgroupPath, pu.classid);
       pu.adopted = true;

@@ -10,6 +10,8 @@ import { mkdir, readFile, readdir, rmdir, stat, writeFile } from 'node:fs/promis
 import { dirname, join } from 'node:path';
 import { TesseraError } from '../errors.js';
 import { createCommandRunner, type CommandRunner } from './runner.js';
+import { createCgroup2, type Cgroup2 } from './cgroup2.js';
+import type { Cgroup2Ref } from './nft.js';
 
 /** Major half of our classids: 0x7e55 ("tess"), so a classid reads as 7e55:<PU index> in tc notation. */
 export const CLASSID_MAJOR = 0x7e55;
@@ -32,6 +34,11 @@ export interface NetClsOptions {
   mountPoint?: string;
   /** Runs `mount`; default createCommandRunner(). */
   runner?: CommandRunner;
+  /**
+   * The cgroup v2 twin of each PU cgroup (cgroup2.ts), which lets the kernel's socket lookup
+   * find a PU's listening sockets; default on. `false` only for tests of net_cls alone.
+   */
+  cgroup2?: false;
 }
 
 export interface NetCls {
@@ -63,6 +70,10 @@ export interface NetCls {
   pidsAt(path: string): Promise<number[]>;
   /** The classid of an adopted cgroup, or undefined when it is gone. */
   classidAt(path: string): Promise<number | undefined>;
+  /** Where the PU cgroup `name` is in the v2 hierarchy (for table inet tessera); undefined without cgroup2. */
+  cgroup2Ref(name: string): Promise<Cgroup2Ref | undefined>;
+  /** The v2 cgroup a process is in (a container's), or undefined. */
+  cgroup2RefOfPid(pid: number): Promise<Cgroup2Ref | undefined>;
 }
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
@@ -136,6 +147,7 @@ export function createNetCls(options: NetClsOptions): NetCls {
     throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', `net_cls: mountPoint must be an absolute path, got ${options.mountPoint}`);
   }
   const runner = options.runner ?? createCommandRunner();
+  const v2: Cgroup2 | null = options.cgroup2 === false ? null : createCgroup2({ root, runner });
   let mounted: string | undefined;
 
   async function readText(path: string): Promise<string> {
@@ -167,6 +179,7 @@ export function createNetCls(options: NetClsOptions): NetCls {
 
   async function ensureMounted(): Promise<string> {
     if (mounted) return mounted;
+    await v2?.ensureMounted();
     const mounts = await readText('/proc/self/mounts');
     const existing = findNetClsMounts(mounts);
     if (options.mountPoint) {
@@ -280,6 +293,7 @@ export function createNetCls(options: NetClsOptions): NetCls {
       } catch (err) {
         throw cgroupError(`write classid ${classid} to`, file, err);
       }
+      await v2?.create(name);
       return dir;
     },
 
@@ -292,6 +306,8 @@ export function createNetCls(options: NetClsOptions): NetCls {
         throw cgroupError(`add pid ${pid} to missing cgroup`, dir, err);
       }
       await writeProc(dir, pid);
+      // Sockets keep the v2 cgroup they were created in: move before the process makes any.
+      await v2?.addPid(name, pid);
     },
 
     async pids(name) {
@@ -300,6 +316,7 @@ export function createNetCls(options: NetClsOptions): NetCls {
 
     async remove(name) {
       await rmdirCgroup(await dirOf(name));
+      await v2?.remove(name);
     },
 
     async list() {
@@ -363,7 +380,17 @@ export function createNetCls(options: NetClsOptions): NetCls {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
+      await v2?.removeAll();
       return names.length;
+    },
+
+    async cgroup2Ref(name) {
+      checkName('cgroup name', name);
+      return v2?.ref(name);
+    },
+
+    async cgroup2RefOfPid(pid) {
+      return v2?.refOfPid(pid);
     },
   };
 }

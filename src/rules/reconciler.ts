@@ -7,6 +7,7 @@ import { TesseraError, errorMessage } from '../errors.js';
 import { FAMILIES, emptyRuleset, type Family, type Ruleset } from './ruleset.js';
 import { parseSave, planFamily, renderPlan } from './restore.js';
 import type { CommandRunner } from './runner.js';
+import { NFT_DELETE, NFT_TABLE } from './nft.js';
 
 /** The subset of a pino logger the reconciler uses. */
 export interface RulesLog {
@@ -90,6 +91,53 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     }
   }
 
+  // table inet tessera: what we last wrote, and how nft listed it right after. A later listing
+  // that differs means someone changed or removed it, and it is written again.
+  let nftWritten: string | undefined;
+  let nftListing: string | undefined;
+  const NFT_LIST = ['nft', 'list', 'table', 'inet', NFT_TABLE];
+  const absent = (err: unknown): boolean => /No such file or directory/.test(errorMessage(err));
+
+  async function nftList(): Promise<string | null> {
+    try {
+      return (await runner.run(NFT_LIST, { timeoutMs })).stdout;
+    } catch (err) {
+      if (absent(err)) return null;
+      throw err;
+    }
+  }
+
+  /** Bring table inet tessera to `text` (undefined: no table). Returns whether it wrote. */
+  async function reconcileNft(text: string | undefined): Promise<boolean> {
+    if (text === undefined) {
+      let current: string | null;
+      try {
+        current = await nftList();
+      } catch (err) {
+        // No nft binary: there is no table of ours to remove either.
+        if (err instanceof TesseraError && err.code === 'TESSERA_ERR_PREREQ') return false;
+        throw err;
+      }
+      if (current === null) return false;
+      await runner.run(['nft', '-f', '-'], { input: NFT_DELETE, timeoutMs }).catch((err: unknown) => {
+        if (!absent(err)) throw err;
+      });
+      nftWritten = nftListing = undefined;
+      return true;
+    }
+    const current = await nftList();
+    if (current !== null && text === nftWritten && current === nftListing) return false;
+    log.info({ reason: current === null ? 'absent' : text === nftWritten ? 'changed by someone else' : 'new desired state' }, `rewriting table inet ${NFT_TABLE}`);
+    try {
+      await runner.run(['nft', '-f', '-'], { input: text, timeoutMs });
+    } catch (err) {
+      throw new TesseraError('TESSERA_ERR_RULES', `nft: table inet ${NFT_TABLE} was refused: ${errorMessage(err)}\ninput was:\n${text}`, { cause: err });
+    }
+    nftWritten = text;
+    nftListing = (await nftList()) ?? undefined;
+    return true;
+  }
+
   async function reconcile(ruleset: Ruleset, reason: string): Promise<{ changed: boolean; removed: number; skipped: Family[] }> {
     let changed = false;
     let removed = 0;
@@ -136,6 +184,10 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         removed += plan.removedChains + plan.unlinked;
         break;
       }
+    }
+    if (await reconcileNft(ruleset.nft)) {
+      changed = true;
+      if (ruleset.nft === undefined) removed++;
     }
     return { changed, removed, skipped };
   }

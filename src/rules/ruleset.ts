@@ -9,16 +9,21 @@
 // and be reinstalled forever. test/integration/rules.test.ts checks the round trip.
 
 import { TesseraError } from '../errors.js';
+import { buildNftTable, type Cgroup2Ref } from './nft.js';
 import {
   CT_AUTHORIZED,
   CT_CLIENT_PENDING,
   CT_SERVER_PENDING,
   MAX_PU_INDEX,
+  CT_PENDING,
+  NFMARK_MASK,
   OP_CLEAR_CLIENT_PENDING,
   OP_CLEAR_SERVER_PENDING,
   OP_MASK,
+  OP_PRESENT,
   OP_SET_CLIENT_PENDING,
   OP_SET_SERVER_PENDING,
+  PU_DEST,
   PU_INDEX_MASK,
   REJECT_BIT,
   hex,
@@ -44,13 +49,20 @@ export interface TableRules {
   readonly jumps: Readonly<Record<string, string>>;
 }
 
-export type Ruleset = Readonly<Record<Family, Readonly<Partial<Record<TableName, TableRules>>>>>;
+export type Ruleset = Readonly<Record<Family, Readonly<Partial<Record<TableName, TableRules>>>>> & {
+  /** `nft -f` input for table inet tessera (the socket lookup, nft.ts); absent: no such table. */
+  readonly nft?: string;
+};
 
 export interface RulesetSpec {
   /** NFQUEUE numbers num..num+count-1; bypass lets packets through when no worker is bound (fail-open). */
   queue: { num: number; count: number; bypass: boolean };
-  /** Process PUs: index (1..MAX_PU_INDEX, carried in the nfmark) and net_cls classid. */
-  pus: Array<{ index: number; classid: number }>;
+  /**
+   * PUs on the host's own stack: index (1..MAX_PU_INDEX, carried in the nfmark), net_cls
+   * classid (egress), and where their processes live in the cgroup v2 hierarchy (ingress:
+   * the socket lookup of nft.ts finds their sockets from the first SYN).
+   */
+  pus: Array<{ index: number; classid: number; cgroup2?: Cgroup2Ref }>;
   /** Local TCP ports on which a PU listens; untagged SYNs to them go to the queue. */
   serverPorts: number[];
   /**
@@ -63,9 +75,12 @@ export interface RulesetSpec {
 }
 
 export const CHAINS = {
+  output: 'TESSERA-OUTPUT',
   prerouting: 'TESSERA-PREROUTING',
+  input: 'TESSERA-INPUT',
   postrouting: 'TESSERA-POSTROUTING',
   puIn: 'TESSERA-PU-IN',
+  puPort: 'TESSERA-PU-PORT',
   puOut: 'TESSERA-PU-OUT',
   apply: 'TESSERA-APPLY',
   reject: 'TESSERA-REJECT',
@@ -81,18 +96,24 @@ const SYN_ACK = [...tcp, '--tcp-flags', 'FIN,SYN,RST,ACK', 'SYN,ACK'];
 // The third packet is any segment with ACK and without SYN/RST: FIN is left out of the mask
 // on purpose, or an ACK+FIN would complete a server's handshake without passing the queue.
 const ACK = [...tcp, '--tcp-flags', 'SYN,RST,ACK', 'ACK'];
+const RST = [...tcp, '--tcp-flags', 'RST', 'RST'];
 
-const LOCAL = ['-m', 'addrtype', '--dst-type', 'LOCAL'];
-/**
- * Every established packet (no SYN) of a flow without a pending bit: nothing below applies
- * to it, so it leaves after two rules instead of walking the whole chain. This is what
- * bulk traffic, ours and the host's, pays per packet.
- */
-const SETTLED = [...tcp, '!', '--tcp-flags', 'SYN', 'SYN', '-m', 'connmark', '--mark', `0x0/${hex(CT_CLIENT_PENDING | CT_SERVER_PENDING)}`, '-j', 'RETURN'];
 const markMatch = (value: number, mask: number): string[] => ['-m', 'mark', '--mark', `${hex(value)}/${hex(mask)}`];
 /** CONNMARK --save-mark/--restore-mark of the PU index bits only (same position in both marks). */
 const puBits = ['--nfmask', hex(PU_INDEX_MASK), '--ctmask', hex(PU_INDEX_MASK)];
 const connmarkMatch = (bit: number): string[] => ['-m', 'connmark', '--mark', `${hex(bit)}/${hex(bit)}`];
+/**
+ * A packet of a flow this host authorized and that waits for no proof: it stays in the kernel.
+ * A bare SYN never does (conntrack gives a new connection its own entry; a SYN here is not
+ * part of the authorized one). This is the rule bulk traffic of PUs pays per packet.
+ */
+const AUTHORIZED = [...tcp, '!', '--tcp-flags', 'FIN,SYN,RST,ACK', 'SYN', '-m', 'connmark', '--mark', `${hex(CT_AUTHORIZED)}/${hex(CT_AUTHORIZED | CT_PENDING)}`, '-j', 'RETURN'];
+/** A reset of a flow whose handshake is under way may pass: it can only end the flow. */
+const PENDING_RST = [...RST, '-m', 'connmark', '!', '--mark', `0x0/${hex(CT_PENDING)}`, '-j', 'RETURN'];
+/** A packet back from a verdict (NF_REPEAT) with an op code: TESSERA-APPLY consumes it. */
+const OPS = [...markMatch(OP_PRESENT, OP_PRESENT), '-j', CHAINS.apply];
+/** Our nfmark bits are ours: whatever set them before our chains (SO_MARK, other rules) is undone. */
+const CLEAR_OURS = ['-m', 'mark', '!', '--mark', `0x0/${hex(NFMARK_MASK)}`, '-j', 'MARK', '--set-xmark', `0x0/${hex(NFMARK_MASK)}`];
 
 function fail(message: string): never {
   throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', `ruleset: ${message}`);
@@ -134,47 +155,70 @@ function queueTarget(q: RulesetSpec['queue']): string[] {
 
 function buildMangle(spec: RulesetSpec): TableRules {
   const queue = queueTarget(spec.queue);
-  const ops = ['-m', 'mark', '!', '--mark', `0x0/${hex(OP_MASK)}`, '-j', CHAINS.apply];
   const ports = [...new Set(spec.serverPorts)].sort((a, b) => a - b);
   const pus = [...spec.pus].sort((a, b) => a.index - b.index);
+  const ns = spec.namespacePu;
+  const setIndex = (index: number): string[] => ['-j', 'MARK', '--set-xmark', `${hex(markForPuIndex(index))}/${hex(PU_INDEX_MASK)}`];
+  // --fail-open chooses availability: with no worker bound, handshakes pass unjudged, so the
+  // flows they start are never marked authorized. Refusing their later packets would make
+  // fail-open fail closed after all; in that mode the refusing rules are left out.
+  const refuse = (rules: Rule[]): Rule[] => (spec.queue.bypass ? [] : rules);
   return {
     chains: {
-      [CHAINS.prerouting]: [
-        ops,
-        SETTLED,
-        // Only SYNs addressed to this host: with br_netfilter, SYNs bridged between
-        // containers also traverse this hook and must not be judged as ours.
-        [...SYN, '-m', 'tcp', '--tcp-option', TCP_OPTION_KIND, ...LOCAL, ...queue],
-        [...SYN, ...LOCAL, '-j', CHAINS.puIn],
+      // Entry of locally sent packets (before POSTROUTING) and of received ones (before
+      // INPUT): an nfmark bit of ours set by anyone else is cleared, so a process with
+      // SO_MARK cannot claim a PU index or an op code. NF_REPEAT re-enters only the hook it
+      // came from, so our own verdict marks are never cleared here.
+      [CHAINS.output]: [CLEAR_OURS],
+      [CHAINS.prerouting]: [CLEAR_OURS],
+      // Ingress, after DNAT: the port is the one the local socket listens on.
+      [CHAINS.input]: [
+        OPS,
+        AUTHORIZED,
         // Our client's SYN-ACK: bring back the PU index saved with its SYN (TESSERA-APPLY),
         // so the worker knows the local PU without keeping state. CONNMARK does not end
         // the chain; the queue rule below then sees the restored nfmark.
         [...SYN_ACK, ...connmarkMatch(CT_CLIENT_PENDING), '-j', 'CONNMARK', '--restore-mark', ...puBits],
         [...SYN_ACK, ...connmarkMatch(CT_CLIENT_PENDING), ...queue],
         [...ACK, ...connmarkMatch(CT_SERVER_PENDING), ...queue],
+        // A tagged SYN to any local port: the worker strips the token before TCP sees it.
+        [...SYN, '-m', 'tcp', '--tcp-option', TCP_OPTION_KIND, ...queue],
+        PENDING_RST,
+        // Everything else addressed to a PU: its SYNs are judged, the rest is refused. A PU's
+        // socket is known by the kernel's socket lookup (PU_DEST, set by table inet tessera
+        // just before this hook), and by the ports the scan found (the handshake's last ACK
+        // meets a request socket, which the lookup does not report).
+        [...markMatch(PU_DEST, PU_DEST), '-j', CHAINS.puPort],
+        ['-p', 'tcp', '-j', CHAINS.puIn],
       ],
-      [CHAINS.puIn]: spec.namespacePu !== undefined ? [queue] : ports.map((p) => [...tcp, '--dport', String(p), ...queue]),
+      [CHAINS.puIn]: ns !== undefined ? [['-j', CHAINS.puPort]] : ports.map((p) => [...tcp, '--dport', String(p), '-j', CHAINS.puPort]),
+      [CHAINS.puPort]: [[...SYN, ...queue], ...refuse([['-j', 'DROP']])],
+      // Egress.
       [CHAINS.postrouting]: [
-        ops,
-        SETTLED,
-        [...SYN, '-j', CHAINS.puOut],
-        [...SYN, '-m', 'mark', '!', '--mark', `0x0/${hex(PU_INDEX_MASK)}`, ...queue],
+        OPS,
+        AUTHORIZED,
         [...SYN_ACK, ...connmarkMatch(CT_SERVER_PENDING), ...queue],
         [...ACK, ...connmarkMatch(CT_CLIENT_PENDING), ...queue],
+        ['-p', 'tcp', '-j', CHAINS.puOut],
+        // The host's own traffic: not a PU's, never touched.
+        [...markMatch(0, PU_INDEX_MASK), '-j', 'RETURN'],
+        // A PU's SYN, with or without payload (TCP Fast Open): judged by a worker.
+        [...SYN, ...queue],
+        PENDING_RST,
+        // Any other packet of a PU outside an authorized flow: a crossed SYN answered in a
+        // simultaneous open, data on a flow conntrack does not track, ...: refused.
+        ...refuse([['-j', 'DROP']]),
       ],
       // iptables-save prints the classid in decimal.
-      [CHAINS.puOut]: spec.namespacePu !== undefined ? [['-j', 'MARK', '--set-xmark', `${hex(markForPuIndex(spec.namespacePu))}/${hex(PU_INDEX_MASK)}`]] : pus.map((pu) => [
-        '-m', 'cgroup', '--cgroup', String(pu.classid >>> 0),
-        '-j', 'MARK', '--set-xmark', `${hex(markForPuIndex(pu.index))}/${hex(PU_INDEX_MASK)}`,
-      ]),
+      [CHAINS.puOut]: ns !== undefined ? [setIndex(ns)] : pus.map((pu) => ['-m', 'cgroup', '--cgroup', String(pu.classid >>> 0), ...setIndex(pu.index)]),
       [CHAINS.apply]: [
-        [...markMatch(OP_SET_CLIENT_PENDING, OP_SET_CLIENT_PENDING), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_CLIENT_PENDING)}/${hex(CT_CLIENT_PENDING)}`],
+        [...markMatch(OP_SET_CLIENT_PENDING, OP_MASK), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_CLIENT_PENDING)}/${hex(CT_CLIENT_PENDING)}`],
         // The client SYN's verdict keeps the PU index in the nfmark: save it in the connmark
         // (same bits) before the MARK rule below clears it.
-        [...markMatch(OP_SET_CLIENT_PENDING, OP_SET_CLIENT_PENDING), '-j', 'CONNMARK', '--save-mark', ...puBits],
-        [...markMatch(OP_CLEAR_CLIENT_PENDING, OP_CLEAR_CLIENT_PENDING), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_AUTHORIZED)}/${hex(CT_CLIENT_PENDING | CT_AUTHORIZED)}`],
-        [...markMatch(OP_SET_SERVER_PENDING, OP_SET_SERVER_PENDING), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_SERVER_PENDING)}/${hex(CT_SERVER_PENDING)}`],
-        [...markMatch(OP_CLEAR_SERVER_PENDING, OP_CLEAR_SERVER_PENDING), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_AUTHORIZED)}/${hex(CT_SERVER_PENDING | CT_AUTHORIZED)}`],
+        [...markMatch(OP_SET_CLIENT_PENDING, OP_MASK), '-j', 'CONNMARK', '--save-mark', ...puBits],
+        [...markMatch(OP_CLEAR_CLIENT_PENDING, OP_MASK), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_AUTHORIZED)}/${hex(CT_CLIENT_PENDING | CT_AUTHORIZED)}`],
+        [...markMatch(OP_SET_SERVER_PENDING, OP_MASK), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_SERVER_PENDING)}/${hex(CT_SERVER_PENDING)}`],
+        [...markMatch(OP_CLEAR_SERVER_PENDING, OP_MASK), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_AUTHORIZED)}/${hex(CT_SERVER_PENDING | CT_AUTHORIZED)}`],
         // Consume the op and PU bits so the packet cannot loop; REJECT_BIT stays for the filter table.
         ['-j', 'MARK', '--set-xmark', `0x0/${hex(OP_MASK | PU_INDEX_MASK)}`],
         // The verdict was already given for this packet: end the mangle hook here, or the
@@ -182,7 +226,7 @@ function buildMangle(spec: RulesetSpec): TableRules {
         ['-j', 'ACCEPT'],
       ],
     },
-    jumps: { PREROUTING: CHAINS.prerouting, POSTROUTING: CHAINS.postrouting },
+    jumps: { OUTPUT: CHAINS.output, PREROUTING: CHAINS.prerouting, INPUT: CHAINS.input, POSTROUTING: CHAINS.postrouting },
   };
 }
 
@@ -191,7 +235,8 @@ function buildFilter(): TableRules {
     chains: {
       [CHAINS.reject]: [['-p', 'tcp', ...markMatch(REJECT_BIT, REJECT_BIT), '-j', 'REJECT', '--reject-with', 'tcp-reset']],
     },
-    jumps: { INPUT: CHAINS.reject, FORWARD: CHAINS.reject },
+    // Ingress verdicts are given in mangle INPUT, so only filter INPUT sees REJECT_BIT.
+    jumps: { INPUT: CHAINS.reject },
   };
 }
 
@@ -200,7 +245,8 @@ export function buildRuleset(spec: RulesetSpec): Ruleset {
   validate(spec);
   // Same rules for both families today; bridge PUs (-d IP) will make them differ.
   const tables = (): Partial<Record<TableName, TableRules>> => ({ mangle: buildMangle(spec), filter: buildFilter() });
-  return { ipv4: tables(), ipv6: tables() };
+  // A container namespace is all one PU: no lookup needed there.
+  return { ipv4: tables(), ipv6: tables(), ...(spec.namespacePu === undefined ? { nft: buildNftTable(spec.pus) } : {}) };
 }
 
 /** A ruleset with no chains: the reconciler then removes everything of ours. */

@@ -31,6 +31,7 @@ function packageFor(bin: string): string {
   if (/^ip6?tables/.test(bin)) return 'iptables';
   if (bin === 'ip') return 'iproute2';
   if (bin === 'mount' || bin === 'umount') return 'mount';
+  if (bin === 'nft') return 'nftables';
   return bin;
 }
 

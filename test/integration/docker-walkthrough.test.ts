@@ -104,7 +104,7 @@ describe.runIf(dockerAvailable)('docker walkthrough: containers and processes as
       `PU and namespace rules of ${containerId.slice(0, 12)}`,
       async () => {
         const pu = await puOf(containerId);
-        return pu && (await nsRules(containerId)).includes('-A TESSERA-PU-IN -j NFQUEUE') ? pu : null;
+        return pu && (await nsRules(containerId)).includes('-A TESSERA-PU-IN -j TESSERA-PU-PORT') ? pu : null;
       },
       20_000,
       150,

@@ -474,9 +474,9 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
         reasons: {},
         reply: 'none',
       },
-      // Kernel, TCP in LISTEN: an unsolicited SYN+ACK is answered with a reset (RFC 793); no
-      // pending connmark, so no queue rule matches it.
-      { name: 'flag-mix-syn-ack', groups: [[taggedSyn(flipSignature(validC), { flags: TCP.SYN | TCP.ACK, ack: seq() })]], reasons: {}, reply: 'rst' },
+      // Kernel, default deny: an unsolicited SYN+ACK to a PU port belongs to no flow this host
+      // authorized or is judging, so TESSERA-PU-PORT drops it before TCP (which would reset).
+      { name: 'flag-mix-syn-ack', groups: [[taggedSyn(flipSignature(validC), { flags: TCP.SYN | TCP.ACK, ack: seq() })]], reasons: {}, reply: 'none' },
       // Daemon: URG, PSH, ECE and CWR do not change what a SYN is (ECE+CWR is the normal ECN
       // setup), so these are judged as tagged SYNs, and the forged token is refused.
       {
@@ -571,15 +571,36 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
     expect(repliesTo(p2, from)).toContain('rst');
     count('replayed-ack', 2, 1);
 
-    // Kernel: an ACK with no SYN before it has no pending connmark, so no queue rule matches;
-    // b's TCP finds no connection (the listener's SYN cookie check fails) and resets.
+    // Kernel, default deny: an ACK with no SYN before it has no pending connmark, so no queue
+    // rule matches, and TESSERA-PU-PORT drops it before b's TCP sees it (which would reset).
     const p3 = nextPort++;
     before = await reasons();
     from = raw.events.length;
     await send(raw, [rewritePacket(capturedAck, { src: c.addr, sport: p3 })]);
     await expectReasons(before, {}, 'replayed ACK alone');
-    expect(repliesTo(p3, from)).toContain('rst');
+    expect(repliesTo(p3, from)).toEqual([]);
     count('replayed-ack-alone', 1, 1);
+
+    // Kernel, default deny: the replayed SYN completed by an ACK that conntrack does not track
+    // (here an admin's NOTRACK for the port, as busy servers use; an ACK conntrack calls INVALID
+    // carries no connmark either). Without a pending connmark it reaches no queue rule, and
+    // before the PU-PORT guard b's TCP took it as the end of the handshake: ESTABLISHED, with
+    // no proof ever checked.
+    const p4 = nextPort++;
+    const untrack = await insertRule(b, 'raw', 'PREROUTING', ['-s', c.addr, '-p', 'tcp', '-m', 'tcp', '--sport', String(p4), '--tcp-flags', 'SYN,ACK', 'ACK', '-j', 'CT', '--notrack']);
+    try {
+      await send(raw, [rewritePacket(capturedSyn, { src: c.addr, sport: p4 })]);
+      const sa4 = await raw.waitFor('b\'s SYN-ACK to the third replay', (e) => e.ev === 'recv' && e.dport === p4 && ((e.flags as number) & 0x12) === 0x12);
+      before = await reasons();
+      from = raw.events.length;
+      await send(raw, [buildSegment({ src: c.addr, dst: b.addr, sport: p4, dport: 80, seq: isnC + 1, ack: (sa4.seq as number) + 1, flags: TCP.ACK })]);
+      await expectReasons(before, {}, 'replayed SYN, then an untracked ACK');
+      const established = (await tcpSockets(b)).filter((s) => s.peer === `${c.addr}:${p4}` && s.state === 'ESTAB');
+      expect(established, 'an untracked ACK must not complete a replayed handshake').toEqual([]);
+    } finally {
+      await untrack();
+    }
+    count('replayed-syn-untracked-ack', 2, 1);
 
     // Past b's first SYN-ACK retransmission: the replays are at most half-open on b.
     await sleep(1100);

@@ -91,7 +91,7 @@ describe.runIf(isRoot)('rules reconciler on real iptables', () => {
     const rec = createReconciler({ runner: runner() });
     const rs = buildRuleset(spec);
     await rec.apply(rs);
-    await sh(['iptables', '-t', 'mangle', '-D', 'TESSERA-PU-IN', '-p', 'tcp', '--dport', '8443', '-j', 'NFQUEUE', '--queue-balance', '0:1']);
+    await sh(['iptables', '-t', 'mangle', '-D', 'TESSERA-PU-IN', '-p', 'tcp', '--dport', '8443', '-j', 'TESSERA-PU-PORT']);
     await sh(['iptables', '-t', 'mangle', '-D', 'PREROUTING', '-j', 'TESSERA-PREROUTING']);
     await sh(['ip6tables', '-t', 'filter', '-I', 'INPUT', '1', '-p', 'ipv6-icmp', '-j', 'ACCEPT']);
     const broken = await save('iptables-save');
@@ -149,8 +149,8 @@ describe.runIf(isRoot)('rules reconciler on real iptables', () => {
     const before6 = foreign(await save('ip6tables-save'));
     const { removed, skipped } = await rec.removeAll();
     expect(skipped).toEqual([]);
-    // ipv4: 6 chains + 4 jumps + 2 stale chains + 1 raw jump + 1 DOCKER reference; ipv6: 6 + 4.
-    expect(removed).toBe(6 + 4 + 2 + 1 + 1 + 6 + 4);
+    // ipv4: 9 chains + 5 jumps + 2 stale chains + 1 raw jump + 1 DOCKER reference; ipv6: 9 + 5; table inet tessera.
+    expect(removed).toBe(9 + 5 + 2 + 1 + 1 + 9 + 5 + 1);
     const after4 = await save('iptables-save');
     const after6 = await save('ip6tables-save');
     expect(after4).not.toMatch(/TESSERA/);

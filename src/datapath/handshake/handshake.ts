@@ -45,6 +45,7 @@ import {
   OP_CLEAR_CLIENT_PENDING,
   OP_SET_SERVER_PENDING,
   OP_CLEAR_SERVER_PENDING,
+  PU_DEST,
   PU_INDEX_MASK,
   REJECT_BIT,
   puIndexFromMark,
@@ -361,8 +362,13 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     return peer;
   }
 
-  function synIn(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array): Decision {
-    const pu = deps.puByLocalPort(pkt.dstPort);
+  function synIn(buf: Uint8Array, pkt: TcpPacket, mark: number, out: Uint8Array): Decision {
+    // The kernel's socket lookup (PU_DEST) names the PU that owns the listening socket, from
+    // its first SYN; the scanned ports are the fallback. A PU the lookup names but this worker
+    // does not know yet (its snapshot is on the way) is refused: the client retries.
+    const lookedUp = (mark & PU_DEST) !== 0;
+    const pu = lookedUp ? deps.puByIndex(puIndexFromMark(mark)) : deps.puByLocalPort(pkt.dstPort);
+    if (!pu && lookedUp) return drop('no-pu');
     const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
     if (optAt < 0) {
       if (!pu) return decide(VERDICT_ACCEPT, -1, 0, 'no-pu');
@@ -545,7 +551,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       if (isAck) return ackOut(buf, pkt, out);
       return decide(VERDICT_ACCEPT, -1, 0, 'ok');
     }
-    if (flags === TCP_SYN) return synIn(buf, pkt, out);
+    if (flags === TCP_SYN) return synIn(buf, pkt, mark, out);
     if (flags === (TCP_SYN | TCP_ACK)) return synAckIn(buf, pkt, mark, out);
     if (isAck) return ackIn(buf, pkt, out);
     // SYN+FIN, SYN+RST and other mixes never reach a socket as a handshake: refuse them.

@@ -9,7 +9,7 @@ import type { NetCls } from '../../../src/rules/index.js';
 describe('PU registry: reported ports', () => {
   it('lists a port in info() only once the daemon marked it protected', async () => {
     let changes = 0;
-    const netcls = { create: async () => undefined, remove: async () => undefined } as unknown as NetCls;
+    const netcls = { create: async () => undefined, remove: async () => undefined, cgroup2Ref: async () => undefined } as unknown as NetCls;
     const registry = new PuRegistry({
       netcls,
       issuer: createTokenIssuer({ mode: 'psk', hostId: 'host-t', psk: createSecret() }),

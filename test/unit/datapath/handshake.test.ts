@@ -12,6 +12,7 @@ import {
   OP_CLEAR_SERVER_PENDING,
   OP_SET_CLIENT_PENDING,
   OP_SET_SERVER_PENDING,
+  PU_DEST,
   REJECT_BIT,
 } from '../../../src/marks.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../src/packet/index.js';
@@ -46,6 +47,20 @@ describe('handshake', () => {
     const serverFlow = b.flows.at(-1)!;
     expect(serverFlow).toMatchObject({ direction: 'ingress', stage: 'ack', verdict: 'accept', remoteHost: 'host-a', remotePu: 'host-a-pu1', remoteLabels: ['app=nginx'] });
     expect(a.flows.at(-1)).toMatchObject({ direction: 'egress', stage: 'syn-ack', verdict: 'accept', remoteHost: 'host-b', remoteLabels: ['app=nginx'] });
+  });
+
+  it("judges a SYN to a PU found by the kernel's socket lookup (PU_DEST), before any port scan saw the port", async () => {
+    await b.addPu(9, ['app=nginx']); // listening on 5555, not in the port map yet
+    const lookup = (index: number) => (PU_DEST | markForPuIndex(index)) >>> 0;
+    const tagged = run(a, seg(A_ADDR, B_ADDR, 42000, 5555, 300, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1)).bytes;
+    expect(run(b, tagged, HOOK_PRE_ROUTING, lookup(9))).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_SET_SERVER_PENDING, reason: 'ok' });
+    // No token: the PU's rules decide (default: refused), instead of "an unprotected local service".
+    const plain = seg(M_ADDR, B_ADDR, 42001, 5555, 400, 0, TCP_SYN);
+    expect(run(b, plain, HOOK_PRE_ROUTING, lookup(9)).reason).toBe('missing-token');
+    expect(run(b, plain, HOOK_PRE_ROUTING, 0)).toMatchObject({ verdict: VERDICT_ACCEPT, reason: 'no-pu' });
+    // A PU this worker does not know yet (its snapshot is on the way): refused, the client retries.
+    expect(run(b, plain, HOOK_PRE_ROUTING, lookup(42))).toMatchObject({ verdict: VERDICT_DROP, reason: 'no-pu' });
+    expect(run(b, tagged, HOOK_PRE_ROUTING, lookup(42))).toMatchObject({ verdict: VERDICT_DROP, reason: 'no-pu' });
   });
 
   it('lets data segments queued right behind the proof through, and holds data that comes before it', () => {

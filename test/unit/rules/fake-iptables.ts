@@ -122,9 +122,35 @@ export class FakeIptables {
         this.restore(family, opts?.input ?? '');
         return { stdout: '', stderr: '', code: 0 };
       }
+      if (bin === 'nft') return this.nftRun(argv, opts?.input);
       throw new Error(`fake: unexpected command ${argv.join(' ')}`);
     },
   } satisfies CommandRunner;
+
+  /** table inet tessera as `nft list` would print it (the fake prints the definition it was given); null: absent. */
+  nftTable: string | null = null;
+  nftMissing = false;
+
+  private nftRun(argv: string[], input?: string): RunResult {
+    if (this.nftMissing) throw new TesseraError('TESSERA_ERR_PREREQ', 'nft not found: install it with apt-get install nftables');
+    const noTable = () => new TesseraError('TESSERA_ERR_RULES', 'nft failed (exit status 1): Error: No such file or directory');
+    if (argv.join(' ') === 'nft list table inet tessera') {
+      if (this.nftTable === null) throw noTable();
+      return { stdout: this.nftTable, stderr: '', code: 0 };
+    }
+    if (argv.join(' ') === 'nft -f -') {
+      if (input === 'delete table inet tessera\n') {
+        if (this.nftTable === null) throw noTable();
+        this.nftTable = null;
+      } else {
+        const def = /^table inet tessera\nflush table inet tessera\n(table inet tessera \{[\s\S]*\}\n)$/.exec(input ?? '');
+        if (!def) throw new Error(`fake: nft input not in the declare, flush, define form:\n${input}`);
+        this.nftTable = def[1]!;
+      }
+      return { stdout: '', stderr: '', code: 0 };
+    }
+    throw new Error(`fake: unexpected command ${argv.join(' ')}`);
+  }
 
   restores(): Array<{ argv: string[]; input?: string }> {
     return this.calls.filter((c) => /restore$/.test(c.argv[0] ?? ''));

@@ -54,14 +54,14 @@ describe('reconciler', () => {
       expect(mangle['PREROUTING']![0]).toBe('-j TESSERA-PREROUTING');
       expect(mangle['POSTROUTING']![0]).toBe('-j TESSERA-POSTROUTING');
       expect(mangle['TESSERA-PU-IN']).toEqual([
-        '-p tcp -m tcp --dport 80 -j NFQUEUE --queue-balance 0:3',
-        '-p tcp -m tcp --dport 443 -j NFQUEUE --queue-balance 0:3',
+        '-p tcp -m tcp --dport 80 -j TESSERA-PU-PORT',
+        '-p tcp -m tcp --dport 443 -j TESSERA-PU-PORT',
       ]);
       const filter = fake.dump(fam, 'filter');
       expect(filter['INPUT']![0]).toBe('-j TESSERA-REJECT');
-      expect(filter['FORWARD']![0]).toBe('-j TESSERA-REJECT');
-      // Docker's FORWARD rules are still there, in their order, after ours.
-      expect(filter['FORWARD']!.slice(1)).toEqual(['-j DOCKER-USER', '-o docker0 -j DOCKER']);
+      expect(filter['INPUT']![0]).toBe('-j TESSERA-REJECT');
+      // Docker's FORWARD rules are still there, in their order; ingress verdicts need no FORWARD jump.
+      expect(filter['FORWARD']!).toEqual(['-j DOCKER-USER', '-o docker0 -j DOCKER']);
     }
     expect(foreignSnapshot(fake)).toEqual(before);
   });
@@ -72,8 +72,9 @@ describe('reconciler', () => {
     const n = fake.restores().length;
     expect(await rec.apply(buildRuleset(spec))).toEqual({ changed: false, skipped: [] });
     expect(fake.restores().length).toBe(n);
-    // iptables-save was read, per family.
-    expect(fake.calls.slice(-2).map((c) => c.argv[0])).toEqual(['iptables-save', 'ip6tables-save']);
+    // iptables-save was read, per family, and nft listed our table; nothing was written.
+    expect(fake.calls.slice(-3).map((c) => c.argv.join(' '))).toEqual(['iptables-save', 'ip6tables-save', 'nft list table inet tessera']);
+    expect(fake.calls.filter((c) => c.argv.join(' ') === 'nft -f -')).toHaveLength(1);
   });
 
   it('rewrites our chains in one transaction when the desired state changes', async () => {
@@ -82,7 +83,7 @@ describe('reconciler', () => {
     const n = fake.restores().length;
     expect((await rec.apply(buildRuleset({ ...spec, serverPorts: [22] }))).changed).toBe(true);
     expect(fake.restores().length).toBe(n + 2);
-    expect(fake.dump('ipv4', 'mangle')['TESSERA-PU-IN']).toEqual(['-p tcp -m tcp --dport 22 -j NFQUEUE --queue-balance 0:3']);
+    expect(fake.dump('ipv4', 'mangle')['TESSERA-PU-IN']).toEqual(['-p tcp -m tcp --dport 22 -j TESSERA-PU-PORT']);
     // Jumps are still exactly once each.
     expect(fake.dump('ipv4', 'mangle')['PREROUTING']!.filter((r) => r.includes('TESSERA'))).toEqual(['-j TESSERA-PREROUTING']);
   });
@@ -90,14 +91,14 @@ describe('reconciler', () => {
   it('heals a deleted rule, a deleted jump and a jump pushed down', async () => {
     const { fake, rec } = setup();
     await rec.apply(buildRuleset(spec));
-    fake.restore('ipv4', '*mangle\n-D TESSERA-PREROUTING -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m addrtype --dst-type LOCAL -j TESSERA-PU-IN\n-D POSTROUTING -j TESSERA-POSTROUTING\nCOMMIT\n');
+    fake.restore('ipv4', '*mangle\n-D TESSERA-INPUT -p tcp -j TESSERA-PU-IN\n-D POSTROUTING -j TESSERA-POSTROUTING\nCOMMIT\n');
     fake.restore('ipv4', '*filter\n-I INPUT 1 -p icmp -j ACCEPT\nCOMMIT\n');
     const { changed } = await rec.apply(buildRuleset(spec));
     expect(changed).toBe(true);
     // Only the broken family was rewritten.
     expect(fake.restores().at(-1)!.argv[0]).toBe('iptables-restore');
     const mangle = fake.dump('ipv4', 'mangle');
-    expect(mangle['TESSERA-PREROUTING']).toContain("-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m addrtype --dst-type LOCAL -j TESSERA-PU-IN");
+    expect(mangle['TESSERA-INPUT']).toContain('-p tcp -j TESSERA-PU-IN');
     expect(mangle['POSTROUTING']![0]).toBe('-j TESSERA-POSTROUTING');
     expect(fake.dump('ipv4', 'filter')['INPUT']).toEqual(['-j TESSERA-REJECT', '-p icmp -j ACCEPT']);
     expect((await rec.apply(buildRuleset(spec))).changed).toBe(false);
@@ -110,8 +111,9 @@ describe('reconciler', () => {
     // Stale leftovers of an older version, in raw and nat, with a conditional jump.
     fake.restore('ipv4', '*raw\n:TESSERA-RAW - [0:0]\n-A TESSERA-RAW -j RETURN\n-A PREROUTING -p tcp -j TESSERA-RAW\nCOMMIT\n*nat\n:TESSERA-NAT - [0:0]\n-A DOCKER -j TESSERA-NAT\nCOMMIT\n');
     const { removed, skipped } = await rec.removeAll();
-    // ipv4: 6 chains + 4 jumps in mangle/filter, 2 stale chains + 2 references; ipv6: 6 + 4.
-    expect(removed).toBe(6 + 4 + 2 + 2 + 6 + 4);
+    // ipv4: 9 chains + 5 jumps in mangle/filter, 2 stale chains + 2 references; ipv6: 9 + 5; table inet tessera.
+    expect(removed).toBe(9 + 5 + 2 + 2 + 9 + 5 + 1);
+    expect(fake.nftTable).toBeNull();
     expect(skipped).toEqual([]);
     const after = (['ipv4', 'ipv6'] as const).map((f) => ['filter', 'nat', 'mangle', 'raw'].map((t) => withoutOurs(fake.dump(f, t))));
     // raw was created by the stale-state seed; compare the others exactly.
@@ -154,7 +156,7 @@ describe('reconciler', () => {
       },
     };
     const rec = createReconciler({ runner, families: ['ipv4'] });
-    await expect(rec.apply(buildRuleset(spec))).rejects.toThrow(/ipv4: iptables-restore failed .*line 3 failed\n.*input was:\n\*mangle\n:TESSERA-PREROUTING/s);
+    await expect(rec.apply(buildRuleset(spec))).rejects.toThrow(/ipv4: iptables-restore failed .*line 3 failed\n.*input was:\n\*mangle\n:TESSERA-OUTPUT/s);
     // Tried twice (a concurrent change is worth one re-read), then gave up.
     expect(restores).toBe(2);
   });

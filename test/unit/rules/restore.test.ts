@@ -77,7 +77,7 @@ describe('restore text', () => {
     const text = renderRuleset(rs, 'ipv4');
     const saved = text
       .replace(/^-I (\S+) 1 (.*)$/gm, '-A $1 $2')
-      .replace(/^\*mangle$/m, '*mangle\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]')
+      .replace(/^\*mangle$/m, '*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]')
       .replace(/^\*filter$/m, '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]');
     expect(planFamily(parseSave(saved), rs.ipv4).differences).toEqual([]);
     // One rule changed -> a difference that names the chain.
@@ -88,11 +88,11 @@ describe('restore text', () => {
   it('notices a jump that is no longer first, or present twice', () => {
     const rs = buildRuleset(spec);
     const base = `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:TESSERA-REJECT - [0:0]\n-A TESSERA-REJECT ${rs.ipv4.filter!.chains['TESSERA-REJECT']![0]!.join(' ')}\n`;
-    const notFirst = base + '-A INPUT -j DROP_FOREIGN\n-A INPUT -j TESSERA-REJECT\n-A FORWARD -j TESSERA-REJECT\nCOMMIT\n';
+    const notFirst = base + '-A INPUT -j DROP_FOREIGN\n-A INPUT -j TESSERA-REJECT\nCOMMIT\n';
     const d1 = planFamily(parseSave(notFirst), { filter: rs.ipv4.filter! }).differences;
     expect(d1).toEqual(['filter: jump INPUT -> TESSERA-REJECT is rule 2, not 1']);
     expect(planFamily(parseSave(notFirst), { filter: rs.ipv4.filter! }, { jumpsFirst: false }).differences).toEqual([]);
-    const twice = base + '-A INPUT -j TESSERA-REJECT\n-A INPUT -j TESSERA-REJECT\n-A FORWARD -j TESSERA-REJECT\nCOMMIT\n';
+    const twice = base + '-A INPUT -j TESSERA-REJECT\n-A INPUT -j TESSERA-REJECT\nCOMMIT\n';
     const plan = planFamily(parseSave(twice), { filter: rs.ipv4.filter! });
     expect(plan.differences).toEqual(['filter: jump INPUT -> TESSERA-REJECT present 2 times']);
     const text = renderPlan(plan);

@@ -2,15 +2,33 @@ import { describe, expect, it } from 'vitest';
 import { buildRuleset, type Ruleset, type RulesetSpec } from '../../../src/rules/ruleset.js';
 import { classidFor } from '../../../src/rules/cgroups.js';
 import { TesseraError } from '../../../src/errors.js';
-import { CT_CLIENT_PENDING, CT_SERVER_PENDING, PU_INDEX_MASK, markForPuIndex, hex } from '../../../src/marks.js';
+import {
+  CTMARK_MASK,
+  CT_AUTHORIZED,
+  CT_CLIENT_PENDING,
+  CT_SERVER_PENDING,
+  NFMARK_MASK,
+  OP_CLEAR_CLIENT_PENDING,
+  OP_CLEAR_SERVER_PENDING,
+  OP_MASK,
+  OP_PRESENT,
+  OP_SET_CLIENT_PENDING,
+  OP_SET_SERVER_PENDING,
+  PU_DEST,
+  PU_INDEX_MASK,
+  REJECT_BIT,
+  markForPuIndex,
+  hex,
+} from '../../../src/marks.js';
 
 const base: RulesetSpec = { queue: { num: 0, count: 1, bypass: false }, pus: [], serverPorts: [] };
 const threePus = [1, 2, 3].map((index) => ({ index, classid: classidFor(index) }));
 
 // Snapshots show each rule as one line, as iptables-save would print it: easier to review.
-const compact = (rs: Ruleset) =>
-  Object.fromEntries(
-    Object.entries(rs).map(([fam, tables]) => [
+const compact = (rs: Ruleset) => ({
+  nft: rs.nft,
+  ...Object.fromEntries(
+    (['ipv4', 'ipv6'] as const).map((fam) => [rs[fam], fam] as const).map(([tables, fam]) => [
       fam,
       Object.fromEntries(
         Object.entries(tables).map(([t, tr]) => [
@@ -19,7 +37,8 @@ const compact = (rs: Ruleset) =>
         ]),
       ),
     ]),
-  );
+  ),
+});
 
 const queueArgs = (rules: readonly (readonly string[])[]) => rules.map((r) => r.slice(r.indexOf('NFQUEUE') - 1)).filter((r) => r[1] === 'NFQUEUE');
 
@@ -37,7 +56,7 @@ describe('buildRuleset', () => {
   });
 
   it('uses --queue-num for one queue and --queue-balance for several, --queue-bypass only when fail-open', () => {
-    const one = buildRuleset(base).ipv4.mangle!.chains['TESSERA-PREROUTING']!;
+    const one = buildRuleset(base).ipv4.mangle!.chains['TESSERA-INPUT']!;
     for (const q of queueArgs(one)) expect(q).toEqual(['-j', 'NFQUEUE', '--queue-num', '0']);
     const four = buildRuleset({ ...base, queue: { num: 8, count: 4, bypass: true } }).ipv6.mangle!.chains['TESSERA-POSTROUTING']!;
     const qs = queueArgs(four);
@@ -45,13 +64,21 @@ describe('buildRuleset', () => {
     for (const q of qs) expect(q).toEqual(['-j', 'NFQUEUE', '--queue-balance', '8:11', '--queue-bypass']);
   });
 
+  it('jumps first from every hook it needs: ingress after DNAT (INPUT), egress in POSTROUTING, our bits cleared on entry', () => {
+    const rs = buildRuleset(base).ipv4;
+    expect(rs.mangle!.jumps).toEqual({ OUTPUT: 'TESSERA-OUTPUT', PREROUTING: 'TESSERA-PREROUTING', INPUT: 'TESSERA-INPUT', POSTROUTING: 'TESSERA-POSTROUTING' });
+    expect(rs.filter!.jumps).toEqual({ INPUT: 'TESSERA-REJECT' });
+    for (const c of ['TESSERA-OUTPUT', 'TESSERA-PREROUTING']) {
+      expect(rs.mangle!.chains[c]!.map((r) => r.join(' '))).toEqual([`-m mark ! --mark 0x0/${hex(NFMARK_MASK)} -j MARK --set-xmark 0x0/${hex(NFMARK_MASK)}`]);
+    }
+  });
+
   it('every queue rule matches only handshake packets: a SYN, or SYN-ACK/ACK of a pending flow', () => {
     const rs = buildRuleset({ ...base, pus: threePus, serverPorts: [80] }).ipv4.mangle!;
-    for (const [chain, rules] of Object.entries(rs.chains)) {
+    for (const rules of Object.values(rs.chains)) {
       for (const r of rules) {
         if (!r.includes('NFQUEUE')) continue;
         const s = r.join(' ');
-        if (chain === 'TESSERA-PU-IN') continue; // reached only through the SYN rule
         const syn = s.includes('--tcp-flags FIN,SYN,RST,ACK SYN ');
         const pending = [CT_CLIENT_PENDING, CT_SERVER_PENDING].some((b) =>
           new RegExp(`--tcp-flags (FIN,SYN,RST,ACK SYN,ACK|SYN,RST,ACK ACK) -m connmark --mark ${hex(b)}/${hex(b)} `).test(s),
@@ -59,21 +86,11 @@ describe('buildRuleset', () => {
         expect(syn || pending, s).toBe(true);
       }
     }
-    const pre = rs.chains['TESSERA-PREROUTING']!.map((r) => r.join(' '));
-    expect(pre.findIndex((r) => r.endsWith('-j TESSERA-PU-IN'))).toBeGreaterThan(-1);
-    expect(pre[pre.findIndex((r) => r.endsWith('-j TESSERA-PU-IN'))]).toContain('--tcp-flags FIN,SYN,RST,ACK SYN -m addrtype --dst-type LOCAL -j');
-  });
-
-  it('judges only SYNs addressed to this host (bridged container traffic also crosses PREROUTING)', () => {
-    const pre = buildRuleset(base).ipv4.mangle!.chains['TESSERA-PREROUTING']!.map((r) => r.join(' '));
-    const synRules = pre.filter((r) => r.includes('--tcp-flags FIN,SYN,RST,ACK SYN '));
-    expect(synRules).toHaveLength(2);
-    for (const r of synRules) expect(r).toContain('-m addrtype --dst-type LOCAL');
   });
 
   it('queues any third packet of a pending flow whatever its FIN bit, so ACK+FIN cannot skip the proof', () => {
     const m = buildRuleset(base).ipv4.mangle!;
-    const acks = [...m.chains['TESSERA-PREROUTING']!, ...m.chains['TESSERA-POSTROUTING']!].map((r) => r.join(' ')).filter((r) => / ACK -m connmark/.test(r));
+    const acks = [...m.chains['TESSERA-INPUT']!, ...m.chains['TESSERA-POSTROUTING']!].map((r) => r.join(' ')).filter((r) => / ACK -m connmark/.test(r));
     expect(acks).toHaveLength(2);
     for (const r of acks) expect(r).toContain('--tcp-flags SYN,RST,ACK ACK');
   });
@@ -85,26 +102,23 @@ describe('buildRuleset', () => {
     );
   });
 
-  it('TESSERA-APPLY is the first rule of both hooks and ends with ACCEPT', () => {
+  it('TESSERA-APPLY is entered only with an op code, first in both judging hooks, and ends with ACCEPT', () => {
     const m = buildRuleset(base).ipv4.mangle!;
-    for (const c of ['TESSERA-PREROUTING', 'TESSERA-POSTROUTING']) expect(m.chains[c]![0]!.join(' ')).toBe('-m mark ! --mark 0x0/0x3c000000 -j TESSERA-APPLY');
+    for (const c of ['TESSERA-INPUT', 'TESSERA-POSTROUTING']) expect(m.chains[c]![0]!.join(' ')).toBe(`-m mark --mark ${hex(OP_PRESENT)}/${hex(OP_PRESENT)} -j TESSERA-APPLY`);
     expect(m.chains['TESSERA-APPLY']!.at(-1)).toEqual(['-j', 'ACCEPT']);
-    expect(m.jumps).toEqual({ PREROUTING: 'TESSERA-PREROUTING', POSTROUTING: 'TESSERA-POSTROUTING' });
+    for (const op of [OP_SET_CLIENT_PENDING, OP_CLEAR_CLIENT_PENDING, OP_SET_SERVER_PENDING, OP_CLEAR_SERVER_PENDING]) expect(op & OP_PRESENT).toBe(OP_PRESENT);
   });
 
-  it('lets settled packets leave after APPLY: no SYN and no pending connmark bit, before every queue rule', () => {
-    const m = buildRuleset({ ...base, pus: threePus, serverPorts: [80] }).ipv4.mangle!.chains;
-    for (const c of ['TESSERA-PREROUTING', 'TESSERA-POSTROUTING']) {
-      const rules = m[c]!.map((r) => r.join(' '));
-      expect(rules[1]).toBe('-p tcp -m tcp ! --tcp-flags SYN SYN -m connmark --mark 0x0/0x30000000 -j RETURN');
-      // Every later rule needs a SYN or a pending bit, so the early return changes no decision.
-      for (const r of rules.slice(2)) expect(/--tcp-flags \S+ SYN|--mark 0x(1|2)0000000\/0x(1|2)0000000/.test(r)).toBe(true);
+  it('no connmark of ours read as an nfmark is an op code or a reject (a foreign CONNMARK --restore-mark cannot forge a verdict)', () => {
+    for (const ct of [CT_CLIENT_PENDING, CT_SERVER_PENDING, CT_AUTHORIZED, CTMARK_MASK]) {
+      expect(ct & OP_PRESENT).toBe(0);
+      expect(ct & REJECT_BIT).toBe(0);
     }
   });
 
   it("restores the client PU's index from the connmark before its SYN-ACK is queued, and saves it with its SYN", () => {
     const m = buildRuleset({ ...base, pus: threePus }).ipv4.mangle!.chains;
-    const pre = m['TESSERA-PREROUTING']!.map((r) => r.join(' '));
+    const pre = m['TESSERA-INPUT']!.map((r) => r.join(' '));
     const restore = pre.findIndex((r) => r.includes('--restore-mark'));
     const queue = pre.findIndex((r) => r.includes('SYN,ACK') && r.includes('NFQUEUE'));
     expect(restore).toBeGreaterThan(0);
@@ -112,8 +126,25 @@ describe('buildRuleset', () => {
     expect(pre[restore]).toBe(`-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN,ACK -m connmark --mark ${hex(CT_CLIENT_PENDING)}/${hex(CT_CLIENT_PENDING)} -j CONNMARK --restore-mark --nfmask 0x3ff0000 --ctmask 0x3ff0000`);
     const apply = m['TESSERA-APPLY']!.map((r) => r.join(' '));
     const save = apply.findIndex((r) => r.includes('--save-mark'));
-    expect(apply[save]).toBe('-m mark --mark 0x4000000/0x4000000 -j CONNMARK --save-mark --nfmask 0x3ff0000 --ctmask 0x3ff0000');
+    expect(apply[save]).toBe(`-m mark --mark ${hex(OP_SET_CLIENT_PENDING)}/${hex(OP_MASK)} -j CONNMARK --save-mark --nfmask 0x3ff0000 --ctmask 0x3ff0000`);
     expect(save).toBeLessThan(apply.findIndex((r) => r.startsWith('-j MARK')));
+  });
+
+  it('finds PU sockets by cgroup v2 in table inet tessera: one lookup per level, one small chain per PU, other mark bits kept', () => {
+    const pus = [
+      { index: 2, classid: classidFor(2), cgroup2: { path: 'unified/tessera/proc-b', level: 2 } },
+      { index: 1, classid: classidFor(1), cgroup2: { path: 'unified/docker/abc', level: 2 } },
+      { index: 5, classid: classidFor(5), cgroup2: { path: 'unified/a/b/c', level: 3 } },
+      { index: 6, classid: classidFor(6) },
+    ];
+    const text = buildRuleset({ ...base, pus }).nft!;
+    expect(text).toMatchSnapshot();
+    expect(text.startsWith('table inet tessera\nflush table inet tessera\ntable inet tessera {\n')).toBe(true);
+    expect(text.match(/socket cgroupv2 level \d+ vmap/g)).toEqual(['socket cgroupv2 level 2 vmap', 'socket cgroupv2 level 3 vmap']);
+    expect(text).toContain(`chain pu_1 {\n    meta mark set meta mark & ${hex(~(PU_INDEX_MASK | PU_DEST) >>> 0)} | ${hex(markForPuIndex(1) | PU_DEST)}\n  }`);
+    expect(text).not.toContain('pu_6');
+    expect(buildRuleset({ ...base, namespacePu: 3 }).nft).toBeUndefined();
+    expect(() => buildRuleset({ ...base, pus: [{ index: 1, classid: 1, cgroup2: { path: '../x', level: 1 } }] })).toThrow(/cgroup path/);
   });
 
   it('has the same rules for IPv4 and IPv6', () => {

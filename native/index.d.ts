@@ -15,11 +15,11 @@ export declare const META_FIELDS: 8;
 export interface QueueOptions {
   /** NFQUEUE number, 0..65535, in the network namespace of the calling process. */
   queueNum: number;
-  /** Kernel queue length (NFQA_CFG_QUEUE_MAXLEN); packets beyond it are dropped, or accepted with failOpen. Default 4096. */
+  /** Kernel queue length (NFQA_CFG_QUEUE_MAXLEN); packets beyond it are dropped. Default 4096. */
   maxLen?: number;
   /** Bytes of each packet copied to userspace, 1..65535, or 0 for metadata only. Default 0xffff. */
   copyRange?: number;
-  /** NFQA_CFG_F_FAIL_OPEN: accept instead of drop when the queue is full. Default false. */
+  /** Ignored, kept for old callers: the addon never sets NFQA_CFG_F_FAIL_OPEN, so a full queue drops. Fail open with no reader is the rule's --queue-bypass. */
   failOpen?: boolean;
   /** Most packets delivered per onBatch call, 1..1024. Default 64. */
   batchSize?: number;

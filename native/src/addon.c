@@ -233,13 +233,11 @@ static napi_value queue_new(napi_env env, napi_callback_info info) {
   if (get_uint_option(env, argv[0], "batchSize", 1, MAX_BATCH, DEFAULT_BATCH, &o.batch_size) < 0) return NULL;
   if (get_uint_option(env, argv[0], "rcvBufBytes", 0, 1073741824.0, DEFAULT_RCVBUF, &o.rcvbuf_bytes) < 0)
     return NULL;
+  // options.failOpen is still type-checked for old callers but means nothing: a full queue
+  // always drops (queue.c). Failing open when no reader is bound is the rule's --queue-bypass.
   NAPI_CALL(env, napi_get_named_property(env, argv[0], "failOpen", &fo));
   NAPI_CALL(env, napi_typeof(env, fo, &tf));
-  if (tf == napi_boolean) {
-    bool b;
-    NAPI_CALL(env, napi_get_value_bool(env, fo, &b));
-    o.fail_open = b;
-  } else if (tf != napi_undefined) {
+  if (tf != napi_boolean && tf != napi_undefined) {
     napi_throw_type_error(env, CODE_ARG, "options.failOpen must be a boolean");
     return NULL;
   }

@@ -134,7 +134,6 @@ int tq_open(struct tq_queue *q, const struct tq_options *o, uint8_t *rbuf, char 
   memset(q, 0, sizeof(*q));
   q->fd = -1;
   q->queue_num = o->queue_num;
-  q->fail_open = o->fail_open;
   q->batch_size = o->batch_size;
   q->rbuf = rbuf;
   q->slot_size = tq_slot_size(o->copy_range);
@@ -173,8 +172,8 @@ int tq_open(struct tq_queue *q, const struct tq_options *o, uint8_t *rbuf, char 
   }
   q->fd = mnl_socket_get_fd(q->nl);
 
-  // Overruns are counted by the kernel queue (and fail-open decides their fate); an ENOBUFS
-  // error on our socket would only interrupt the receive loop.
+  // Overruns are counted by the kernel queue (and dropped there); an ENOBUFS error on our
+  // socket would only interrupt the receive loop.
   int one = 1;
   setsockopt(q->fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof(one));
   if (o->rcvbuf_bytes > 0) {
@@ -199,7 +198,11 @@ int tq_open(struct tq_queue *q, const struct tq_options *o, uint8_t *rbuf, char 
   else
     nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, (int)o->copy_range);
   nfq_nlmsg_cfg_put_qmaxlen(nlh, o->max_len);
-  mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(o->fail_open ? NFQA_CFG_F_FAIL_OPEN : 0));
+  // NFQA_CFG_F_FAIL_OPEN is cleared, never set: with it the kernel accepts, unjudged, every
+  // packet that finds the queue full, so a flood would open the door to unauthorized
+  // handshakes (issue #10, case 11). "Fail open when no reader is bound" is the rule's
+  // --queue-bypass (the daemon's --fail-open), which a full queue does not trigger.
+  mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(0));
   mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_FAIL_OPEN));
   if (mnl_socket_sendto(q->nl, nlh, nlh->nlmsg_len) < 0) {
     rc = -errno;
@@ -312,9 +315,10 @@ uint32_t tq_recv_batch(struct tq_queue *q, uint32_t *meta) {
           q->stats.received++;
           if (count >= q->batch_size) {
             // More packet messages than meta rows (the kernel sends one per datagram, so
-            // this needs a malformed stream): decide here rather than leave it queued.
+            // this needs a malformed stream): decide here rather than leave it queued, and
+            // never let an unjudged packet through.
             q->stats.recv_errors++;
-            tq_verdict(q, id, q->fail_open ? NF_ACCEPT : NF_DROP, -1, NULL, 0);
+            tq_verdict(q, id, NF_DROP, -1, NULL, 0);
           } else {
             uint32_t *m = meta + (size_t)count * TQ_META_FIELDS;
             m[TQ_META_ID] = id;

@@ -30,7 +30,6 @@ struct tq_options {
   uint32_t queue_num;
   uint32_t max_len;
   uint32_t copy_range; // 0 = metadata only
-  int fail_open;
   uint32_t batch_size;
   uint32_t rcvbuf_bytes; // 0 = leave the system default
 };
@@ -52,7 +51,6 @@ struct tq_queue {
   struct mnl_socket *nl;
   int fd;
   uint32_t queue_num;
-  int fail_open;
   uint32_t batch_size;
   // Receive side: batch_size slots of slot_size bytes each, in memory owned by the caller
   // (the JS Buffer), so the kernel writes packets straight where JS reads them.

@@ -38,7 +38,8 @@ Options:
   --queues N             datapath workers / NFQUEUE numbers (default 1, max 16)
   --queue-base N         first NFQUEUE number (default 0)
   --fail-open            let handshake packets through unauthorized when no worker reads
-                         the queue (default: fail-closed, they are dropped)
+                         the queue (default: fail-closed, they are dropped); a full queue
+                         drops either way
   --reject reset|drop    how a refused connection ends: TCP reset (default) or silence
   --state-dir DIR        host secret and state (default /var/lib/tessera)
   --socket PATH          local API socket (default /run/tessera/tessera.sock)

@@ -12,6 +12,7 @@ import {
   NODE_DIGESTS,
   type Digests,
   type VerifyStats,
+  type VerifyResult,
   type KeyAgreementStats,
 } from '../identity/index.js';
 import type { HandshakeCrypto, VerifiedPeer, VerifyFailure } from './handshake/handshake.js';
@@ -34,6 +35,15 @@ export function createHandshakeCrypto(
   // Verified peers are cached alongside the verifier's own cache so that the handshake gets
   // the same object (no per-packet allocation) for a token it has seen.
   const peers = new WeakMap<object, VerifiedPeer>();
+  function peerOf(r: VerifyResult): VerifiedPeer | VerifyFailure {
+    if (!r.ok) return r;
+    let p = peers.get(r.claims);
+    if (!p) {
+      p = { ok: true, host: r.claims.iss, pu: r.claims.sub, labels: r.claims.lbl, epk: r.epkKey, tokenHash: r.tokenHash };
+      peers.set(r.claims, p);
+    }
+    return p;
+  }
   const one: Uint8Array[] = [new Uint8Array(0)];
   const two: Uint8Array[] = [new Uint8Array(0)];
   return {
@@ -41,15 +51,10 @@ export function createHandshakeCrypto(
       one[0] = input;
       return nonces.nonce(0, one);
     },
-    verify(token): VerifiedPeer | VerifyFailure {
-      const r = verifier.verify(token);
-      if (!r.ok) return r;
-      let p = peers.get(r.claims);
-      if (!p) {
-        p = { ok: true, host: r.claims.iss, pu: r.claims.sub, labels: r.claims.lbl, epk: r.epkKey, tokenHash: r.tokenHash };
-        peers.set(r.claims, p);
-      }
-      return p;
+    verify: (token) => peerOf(verifier.verify(token)),
+    cached(token) {
+      const r = verifier.cached(token);
+      return r === null ? null : peerOf(r);
     },
     sharedSecret: (own, peer) => agreement.sharedSecret(own, peer),
     sessionKey: (shared, nonceC, nonceS) => sessionKey(shared, nonceC, nonceS, SESSION_INFO, digests),

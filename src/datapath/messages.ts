@@ -11,6 +11,7 @@ export type TrustConfig =
 export interface WorkerConfig {
   queueNum: number;
   maxLen: number;
+  /** The daemon's --fail-open, for reports only: it is the ruleset's --queue-bypass; a queue never fails open. */
   failOpen: boolean;
   /**
    * 'handshake' runs the protocol; 'accept' accepts everything (benchmark ceiling of our own

@@ -10,6 +10,7 @@ export interface NativeQueueOptions {
   queueNum: number;
   maxLen?: number;
   copyRange?: number;
+  /** Ignored (kept for old callers): a full queue always drops; failing open with no reader is the rule's --queue-bypass. */
   failOpen?: boolean;
   batchSize?: number;
   rcvBufBytes?: number;

@@ -4,7 +4,8 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadNative, type NativeQueue } from './native.js';
-import { createHandshake, createPassThrough, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
+import { createPassThrough } from './handshake/pass-through.js';
+import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
 import { createHandshakeCrypto } from './crypto.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
 import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type ToWorker, type WorkerConfig } from './messages.js';
@@ -123,7 +124,7 @@ function consumer(get: () => NativeQueue, hs: Handshake | null): (count: number)
 
 let queue: NativeQueue;
 try {
-  queue = new native.Queue({ queueNum: config.queueNum, maxLen: config.maxLen, failOpen: config.failOpen }, consumer(() => queue, handshake));
+  queue = new native.Queue({ queueNum: config.queueNum, maxLen: config.maxLen }, consumer(() => queue, handshake));
 } catch (err) {
   const e = err as Error & { code?: string };
   send({ type: 'fatal', message: e.message, code: e.code });
@@ -139,7 +140,7 @@ function openNamespace(ns: NamespaceQueue): void {
     const hs = makeHandshake(ns.puIndex);
     let q: NativeQueue;
     // Smaller buffers than the host queue: one container's handshakes.
-    q = new native.Queue({ queueNum: ns.queueNum, maxLen: config.maxLen, failOpen: config.failOpen, netns: ns.netns, rcvBufBytes: 1 << 20, batchSize: 16 }, consumer(() => q, hs));
+    q = new native.Queue({ queueNum: ns.queueNum, maxLen: config.maxLen, netns: ns.netns, rcvBufBytes: 1 << 20, batchSize: 16 }, consumer(() => q, hs));
     nsQueues.set(ns.key, { queue: q, handshake: hs });
     send({ type: 'ns-opened', key: ns.key });
   } catch (err) {

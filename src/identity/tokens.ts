@@ -78,6 +78,9 @@ export interface VerifyStats {
   readonly certHits: number;
   readonly certMisses: number;
   readonly certCacheSize: number;
+  /** Refusals answered from the negative cache (no signature verified). */
+  readonly negativeHits: number;
+  readonly negativeCacheSize: number;
   readonly rejected: Readonly<Record<VerifyFailureReason, number>>;
 }
 
@@ -85,6 +88,12 @@ export interface TokenVerifier {
   readonly mode: 'psk' | 'ca';
   /** Synchronous; never throws. `offset`/`length` select the token inside a larger buffer. */
   verify(tokenBytes: Uint8Array, offset?: number, length?: number): VerifyResult;
+  /**
+   * The answer of the caches alone, positive or negative (time still checked), or null when
+   * only a signature verification could tell. What a caller asks before spending a
+   * verification from a budget.
+   */
+  cached(tokenBytes: Uint8Array, offset?: number, length?: number): VerifyResult | null;
   verifyStats(): VerifyStats;
 }
 
@@ -93,6 +102,8 @@ export type TokenVerifierOptions = {
   readonly clockSkewSeconds?: number;
   /** Verified tokens kept (certificates: a quarter of it, at least 64). */
   readonly cacheSize?: number;
+  /** Tokens whose verification failed, kept to refuse a repeat at the cost of a lookup. */
+  readonly negativeCacheSize?: number;
   /** Clock in seconds since the epoch (tests inject one). */
   readonly now?: () => number;
 } & (
@@ -183,6 +194,12 @@ export function createTokenIssuer(identity: HostIdentity): TokenIssuer {
 
 // ---- verifying ------------------------------------------------------------------------
 
+/** A token whose signature or certificate failed: the same bytes always fail the same way. */
+interface FailedEntry {
+  readonly bytes: Buffer;
+  readonly reason: VerifyFailureReason;
+}
+
 interface CacheEntry {
   /** The whole token (a copy): a hit needs these exact bytes, not only the same signature. */
   readonly bytes: Buffer;
@@ -242,11 +259,15 @@ function x25519Key(raw: Buffer): KeyObject | null {
  * the SHA-256 of the token, which the handshake binds into its MACs, is computed on a miss
  * and kept in the entry.) Time (token iat/exp,
  * certificate iat/exp) is rechecked on every hit, so an authentic but expired token stays
- * cached yet is refused. Failed verifications are NOT cached: an attacker gets a fresh key
- * for free by changing one byte, so a negative cache would not bound the attacker's cost,
- * while its entries would compete with good tokens for the bound. The cost of a miss is one
- * HMAC (PSK) or one or two ECDSA verifies (CA) per SYN that reaches the queue; verifyStats()
- * exposes misses and rejections so callers can rate-limit them.
+ * cached yet is refused.
+ *
+ * Failed verifications are cached too, in a separate bounded LRU keyed the same way (so they
+ * never evict good tokens): a forged token sent again — a replayed capture, or one forgery
+ * flooded from many addresses — is refused with the same reason for a lookup instead of one
+ * HMAC (PSK) or up to two ECDSA verifies (CA). Only outcomes that depend on the bytes alone
+ * are kept (signature, certificate, shape), never time. Changing one byte still buys a fresh
+ * verification: `cached()` lets the caller bound those with a budget of its own (the datapath
+ * keeps one per source address, src/datapath/handshake/tables.ts).
  */
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
   const skew = options.clockSkewSeconds ?? 30;
@@ -257,6 +278,9 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   if (!(Number.isInteger(cacheSize) && cacheSize >= 1)) throw configError(`cacheSize must be an integer >= 1, got ${String(cacheSize)}`);
   const now = options.now ?? (() => Date.now() / 1000);
   const cache = new Lru<string, CacheEntry>(cacheSize);
+  const negativeSize = options.negativeCacheSize ?? 1024;
+  if (!(Number.isInteger(negativeSize) && negativeSize >= 1)) throw configError(`negativeCacheSize must be an integer >= 1, got ${String(negativeSize)}`);
+  const failed = new Lru<string, FailedEntry>(negativeSize);
   const certCache = new Lru<string, VerifiedCertificate>(Math.max(64, Math.ceil(cacheSize / 4)));
   const mode = options.mode;
 
@@ -285,6 +309,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   let misses = 0;
   let certHits = 0;
   let certMisses = 0;
+  let negativeHits = 0;
   const rejected: Record<VerifyFailureReason, number> = {
     malformed: 0,
     'bad-signature': 0,
@@ -358,27 +383,63 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     return { ...parsed, cert };
   };
 
+  // What locate() found, in two variables rather than a result object: it runs per packet.
+  let bytes: Buffer = Buffer.alloc(0);
+  let key = '';
+  /** Sets `bytes` and `key` (the signature segment) and returns null, or a failure for a shape no cache could hold. */
+  const locate = (tokenBytes: Uint8Array, offset: number, length: number | undefined): VerifyFailure | null => {
+    if (!(tokenBytes instanceof Uint8Array)) return fail('malformed');
+    const len = length ?? tokenBytes.byteLength - offset;
+    if (!Number.isInteger(offset) || !Number.isInteger(len) || offset < 0 || len <= 0 || offset + len > tokenBytes.byteLength) {
+      return fail('malformed');
+    }
+    if (len > MAX_TOKEN_BYTES) return fail('malformed');
+    bytes = Buffer.from(tokenBytes.buffer, tokenBytes.byteOffset + offset, len);
+    const lastDot = bytes.lastIndexOf(0x2e);
+    if (lastDot <= 0) return fail('malformed');
+    key = bytes.toString('latin1', lastDot + 1);
+    return null;
+  };
+
+  /** What the positive and negative caches say about these exact bytes, or null. */
+  const fromCaches = (bytes: Buffer, key: string, t: number): VerifyResult | null => {
+    const hit = cache.get(key);
+    if (hit !== undefined && hit.bytes.equals(bytes)) {
+      hits++;
+      return checkTime(hit, t);
+    }
+    const bad = failed.peek(key);
+    if (bad !== undefined && bad.bytes.equals(bytes)) {
+      negativeHits++;
+      return fail(bad.reason);
+    }
+    return null;
+  };
+
+  /** Refuse, and remember that these bytes fail (a copy: `bytes` may be a view of a reused buffer). */
+  const failBytes = (bytes: Buffer, key: string, reason: VerifyFailureReason): VerifyFailure => {
+    failed.set(key, { bytes: Buffer.from(bytes), reason });
+    return fail(reason);
+  };
+
   return Object.freeze({
     mode,
+    cached(tokenBytes: Uint8Array, offset = 0, length?: number): VerifyResult | null {
+      try {
+        return locate(tokenBytes, offset, length) ?? fromCaches(bytes, key, now());
+      } catch {
+        return fail('malformed');
+      }
+    },
     verify(tokenBytes: Uint8Array, offset = 0, length?: number): VerifyResult {
       try {
-        if (!(tokenBytes instanceof Uint8Array)) return fail('malformed');
-        const len = length ?? tokenBytes.byteLength - offset;
-        if (!Number.isInteger(offset) || !Number.isInteger(len) || offset < 0 || len <= 0 || offset + len > tokenBytes.byteLength) {
-          return fail('malformed');
-        }
-        if (len > MAX_TOKEN_BYTES) return fail('malformed');
-        const bytes = Buffer.from(tokenBytes.buffer, tokenBytes.byteOffset + offset, len);
-        const lastDot = bytes.lastIndexOf(0x2e);
-        if (lastDot <= 0) return fail('malformed');
-        const key = bytes.toString('latin1', lastDot + 1);
+        const bad = locate(tokenBytes, offset, length);
+        if (bad !== null) return bad;
         const t = now();
-        const hit = cache.get(key);
-        if (hit !== undefined && hit.bytes.equals(bytes)) {
-          hits++;
-          return checkTime(hit, t);
-        }
+        const known = fromCaches(bytes, key, t);
+        if (known !== null) return known;
         misses++;
+        const len = bytes.length;
         const parts = splitCompactBytes(bytes, 0, len);
         if (parts === null) return fail('malformed');
         const token = bytes.toString('latin1');
@@ -388,17 +449,17 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         let certExp = Number.MAX_SAFE_INTEGER;
         if (mode === 'psk') {
           const r = verifyPsk(bytes, token, parts.dot1, parts.dot2);
-          if (typeof r === 'string') return fail(r);
+          if (typeof r === 'string') return failBytes(bytes, key, r);
           ({ claims, epkRaw } = r);
         } else {
           const r = verifyCa(bytes, token, parts.dot1, parts.dot2);
-          if (typeof r === 'string') return fail(r);
+          if (typeof r === 'string') return failBytes(bytes, key, r);
           ({ claims, epkRaw } = r);
           certIat = r.cert.claims.iat;
           certExp = r.cert.claims.exp;
         }
         const epkKey = x25519Key(epkRaw);
-        if (epkKey === null) return fail('malformed');
+        if (epkKey === null) return failBytes(bytes, key, 'malformed');
         const tokenHash = new Uint8Array(cryptoHash('sha256', bytes, 'buffer'));
         const result: VerifiedToken = Object.freeze({ ok: true, claims, epkKey, tokenHash });
         // A copy: `bytes` may be a view of a queue's receive buffer, reused by the next batch.
@@ -418,6 +479,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         certHits,
         certMisses,
         certCacheSize: certCache.size,
+        negativeHits,
+        negativeCacheSize: failed.size,
         rejected: { ...rejected },
       };
     },

@@ -31,7 +31,7 @@ describe('error codes', () => {
   });
 
   it('documents every datapath reason code', () => {
-    const src = readFileSync(join(root, 'src', 'datapath', 'handshake', 'handshake.ts'), 'utf8');
+    const src = readFileSync(join(root, 'src', 'datapath', 'handshake', 'types.ts'), 'utf8');
     const union = /export type Reason =([^;]+);/.exec(src)![1]!;
     const reasons = [...union.matchAll(/'([a-z-]+)'/g)].map((m) => m[1]!);
     expect(reasons.length).toBeGreaterThan(10);

@@ -19,8 +19,12 @@
 // client's macC from SYN-ACK in to ACK out; both are LRU-bounded so a SYN flood cannot grow
 // memory. Keeping the server's entry until the ACK lets the ACK carry 16 bytes instead of
 // the client's token again (docs/protocol.md, "State").
+//
+// What is not a handshake this machine can judge is refused, never waved through: a PU's SYN
+// with data (TCP Fast Open), a queued packet the parser cannot read, a tagged SYN with data
+// in front of the block, a simultaneous open, a client ACK with no SYN-ACK verified behind
+// it. Every verdict mark keeps other software's nfmark bits (verdict.ts).
 
-import type { KeyObject } from 'node:crypto';
 import {
   parseTcp,
   findOption,
@@ -33,7 +37,7 @@ import {
   TCP_RST,
   type TcpPacket,
 } from '../../packet/index.js';
-import type { Policy, PolicyDecision } from '../../policy/index.js';
+import type { PolicyDecision } from '../../policy/index.js';
 import type { FlowRecord } from '../../flow.js';
 import { Lru } from '../../identity/index.js';
 import {
@@ -46,146 +50,35 @@ import {
   REJECT_BIT,
   puIndexFromMark,
 } from '../../marks.js';
+import { Bounded, RecentFlows, SourceBudget } from './tables.js';
+import { HOOK_LOCAL_OUT, HOOK_POST_ROUTING, VERDICT_ACCEPT, VERDICT_DROP, VERDICT_REPEAT, verdictMark } from './verdict.js';
 import {
   BlockType,
   MARKER_EXID,
   MARKER_KIND,
   MARKER_OPTION,
-  blockLength,
   decodeBlock,
   encodeBlock,
   type Block,
 } from './wire.js';
 
-/** Netfilter hook numbers as the queue reports them. */
-export const HOOK_PRE_ROUTING = 0;
-export const HOOK_LOCAL_IN = 1;
-export const HOOK_FORWARD = 2;
-export const HOOK_LOCAL_OUT = 3;
-export const HOOK_POST_ROUTING = 4;
+import {
+  DEFAULT_HANDSHAKE_OPTIONS,
+  type Decision,
+  type Handshake,
+  type HandshakeDeps,
+  type HandshakeOptions,
+  type IssuedToken,
+  type LocalPu,
+  type Reason,
+  type VerifiedPeer,
+  type VerifyFailure,
+} from './types.js';
 
-export const VERDICT_DROP = 0;
-export const VERDICT_ACCEPT = 1;
-export const VERDICT_REPEAT = 4;
-
-/** Why a handshake packet was refused (or let through without authorization). Stable strings. */
-export type Reason =
-  | 'ok'
-  | 'missing-token'
-  | 'malformed'
-  | 'bad-signature'
-  | 'untrusted-issuer'
-  | 'expired'
-  | 'not-yet-valid'
-  | 'bad-mac'
-  | 'replay'
-  | 'missing-proof'
-  | 'policy'
-  | 'audit'
-  | 'no-pu'
-  | 'no-state'
-  | 'too-large'
-  | 'bad-packet';
-
-/** A token this host issued for one of its PUs (newest first in LocalPu.tokens). */
-export interface IssuedToken {
-  readonly bytes: Uint8Array;
-  /** SHA-256 of bytes. */
-  readonly hash: Uint8Array;
-  /** The X25519 private key whose public half is the token's epk. */
-  readonly epkPrivate: KeyObject;
-}
-
-export interface LocalPu {
-  readonly index: number;
-  readonly id: string;
-  readonly labels: readonly string[];
-  /** Current token first; older tokens kept until they expire, for handshakes in flight. */
-  readonly tokens: readonly IssuedToken[];
-}
-
-export interface VerifiedPeer {
-  readonly ok: true;
-  readonly host: string;
-  readonly pu: string;
-  readonly labels: readonly string[];
-  readonly epk: KeyObject;
-  readonly tokenHash: Uint8Array;
-}
-export interface VerifyFailure {
-  readonly ok: false;
-  readonly reason: 'malformed' | 'bad-signature' | 'untrusted-issuer' | 'expired' | 'not-yet-valid';
-}
-
-/** The crypto the handshake needs; all synchronous (node:crypto), all cached by the provider. */
-export interface HandshakeCrypto {
-  /** HMAC-SHA256(host secret, input) truncated to 16 bytes, in a new array the caller owns. */
-  nonce(input: Uint8Array): Uint8Array;
-  verify(token: Uint8Array): VerifiedPeer | VerifyFailure;
-  sharedSecret(own: KeyObject, peer: KeyObject): Uint8Array;
-  sessionKey(shared: Uint8Array, nonceC: Uint8Array, nonceS: Uint8Array): Uint8Array;
-  /** HMAC-SHA256(key, input) truncated to 16 bytes. */
-  mac(key: Uint8Array, input: Uint8Array): Uint8Array;
-  equal(a: Uint8Array, b: Uint8Array): boolean;
-}
-
+export { HOOK_PRE_ROUTING, HOOK_LOCAL_IN, HOOK_FORWARD, HOOK_LOCAL_OUT, HOOK_POST_ROUTING, VERDICT_DROP, VERDICT_ACCEPT, VERDICT_REPEAT } from './verdict.js';
+export { DEFAULT_HANDSHAKE_OPTIONS } from './types.js';
+export type * from './types.js';
 export type { FlowRecord };
-
-export interface HandshakeOptions {
-  /** What a refusal looks like to the peer: a TCP reset (default) or silence. */
-  rejectMode: 'reset' | 'drop';
-  /** Never emit a packet longer than this (path MTU budget). */
-  maxPacketLength: number;
-  /** Bound of each per-flow map. */
-  stateEntries: number;
-  /** Entries older than this are ignored (ms). */
-  stateTtlMs: number;
-}
-
-export const DEFAULT_HANDSHAKE_OPTIONS: HandshakeOptions = {
-  rejectMode: 'reset',
-  maxPacketLength: 1500,
-  // Entries live from SYN to SYN-ACK (server) or SYN-ACK to ACK (client): milliseconds, or
-  // seconds across retransmissions. 16k in flight per worker is ample, and the bound keeps a
-  // flood of replayed SYNs to a few MB (measured by test/integration/hostile.test.ts).
-  stateEntries: 16_384,
-  stateTtlMs: 15_000,
-};
-
-export interface HandshakeDeps {
-  crypto: HandshakeCrypto;
-  policy: () => Policy;
-  puByIndex(index: number): LocalPu | undefined;
-  puByLocalPort(port: number): LocalPu | undefined;
-  now(): number;
-  onFlow(record: FlowRecord): void;
-  options?: Partial<HandshakeOptions>;
-}
-
-/** What to tell the kernel. When `length` > 0, the packet was rewritten into `out[0..length)`. */
-export interface Decision {
-  verdict: number;
-  /** New nfmark, or -1 to leave it unchanged. */
-  mark: number;
-  length: number;
-  reason: Reason;
-}
-
-export interface Handshake {
-  /** Decide one queued packet. `out` receives a rewritten packet; the result object is reused. */
-  handle(buf: Uint8Array, hook: number, mark: number, out: Uint8Array): Decision;
-  stats(): HandshakeStats;
-}
-
-export interface HandshakeStats {
-  packets: number;
-  accepted: number;
-  rejected: number;
-  dropped: number;
-  serverState: number;
-  clientState: number;
-  byReason: Record<string, number>;
-}
 
 interface ServerState {
   at: number;
@@ -206,53 +99,6 @@ interface ClientState {
   macC: Uint8Array;
 }
 
-/** Per-flow entries with a time to live, in a bounded map (identity's two-generation Lru). */
-class Bounded<V extends { at: number }> {
-  readonly map: Lru<string, V>;
-  constructor(max: number) {
-    this.map = new Lru(max);
-  }
-  set(k: string, v: V): void {
-    this.map.set(k, v);
-  }
-  get(k: string, now: number, ttl: number): V | undefined {
-    const v = this.map.peek(k);
-    if (v && now - v.at > ttl) {
-      this.map.delete(k);
-      return undefined;
-    }
-    return v;
-  }
-  delete(k: string): void {
-    this.map.delete(k);
-  }
-}
-
-/**
- * Flows authorized in the last moments, keyed by (remote address, remote port, local port),
- * so that data segments queued right behind a proof ACK pass. A segment matches only if its
- * sequence number lies after the recorded client ISN, and entries live briefly.
- */
-class RecentFlows {
-  private readonly map: Lru<string, { at: number; isnC: number }>;
-  constructor(max: number, private readonly ttlMs: number) {
-    this.map = new Lru(max);
-  }
-  add(k: string, isnC: number, now: number): void {
-    this.map.set(k, { at: now, isnC });
-  }
-  /** A new SYN on this tuple starts a new connection: the old authorization must not carry over. */
-  forget(k: string): void {
-    this.map.delete(k);
-  }
-  covers(k: string, seq: number, now: number): boolean {
-    const e = this.map.peek(k);
-    if (!e || now - e.at > this.ttlMs) return false;
-    const offset = (seq - e.isnC - 1) >>> 0;
-    return offset < 0x4000_0000;
-  }
-}
-
 const LABEL_CLIENT_NONCE = 1;
 const LABEL_SERVER_NONCE = 2;
 const TAG_SYNACK = 0x5341; // "SA"
@@ -271,15 +117,21 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
   const clientState = new Bounded<ClientState>(opt.stateEntries);
   const recentServer = new RecentFlows(opt.stateEntries, RECENT_TTL_MS);
   const recentClient = new RecentFlows(opt.stateEntries, RECENT_TTL_MS);
+  /** ISN of the SYN each local client sent, by (remote address, remote port, local port): spots a simultaneous open. */
+  const clientSyns = new Lru<string, number>(opt.stateEntries);
+  const budget = new SourceBudget(opt.budgetSources, opt.failedVerifyBurst, opt.failedVerifyPerSecond);
   const scratch = new Uint8Array(256);
   const blockBuf = new Uint8Array(4096);
   const result: Decision = { verdict: VERDICT_ACCEPT, mark: -1, length: 0, reason: 'ok' };
   const counters = { packets: 0, accepted: 0, rejected: 0, dropped: 0 };
   const byReason: Record<string, number> = Object.create(null);
+  /** The nfmark the packet being handled arrived with: its foreign bits go into every verdict mark. */
+  let inMark = 0;
 
-  function decide(verdict: number, mark: number, length: number, reason: Reason): Decision {
+  /** The one exit of every handler: `ours` is our nfmark bits (-1: leave the mark alone). */
+  function decide(verdict: number, ours: number, length: number, reason: Reason): Decision {
     result.verdict = verdict;
-    result.mark = mark;
+    result.mark = verdictMark(inMark, ours);
     result.length = length;
     result.reason = reason;
     if (reason !== 'ok') byReason[reason] = (byReason[reason] ?? 0) + 1;
@@ -388,6 +240,12 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     return d.audit ? 'audit' : 'allow';
   }
 
+  /** Drop a packet, counted under `reason`. */
+  function drop(reason: Reason): Decision {
+    counters.dropped++;
+    return decide(VERDICT_DROP, -1, 0, reason);
+  }
+
   /** Refuse an inbound packet: a reset from the kernel (filter TESSERA-REJECT) or a drop. */
   function rejectInbound(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array, reason: Reason, mode: 'reset' | 'drop' = opt.rejectMode): Decision {
     counters.rejected++;
@@ -416,31 +274,40 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
 
   function synOut(buf: Uint8Array, pkt: TcpPacket, mark: number, out: Uint8Array): Decision {
     const pu = deps.puByIndex(puIndexFromMark(mark));
-    // A SYN that already carries data is real TCP Fast Open: leave it alone (judged untagged).
-    if (!pu || pkt.payloadLength > 0 || pu.tokens.length === 0) return decide(VERDICT_ACCEPT, -1, 0, pu ? 'ok' : 'no-pu');
+    // The nfmark names a PU this worker does not know (yet: its snapshot is on the way), or
+    // one without a token: leaving untagged would skip the egress decision. The kernel
+    // retransmits the SYN in a second.
+    if (!pu || pu.tokens.length === 0) return drop('no-pu');
+    // TCP Fast Open: the data would reach the server before any proof, and leave unjudged.
+    // Dropped, the client kernel retransmits the SYN without the data (and sends it after
+    // the handshake).
+    if (pkt.payloadLength > 0) return drop('fast-open');
     const token = pu.tokens[0]!;
     const isnC = pkt.seq;
-    recentClient.forget(tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort));
+    const tuple = tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort);
+    recentClient.forget(tuple);
     const nonceC = crypto.nonce(flowInput(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, [LABEL_CLIENT_NONCE, isnC], []));
     const len = attach(buf, pkt, { type: BlockType.Syn, nonceC, token: token.bytes }, out);
-    if (len === 'too-large') {
-      counters.dropped++;
-      return decide(VERDICT_DROP, -1, 0, 'too-large');
-    }
+    if (len === 'too-large') return drop('too-large');
+    clientSyns.set(tuple, isnC);
     counters.accepted++;
-    return decide(VERDICT_REPEAT, (OP_SET_CLIENT_PENDING | (mark & PU_INDEX_MASK)) >>> 0, len, 'ok');
+    return decide(VERDICT_REPEAT, OP_SET_CLIENT_PENDING | (mark & PU_INDEX_MASK), len, 'ok');
   }
 
   function synAckOut(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array): Decision {
+    // Simultaneous open: our local client sent a SYN on this tuple, a crossed SYN came in and
+    // the stack answers it with its own ISN. Neither side would ever prove itself (the
+    // protocol has no such exchange), so the flow is refused here, not authorized later.
+    // (A host that only serves has sent no SYN: no key to build.)
+    if (clientSyns.size > 0 && clientSyns.peek(tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort)) === pkt.seq) {
+      return drop('simultaneous-open');
+    }
     const isnC = (pkt.ack - 1) >>> 0;
     const key = flowKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, isnC);
     const st = serverState.get(key, deps.now(), opt.stateTtlMs);
     const pu = st ? deps.puByIndex(st.puIndex) : deps.puByLocalPort(pkt.srcPort);
-    if (!pu || !st || pu.tokens.length === 0) {
-      // Lost state (restart, eviction): drop; the client's SYN retransmission rebuilds it.
-      counters.dropped++;
-      return decide(VERDICT_DROP, -1, 0, pu ? 'no-state' : 'no-pu');
-    }
+    // Lost state (restart, eviction): drop; the client's SYN retransmission rebuilds it.
+    if (!pu || !st || pu.tokens.length === 0) return drop(pu ? 'no-state' : 'no-pu');
     const token = pu.tokens[0]!;
     const hashC = st.peer.tokenHash;
     const nonceS = crypto.nonce(
@@ -451,10 +318,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     // What only the holder of the client token's key can send back in the ACK.
     st.macC = crypto.mac(k, macInput(TAG_ACK, hashC, token.hash));
     const len = attach(buf, pkt, { type: BlockType.SynAck, nonceS, macS, token: token.bytes }, out);
-    if (len === 'too-large') {
-      counters.dropped++;
-      return decide(VERDICT_DROP, -1, 0, 'too-large');
-    }
+    if (len === 'too-large') return drop('too-large');
     counters.accepted++;
     return decide(VERDICT_ACCEPT, -1, len, 'ok');
   }
@@ -466,17 +330,18 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     const st = clientState.get(key, now, opt.stateTtlMs);
     const tuple = tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort);
     if (!st) {
-      // Segments queued right behind the proof ACK, or a flow whose state is gone: pass them
-      // unchanged; the server refuses a flow that never proved itself.
-      counters.accepted++;
-      if (recentClient.covers(tuple, pkt.seq, now)) return decide(VERDICT_ACCEPT, -1, 0, 'ok');
-      return decide(VERDICT_REPEAT, OP_CLEAR_CLIENT_PENDING, 0, 'no-state');
+      // Segments queued right behind the proof ACK pass unchanged.
+      if (recentClient.covers(tuple, pkt.seq, now)) {
+        counters.accepted++;
+        return decide(VERDICT_ACCEPT, -1, 0, 'ok');
+      }
+      // No SYN-ACK was verified for this flow (state lost to a restart or eviction, or a
+      // simultaneous open answered by a SYN-ACK we never checked): it must not be marked
+      // authorized here, and there is no proof to send. Dropped; the server would refuse it.
+      return drop('no-state');
     }
     const len = attach(buf, pkt, { type: BlockType.Ack, macC: st.macC }, out);
-    if (len === 'too-large') {
-      counters.dropped++;
-      return decide(VERDICT_DROP, -1, 0, 'too-large');
-    }
+    if (len === 'too-large') return drop('too-large');
     clientState.delete(key);
     recentClient.add(tuple, isnC, now);
     counters.accepted++;
@@ -484,6 +349,23 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
   }
 
   // ---- ingress (PREROUTING): our PU is the server (SYN, ACK) or the client (SYN-ACK) ----
+
+  /**
+   * Verify a SYN's token, spending from its source's budget only when the caches cannot
+   * answer. null: the source has used up its failed verifications; refuse unverified (no
+   * flow record: a flood must not fill the flow log; counted under 'rate-limited').
+   */
+  function verifyBudgeted(buf: Uint8Array, pkt: TcpPacket, token: Uint8Array): VerifiedPeer | VerifyFailure | null {
+    const known = crypto.cached(token);
+    if (known !== null) return known;
+    // IPv6 sources by /64: one host commonly holds the whole prefix.
+    const source = keyOf(buf, pkt.srcAddrOffset, pkt.addrLength === 16 ? 8 : 4, 0, 0, 0);
+    const now = deps.now();
+    if (!budget.allows(source, now)) return null;
+    const peer = crypto.verify(token);
+    if (!peer.ok) budget.charge(source, now);
+    return peer;
+  }
 
   function synIn(buf: Uint8Array, pkt: TcpPacket, mark: number, out: Uint8Array): Decision {
     // The kernel's socket lookup (PU_DEST) names the PU that owns the listening socket, from
@@ -495,7 +377,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
     const earlier = lookedUp ? undefined : serverState.get(key, deps.now(), opt.stateTtlMs);
     const pu = lookedUp ? deps.puByIndex(puIndexFromMark(mark)) : earlier ? deps.puByIndex(earlier.puIndex) : deps.puByLocalPort(pkt.dstPort);
-    if (!pu && lookedUp) return decide(VERDICT_DROP, -1, 0, 'no-pu');
+    if (!pu && lookedUp) return drop('no-pu');
     const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
     if (optAt < 0) {
       if (!pu) return decide(VERDICT_ACCEPT, -1, 0, 'no-pu');
@@ -517,7 +399,14 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       record('ingress', 'syn', 'reject', 'malformed', 'protocol', buf, pkt, pu, null, true);
       return rejectInbound(buf, pkt, out, 'malformed');
     }
-    const peer = crypto.verify(decoded.block.token);
+    if (decoded.keptPayload > 0) {
+      // Data in front of the block: stripping would hand it to the application with the SYN,
+      // before any proof. A Tessera client never sends it (its SYN with data is dropped).
+      record('ingress', 'syn', 'reject', 'fast-open', 'protocol', buf, pkt, pu, null, true);
+      return rejectInbound(buf, pkt, out, 'fast-open');
+    }
+    const peer = verifyBudgeted(buf, pkt, decoded.block.token);
+    if (peer === null) return drop('rate-limited');
     if (!peer.ok) {
       record('ingress', 'syn', 'reject', peer.reason, 'protocol', buf, pkt, pu, null, true);
       return rejectInbound(buf, pkt, out, peer.reason);
@@ -613,8 +502,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     if (optAt < 0) {
       if (recentServer.covers(tuple, pkt.seq, now)) return decide(VERDICT_ACCEPT, -1, 0, 'ok');
       // Data before the proof: hold it back (dropped; the client retransmits).
-      counters.dropped++;
-      return decide(VERDICT_DROP, -1, 0, 'missing-proof');
+      return drop('missing-proof');
     }
     const decoded = decodeBlock(buf.subarray(pkt.payloadOffset, pkt.payloadOffset + pkt.payloadLength));
     if (typeof decoded === 'string' || decoded.block.type !== BlockType.Ack) {
@@ -652,22 +540,17 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
 
   function handle(buf: Uint8Array, hook: number, mark: number, out: Uint8Array): Decision {
     counters.packets++;
+    inMark = mark;
     const pkt = parseTcp(buf);
-    if (!pkt.ok) {
-      // Not a TCP packet we can read. On ingress a malformed packet must not slip through a
-      // queue rule; on egress it came from our own stack: let it go.
-      const inbound = hook === HOOK_PRE_ROUTING || hook === HOOK_LOCAL_IN;
-      if (inbound) counters.dropped++;
-      return decide(inbound ? VERDICT_DROP : VERDICT_ACCEPT, -1, 0, 'bad-packet');
-    }
+    // Not a TCP packet we can read: refused both ways. Only handshake packets of PU flows are
+    // queued, and on egress a PU's process can shape its own (an IPv6 routing header, say):
+    // accepting would let it leave unjudged.
+    if (!pkt.ok) return drop('bad-packet');
     const egress = hook === HOOK_POST_ROUTING || hook === HOOK_LOCAL_OUT;
     // Our rewrite computes fresh checksums, so a corrupted inbound packet must be refused
     // before it is rewritten, or it would leave here looking valid. (Egress packets come
     // from our own stack with checksums completed by the kernel before queueing.)
-    if (!egress && verifyChecksums(buf, pkt) !== null) {
-      counters.dropped++;
-      return decide(VERDICT_DROP, -1, 0, 'bad-packet');
-    }
+    if (!egress && verifyChecksums(buf, pkt) !== null) return drop('bad-packet');
     const flags = pkt.flags & FLAG_MASK;
     const isAck = (pkt.flags & ACK_MASK) === TCP_ACK;
     if (egress) {
@@ -680,10 +563,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     if (flags === (TCP_SYN | TCP_ACK)) return synAckIn(buf, pkt, mark, out);
     if (isAck) return ackIn(buf, pkt, out);
     // SYN+FIN, SYN+RST and other mixes never reach a socket as a handshake: refuse them.
-    if (flags & TCP_SYN) {
-      counters.dropped++;
-      return decide(VERDICT_DROP, -1, 0, 'bad-packet');
-    }
+    if (flags & TCP_SYN) return drop('bad-packet');
     return decide(VERDICT_ACCEPT, -1, 0, 'ok');
   }
 
@@ -695,37 +575,5 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       clientState: clientState.map.size,
       byReason: { ...byReason },
     }),
-  };
-}
-
-/**
- * The daemon's `--accept-all` benchmark mode: every queued handshake packet is accepted with
- * the connmark operations the protocol would ask for (so a connection still takes its six
- * queue passes and ends AUTHORIZED), but nothing is attached, checked or decided. What the
- * full-auth benchmark row costs beyond this row is the protocol's own work.
- */
-export function createPassThrough(): Handshake {
-  const result: Decision = { verdict: VERDICT_ACCEPT, mark: -1, length: 0, reason: 'ok' };
-  let packets = 0;
-  function handle(buf: Uint8Array, hook: number, mark: number): Decision {
-    packets++;
-    const pkt = parseTcp(buf);
-    const egress = hook === HOOK_POST_ROUTING || hook === HOOK_LOCAL_OUT;
-    const flags = pkt.ok ? pkt.flags & FLAG_MASK : 0;
-    const isAck = pkt.ok && (pkt.flags & ACK_MASK) === TCP_ACK;
-    result.verdict = VERDICT_ACCEPT;
-    result.mark = -1;
-    if (flags === TCP_SYN) {
-      result.verdict = VERDICT_REPEAT;
-      result.mark = egress ? (OP_SET_CLIENT_PENDING | (mark & PU_INDEX_MASK)) >>> 0 : OP_SET_SERVER_PENDING;
-    } else if (isAck) {
-      result.verdict = VERDICT_REPEAT;
-      result.mark = egress ? OP_CLEAR_CLIENT_PENDING : OP_CLEAR_SERVER_PENDING;
-    }
-    return result;
-  }
-  return {
-    handle,
-    stats: () => ({ packets, accepted: packets, rejected: 0, dropped: 0, serverState: 0, clientState: 0, byReason: {} }),
   };
 }

@@ -2,8 +2,9 @@
 // the protocol would ask for, so a connection still takes all six queue passes, and nothing
 // else (no rewrite, no refusal).
 import { describe, expect, it } from 'vitest';
-import { createPassThrough, HOOK_POST_ROUTING, HOOK_PRE_ROUTING, VERDICT_ACCEPT, VERDICT_REPEAT } from '../../../src/datapath/handshake/handshake.js';
-import { OP_CLEAR_CLIENT_PENDING, OP_CLEAR_SERVER_PENDING, OP_SET_CLIENT_PENDING, OP_SET_SERVER_PENDING, markForPuIndex } from '../../../src/marks.js';
+import { createPassThrough } from '../../../src/datapath/handshake/pass-through.js';
+import { HOOK_POST_ROUTING, HOOK_PRE_ROUTING, VERDICT_ACCEPT, VERDICT_REPEAT } from '../../../src/datapath/handshake/verdict.js';
+import { NFMARK_MASK, OP_CLEAR_CLIENT_PENDING, OP_CLEAR_SERVER_PENDING, OP_SET_CLIENT_PENDING, OP_SET_SERVER_PENDING, REJECT_BIT, markForPuIndex } from '../../../src/marks.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../src/packet/index.js';
 import { build } from '../packet/helpers.js';
 
@@ -36,6 +37,26 @@ describe('createPassThrough (--accept-all)', () => {
     // Data behind the first ACK (ACK|PSH) is an ACK too: it clears the pending bit, as in the protocol.
     expect(hs.handle(packet(TCP_ACK | TCP_PSH, Uint8Array.of(1, 2, 3)), HOOK_PRE_ROUTING, 0, out).mark).toBe(OP_CLEAR_SERVER_PENDING);
     expect(hs.stats().packets).toBe(cases.length + 1);
+  });
+
+  it('keeps other software\'s mark bits in every verdict mark (kube-proxy 0x4000, bit 31)', () => {
+    // Tailscale's 0x80000 lies inside PU_INDEX_MASK today (see handshake-refusals.test.ts).
+    const hs = createPassThrough();
+    const foreign = (0x4000 | 0x8000_0000) >>> 0;
+    expect(foreign & NFMARK_MASK).toBe(0);
+    const pu = markForPuIndex(7);
+    const marks = [
+      hs.handle(packet(TCP_SYN), HOOK_POST_ROUTING, foreign | pu, out).mark,
+      hs.handle(packet(TCP_SYN), HOOK_PRE_ROUTING, foreign | REJECT_BIT, out).mark,
+      hs.handle(packet(TCP_ACK), HOOK_POST_ROUTING, foreign, out).mark,
+      hs.handle(packet(TCP_ACK), HOOK_PRE_ROUTING, foreign, out).mark,
+    ];
+    expect(marks).toEqual([
+      (foreign | OP_SET_CLIENT_PENDING | pu) >>> 0,
+      (foreign | OP_SET_SERVER_PENDING) >>> 0,
+      (foreign | OP_CLEAR_CLIENT_PENDING) >>> 0,
+      (foreign | OP_CLEAR_SERVER_PENDING) >>> 0,
+    ]);
   });
 
   it('accepts what it cannot parse, unchanged', () => {

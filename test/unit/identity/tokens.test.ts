@@ -146,6 +146,43 @@ describe.each(['psk', 'ca'] as const)('%s mode round trip', (mode) => {
     expect(v.verifyStats().cacheSize).toBeLessThanOrEqual(2);
     expect(v.verifyStats().misses).toBe(5);
   });
+
+  it('a forged token sent again is refused from the negative cache, with the same reason and no verification', async () => {
+    clock = NOW;
+    const token = await issue();
+    const sig = Buffer.from(token.split('.')[2]!, 'base64url');
+    sig[5] = (sig[5] as number) ^ 0x01;
+    const forged = bytes(withSegment(token, 2, sig.toString('base64url')));
+    const v = verifier();
+    expect(v.cached(forged)).toBeNull(); // nothing known yet: only a verification can tell
+    for (let i = 0; i < 10; i++) expect(reason(v.verify(Uint8Array.from(forged)))).toBe('bad-signature');
+    expect(v.verifyStats()).toMatchObject({ misses: 1, negativeHits: 9, negativeCacheSize: 1, cacheSize: 0 });
+    expect(reason(v.cached(forged)!)).toBe('bad-signature');
+    // The genuine token (its own signature segment) is not refused by the forgery's entry.
+    const good = bytes(token);
+    expect(v.cached(good)).toBeNull();
+    expect(reason(v.verify(good))).toBe('ok');
+    expect(v.cached(good)).toMatchObject({ ok: true });
+    expect(v.verifyStats()).toMatchObject({ misses: 2, hits: 1 });
+  });
+
+  it('the negative cache stays within its bound and never evicts verified tokens', async () => {
+    clock = NOW;
+    const good = bytes(await issue());
+    const v =
+      mode === 'psk'
+        ? createTokenVerifier({ mode: 'psk', psk: w.psk, now, cacheSize: 4, negativeCacheSize: 8 })
+        : createTokenVerifier({ mode: 'ca', caPublicJwk: w.ca.publicJwk, now, cacheSize: 4, negativeCacheSize: 8 });
+    expect(reason(v.verify(good))).toBe('ok');
+    const token = Buffer.from(good).toString('latin1');
+    for (let i = 0; i < 100; i++) {
+      const sig = Buffer.from(token.split('.')[2]!, 'base64url');
+      sig.writeUInt16BE(i, 3);
+      expect(reason(v.verify(bytes(withSegment(token, 2, sig.toString('base64url')))))).toBe('bad-signature');
+    }
+    expect(v.verifyStats().negativeCacheSize).toBeLessThanOrEqual(8);
+    expect(v.cached(good)).toMatchObject({ ok: true });
+  });
 });
 
 describe('PSK specifics', () => {

@@ -740,7 +740,10 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
     expect(growthMb, `RSS ${rssWarm} kB after warm-up, ${rssAfter} kB after the flood`).toBeLessThan(20);
     // Every refusal the flood caused is one of the expected reasons, and the daemon saw it.
     const d = delta(reasonsAfter, reasonsWarm);
-    const allowed = new Set(['bad-signature', 'untrusted-issuer', 'expired', 'bad-packet', 'malformed', 'no-state']);
+    // 'no-pu': a replayed SYN that reuses the 4-tuple of a half-open flood connection meets
+    // its request socket, which the kernel's socket lookup does not name; it is delivered
+    // stripped, and b's TCP makes no connection of a second SYN on a request socket.
+    const allowed = new Set(['bad-signature', 'untrusted-issuer', 'expired', 'bad-packet', 'malformed', 'no-state', 'no-pu']);
     expect(Object.keys(d).filter((k) => !allowed.has(k)), JSON.stringify(d)).toEqual([]);
     const refusedByDaemon = Object.values(d).reduce((s, v) => s + v, 0);
     expect(refusedByDaemon).toBeGreaterThan(Number(measured.groups) * 0.5);

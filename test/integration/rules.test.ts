@@ -96,7 +96,7 @@ describe.runIf(isRoot)('rules reconciler on real iptables', () => {
     await sh(['ip6tables', '-t', 'filter', '-I', 'INPUT', '1', '-p', 'ipv6-icmp', '-j', 'ACCEPT']);
     const broken = await save('iptables-save');
     expect(broken).not.toContain('-A PREROUTING -j TESSERA-PREROUTING');
-    expect(broken).not.toContain('--dport 8443');
+    expect(broken).not.toContain('-A TESSERA-PU-IN -p tcp -m tcp --dport 8443');
     expect(await rec.apply(rs)).toEqual({ changed: true, skipped: [] });
     expectExactly(await save('iptables-save'), rs.ipv4);
     const six = await save('ip6tables-save');

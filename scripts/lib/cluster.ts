@@ -29,7 +29,10 @@ export interface TesseraHost extends NsHost {
   status(): Promise<StatusJson>;
   flows(): Promise<FlowJson[]>;
   daemon: ChildProcess | null;
-  startDaemon(extra?: string[]): Promise<void>;
+  /** The argv of this host's daemon (trust, socket, state dir, cgroup root, then `extra`). */
+  daemonArgv(extra?: string[]): string[];
+  /** Start the daemon; `env` adds variables (e.g. the test-only TESSERA_TEST_CRASH_AFTER_MS). */
+  startDaemon(extra?: string[], env?: NodeJS.ProcessEnv): Promise<void>;
   stopDaemon(): Promise<number | null>;
 }
 
@@ -157,10 +160,12 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
         async waitForListener(port, timeoutMs = 10_000) {
           await waitFor(`a PU listening on ${base.name}:${port}`, async () => (await h.status()).pus.some((p) => p.ports.includes(port)), timeoutMs);
         },
-        async startDaemon(extra = []) {
+        daemonArgv: (extra = []) =>
+          cli(['daemon', ...trustArgs, '--socket', socket, '--state-dir', join(dir, 'state', base.name), '--cgroup-root', cgroupRoot, ...(o.daemonArgs ?? []), ...(o.hostDaemonArgs?.[base.name] ?? []), ...extra]),
+        async startDaemon(extra = [], env) {
           const log = createWriteStream(logFile, { flags: 'a' });
           logs.push(log);
-          const child = base.spawn(cli(['daemon', ...trustArgs, '--socket', socket, '--state-dir', join(dir, 'state', base.name), '--cgroup-root', cgroupRoot, ...(o.daemonArgs ?? []), ...(o.hostDaemonArgs?.[base.name] ?? []), ...extra]));
+          const child = base.spawn(h.daemonArgv(extra), env ? { env: { ...process.env, ...env } } : undefined);
           child.stdout?.pipe(log);
           child.stderr?.pipe(log);
           h.daemon = child;

@@ -135,6 +135,14 @@ export async function runDaemon(argv: string[], help: string): Promise<never> {
     log.fatal({ err: err.stack }, 'uncaught exception: removing rules and exiting');
     void d.stop('crash').finally(() => process.exit(70));
   });
+  // Test-only (test/integration/restart.test.ts): an exception thrown from a timer, so the
+  // uncaught-exception path above runs for real. Never set it in production.
+  const crashAfterMs = Number(process.env.TESSERA_TEST_CRASH_AFTER_MS ?? 0);
+  if (crashAfterMs > 0) {
+    setTimeout(() => {
+      throw new Error(`TESSERA_TEST_CRASH_AFTER_MS=${crashAfterMs}: test-only crash`);
+    }, crashAfterMs);
+  }
   await d.stopped;
   process.exit(0);
 }

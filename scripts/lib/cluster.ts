@@ -38,6 +38,7 @@ export interface TesseraHost extends NsHost {
 
 export interface StatusJson {
   host: string;
+  rules: { ok: boolean; error?: string; since: string; lastFailure?: { error: string; at: string } };
   pus: Array<{ id: string; labels: string[]; ports: number[]; pids: number[]; classid: string }>;
   counters: Record<string, number>;
 }
@@ -206,8 +207,10 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
       const kids = (x as { children?: Set<ChildProcess> }).children;
       if (kids) await Promise.all([...kids].map((c) => killAndWait(c)));
     }
-    // Inside each host's namespace: its leftover rules, and its net_cls subtree (machine-wide).
-    for (const h of hosts) await h.exec([process.execPath, TESSERA, 'cleanup', '--cgroup-root', h.cgroupRoot], { timeoutMs: 30_000 });
+    // A stopped daemon leaves its rules and its PU cgroups (fail-closed, for re-adoption):
+    // remove them inside each host's namespace, the net_cls subtree being machine-wide.
+    // --force: whatever a test left running in the namespace is ending with it.
+    for (const h of hosts) await h.exec([process.execPath, TESSERA, 'cleanup', '--force', '--cgroup-root', h.cgroupRoot], { timeoutMs: 30_000 });
     await topology.destroy();
     for (const l of logs) l.end();
     await run(['rm', '-rf', `/run/tessera-${o.prefix}`]);

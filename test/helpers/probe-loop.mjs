@@ -5,7 +5,7 @@
 //
 //   node probe-loop.mjs ADDR PORT INTERVAL_MS TIMEOUT_MS MAX_ATTEMPTS MAX_MS
 //
-// Events: {ev:"ready"}, then {ev:"done", attempts, established, refused, timeouts, errors}
+// Events: {ev:"ready"}, {ev:"established", at, localPort} for each one, then {ev:"done", attempts, established, refused, timeouts, errors}
 // after {"cmd":"stop"} (or when a bound is reached). Protocol: ./commands.mjs.
 
 import { connect } from 'node:net';
@@ -38,7 +38,11 @@ function attempt() {
     if (stopping) finish();
   };
   const timer = setTimeout(() => settle('timeouts'), timeoutMs);
-  s.once('connect', () => settle('established'));
+  s.once('connect', () => {
+    // When and from which port, to find the daemon's log lines of a failure.
+    out({ ev: 'established', at: new Date().toISOString(), localPort: s.localPort });
+    settle('established');
+  });
   s.once('error', (err) => settle(err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' ? 'refused' : 'errors'));
 }
 

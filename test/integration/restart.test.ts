@@ -50,6 +50,8 @@ describe.runIf(isRoot)('daemon restart, crash, second daemon and cleanup keep a 
       probe.send({ cmd: 'stop' });
       const done = await probe.waitFor('probe counts', (e) => e.ev === 'done', 15_000);
       const counts = done as unknown as ProbeCounts;
+      const leaks = probe.events.filter((e) => e.ev === 'established');
+      if (leaks.length) console.log(`${name}: established`, JSON.stringify(leaks), `(daemon log: ${b.logFile})`);
       seen[name] = counts;
       return counts;
     } finally {

@@ -125,6 +125,14 @@ export async function runDaemon(argv: string[], help: string): Promise<never> {
     process.exit(1);
   }
   const log = createLogger(config.logLevel);
+  // From here on any uncaught exception, during the start too, is a crash: exit 70.
+  process.on('uncaughtException', (err) => {
+    // Nothing is undone here: rules, cgroups and classids stay, so the kernel fails closed
+    // (queues without a reader drop) until the daemon is started again.
+    log.fatal({ err: err.stack }, 'uncaught exception: exiting with the rules left in place (fail-closed until restarted)');
+    log.flush?.();
+    process.exit(70);
+  });
   let daemon;
   try {
     daemon = await startDaemon(config, log);
@@ -137,13 +145,6 @@ export async function runDaemon(argv: string[], help: string): Promise<never> {
   const d = daemon;
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void d.stop(sig));
   process.on('SIGHUP', () => void d.reloadPolicy('SIGHUP'));
-  process.on('uncaughtException', (err) => {
-    // Nothing is undone here: rules, cgroups and classids stay, so the kernel fails closed
-    // (queues without a reader drop) until the daemon is started again.
-    log.fatal({ err: err.stack }, 'uncaught exception: exiting with the rules left in place (fail-closed until restarted)');
-    log.flush?.();
-    process.exit(70);
-  });
   // Test-only (test/integration/restart.test.ts): an exception thrown from a timer, so the
   // uncaught-exception path above runs for real. Never set it in production.
   const crashAfterMs = Number(process.env.TESSERA_TEST_CRASH_AFTER_MS ?? 0);

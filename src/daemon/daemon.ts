@@ -210,34 +210,41 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     changePending = true;
     if (!syncing) {
       syncing = (async () => {
+        // Never run synchronously inside the caller: a held sync has no await, and would
+        // finish before `syncing` is even set, so the caller's next change (a re-adopted
+        // PU's ports, set right after its creation) would find a stale `syncing` and be lost.
+        await null;
         let failure: unknown = null;
-        while (changePending) {
-          changePending = false;
-          datapath.update(registry.snapshot());
-          if (holdRules) continue;
-          // Containers with a namespace of their own have their rules there, not here.
-          const pus = registry.all().filter((p) => !p.netns);
-          const serverPorts = [...new Set(pus.flatMap((p) => p.ports))].sort((a, b) => a - b);
-          const applying = pus.map((p) => [p, p.ports] as const);
-          try {
-            const r = await reconciler.apply(
-              buildRuleset({ queue: { num: config.queueBase, count: config.queues, bypass: config.failOpen }, pus: pus.map((p) => ({ index: p.index, classid: p.classid })), serverPorts }),
-            );
-            if (r.changed) counters.rule_transactions!++;
-            for (const [p, ports] of applying) p.protectedPorts = ports;
-            failure = null;
-          } catch (err) {
-            failure = err;
+        try {
+          while (changePending) {
+            changePending = false;
+            datapath.update(registry.snapshot());
+            if (holdRules) continue;
+            // Containers with a namespace of their own have their rules there, not here.
+            const pus = registry.all().filter((p) => !p.netns);
+            const serverPorts = [...new Set(pus.flatMap((p) => p.ports))].sort((a, b) => a - b);
+            const applying = pus.map((p) => [p, p.ports] as const);
+            try {
+              const r = await reconciler.apply(
+                buildRuleset({ queue: { num: config.queueBase, count: config.queues, bypass: config.failOpen }, pus: pus.map((p) => ({ index: p.index, classid: p.classid })), serverPorts }),
+              );
+              if (r.changed) counters.rule_transactions!++;
+              for (const [p, ports] of applying) p.protectedPorts = ports;
+              failure = null;
+            } catch (err) {
+              failure = err;
+            }
+            rulesResult(failure);
           }
-          rulesResult(failure);
+        } finally {
+          // In the same tick as the last check of changePending: a change after it starts a new run.
+          syncing = null;
         }
         // Not while held: at start the file still describes every PU of the last run (a
         // crash now must not lose those not re-adopted yet); at a stop it was just written.
         if (!holdRules) saveState();
         if (failure) throw failure;
-      })().finally(() => {
-        syncing = null;
-      });
+      })();
     }
     return syncing;
   }

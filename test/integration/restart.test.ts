@@ -12,6 +12,7 @@ import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
 import { createCluster, TESSERA, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, killAndWait, uniquePrefix } from '../../scripts/lib/netns.js';
 import { nodePidOf, saveRules, startHelper, tesseraLines } from '../helpers/attack.js';
@@ -51,12 +52,27 @@ describe.runIf(isRoot)('daemon restart, crash, second daemon and cleanup keep a 
       const done = await probe.waitFor('probe counts', (e) => e.ev === 'done', 15_000);
       const counts = done as unknown as ProbeCounts;
       const leaks = probe.events.filter((e) => e.ev === 'established');
-      if (leaks.length) console.log(`${name}: established`, JSON.stringify(leaks), `(daemon log: ${b.logFile})`);
+      if (leaks.length) console.log(`${name}: established`, JSON.stringify(leaks), `; b's SYNs delivered as no-pu since its start: ${await noPuCount()}`);
       seen[name] = counts;
       return counts;
     } finally {
       await probe.stop();
     }
+  }
+
+  /** tessera_reasons_total{reason="no-pu"} of b's daemon: SYNs its workers delivered to a port of no known PU. */
+  async function noPuCount(): Promise<number | string> {
+    const text = await new Promise<string>((resolve) => {
+      const req = request({ socketPath: b.socket, path: '/metrics' }, (res) => {
+        let t = '';
+        res.on('data', (d: Buffer) => (t += d.toString()));
+        res.on('end', () => resolve(t));
+      });
+      req.on('error', (err) => resolve(`unavailable: ${err.message}`));
+      req.end();
+    });
+    if (text.startsWith('unavailable')) return text;
+    return [...text.matchAll(/^tessera_reasons_total\{[^}]*reason="no-pu"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
   }
 
   /** A same-label client gets the page: the restarted daemon protects and serves the PU. */

@@ -57,6 +57,7 @@ export interface ContainerPus {
 }
 
 const RETRY_MS = 5000;
+const RESYNC_WAIT_MS = 30_000;
 
 /** PU id of a container: stable across daemon restarts, so logs and status read the same. */
 export function containerPuId(containerId: string): string {
@@ -190,8 +191,13 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
     if (stopped) return;
     try {
       await monitor.start();
-      // The resync emitted a pu-start per running container: wait for their PUs.
-      await Promise.all([...chains.values()]);
+      // The resync emitted a pu-start per running container: wait for their PUs (bounded:
+      // the daemon's first rule transaction and its API wait on this).
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<void>((r) => (timer = setTimeout(r, RESYNC_WAIT_MS)));
+      const all = Promise.all([...chains.values()]).then(() => 'done' as const);
+      if ((await Promise.race([all, bound])) !== 'done') log.warn({ waitedMs: RESYNC_WAIT_MS }, 'containers still being set up; going on without waiting for them');
+      clearTimeout(timer);
     } catch (err) {
       log.warn({ socket: o.socketPath, err: errorMessage(err), retryMs: RETRY_MS }, 'docker engine not reachable; retrying');
       retry = setTimeout(() => void startMonitor(), RETRY_MS);

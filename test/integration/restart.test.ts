@@ -6,6 +6,9 @@
 // and a same-label PU client gets the page after each restart.
 //
 // The phases run in order against one server PU, each starting from a running daemon.
+// An established connection is printed with the restarted daemon's no-pu count: when the two
+// are equal, the leak is a freshly bound worker judging SYNs before it received its PU table
+// (src/datapath: the worker binds its queue before the pool's first snapshot arrives).
 
 import { describe, expect, it, beforeAll, afterAll, beforeEach } from 'vitest';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';

@@ -335,12 +335,16 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   }
 
   // PUs first, workers second: a worker judges packets from the moment it binds its queue
-  // and delivers a SYN to a port of no known PU (reason no-pu); the pool hands it the
-  // registry's snapshot as soon as it reports ready, so re-adopted PUs and their ports are
-  // known to it after one message round trip, not after re-adoption. (Closing that round
-  // trip is the datapath's: bind with the first snapshot in hand.)
+  // and delivers a SYN to a port of no known PU (reason no-pu). The snapshot of the
+  // re-adopted PUs and their ports is posted while the workers load, so it waits in their
+  // message queue for their first event-loop turn (the pool posts it again at 'ready').
+  // Closing the rest by construction is the datapath's: bind with the first snapshot in hand.
   const savedContainers = await readopt();
-  await datapath.start();
+  const starting = datapath.start();
+  // Also posted now, while the workers are still loading: it waits in their message queue,
+  // so it is there when their event loop first runs, rather than a round trip after 'ready'.
+  datapath.update(registry.snapshot());
+  await starting;
 
   const containers: ContainerPus | null = config.docker
     ? createContainerPus({

@@ -192,7 +192,7 @@ async function dockerDemo(): Promise<number> {
     process.stderr.write(`tessera demo failed: ${(err as Error).message}\n`);
     return 1;
   } finally {
-    say('\nTearing down: removing the containers, stopping the daemon (it removes its rules)…');
+    say('\nTearing down: removing the containers, stopping the daemons and removing their rules and cgroups (tessera cleanup)…');
     await stop();
     say('Done.');
   }

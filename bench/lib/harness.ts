@@ -316,8 +316,9 @@ export class Bench {
         await this.flushMangle(b).catch(() => {});
       }
       await Promise.all(handlers.map((h) => this.stop(h)));
-      // The daemon removes its rules when it stops; this also covers one that was killed, and
-      // removes its net_cls subtree (machine-wide) whatever happened.
+      // A stopped (or killed) daemon leaves its rules and PU cgroups in place (fail-closed):
+      // `tessera cleanup`, run once the handlers are gone, removes them and its net_cls
+      // subtree (machine-wide) whatever happened.
       if (pu) await this.runLeftovers();
     }
     return sample;

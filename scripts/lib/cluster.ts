@@ -29,12 +29,16 @@ export interface TesseraHost extends NsHost {
   status(): Promise<StatusJson>;
   flows(): Promise<FlowJson[]>;
   daemon: ChildProcess | null;
-  startDaemon(extra?: string[]): Promise<void>;
+  /** The argv of this host's daemon (trust, socket, state dir, cgroup root, then `extra`). */
+  daemonArgv(extra?: string[]): string[];
+  /** Start the daemon; `env` adds variables (e.g. the test-only TESSERA_TEST_CRASH_AFTER_MS). */
+  startDaemon(extra?: string[], env?: NodeJS.ProcessEnv): Promise<void>;
   stopDaemon(): Promise<number | null>;
 }
 
 export interface StatusJson {
   host: string;
+  rules: { ok: boolean; error?: string; since: string; lastFailure?: { error: string; at: string } };
   pus: Array<{ id: string; labels: string[]; ports: number[]; pids: number[]; classid: string }>;
   counters: Record<string, number>;
 }
@@ -157,10 +161,12 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
         async waitForListener(port, timeoutMs = 10_000) {
           await waitFor(`a PU listening on ${base.name}:${port}`, async () => (await h.status()).pus.some((p) => p.ports.includes(port)), timeoutMs);
         },
-        async startDaemon(extra = []) {
+        daemonArgv: (extra = []) =>
+          cli(['daemon', ...trustArgs, '--socket', socket, '--state-dir', join(dir, 'state', base.name), '--cgroup-root', cgroupRoot, ...(o.daemonArgs ?? []), ...(o.hostDaemonArgs?.[base.name] ?? []), ...extra]),
+        async startDaemon(extra = [], env) {
           const log = createWriteStream(logFile, { flags: 'a' });
           logs.push(log);
-          const child = base.spawn(cli(['daemon', ...trustArgs, '--socket', socket, '--state-dir', join(dir, 'state', base.name), '--cgroup-root', cgroupRoot, ...(o.daemonArgs ?? []), ...(o.hostDaemonArgs?.[base.name] ?? []), ...extra]));
+          const child = base.spawn(h.daemonArgv(extra), env ? { env: { ...process.env, ...env } } : undefined);
           child.stdout?.pipe(log);
           child.stderr?.pipe(log);
           h.daemon = child;
@@ -201,8 +207,10 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
       const kids = (x as { children?: Set<ChildProcess> }).children;
       if (kids) await Promise.all([...kids].map((c) => killAndWait(c)));
     }
-    // Inside each host's namespace: its leftover rules, and its net_cls subtree (machine-wide).
-    for (const h of hosts) await h.exec([process.execPath, TESSERA, 'cleanup', '--cgroup-root', h.cgroupRoot], { timeoutMs: 30_000 });
+    // A stopped daemon leaves its rules and its PU cgroups (fail-closed, for re-adoption):
+    // remove them inside each host's namespace, the net_cls subtree being machine-wide.
+    // --force: whatever a test left running in the namespace is ending with it.
+    for (const h of hosts) await h.exec([process.execPath, TESSERA, 'cleanup', '--force', '--cgroup-root', h.cgroupRoot], { timeoutMs: 30_000 });
     await topology.destroy();
     for (const l of logs) l.end();
     await run(['rm', '-rf', `/run/tessera-${o.prefix}`]);

@@ -1,7 +1,7 @@
 // Typed client of the local API, used by the CLI.
 
 import { request } from 'node:http';
-import { TesseraError } from '../errors.js';
+import { ErrorCodes, TesseraError, type ErrorCode } from '../errors.js';
 import type { CreatePuRequest, ErrorBody, FlowEntry, PuInfo, RevokedFlowInfo, StatusResponse } from './schemas.js';
 
 export interface ApiClient {
@@ -46,7 +46,9 @@ export function createApiClient(socketPath: string): ApiClient {
             }
             if ((res.statusCode ?? 500) >= 400) {
               const e = (json as ErrorBody).error;
-              return reject(new TesseraError('TESSERA_ERR_API', e?.message ?? `HTTP ${res.statusCode}`));
+              // The daemon's own code when it is one of ours (e.g. TESSERA_ERR_RULES), so the CLI names it.
+              const code = e?.code && e.code in ErrorCodes ? (e.code as ErrorCode) : 'TESSERA_ERR_API';
+              return reject(new TesseraError(code, e?.message ?? `HTTP ${res.statusCode}`));
             }
             resolve(json as T);
           });

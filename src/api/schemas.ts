@@ -39,6 +39,12 @@ export interface StatusResponse {
   policy: string;
   queues: number[];
   failOpen: boolean;
+  /**
+   * The host rules' last transaction: ok, or failing since `since` with `error` (PUs created
+   * meanwhile are refused; the daemon retries on every change and every 10 s). `lastFailure`
+   * is the latest failed transaction, kept after a recovery.
+   */
+  rules: { ok: boolean; error?: string; since: string; lastFailure?: { error: string; at: string } };
   pus: PuInfo[];
   counters: Record<string, number>;
 }

@@ -88,7 +88,9 @@ export async function startApiServer(socketPath: string, h: ApiHandlers): Promis
       try {
         return send(res, 201, await h.createPu(body));
       } catch (err) {
-        return sendError(res, err instanceof TesseraError && err.code !== 'TESSERA_ERR_CGROUP' ? 400 : 500, err);
+        // The daemon's own failures (cgroups, rules) are 500; a request it refuses is 400.
+        const serverSide = !(err instanceof TesseraError) || err.code === 'TESSERA_ERR_CGROUP' || err.code === 'TESSERA_ERR_RULES';
+        return sendError(res, serverSide ? 500 : 400, err);
       }
     }
     const del = /^\/v1\/pus\/([A-Za-z0-9._-]+)$/.exec(path);

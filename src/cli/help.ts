@@ -12,7 +12,8 @@ Commands:
   run        run a command as a protected process (PU) with labels
   status     show the daemon, its PUs and counters
   flows      show recent authorization decisions (--follow to stream)
-  cleanup    remove every iptables chain and net_cls cgroup Tessera created (root)
+  cleanup    remove every iptables chain and net_cls cgroup Tessera created, once the
+             daemon has stopped (root)
   policy     check a policy file, explain a decision, show the running policy
   ca         create a CA and issue host certificates (CA trust mode)
   psk        create a pre-shared key file (PSK trust mode)
@@ -24,7 +25,15 @@ The CLI finds the daemon through --socket or TESSERA_SOCKET (default /run/tesser
   daemon: `Usage: tessera daemon (--psk-file FILE | --ca FILE --cert FILE --key FILE) [options]
 
 Runs the per-host daemon: installs TESSERA- iptables chains, starts one datapath worker per
-NFQUEUE number, and serves the local API. SIGTERM or SIGINT removes its rules and exits.
+NFQUEUE number, and serves the local API. One daemon per network namespace and per
+--cgroup-root: a second one refuses to start (TESSERA_ERR_LOCKED, naming the first).
+
+At start it reconciles the rules in place (it never removes first) after re-adopting the
+PUs still running, with their last known ports. SIGTERM or SIGINT stops it and LEAVES its
+rules in place: PUs stay fail-closed (their handshakes are dropped, nothing passes
+unjudged) until the next start, so a restart or an upgrade opens no window. To remove
+them, pass --remove-rules-on-stop, or run tessera cleanup after the daemon has stopped.
+A crash leaves them too (exit status 70 for an internal error).
 
 Trust (one of):
   --psk-file FILE        shared secret file (tessera psk init); tokens are HS256
@@ -58,6 +67,9 @@ Options:
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info)
   --accept-all           benchmark mode: handshake packets take their queue passes and are
                          accepted with no token, check or policy (NOT a security mode)
+  --remove-rules-on-stop on SIGTERM/SIGINT, remove the rules (host and container namespaces)
+                         and give adopted classids back: PUs are unprotected until the next
+                         start. Default: a stop keeps enforcement in place
   -h, --help             show this help`,
 
   run: `Usage: tessera run --label KEY=VALUE [--label ...] [--name NAME] [--socket PATH] -- COMMAND [ARGS...]
@@ -101,14 +113,19 @@ Options:
   --socket PATH          daemon socket (default: $TESSERA_SOCKET or /run/tessera/tessera.sock)
   -h, --help             show this help`,
 
-  cleanup: `Usage: tessera cleanup [--cgroup-root NAME]
+  cleanup: `Usage: tessera cleanup [--cgroup-root NAME] [--force]
 
 Removes every iptables and ip6tables chain whose name starts with TESSERA- (and the jumps to
-them) in this network namespace, and the empty net_cls cgroups under NAME (default tessera).
-Touches nothing else. Use it after a daemon crash; a running daemon does it itself at exit.
+them) in this network namespace, and the net_cls cgroups under NAME (default tessera):
+processes still inside are moved out, not killed, and are then unprotected. Touches nothing
+else. A stopped or crashed daemon leaves its rules in place (fail-closed); this is how they
+are removed. Refuses (exit 1, TESSERA_ERR_LOCKED) while a daemon runs in this network
+namespace or on this cgroup root.
 
 Options:
   --cgroup-root NAME     net_cls subtree to clean (default tessera)
+  --force                clean up even while a daemon runs: its rules go and its PUs'
+                         processes leave their cgroups (unprotected)
   -h, --help             show this help`,
 
   ca: `Usage:

@@ -100,6 +100,11 @@ async function statusCommand(args: string[], io: CliIo): Promise<number> {
     return 0;
   }
   io.out(`host ${s.host}  trust ${s.trust}  policy ${s.policy}  queues ${s.queues.join(',')}  ${s.failOpen ? 'FAIL-OPEN' : 'fail-closed'}`);
+  // A daemon of an earlier version sends no `rules`.
+  if (s.rules) {
+    const last = s.rules.lastFailure ? ` (last failure ${s.rules.lastFailure.at}: ${s.rules.lastFailure.error})` : '';
+    io.out(s.rules.ok ? `rules: ok since ${s.rules.since}${last}` : `rules: FAILING since ${s.rules.since}: ${s.rules.error ?? 'unknown error'} (new PUs are refused; retried every 10 s)`);
+  }
   io.out(Object.entries(s.counters).map(([k, v]) => `${k}=${v}`).join(' '));
   io.out(s.pus.length ? s.pus.map(formatPu).join('\n') : 'no PUs');
   return 0;

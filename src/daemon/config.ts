@@ -31,6 +31,12 @@ export interface DaemonConfig {
   policyFile?: string;
   /** Follow this Docker engine and protect its running containers (off unless given). */
   docker?: { socket: string };
+  /**
+   * Remove our rules (host and container namespaces) and give adopted classids back when
+   * stopped (SIGTERM/SIGINT). Default false: a stopped daemon leaves enforcement in place,
+   * fail-closed, so a restart or an upgrade opens no window; `tessera cleanup` removes it.
+   */
+  removeRulesOnStop?: boolean;
 }
 
 export const DEFAULTS = {

@@ -17,6 +17,7 @@ import { buildRuleset, createCommandRunner, createReconciler, type Cgroup2Ref, t
 import type { Datapath } from '../datapath/index.js';
 import { createDockerMonitor, type DockerMonitor, type DockerPu } from '../monitors/docker/index.js';
 import type { Pu, PuRegistry } from './pus.js';
+import type { SavedPu } from './state.js';
 
 export interface ContainerPusOptions {
   socketPath: string;
@@ -29,20 +30,34 @@ export interface ContainerPusOptions {
   failOpen: boolean;
   log: Logger;
   counters: Record<string, number>;
+  /**
+   * Container PUs of the previous run (STATE_DIR/pus.json) by PU id: a container found again
+   * gets its index (so its classid does not change under it) and its listening ports (so they
+   * are in the first rule transaction). Each is used once.
+   */
+  saved?: Map<string, SavedPu>;
 }
 
 export interface ContainerPus {
-  /** Start following the engine; an unreachable engine is retried in the background. */
+  /**
+   * Start following the engine and resolve once the running containers are PUs again; an
+   * unreachable engine is retried in the background (resolves at once).
+   */
   start(): Promise<void>;
   /** Re-apply the ruleset in every container namespace (heals rules removed by someone else). */
   reconcile(): Promise<void>;
   /** Pids and listening ports are found by the daemon's scan through this. */
   pidsOf(pu: Pu): Promise<number[]>;
-  /** Stop following; remove the rules in container namespaces, close their queues, restore classids. */
-  stop(): Promise<void>;
+  /**
+   * Stop following. With removeRules: remove the rules in container namespaces, close their
+   * queues, restore classids. Without: leave all of it (the queues close with the daemon and
+   * the namespaces' rules then drop the containers' handshakes: fail-closed until restarted).
+   */
+  stop(opts: { removeRules: boolean }): Promise<void>;
 }
 
 const RETRY_MS = 5000;
+const RESYNC_WAIT_MS = 30_000;
 
 /** PU id of a container: stable across daemon restarts, so logs and status read the same. */
 export function containerPuId(containerId: string): string {
@@ -97,8 +112,11 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
     // mount under /var/run/docker/netns did not propagate (setns then gets a plain file:
     // EINVAL). /proc/PID/ns/net is the same namespace in every mount namespace.
     const netns = host ? undefined : `/proc/${c.pid}/ns/net`;
+    const saved = o.saved?.get(id);
+    o.saved?.delete(id);
     const pu = await o.registry.create({
       id,
+      ...(saved ? { index: saved.index } : {}),
       name: c.name,
       kind: 'container',
       labels: c.labels,
@@ -108,6 +126,8 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
     });
     byContainer.set(c.id, id);
     o.counters.pus_created!++;
+    // A host-network container's ports as last scanned, until the scan sees them again.
+    if (host && saved) o.registry.setObserved(pu, [], saved.ports);
     try {
       await o.sync(); // workers know the PU (index, tokens) before any of its packets is queued
       if (!host) {
@@ -121,7 +141,7 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
       await remove(c.id, 'setup failed');
       throw err;
     }
-    o.registry.setObserved(pu, await pidsOf(pu), []);
+    o.registry.setObserved(pu, await pidsOf(pu), pu.ports);
     log.info({ pu: id, container: c.name, labels: pu.labels, network: c.networkMode, posture: c.posture.map((p) => p.flag) }, 'container PU created');
   }
 
@@ -177,6 +197,13 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
     if (stopped) return;
     try {
       await monitor.start();
+      // The resync emitted a pu-start per running container: wait for their PUs (bounded:
+      // the daemon's first rule transaction and its API wait on this).
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<void>((r) => (timer = setTimeout(r, RESYNC_WAIT_MS)));
+      const all = Promise.all([...chains.values()]).then(() => 'done' as const);
+      if ((await Promise.race([all, bound])) !== 'done') log.warn({ waitedMs: RESYNC_WAIT_MS }, 'containers still being set up; going on without waiting for them');
+      clearTimeout(timer);
     } catch (err) {
       log.warn({ socket: o.socketPath, err: errorMessage(err), retryMs: RETRY_MS }, 'docker engine not reachable; retrying');
       retry = setTimeout(() => void startMonitor(), RETRY_MS);
@@ -193,12 +220,12 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
       }
     },
     pidsOf,
-    async stop() {
+    async stop({ removeRules }) {
       stopped = true;
       if (retry) clearTimeout(retry);
       await monitor.stop().catch(() => {});
       await Promise.all([...chains.values()]);
-      await Promise.all([...byContainer.keys()].map((cid) => remove(cid, 'daemon stopping')));
+      if (removeRules) await Promise.all([...byContainer.keys()].map((cid) => remove(cid, 'daemon stopping')));
     },
   };
 }

@@ -1,13 +1,16 @@
 // `tessera daemon`: the composition root. Wires config, trust, cgroups, rules, the datapath
-// pool, the PU registry and the local API, and owns the lifecycle: clean start (stale rules
-// removed), reconcile loops, signals, clean exit (our rules removed).
+// pool, the PU registry and the local API, and owns the lifecycle (docs/architecture.md,
+// "Lifecycle"): one daemon per network namespace and cgroup root (lock.ts); a start that
+// reconciles the kernel in place (never removes first) once running PUs are re-adopted with
+// their ports; reconcile loops; a stop that leaves enforcement in place unless removal is
+// asked for.
 
-import { existsSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { TesseraError, errorMessage } from '../errors.js';
 import { buildRuleset, createCommandRunner, createNetCls, createReconciler, type NetCls, type Reconciler } from '../rules/index.js';
-import { createDatapath, HANDLING_BUCKETS_US, type Datapath } from '../datapath/index.js';
+import { createDatapath, type Datapath } from '../datapath/index.js';
 import type { FlowRecord } from '../datapath/index.js';
 import { startApiServer, createApiClient, type ApiServer, type FlowEntry, type StatusResponse } from '../api/index.js';
 import { createListenerSource, listeningPorts, type ListenerDump } from '../monitors/process/index.js';
@@ -19,6 +22,9 @@ import { PuRegistry } from './pus.js';
 import { builtinPolicy, loadPolicyFile, watchPolicyFile, DEFAULT_POLICY_TEXT, type LoadedPolicy } from './policy-source.js';
 import { AuthorizedFlows, revokeFlows } from './revoke.js';
 import { createContainerPus, type ContainerPus } from './containers.js';
+import { acquireLocks, type HeldLocks } from './lock.js';
+import { metricsText } from './metrics.js';
+import { loadPuState, savePuState, type SavedPu } from './state.js';
 
 const FLOW_RING = 2000;
 const RECONCILE_EVERY_MS = 10_000;
@@ -36,26 +42,15 @@ function nativeListenerDump(): ListenerDump | null {
 }
 
 export interface RunningDaemon {
-  stop(reason: string): Promise<void>;
+  /** Stop; rules are removed only with config.removeRulesOnStop (or `removeRules: true` here). */
+  stop(reason: string, opts?: { removeRules?: boolean }): Promise<void>;
   /** Re-read the policy file; a file that does not compile is refused and the running policy stays. */
   reloadPolicy(why: string): Promise<boolean>;
   readonly stopped: Promise<void>;
 }
 
-interface SavedPu {
-  id: string;
-  name: string;
-  labels: string[];
-  index: number;
-}
-
 export async function startDaemon(config: DaemonConfig, log: Logger = createLogger(config.logLevel)): Promise<RunningDaemon> {
   validateConfig(config);
-  const started = Date.now();
-  // Refuse to start with a policy file that does not compile: the error names line and column.
-  let current: LoadedPolicy = config.policyFile ? loadPolicyFile(config.policyFile) : builtinPolicy();
-  const authorized = new AuthorizedFlows();
-
   // Refuse to run twice against one socket: a second daemon would steal the PUs' rules.
   if (existsSync(config.socket)) {
     const alive = await createApiClient(config.socket)
@@ -64,6 +59,21 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       .catch(() => false);
     if (alive) throw new TesseraError('TESSERA_ERR_INVALID_CONFIG', `another tessera daemon answers on ${config.socket}: stop it first or use --socket`);
   }
+  // Before anything touches the kernel: one daemon per network namespace and cgroup root.
+  const locks = await acquireLocks({ cgroupRoot: config.cgroupRoot, role: 'daemon', socket: config.socket });
+  try {
+    return await startLocked(config, log, locks);
+  } catch (err) {
+    await locks.release();
+    throw err;
+  }
+}
+
+async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks): Promise<RunningDaemon> {
+  const started = Date.now();
+  // Refuse to start with a policy file that does not compile: the error names line and column.
+  let current: LoadedPolicy = config.policyFile ? loadPolicyFile(config.policyFile) : builtinPolicy();
+  const authorized = new AuthorizedFlows();
 
   const trust = loadTrust(config);
   const hostSecret = loadHostSecret(config.stateDir);
@@ -75,9 +85,9 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
   });
   const netcls: NetCls = createNetCls({ root: config.cgroupRoot, runner });
 
-  // Stale state of a daemon that crashed: its chains go; its PUs are re-adopted below.
-  const stale = await reconciler.removeAll();
-  if (stale.removed > 0) log.warn({ removed: stale.removed }, 'removed stale TESSERA rules left by an earlier daemon');
+  // Rules of an earlier run (stopped, killed or crashed) stay in force, fail-closed, until the
+  // first apply below replaces them in place, table by table, once the PUs still running are
+  // known again with their ports.
   await netcls.ensureMounted();
 
   const flowLog = log.child({ component: 'flow' });
@@ -124,7 +134,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     netcls,
     issuer: trust.issuer,
     tokenTtlSeconds: config.tokenTtlSeconds,
-    onChange: () => void sync(),
+    onChange: () => syncInBackground(),
   });
 
   const datapath: Datapath = createDatapath({
@@ -164,76 +174,122 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
   });
 
   /**
+   * The host rules' health, for `tessera status`: a failed transaction is not only a log
+   * line. `since` is when the current state (ok or failing) began; `lastFailure` stays after
+   * a recovery (e.g. the PU whose rules failed was refused and removed, so the kernel again
+   * matches what is wanted).
+   */
+  let rules: StatusResponse['rules'] = { ok: true, since: new Date().toISOString() };
+  function rulesResult(err: unknown): void {
+    const now = new Date().toISOString();
+    if (err === null) {
+      if (rules.ok) return;
+      log.info({ failingSince: rules.since }, 'rules applied again');
+      rules = { ok: true, since: now, ...(rules.lastFailure ? { lastFailure: rules.lastFailure } : {}) };
+      return;
+    }
+    const error = errorMessage(err).split('\n')[0]!;
+    log.error({ err: errorMessage(err) }, 'applying rules failed; retried on the next change and every 10 s');
+    rules = { ok: false, error, since: rules.ok ? now : rules.since, lastFailure: { error, at: now } };
+  }
+
+  /**
+   * While true, sync() updates the workers but leaves the kernel's host rules as they are: at
+   * start (the previous run's rules stay in force until every running PU is known again) and
+   * at a stop that keeps enforcement (no partial ruleset while PUs are dropped from memory).
+   */
+  let holdRules = true;
+  /**
    * Push the current PUs to the workers and the kernel. Coalesced and one at a time; the
    * returned promise resolves only once every change made before the call is applied, so
-   * a new PU's rules exist before its first process may send a packet.
+   * a new PU's rules exist before its first process may send a packet, and rejects when the
+   * last transaction failed (the caller must not treat the PU as protected).
    */
   let syncing: Promise<void> | null = null;
   function sync(): Promise<void> {
     changePending = true;
     if (!syncing) {
       syncing = (async () => {
-        while (changePending) {
-          changePending = false;
-          datapath.update(registry.snapshot());
-          // Containers with a namespace of their own have their rules there, not here.
-          const pus = registry.all().filter((p) => !p.netns);
-          // Ports judge by number only the PUs the kernel's socket lookup cannot name; every
-          // PU's ports guard against packets conntrack does not track (rules/ruleset.ts).
-          const serverPorts = [...new Set(pus.filter((p) => !p.cgroup2).flatMap((p) => p.ports))].sort((a, b) => a - b);
-          const guardPorts = [...new Set(pus.flatMap((p) => p.ports))].sort((a, b) => a - b);
-          const applying = pus.map((p) => [p, p.ports] as const);
-          try {
-            const r = await reconciler.apply(
-              buildRuleset({
-                queue: { num: config.queueBase, count: config.queues, bypass: config.failOpen },
-                pus: pus.map((p) => ({ index: p.index, classid: p.classid, ...(p.cgroup2 ? { cgroup2: p.cgroup2 } : {}) })),
-                serverPorts,
-                guardPorts,
-              }),
-            );
-            if (r.changed) counters.rule_transactions!++;
-            for (const [p, ports] of applying) p.protectedPorts = ports;
-          } catch (err) {
-            log.error({ err: errorMessage(err) }, 'applying rules failed; will retry');
+        // Never run synchronously inside the caller: a held sync has no await, and would
+        // finish before `syncing` is even set, so the caller's next change (a re-adopted
+        // PU's ports, set right after its creation) would find a stale `syncing` and be lost.
+        await null;
+        let failure: unknown = null;
+        try {
+          while (changePending) {
+            changePending = false;
+            datapath.update(registry.snapshot());
+            if (holdRules) continue;
+            // Containers with a namespace of their own have their rules there, not here.
+            const pus = registry.all().filter((p) => !p.netns);
+            // Ports judge by number only the PUs the kernel's socket lookup cannot name; every
+            // PU's ports guard against packets conntrack does not track (rules/ruleset.ts).
+            const serverPorts = [...new Set(pus.filter((p) => !p.cgroup2).flatMap((p) => p.ports))].sort((a, b) => a - b);
+            const guardPorts = [...new Set(pus.flatMap((p) => p.ports))].sort((a, b) => a - b);
+            const applying = pus.map((p) => [p, p.ports] as const);
+            try {
+              const r = await reconciler.apply(
+                buildRuleset({
+                  queue: { num: config.queueBase, count: config.queues, bypass: config.failOpen },
+                  pus: pus.map((p) => ({ index: p.index, classid: p.classid, ...(p.cgroup2 ? { cgroup2: p.cgroup2 } : {}) })),
+                  serverPorts,
+                  guardPorts,
+                }),
+              );
+              if (r.changed) counters.rule_transactions!++;
+              for (const [p, ports] of applying) p.protectedPorts = ports;
+              failure = null;
+            } catch (err) {
+              failure = err;
+            }
+            rulesResult(failure);
           }
+        } finally {
+          // In the same tick as the last check of changePending: a change after it starts a new run.
+          syncing = null;
         }
-        saveState();
-      })().finally(() => {
-        syncing = null;
-      });
+        // Not while held: at start the file still describes every PU of the last run (a
+        // crash now must not lose those not re-adopted yet); at a stop it was just written.
+        if (!holdRules) saveState();
+        if (failure) throw failure;
+      })();
     }
     return syncing;
+  }
+  /** For callers that do not wait: a failure is already logged and shown in status. */
+  function syncInBackground(): void {
+    sync().catch(() => {});
   }
 
   const statePath = join(config.stateDir, 'pus.json');
   function saveState(): void {
-    const saved: SavedPu[] = registry.all().filter((p) => p.kind === 'process').map((p) => ({ id: p.id, name: p.name, labels: p.labels.filter((l) => !l.startsWith('@')), index: p.index }));
+    const saved: SavedPu[] = registry
+      .all()
+      .map((p) => ({ id: p.id, kind: p.kind, name: p.name, labels: p.kind === 'process' ? p.labels.filter((l) => !l.startsWith('@')) : [], index: p.index, ports: p.ports }));
     try {
-      writeFileSync(statePath + '.tmp', JSON.stringify(saved), { mode: 0o600 });
-      renameSync(statePath + '.tmp', statePath);
+      savePuState(statePath, saved);
     } catch (err) {
       warn('state', { err: errorMessage(err) }, 'cannot save PU state');
     }
   }
 
-  /** Re-adopt process PUs of an earlier run whose cgroups still hold processes. */
-  async function readopt(): Promise<void> {
-    let saved: SavedPu[] = [];
-    try {
-      if (existsSync(statePath)) saved = JSON.parse(readFileSync(statePath, 'utf8')) as SavedPu[];
-    } catch (err) {
-      log.warn({ err: errorMessage(err) }, 'ignoring unreadable PU state');
-    }
+  /**
+   * Re-adopt process PUs of an earlier run whose cgroups still hold processes, with their
+   * last known ports; return the container entries for the Docker resync.
+   */
+  async function readopt(): Promise<Map<string, SavedPu>> {
+    const state = loadPuState(statePath);
+    for (const problem of state.problems) log.warn({ problem }, 'PU state: ignoring what cannot be read');
     const known = new Set<string>();
-    for (const s of saved) {
+    for (const s of state.pus) {
+      if (s.kind !== 'process') continue;
       const pids = await netcls.pids(s.id).catch(() => []);
       if (pids.length === 0) continue;
       try {
         const pu = await registry.create({ id: s.id, name: s.name, kind: 'process', labels: s.labels, index: s.index });
-        registry.setObserved(pu, pids, []);
+        registry.setObserved(pu, pids, s.ports);
         known.add(s.id);
-        log.info({ pu: s.id, pids }, 're-adopted process PU from an earlier run');
+        log.info({ pu: s.id, pids, ports: s.ports }, 're-adopted process PU from an earlier run');
       } catch (err) {
         log.warn({ pu: s.id, err: errorMessage(err) }, 'cannot re-adopt PU');
       }
@@ -247,6 +303,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
         log.warn({ cgroup: c.name }, 'orphaned cgroup still has processes; they are unprotected until it is cleaned (tessera cleanup)');
       }
     }
+    return new Map(state.pus.filter((s) => s.kind === 'container').map((s) => [s.id, s]));
   }
 
   // The port scan's listening sockets: the addon's sock_diag dump (an addon built before it
@@ -285,9 +342,17 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     }
   }
 
-  await datapath.start();
-  await readopt();
-  await sync();
+  // PUs first, workers second: a worker judges packets from the moment it binds its queue
+  // and delivers a SYN to a port of no known PU (reason no-pu). The snapshot of the
+  // re-adopted PUs and their ports is posted while the workers load, so it waits in their
+  // message queue for their first event-loop turn (the pool posts it again at 'ready').
+  // Closing the rest by construction is the datapath's: bind with the first snapshot in hand.
+  const savedContainers = await readopt();
+  const starting = datapath.start();
+  // Also posted now, while the workers are still loading: it waits in their message queue,
+  // so it is there when their event loop first runs, rather than a round trip after 'ready'.
+  datapath.update(registry.snapshot());
+  await starting;
 
   const containers: ContainerPus | null = config.docker
     ? createContainerPus({
@@ -300,18 +365,28 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
         failOpen: config.failOpen,
         log: log.child({ component: 'docker' }),
         counters,
+        saved: savedContainers,
       })
     : null;
-  // Running containers are resynced here (pu-start each), so a restarted daemon protects
-  // them again, including those started while it was down.
+  // Running containers are resynced here (pu-start each, with their saved index and ports),
+  // so a restarted daemon protects them again, including those started while it was down.
+  // Resolves once that first resync is applied, or at once when the engine does not answer.
   if (containers) await containers.start();
+  // The first host-rule transaction of this run, in place: the previous run's rules were in
+  // force until this commits. A failure is shown in status and retried.
+  holdRules = false;
+  await sync().catch(() => {});
 
   const api: ApiServer = await startApiServer(config.socket, {
     async createPu(req) {
       const pu = await registry.create({ name: req.name ?? `pid ${req.pid}`, kind: 'process', labels: req.labels });
       counters.pus_created!++;
-      await sync(); // rules and worker tables in place before the process may send a packet
       try {
+        // Rules and worker tables in place before the process may send a packet; when they
+        // could not be installed the caller (tessera run) must not start its command.
+        await sync().catch((err: unknown) => {
+          throw new TesseraError('TESSERA_ERR_RULES', `the PU's rules could not be installed, so it would run unprotected: ${errorMessage(err).split('\n')[0]}`, { cause: err });
+        });
         await netcls.addPid(pu.id, req.pid);
       } catch (err) {
         await registry.remove(pu.id);
@@ -336,6 +411,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
         policy: current.name,
         queues: Array.from({ length: config.queues }, (_, i) => config.queueBase + i),
         failOpen: config.failOpen,
+        rules: { ...rules },
         pus: registry.all().map((p) => registry.info(p)),
         counters: {
           ...counters,
@@ -351,53 +427,12 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       subscribers.add(fn);
       return () => subscribers.delete(fn);
     },
-    metrics: () => metricsText(),
+    metrics: () => metricsText(datapath.stats(), registry.all().length, counters),
     policy: () => ({ name: current.name, text: current.text ?? DEFAULT_POLICY_TEXT }),
     revoke: (dryRun) => revokeFlows(authorized, current.policy, runner, dryRun),
   });
   const stopWatching = config.policyFile ? watchPolicyFile(config.policyFile, () => void reloadPolicy('file changed')) : () => {};
 
-  function metricsText(): string {
-    const lines: string[] = [];
-    const stats = datapath.stats();
-    lines.push('# HELP tessera_packets_total Packets read from NFQUEUE per queue.', '# TYPE tessera_packets_total counter');
-    for (const s of stats) lines.push(`tessera_packets_total{queue="${s.queueNum}"} ${s.queue.received}`);
-    lines.push('# HELP tessera_queue_enobufs_total Times the kernel dropped queued packets because the socket buffer was full.', '# TYPE tessera_queue_enobufs_total counter');
-    for (const s of stats) lines.push(`tessera_queue_enobufs_total{queue="${s.queueNum}"} ${s.queue.enobufs}`);
-    lines.push('# HELP tessera_verdicts_total Handshake packets per outcome and reason.', '# TYPE tessera_verdicts_total counter');
-    for (const s of stats) {
-      if (!s.handshake) continue;
-      lines.push(`tessera_verdicts_total{queue="${s.queueNum}",verdict="accept"} ${s.handshake.accepted}`);
-      lines.push(`tessera_verdicts_total{queue="${s.queueNum}",verdict="reject"} ${s.handshake.rejected}`);
-      lines.push(`tessera_verdicts_total{queue="${s.queueNum}",verdict="drop"} ${s.handshake.dropped}`);
-      for (const [reason, n] of Object.entries(s.handshake.byReason)) lines.push(`tessera_reasons_total{queue="${s.queueNum}",reason="${reason}"} ${n}`);
-    }
-    lines.push('# HELP tessera_cache_hits_total Token verifications and X25519 agreements served from cache.', '# TYPE tessera_cache_hits_total counter');
-    lines.push('# HELP tessera_cache_misses_total Token verifications and X25519 agreements computed.', '# TYPE tessera_cache_misses_total counter');
-    for (const s of stats) {
-      if (!s.caches) continue;
-      lines.push(`tessera_cache_hits_total{queue="${s.queueNum}",cache="token"} ${s.caches.tokenHits}`, `tessera_cache_misses_total{queue="${s.queueNum}",cache="token"} ${s.caches.tokenMisses}`);
-      lines.push(`tessera_cache_hits_total{queue="${s.queueNum}",cache="x25519"} ${s.caches.x25519Hits}`, `tessera_cache_misses_total{queue="${s.queueNum}",cache="x25519"} ${s.caches.x25519Misses}`);
-    }
-    lines.push('# HELP tessera_packet_handling_seconds Time to decide one queued packet in a worker.', '# TYPE tessera_packet_handling_seconds histogram');
-    for (const s of stats) {
-      let cumulative = 0;
-      HANDLING_BUCKETS_US.forEach((le, i) => {
-        cumulative += s.handling.buckets[i] ?? 0;
-        lines.push(`tessera_packet_handling_seconds_bucket{queue="${s.queueNum}",le="${le / 1e6}"} ${cumulative}`);
-      });
-      lines.push(`tessera_packet_handling_seconds_bucket{queue="${s.queueNum}",le="+Inf"} ${s.handling.count}`);
-      lines.push(`tessera_packet_handling_seconds_sum{queue="${s.queueNum}"} ${s.handling.sumUs / 1e6}`, `tessera_packet_handling_seconds_count{queue="${s.queueNum}"} ${s.handling.count}`);
-    }
-    lines.push('# HELP tessera_handshake_state Per-flow handshake entries held by each worker (bounded).', '# TYPE tessera_handshake_state gauge');
-    for (const s of stats) {
-      if (!s.handshake) continue;
-      lines.push(`tessera_handshake_state{queue="${s.queueNum}",map="server"} ${s.handshake.serverState}`, `tessera_handshake_state{queue="${s.queueNum}",map="client"} ${s.handshake.clientState}`);
-    }
-    lines.push('# HELP tessera_pus Protected processing units.', '# TYPE tessera_pus gauge', `tessera_pus ${registry.all().length}`);
-    for (const [k, v] of Object.entries(counters)) lines.push(`tessera_${k} ${v}`);
-    return lines.join('\n') + '\n';
-  }
 
   const timers = [
     setInterval(() => void scan(), config.portScanMs),
@@ -409,7 +444,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       }
     }, 1000),
     setInterval(() => {
-      void sync(); // heals rules someone else removed
+      syncInBackground(); // heals rules someone else removed; retries a failed transaction
       void containers?.reconcile();
     }, RECONCILE_EVERY_MS),
     setInterval(() => {
@@ -420,23 +455,32 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => (resolveStopped = r));
   let stopping: Promise<void> | null = null;
-  async function stop(reason: string): Promise<void> {
+  async function stop(reason: string, opts: { removeRules?: boolean } = {}): Promise<void> {
     if (stopping) return stopping;
+    const removeRules = opts.removeRules ?? config.removeRulesOnStop ?? false;
     stopping = (async () => {
-      log.info({ reason }, 'stopping');
+      log.info({ reason, removeRules }, 'stopping');
       for (const t of timers) clearInterval(t);
       stopWatching();
       await api.close().catch(() => {});
-      // Container namespaces first: their rules go before the queues that serve them.
-      await containers?.stop().catch((err: unknown) => log.error({ err: errorMessage(err) }, 'stopping container PUs failed'));
-      await syncing;
-      await datapath.stop().catch(() => {});
+      // Written while every PU is still known: the next start re-adopts them with their ports.
       saveState();
-      const r = await reconciler.removeAll().catch((err: unknown) => {
-        log.error({ err: errorMessage(err) }, 'removing rules failed: run tessera cleanup');
-        return null;
-      });
-      log.info({ removed: r?.removed ?? 0 }, 'rules removed; stopped');
+      // Keeping enforcement: no rule transaction from here on, whatever changes in memory.
+      if (!removeRules) holdRules = true;
+      // Container namespaces first: their rules go (when asked) before the queues that serve them.
+      await containers?.stop({ removeRules }).catch((err: unknown) => log.error({ err: errorMessage(err) }, 'stopping container PUs failed'));
+      await syncing?.catch(() => {});
+      await datapath.stop().catch(() => {});
+      if (removeRules) {
+        const r = await reconciler.removeAll().catch((err: unknown) => {
+          log.error({ err: errorMessage(err) }, 'removing rules failed: run tessera cleanup');
+          return null;
+        });
+        log.info({ removed: r?.removed ?? 0 }, 'rules removed (--remove-rules-on-stop); PU cgroups kept for re-adoption; stopped');
+      } else {
+        log.info('stopped; rules left in place: PUs stay fail-closed (their handshakes are dropped) until the next start; tessera cleanup removes them');
+      }
+      await locks.release();
       resolveStopped();
     })();
     return stopping;

@@ -61,6 +61,7 @@ export function parseDaemonArgs(argvIn: string[]): DaemonConfig | 'help' {
         'clock-skew': { type: 'string' },
         'log-level': { type: 'string' },
         'accept-all': { type: 'boolean' },
+        'remove-rules-on-stop': { type: 'boolean' },
         policy: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -96,12 +97,17 @@ export function parseDaemonArgs(argvIn: string[]): DaemonConfig | 'help' {
     logLevel: (values['log-level'] as string | undefined) ?? DEFAULTS.logLevel,
     datapathMode: values['accept-all'] ? 'passes' : 'handshake',
     portScanMs: DEFAULTS.portScanMs,
+    removeRulesOnStop: !!values['remove-rules-on-stop'],
     ...(values.policy ? { policyFile: values.policy as string } : {}),
     ...(docker !== undefined ? { docker: { socket: docker } } : {}),
   };
 }
 
-/** `tessera daemon ...`: runs until SIGTERM/SIGINT, then removes its rules and exits. */
+/**
+ * `tessera daemon ...`: runs until SIGTERM/SIGINT, then exits leaving its rules in place
+ * (fail-closed) unless --remove-rules-on-stop. A crash (uncaught exception) removes nothing
+ * and exits 70: the kernel keeps dropping PUs' handshakes until a daemon reads the queues.
+ */
 export async function runDaemon(argv: string[], help: string): Promise<never> {
   let config: DaemonConfig | 'help';
   try {
@@ -119,6 +125,14 @@ export async function runDaemon(argv: string[], help: string): Promise<never> {
     process.exit(1);
   }
   const log = createLogger(config.logLevel);
+  // From here on any uncaught exception, during the start too, is a crash: exit 70.
+  process.on('uncaughtException', (err) => {
+    // Nothing is undone here: rules, cgroups and classids stay, so the kernel fails closed
+    // (queues without a reader drop) until the daemon is started again.
+    log.fatal({ err: err.stack }, 'uncaught exception: exiting with the rules left in place (fail-closed until restarted)');
+    log.flush?.();
+    process.exit(70);
+  });
   let daemon;
   try {
     daemon = await startDaemon(config, log);
@@ -131,10 +145,14 @@ export async function runDaemon(argv: string[], help: string): Promise<never> {
   const d = daemon;
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void d.stop(sig));
   process.on('SIGHUP', () => void d.reloadPolicy('SIGHUP'));
-  process.on('uncaughtException', (err) => {
-    log.fatal({ err: err.stack }, 'uncaught exception: removing rules and exiting');
-    void d.stop('crash').finally(() => process.exit(70));
-  });
+  // Test-only (test/integration/restart.test.ts): an exception thrown from a timer, so the
+  // uncaught-exception path above runs for real. Never set it in production.
+  const crashAfterMs = Number(process.env.TESSERA_TEST_CRASH_AFTER_MS ?? 0);
+  if (crashAfterMs > 0) {
+    setTimeout(() => {
+      throw new Error(`TESSERA_TEST_CRASH_AFTER_MS=${crashAfterMs}: test-only crash`);
+    }, crashAfterMs);
+  }
   await d.stopped;
   process.exit(0);
 }
@@ -142,13 +160,15 @@ export async function runDaemon(argv: string[], help: string): Promise<never> {
 /** `tessera cleanup`. */
 export async function runCleanup(argv: string[], help: string): Promise<never> {
   let root = 'tessera';
+  let force = false;
   try {
-    const { values } = parseArgs({ args: argv, strict: true, options: { 'cgroup-root': { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+    const { values } = parseArgs({ args: argv, strict: true, options: { 'cgroup-root': { type: 'string' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
     if (values.help) {
       process.stdout.write(help + '\n');
       process.exit(0);
     }
     root = (values['cgroup-root'] as string | undefined) ?? root;
+    force = !!values.force;
   } catch (err) {
     process.stderr.write(`tessera cleanup: ${(err as Error).message}\nSee: tessera cleanup --help\n`);
     process.exit(2);
@@ -158,9 +178,15 @@ export async function runCleanup(argv: string[], help: string): Promise<never> {
     process.exit(1);
   }
   try {
-    await cleanup(root, (l) => process.stdout.write(l + '\n'));
+    await cleanup(root, (l) => process.stdout.write(l + '\n'), { force });
     process.exit(0);
   } catch (err) {
+    if (err instanceof TesseraError && err.code === 'TESSERA_ERR_LOCKED') {
+      process.stderr.write(
+        `tessera cleanup: refused: ${err.message}.\nStop the daemon first (its rules stay when it stops; run cleanup then), or pass --force to remove a running daemon's rules and move its PUs' processes out of their cgroups (they are then unprotected) [${err.code}]\n`,
+      );
+      process.exit(1);
+    }
     process.stderr.write(`tessera cleanup: ${errorMessage(err)}\n`);
     process.exit(1);
   }

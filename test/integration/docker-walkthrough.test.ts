@@ -3,8 +3,8 @@
 // --docker runs there; a --net=host web container is protected by its labels; processes and
 // containers (host network and bridge) with the same labels authorize each other in both
 // directions; others are refused at once; `docker exec` processes count as the container;
-// a restarted daemon protects running containers again; nothing of a removed container's PU
-// is left. Every container started here is removed by ID, also on failure.
+// a restarted daemon protects running containers again (a stop keeps their rules and
+// classids); nothing of a removed container's PU is left. Every container started here is removed by ID, also on failure.
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -284,11 +284,15 @@ describe.runIf(dockerAvailable)('docker walkthrough: containers and processes as
 
   it('a restarted daemon protects running containers again, and a container started while it was down', async () => {
     const client = containers.find((c) => dockerTry('inspect', '-f', '{{.Name}}', c).stdout.includes(`tessera-wt-client-${suffix}`))!;
+    const before = await puOf(web);
+    expect(before).toBeDefined();
     await h.stopDaemon();
-    // A clean stop leaves nothing behind: classid 0, no TESSERA rules on the host or in containers.
-    expect(readFileSync(webClassidFile, 'utf8').trim()).toBe('0');
-    expect((await h.exec(['iptables-save', '-t', 'mangle'])).stdout).not.toContain('TESSERA');
-    expect(await nsRules(client)).not.toContain('TESSERA');
+    // A stop keeps enforcement (fail-closed while no daemon reads): the classid stays in the
+    // host-network container's cgroup, the TESSERA rules on the host and in the bridge
+    // container's namespace.
+    expect(Number(readFileSync(webClassidFile, 'utf8').trim())).toBe(Number(before!.classid));
+    expect((await h.exec(['iptables-save', '-t', 'mangle'])).stdout).toContain('TESSERA');
+    expect(await nsRules(client)).toContain('TESSERA');
     const late = run('late', '-l', 'app=nginx', IMAGE, 'sleep', '300');
     await h.startDaemon();
     const webPu = await waitFor('web PU again', async () => {
@@ -296,6 +300,8 @@ describe.runIf(dockerAvailable)('docker walkthrough: containers and processes as
       return p?.ports.includes(port) ? p : null;
     }, 20_000);
     expect(Number(readFileSync(webClassidFile, 'utf8').trim())).toBe(Number(webPu.classid));
+    // Re-adopted with its saved index: the classid never changed under the container.
+    expect(webPu.classid).toBe(before!.classid);
     await waitBridgePu(client);
     await waitBridgePu(late);
     const bad = await h.exec(hostWget(`http://127.0.0.1:${port}/`), { timeoutMs: 10_000 });

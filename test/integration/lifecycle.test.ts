@@ -1,14 +1,17 @@
-// The daemon's lifecycle on the real kernel path (docs/architecture.md, "Lifecycle"): a clean
-// stop removes every rule; a crash leaves the rules and fails closed until `tessera cleanup`;
-// a restart re-adopts running PUs; key files others can read stop the start before anything
-// is installed; the CLI refuses to run a command unprotected when no daemon answers.
+// The daemon's lifecycle on the real kernel path (docs/architecture.md, "Lifecycle"): a stop
+// keeps every rule (fail-closed) unless removal is asked for (--remove-rules-on-stop, or
+// `tessera cleanup` once stopped); a crash leaves the rules and fails closed; a restart
+// re-adopts running PUs; key files others can read stop the start before anything is
+// installed; the CLI refuses to run a command unprotected when no daemon answers, or when the
+// daemon could not install the PU's rules. (test/integration/restart.test.ts probes the
+// restarts themselves from an unprotected client.)
 //
 // Hosts a and b run daemons (PSK mode) throughout; x's daemon is stopped by the first test, and
 // x then serves as the daemon-less namespace for the start failures. Order matters: the crash
 // test leaves b without a daemon, so it runs after the restart test.
 
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync, copyFileSync, chmodSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, copyFileSync, chmodSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -68,13 +71,24 @@ describe.runIf(isRoot)('daemon lifecycle on the real kernel path', () => {
     for (const dir of [www, keys]) if (dir) rmSync(dir, { recursive: true, force: true });
   }, 120_000);
 
-  it('SIGTERM: the daemon exits 0 and leaves no TESSERA line in iptables-save or ip6tables-save', async () => {
-    // Breaks if stop() no longer removes the chains (or one family's), or the jumps to them.
+  it('SIGTERM keeps every rule (fail-closed); removal is explicit: tessera cleanup, or --remove-rules-on-stop', async () => {
+    // Breaks if a plain stop removes rules again (a restart or an upgrade would open a
+    // window), or if either explicit removal leaves a TESSERA line in either family.
     await ensureDaemon(x);
     const before = await saveRules(x);
     // Both families are installed, so the emptiness below is not vacuous.
     expect(tesseraLines(before.v4).length).toBeGreaterThan(0);
     expect(tesseraLines(before.v6).length).toBeGreaterThan(0);
+    expect(await x.stopDaemon()).toBe(0);
+    const kept = await saveRules(x);
+    expect(tesseraLines(kept.v4)).toEqual(tesseraLines(before.v4));
+    expect(tesseraLines(kept.v6)).toEqual(tesseraLines(before.v6));
+    const clean = await x.exec([node, TESSERA, 'cleanup', '--cgroup-root', x.cgroupRoot], { timeoutMs: 30_000 });
+    expect(clean.code, clean.stderr).toBe(0);
+    await expectNoTesseraRules(x);
+
+    await x.startDaemon(['--remove-rules-on-stop']);
+    expect(tesseraLines((await saveRules(x)).v4).length).toBeGreaterThan(0);
     expect(await x.stopDaemon()).toBe(0);
     await expectNoTesseraRules(x);
   });
@@ -161,6 +175,8 @@ describe.runIf(isRoot)('daemon lifecycle on the real kernel path', () => {
     // Breaks if the mode check goes (the daemon would run: no exit within the timeout, no
     // message) or moves after rule installation (TESSERA lines would be left behind).
     await x.stopDaemon();
+    const clean = await x.exec([node, TESSERA, 'cleanup', '--cgroup-root', x.cgroupRoot], { timeoutMs: 30_000 });
+    expect(clean.code, clean.stderr).toBe(0);
     const psk = join(keys, 'psk.json');
     copyFileSync(join(cluster.dir, 'psk.json'), psk);
     chmodSync(psk, 0o644);
@@ -189,5 +205,51 @@ describe.runIf(isRoot)('daemon lifecycle on the real kernel path', () => {
       await expectNoTesseraRules(x);
       expect(existsSync(x.socket)).toBe(false);
     }
+  });
+
+  it('a failed rule transaction refuses the PU: tessera run exits 1 without running its command, and status says so', async () => {
+    // Breaks if createPu answers 201 after a failed transaction (the command would run
+    // unprotected: the marker file would exist), or if a failing reconcile is only a log line.
+    await x.stopDaemon();
+    // An iptables-restore that fails while FAIL exists, found first on the daemon's PATH.
+    const bin = join(keys, 'bin');
+    const fail = join(keys, 'FAIL');
+    const real = (await run(['sh', '-c', 'command -v iptables-restore'])).stdout.trim();
+    expect(real).not.toBe('');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(join(bin, 'iptables-restore'), `#!/bin/sh\nif [ -e ${fail} ]; then echo "iptables-restore: injected failure" >&2; exit 1; fi\nexec ${real} "$@"\n`, { mode: 0o755 });
+    await x.startDaemon([], { PATH: `${bin}:${process.env.PATH ?? ''}` });
+    expect((await x.status()).rules.ok).toBe(true);
+
+    // A running PU starts listening while transactions fail: status says the rules are failing.
+    const late = x.spawnPu(['app=late'], ['sh', '-c', `sleep 1; exec busybox httpd -f -p 8097 -h ${www}`]);
+    servers.push(late);
+    await waitFor('the PU of the late listener', async () => (await x.status()).pus.some((p) => p.labels.includes('app=late')));
+    writeFileSync(fail, '');
+    const failing = await waitFor('status rules.ok false', async () => {
+      const r = (await x.status()).rules;
+      return r.ok ? null : r;
+    });
+    expect(failing.error).toContain('injected failure');
+    expect(Date.parse(failing.since)).not.toBeNaN();
+
+    // A new PU while they fail is refused, and its command never runs.
+    const marker = join(keys, 'ran-without-rules');
+    const refused = await x.runPu(['app=web'], ['touch', marker]);
+    expect(refused.code, refused.stderr).toBe(1);
+    expect(refused.stderr).toContain('TESSERA_ERR_RULES');
+    expect(existsSync(marker)).toBe(false);
+    expect((await x.status()).pus.filter((p) => p.labels.includes('app=web'))).toEqual([]);
+
+    // Repaired: the next transaction (here the new PU's) succeeds and status says since when.
+    rmSync(fail);
+    const ok = await x.runPu(['app=web'], ['touch', marker]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(existsSync(marker)).toBe(true);
+    const healed = (await x.status()).rules;
+    expect(healed.ok).toBe(true);
+    expect(healed.lastFailure?.error).toContain('injected failure');
+    await killAndWait(late, 2000);
+    await x.stopDaemon();
   });
 });

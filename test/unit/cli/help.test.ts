@@ -23,10 +23,12 @@ function capture() {
 }
 
 describe('help texts', () => {
-  it('documents every daemon option', () => {
+  it('documents every daemon and cleanup option (both parsed in src/daemon/index.ts)', () => {
     const opts = declaredOptions('src/daemon/index.ts');
     expect(opts.length).toBeGreaterThan(10);
-    expect(opts.filter((o) => !HELP.daemon!.includes(`--${o}`))).toEqual([]);
+    expect(opts.filter((o) => !HELP.daemon!.includes(`--${o}`) && !HELP.cleanup!.includes(`--${o}`))).toEqual([]);
+    expect(HELP.cleanup).toContain('--force');
+    expect(HELP.daemon).toContain('--remove-rules-on-stop');
   });
 
   it('documents every option of run, status, flows, ca, psk', () => {

@@ -252,4 +252,25 @@ describe.runIf(isRoot)('daemon lifecycle on the real kernel path', () => {
     await killAndWait(late, 2000);
     await x.stopDaemon();
   });
+
+  it('an IPv6 stack that ip6tables cannot manage is a failure, not a warning: no PU is created that IPv6 would leave open', async () => {
+    // Before: the reconciler skipped IPv6 with one warning line, status said nothing, and PUs
+    // were created — reachable over IPv6 without Tessera.
+    const bin = join(keys, 'bin6');
+    const real = (await run(['sh', '-c', 'command -v ip6tables-restore'])).stdout.trim();
+    expect(real).not.toBe('');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(join(bin, 'ip6tables-restore'), "#!/bin/sh\necho \"ip6tables-restore v1.8.9 (nf_tables): can't initialize ip6tables table \\`mangle': Table does not exist (do you need to insmod?)\" >&2\nexit 1\n", { mode: 0o755 });
+    await x.startDaemon([], { PATH: `${bin}:${process.env.PATH ?? ''}` });
+    const failing = await waitFor('status rules.ok false', async () => {
+      const r = (await x.status()).rules;
+      return r.ok ? null : r;
+    });
+    expect(failing.error).toContain('reachable over IPv6');
+    const marker = join(keys, 'ran-without-ipv6-rules');
+    const refused = await x.runPu(['app=web'], ['touch', marker]);
+    expect(refused.code, refused.stderr).toBe(1);
+    expect(existsSync(marker)).toBe(false);
+    await x.stopDaemon();
+  });
 });

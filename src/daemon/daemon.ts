@@ -32,6 +32,15 @@ const RECONCILE_EVERY_MS = 10_000;
 const REFUSAL_LOG_LINES_PER_SECOND = 50;
 const ROTATE_CHECK_MS = 15_000;
 
+/**
+ * A PU's cgroup v2 is written into rules by path, which the kernel resolves when the rules
+ * load: a cgroup gone with its last process (a container that just exited) would fail the
+ * whole transaction, so only cgroups that exist are named (the PU ends with them anyway).
+ */
+function liveCgroup2(p: { cgroup2?: { path: string } }): boolean {
+  return !!p.cgroup2 && existsSync(join('/sys/fs/cgroup', p.cgroup2.path));
+}
+
 function nativeListenerDump(): ListenerDump | null {
   try {
     const native = loadNative();
@@ -231,7 +240,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
               const r = await reconciler.apply(
                 buildRuleset({
                   queue: { num: config.queueBase, count: config.queues, bypass: config.failOpen },
-                  pus: pus.map((p) => ({ index: p.index, classid: p.classid, ...(p.cgroup2 ? { cgroup2: p.cgroup2 } : {}) })),
+                  pus: pus.map((p) => ({ index: p.index, classid: p.classid, ...(liveCgroup2(p) ? { cgroup2: p.cgroup2 } : {}) })),
                   serverPorts,
                   guardPorts,
                 }),

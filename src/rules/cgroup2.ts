@@ -83,6 +83,7 @@ export function createCgroup2(o: { root: string; runner: CommandRunner }): Cgrou
   const top = async (): Promise<string> => join(await ensureMounted(), o.root);
   const refFor = (mount: string, inHierarchy: string): Cgroup2Ref => ({
     path: relative(SYSFS_CGROUP, join(mount, inHierarchy)),
+    cgroup: inHierarchy.split('/').filter(Boolean).join('/'),
     level: inHierarchy.split('/').filter(Boolean).length,
   });
 

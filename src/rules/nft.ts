@@ -23,11 +23,18 @@ const PRIORITY = 'mangle - 10';
 export interface Cgroup2Ref {
   /** Relative to /sys/fs/cgroup (nft resolves the path there, in its own mount namespace). */
   path: string;
+  /** The cgroup within the v2 hierarchy, without a leading slash (iptables `-m cgroup --path`). */
+  cgroup: string;
   /** Depth of the cgroup in the v2 hierarchy (root = 0). */
   level: number;
 }
 
 const PATH = /^[A-Za-z0-9_.:@-]+(\/[A-Za-z0-9_.:@-]+)*$/;
+
+/** Whether a cgroup path can be written into a rule as it is (no quotes, spaces, . or ..). */
+export function isRulePath(path: string): boolean {
+  return PATH.test(path) && !path.split('/').some((c) => c === '.' || c === '..');
+}
 
 function fail(message: string): never {
   throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', `nft table: ${message}`);
@@ -39,7 +46,7 @@ export function buildNftTable(pus: ReadonlyArray<{ index: number; cgroup2?: Cgro
   const byLevel = new Map<number, Array<{ index: number; path: string }>>();
   for (const p of withCg) {
     const { path, level } = p.cgroup2!;
-    if (!PATH.test(path) || path.split('/').some((c) => c === '.' || c === '..')) fail(`cgroup path ${JSON.stringify(path)} must be relative, without . or ..`);
+    if (!isRulePath(path)) fail(`cgroup path ${JSON.stringify(path)} must be relative, without . or ..`);
     if (!Number.isInteger(level) || level < 1 || level > 64) fail(`cgroup level must be 1..64, got ${String(level)}`);
     byLevel.set(level, [...(byLevel.get(level) ?? []), { index: p.index, path }]);
   }

@@ -9,7 +9,7 @@
 // and be reinstalled forever. test/integration/rules.test.ts checks the round trip.
 
 import { TesseraError } from '../errors.js';
-import { buildNftTable, type Cgroup2Ref } from './nft.js';
+import { buildNftTable, isRulePath, type Cgroup2Ref } from './nft.js';
 import {
   CT_AUTHORIZED,
   CT_CLIENT_PENDING,
@@ -144,6 +144,7 @@ function validate(spec: RulesetSpec): void {
     if (!isInt(pu.index, 1, MAX_PU_INDEX)) fail(`PU index must be 1..${MAX_PU_INDEX} (it must fit the nfmark PU bits), got ${String(pu.index)}`);
     // classid 0 means "no class": every socket outside a net_cls cgroup would match it.
     if (!isInt(pu.classid, 1, 0xffff_ffff)) fail(`PU classid must be 1..0xffffffff, got ${String(pu.classid)}`);
+    if (pu.cgroup2 && !isRulePath(pu.cgroup2.cgroup)) fail(`PU cgroup ${JSON.stringify(pu.cgroup2.cgroup)} must be a relative path without . or ..`);
     if (indexes.has(pu.index)) fail(`PU index ${pu.index} is used twice`);
     if (classids.has(pu.classid)) fail(`classid ${hex(pu.classid)} is used twice`);
     indexes.add(pu.index);
@@ -226,8 +227,13 @@ function buildMangle(spec: RulesetSpec): TableRules {
         // simultaneous open, data on a flow conntrack does not track, ...: refused.
         ...refuse([['-j', 'DROP']]),
       ],
-      // iptables-save prints the classid in decimal.
-      [CHAINS.puOut]: ns !== undefined ? [setIndex(ns)] : pus.map((pu) => ['-m', 'cgroup', '--cgroup', String(pu.classid >>> 0), ...setIndex(pu.index)]),
+      // A PU's sockets by their cgroup v2 (`--path`, its descendants too: what Docker's
+      // `exec` processes join on every cgroup layout), or by net_cls classid where no v2
+      // cgroup is known. iptables-save prints the classid in decimal and quotes the path.
+      [CHAINS.puOut]:
+        ns !== undefined
+          ? [setIndex(ns)]
+          : pus.map((pu) => [...(pu.cgroup2 ? ['-m', 'cgroup', '--path', `"${pu.cgroup2.cgroup}"`] : ['-m', 'cgroup', '--cgroup', String(pu.classid >>> 0)]), ...setIndex(pu.index)]),
       [CHAINS.apply]: [
         [...markMatch(OP_SET_CLIENT_PENDING, OP_MASK), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_CLIENT_PENDING)}/${hex(CT_CLIENT_PENDING)}`],
         // The client SYN's verdict keeps the PU index in the nfmark: save it in the connmark

@@ -112,12 +112,13 @@ describe.runIf(isRoot)('a queue and a one-PU ruleset inside another network name
     const server = s.spawn(['busybox', 'nc', '-l', '-p', '4711']);
     try {
       await new Promise((r) => setTimeout(r, 300));
-      // Inbound to a port nobody registered: still queued (the namespace is the PU).
-      const r = await c.exec(['busybox', 'sh', '-c', `echo hi | timeout 3 busybox nc ${s.addr} 4711`], { timeoutMs: 8000 });
-      expect(r.code).toBe(0);
+      // Inbound to a port nobody registered: still queued (the namespace is the PU). This
+      // queue accepts without a verdict op, so the flow is never authorized and its later
+      // packets are refused (default deny): the connection itself does not complete.
+      await c.exec(['busybox', 'sh', '-c', `echo hi | timeout 2 busybox nc ${s.addr} 4711`], { timeoutMs: 8000 });
       const inbound = seen.find((p) => p.dport === 4711 && p.flags === 0x02);
       expect(inbound, JSON.stringify(seen)).toBeDefined();
-      expect(inbound!.hook).toBe(0); // PREROUTING
+      expect(inbound!.hook).toBe(1); // LOCAL_IN: judged after DNAT
       expect(inbound!.dst).toBe(s.addr);
       // Outbound from the namespace to anywhere: tagged with the PU index, no cgroup needed.
       await s.exec(['busybox', 'sh', '-c', `timeout 2 busybox nc ${c.addr} 4712 </dev/null`], { timeoutMs: 5000 });

@@ -23,7 +23,7 @@ import { walk, type Pkt } from './walk.js';
 const PU = { index: 3, classid: classidFor(3) };
 // PU 3 has no cgroup v2 reference (judged by its port 80); PU 4 is named by the socket lookup
 // and listens on 8080, a port number another (non-PU) socket may share.
-const spec: RulesetSpec = { queue: { num: 0, count: 1, bypass: false }, pus: [PU, { index: 4, classid: classidFor(4), cgroup2: { path: 'unified/t/p4', level: 2 } }], serverPorts: [80], guardPorts: [80, 8080] };
+const spec: RulesetSpec = { queue: { num: 0, count: 1, bypass: false }, pus: [PU, { index: 4, classid: classidFor(4), cgroup2: { path: 'unified/t/p4', cgroup: 't/p4', level: 2 } }], serverPorts: [80], guardPorts: [80, 8080] };
 const host = buildRuleset(spec).ipv4.mangle!;
 const ns = buildRuleset({ queue: { num: 0, count: 1, bypass: false }, pus: [], serverPorts: [], namespacePu: 7 }).ipv4.mangle!;
 
@@ -74,6 +74,15 @@ describe('default deny, as the rules say it', () => {
         else expect(['queue', 'drop'], `${flags.join(',')} ct ${connmark}`).toContain(o.outcome);
       }
     }
+    // A PU known by its cgroup v2: its sockets and its descendants' (docker exec) are its own;
+    // a sibling whose name merely starts the same is not.
+    for (const cgroup of ['t/p4', 't/p4/exec-1']) {
+      const o = egress(host, { flags: ['SYN'], dport: 80, cgroup });
+      expect(o.outcome).toBe('queue');
+      expect(o.nfmark & PU_INDEX_MASK).toBe(markForPuIndex(4));
+    }
+    expect(egress(host, { flags: ['ACK'], dport: 80, cgroup: 't/p4' }).outcome).toBe('drop');
+    expect(egress(host, { flags: ['ACK'], dport: 80, cgroup: 't/p40' }).outcome).toBe('pass');
     // A SYN with payload (TCP Fast Open) is still a SYN: queued for judgement, never passed.
     expect(egress(host, { flags: ['SYN'], dport: 80, classid: PU.classid }).outcome).toBe('queue');
     // A crossed SYN answered in a simultaneous open (SYN-ACK from the client socket).

@@ -132,9 +132,9 @@ describe('buildRuleset', () => {
 
   it('finds PU sockets by cgroup v2 in table inet tessera: one lookup per level, one small chain per PU, other mark bits kept', () => {
     const pus = [
-      { index: 2, classid: classidFor(2), cgroup2: { path: 'unified/tessera/proc-b', level: 2 } },
-      { index: 1, classid: classidFor(1), cgroup2: { path: 'unified/docker/abc', level: 2 } },
-      { index: 5, classid: classidFor(5), cgroup2: { path: 'unified/a/b/c', level: 3 } },
+      { index: 2, classid: classidFor(2), cgroup2: { path: 'unified/tessera/proc-b', cgroup: 'tessera/proc-b', level: 2 } },
+      { index: 1, classid: classidFor(1), cgroup2: { path: 'unified/docker/abc', cgroup: 'docker/abc', level: 2 } },
+      { index: 5, classid: classidFor(5), cgroup2: { path: 'unified/a/b/c', cgroup: 'a/b/c', level: 3 } },
       { index: 6, classid: classidFor(6) },
     ];
     const text = buildRuleset({ ...base, pus }).nft!;
@@ -143,8 +143,13 @@ describe('buildRuleset', () => {
     expect(text.match(/socket cgroupv2 level \d+ vmap/g)).toEqual(['socket cgroupv2 level 2 vmap', 'socket cgroupv2 level 3 vmap']);
     expect(text).toContain(`chain pu_1 {\n    meta mark set meta mark & ${hex(~(PU_INDEX_MASK | PU_DEST) >>> 0)} | ${hex(markForPuIndex(1) | PU_DEST)}\n  }`);
     expect(text).not.toContain('pu_6');
+    // Egress: the v2 cgroup where it is known, the net_cls classid otherwise.
+    const out = buildRuleset({ ...base, pus }).ipv4.mangle!.chains['TESSERA-PU-OUT']!.map((r) => r.join(' '));
+    expect(out).toContain(`-m cgroup --path "docker/abc" -j MARK --set-xmark ${hex(markForPuIndex(1))}/${hex(PU_INDEX_MASK)}`);
+    expect(out).toContain(`-m cgroup --cgroup ${classidFor(6)} -j MARK --set-xmark ${hex(markForPuIndex(6))}/${hex(PU_INDEX_MASK)}`);
+    expect(() => buildRuleset({ ...base, pus: [{ index: 1, classid: 1, cgroup2: { path: 'x', cgroup: 'a b', level: 1 } }] })).toThrow(/PU cgroup/);
     expect(buildRuleset({ ...base, namespacePu: 3 }).nft).toBeUndefined();
-    expect(() => buildRuleset({ ...base, pus: [{ index: 1, classid: 1, cgroup2: { path: '../x', level: 1 } }] })).toThrow(/cgroup path/);
+    expect(() => buildRuleset({ ...base, pus: [{ index: 1, classid: 1, cgroup2: { path: '../x', cgroup: 'x', level: 1 } }] })).toThrow(/cgroup path/);
   });
 
   it('has the same rules for IPv4 and IPv6', () => {

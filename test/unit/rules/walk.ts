@@ -13,8 +13,10 @@ export interface Pkt {
   tagged?: boolean;
   nfmark?: number;
   connmark?: number;
-  /** net_cls classid of the sending socket (egress) or of the socket early demux found (ingress); 0: none. */
+  /** net_cls classid of the sending socket (egress); 0: none. */
   classid?: number;
+  /** cgroup v2 of the sending socket (egress), within the hierarchy. */
+  cgroup?: string;
   protocol?: 'tcp' | 'udp';
   /** false: conntrack calls the packet INVALID or does not track it (no connmark then). */
   tracked?: boolean;
@@ -71,6 +73,10 @@ export function walk(table: TableRules, start: string, pkt: Pkt): Walk {
         }
         else if (a === '--tcp-option') m = !!pkt.tagged && r[++i] === '253';
         else if (a === '--cgroup') m = (pkt.classid ?? 0) === Number(r[++i]) && (pkt.classid ?? 0) !== 0;
+        else if (a === '--path') {
+          const want = r[++i]!.replace(/^"|"$/g, '');
+          m = pkt.cgroup !== undefined && (pkt.cgroup === want || pkt.cgroup.startsWith(want + '/'));
+        }
         else if (a === '--mark') {
           const [v, mk] = vm(r[++i]!);
           const src = r[i - 2] === 'connmark' || r[i - 3] === 'connmark' ? state.connmark : state.nfmark;

@@ -188,7 +188,9 @@ function caScenario(id: string, title: string, withPolicy: boolean, acceptAll = 
       wrap: (c) => [node, join(c.root, TESSERA_JS), 'run', '--label', 'app=bench', '--socket', socketOf(c), '--'],
       status: (c) => [node, join(c.root, TESSERA_JS), 'status', '--json', '--socket', socketOf(c)],
       // The daemon queues a server PU's SYNs by a --dport rule in TESSERA-PU-IN (docs/rules.md).
-      serving: (_c, port) => ['sh', '-c', `iptables -w -t mangle -S TESSERA-PU-IN | grep -q -- '--dport ${port} '`],
+      // The port's rule (TESSERA-PU-GUARD, or TESSERA-PU-IN for a PU without a cgroup v2) is
+      // the last step of the daemon's transaction for it: table inet tessera is in place.
+      serving: (_c, port) => ['sh', '-c', `iptables -w -t mangle -S | grep -E -q -- '^-A TESSERA-PU-(GUARD|IN) .*--dport ${port} '`],
       cleanup: (c) => [node, join(c.root, TESSERA_JS), 'cleanup', '--cgroup-root', cgroupRootOf(c.host.ns)],
       cgroupPrefix: (ns) => cgroupRootOf(ns),
     },

@@ -5,7 +5,9 @@
 // `tessera cleanup`. Not one of the client's connections may be established in any phase,
 // and a same-label PU client gets the page after each restart.
 //
-// The phases run in order against one server PU, each starting from a running daemon.
+// The phases run in order against one server PU, each starting from a running daemon. In
+// every phase a second loop on a connects to a server on b that is NOT a PU: the host's own
+// traffic must be untouched whatever the daemon does (refused 0, errors 0).
 // An established connection is printed with the restarted daemon's no-pu count: when the two
 // are equal, the leak is a freshly bound worker judging SYNs before it received its PU table
 // (src/datapath: the worker binds its queue before the pool's first snapshot arrives).
@@ -21,6 +23,8 @@ import { isRoot, killAndWait, uniquePrefix } from '../../scripts/lib/netns.js';
 import { nodePidOf, saveRules, startHelper, tesseraLines } from '../helpers/attack.js';
 
 const PORT = 8090;
+/** A server on b outside any PU: the host's own traffic. */
+const HOST_PORT = 8099;
 const PAGE = 'hello from web\n';
 /** The probe's bounds: one attempt every 10 ms, 300 ms each, at most 6000 attempts / 90 s. */
 const PROBE = ['10', '300', '6000', '90000'];
@@ -42,24 +46,38 @@ describe.runIf(isRoot)('daemon restart, crash, second daemon and cleanup keep a 
   let a: TesseraHost, b: TesseraHost;
   let www: string;
   let server: ChildProcess;
+  let hostServer: ChildProcess;
   const seen: Record<string, ProbeCounts> = {};
   const node = process.execPath;
   const wget = (seconds = 5) => ['timeout', String(seconds), 'busybox', 'wget', '-q', '-O', '-', `http://${b.addr}:${PORT}/`];
 
-  /** Run `phase` while the unprotected client on a probes b's PU server; returns its counts. */
+  /**
+   * Run `phase` while the unprotected client on a probes b's PU server; returns its counts.
+   * Meanwhile the same loop probes b's non-PU server, whose connections must all be made.
+   */
   async function probeDuring(name: string, phase: () => Promise<void>): Promise<ProbeCounts> {
     const probe = await startHelper(a, 'probe-loop.mjs', [b.addr, String(PORT), ...PROBE]);
+    const hostProbe = await startHelper(a, 'probe-loop.mjs', [b.addr, String(HOST_PORT), ...PROBE]);
     try {
       await phase();
       probe.send({ cmd: 'stop' });
+      hostProbe.send({ cmd: 'stop' });
       const done = await probe.waitFor('probe counts', (e) => e.ev === 'done', 15_000);
+      const host = (await hostProbe.waitFor('host probe counts', (e) => e.ev === 'done', 15_000)) as unknown as ProbeCounts;
       const counts = done as unknown as ProbeCounts;
       const leaks = probe.events.filter((e) => e.ev === 'established');
       if (leaks.length) console.log(`${name}: established`, JSON.stringify(leaks), `; b's SYNs delivered as no-pu since its start: ${await noPuCount()}`);
       seen[name] = counts;
+      seen[`${name}/host`] = host;
+      // The host's own connections: none refused, none failed; a timeout would be a SYN we
+      // dropped, so at most a stray one under load is tolerated and reported.
+      expect.soft(host.refused, `${name}: host traffic refused`).toBe(0);
+      expect.soft(host.errors, `${name}: host traffic errors`).toBe(0);
+      expect.soft(host.established, `${name}: host traffic ${JSON.stringify(host)}`).toBeGreaterThanOrEqual(host.attempts - 2);
       return counts;
     } finally {
       await probe.stop();
+      await hostProbe.stop();
     }
   }
 
@@ -120,6 +138,7 @@ describe.runIf(isRoot)('daemon restart, crash, second daemon and cleanup keep a 
     www = mkdtempSync(join(tmpdir(), 'tessera-rs-www-'));
     writeFileSync(join(www, 'index.html'), PAGE);
     server = b.spawnPu(['app=web'], ['busybox', 'httpd', '-f', '-p', String(PORT), '-h', www]);
+    hostServer = b.spawn(['busybox', 'httpd', '-f', '-p', String(HOST_PORT), '-h', www]);
     await b.waitForListener(PORT);
     await expectLabelledClientServed(false);
   }, 120_000);
@@ -127,6 +146,7 @@ describe.runIf(isRoot)('daemon restart, crash, second daemon and cleanup keep a 
   afterAll(async () => {
     if (Object.keys(seen).length) console.log('restart probe counts:', JSON.stringify(seen));
     if (server) await killAndWait(server, 2000);
+    if (hostServer) await killAndWait(hostServer, 2000);
     await cluster?.destroy();
     if (www) rmSync(www, { recursive: true, force: true });
   }, 120_000);

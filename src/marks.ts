@@ -1,11 +1,13 @@
 // The one place that fixes which bits of the packet mark (nfmark) and the conntrack mark
 // Tessera owns. Every rule builder and the datapath read these constants; docs/rules.md
-// ("Marks") describes the same layout. nfmark bits live in 0x7fff0000, connmark bits in
+// ("Marks") describes the same layout. nfmark bits live in 0xffff0000, connmark bits in
 // 0x8fff0000, away from the low bits kube-proxy (0x4000, 0x8000) and Docker use.
 //
 // The two layouts are chosen so that neither can be mistaken for the other: software that
 // copies a whole connmark into the nfmark (a common `CONNMARK --restore-mark`) produces no
-// op code (an op needs OP_PRESENT, which no connmark bit of ours occupies) and no REJECT_BIT.
+// op code (an op needs OP_PRESENT, which no connmark bit of ours occupies), no REJECT_BIT and
+// no PU_DEST; CT_AUTHORIZED read as HOST_SOCK only ever lands on packets of authorized flows,
+// which leave our chains before that bit is read.
 
 /** nfmark: index of the PU that sent an egress packet (set by `-m cgroup ... -j MARK`). 1..1023. */
 export const PU_INDEX_MASK = 0x03ff_0000;
@@ -30,8 +32,15 @@ export const REJECT_BIT = 0x2000_0000;
  * index is in PU_INDEX_MASK. A listening socket counts from its first SYN, before any scan.
  */
 export const PU_DEST = 0x4000_0000;
+/**
+ * nfmark: the same lookup found a full socket (listening or established) that belongs to no
+ * PU: the packet is the host's own, whatever PU shares its port number. Absent both bits, the
+ * lookup found no full socket (a TIME_WAIT or request socket, or none), and a SYN is judged
+ * by its port.
+ */
+export const HOST_SOCK = 0x8000_0000;
 /** Every nfmark bit Tessera may write; they are cleared when a packet enters the host's stack (TESSERA-OUTPUT, TESSERA-PREROUTING). */
-export const NFMARK_MASK = (PU_INDEX_MASK | OP_MASK | REJECT_BIT | PU_DEST) >>> 0;
+export const NFMARK_MASK = (PU_INDEX_MASK | OP_MASK | REJECT_BIT | PU_DEST | HOST_SOCK) >>> 0;
 
 // connmark: the client PU's index is saved at the same bits as in the nfmark (PU_INDEX_MASK)
 // when its SYN leaves, and restored into the nfmark of the answering SYN-ACK, so the handler

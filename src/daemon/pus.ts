@@ -197,11 +197,11 @@ export class PuRegistry {
     const pus: PuSnapshot[] = [];
     const ports: Array<[number, number]> = [];
     for (const p of this.#pus.values()) {
-      // A namespace PU's ports are not this host's ports: its queue maps every port to it. A
-      // PU the kernel's socket lookup names (cgroup2) is found by the mark, never by port: a
-      // socket of another owner may share its port number.
+      // A namespace PU's ports are not this host's ports: its queue maps every port to it.
+      // The port map is the fallback for SYNs the kernel's socket lookup could not place
+      // (the worker ignores it when the lookup found a full socket of another owner).
       pus.push({ index: p.index, id: p.id, labels: p.labels, tokens: p.tokens.map((t) => ({ bytes: t.bytes, hash: t.hash, epkPrivate: t.epkPrivate })) });
-      if (!p.netns && !p.cgroup2) for (const port of p.ports) ports.push([port, p.index]);
+      if (!p.netns) for (const port of p.ports) ports.push([port, p.index]);
     }
     return { pus, ports };
   }

@@ -13,7 +13,7 @@
 // transaction (declare, flush, define): a restarting daemon never leaves a gap.
 
 import { TesseraError } from '../errors.js';
-import { CT_AUTHORIZED, CT_PENDING, PU_DEST, PU_INDEX_MASK, hex, markForPuIndex } from '../marks.js';
+import { CT_AUTHORIZED, CT_PENDING, HOST_SOCK, PU_DEST, PU_INDEX_MASK, hex, markForPuIndex } from '../marks.js';
 
 export const NFT_TABLE = 'tessera';
 /** Before iptables' mangle INPUT (-150), after nat's DNAT in PREROUTING. */
@@ -64,6 +64,9 @@ export function buildNftTable(pus: ReadonlyArray<{ index: number; cgroup2?: Cgro
   for (const [level, list] of [...byLevel.entries()].sort((a, b) => a[0] - b[0])) {
     lines.push(`    meta l4proto tcp socket cgroupv2 level ${level} vmap { ${list.map((p) => `"${p.path}" : goto pu_${p.index}`).join(', ')} }`);
   }
+  // Reached only when no PU owns the socket: a full socket (listening or established; the
+  // expression does not match TIME_WAIT or request sockets) is the host's own.
+  lines.push(`    meta l4proto tcp socket wildcard { 0, 1 } meta mark set meta mark | ${hex(HOST_SOCK)}`);
   lines.push('  }');
   for (const p of withCg) {
     lines.push(`  chain pu_${p.index} {`, `    meta mark set meta mark & ${keep} | ${hex(markForPuIndex(p.index) | PU_DEST)}`, '  }');

@@ -23,6 +23,7 @@ import {
   OP_PRESENT,
   OP_SET_CLIENT_PENDING,
   OP_SET_SERVER_PENDING,
+  HOST_SOCK,
   PU_DEST,
   PU_INDEX_MASK,
   REJECT_BIT,
@@ -69,9 +70,9 @@ export interface RulesetSpec {
    */
   serverPorts: number[];
   /**
-   * Local TCP ports of every PU (the scan's): a packet to one of them that conntrack calls
-   * INVALID or does not track is dropped. This covers the one socket the lookup cannot name,
-   * the request socket that takes a handshake's last ACK. Default: serverPorts.
+   * Local TCP ports of every PU (the scan's), for what the socket lookup cannot name: a packet
+   * to one of them that conntrack calls INVALID or does not track is dropped, and a SYN whose
+   * lookup found no full socket (a reused 4-tuple in TIME_WAIT) is queued. Default: serverPorts.
    */
   guardPorts?: number[];
   /**
@@ -202,15 +203,19 @@ function buildMangle(spec: RulesetSpec): TableRules {
         // just before this hook) from its first SYN, and a socket the lookup names as not a
         // PU's is left alone even on a PU's port number.
         [...markMatch(PU_DEST, PU_DEST), '-j', CHAINS.puPort],
-        // The lookup cannot name the request socket that takes a handshake's last ACK; such an
-        // ACK is of a flow whose SYN we judged, so its connmark is pending (queued above) or
-        // authorized — unless conntrack does not track it or calls it INVALID: dropped.
+        // The lookup names no TIME_WAIT or request socket. The last ACK of a handshake meets a
+        // request socket, but its SYN was judged, so its connmark is pending (queued above) or
+        // authorized — unless conntrack does not track it or calls it INVALID: to a PU's port,
+        // refused. A SYN meets a TIME_WAIT socket when a client reuses a 4-tuple, and TCP then
+        // hands it to the listener: when the lookup found no full socket (neither PU_DEST nor
+        // HOST_SOCK), a SYN to a PU's port is judged as that PU's.
         ['-p', 'tcp', '-m', 'conntrack', '--ctstate', 'INVALID,UNTRACKED', '-j', CHAINS.puGuard],
+        [...SYN, ...markMatch(0, HOST_SOCK), '-j', CHAINS.puGuard],
         ['-p', 'tcp', '-j', CHAINS.puIn],
       ],
       [CHAINS.puIn]: ns !== undefined ? [['-j', CHAINS.puPort]] : ports.map((p) => [...tcp, '--dport', String(p), '-j', CHAINS.puPort]),
       [CHAINS.puPort]: [[...SYN, ...queue], ...refuse([['-j', 'DROP']])],
-      [CHAINS.puGuard]: ns !== undefined ? [] : refuse(guard.map((p) => [...tcp, '--dport', String(p), '-j', 'DROP'])),
+      [CHAINS.puGuard]: ns !== undefined ? [] : guard.map((p) => [...tcp, '--dport', String(p), '-j', CHAINS.puPort]),
       // Egress.
       [CHAINS.postrouting]: [
         OPS,

@@ -157,6 +157,40 @@ describe.runIf(isRoot)('default deny on the real kernel path', () => {
     expect(puToPu).toBe('PU');
   });
 
+  it("a process outside any PU that reuses a PU client's 4-tuple (the server's socket in TIME_WAIT) is judged, not let in", async () => {
+    // The PU's connection ends with the server closing first: b keeps the 4-tuple in
+    // TIME_WAIT, where the socket lookup names no owner, and TCP hands a new SYN on it to the
+    // listener. The same source port from outside any PU must be refused like any other.
+    // The client reads to the end before it closes, so the server is the first to close.
+    const req = [
+      'python3', '-c',
+      [
+        'import socket, sys',
+        's = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.settimeout(3)',
+        's.bind(("0.0.0.0", 45123))',
+        'try:',
+        `  s.connect(("${b.addr}", 8080)); print("connected", flush=True); s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")`,
+        '  d = b""',
+        '  while True:',
+        '    x = s.recv(4096)',
+        '    if not x: break',
+        '    d += x',
+        '  sys.stdout.write(d.decode(errors="replace"))',
+        'except Exception as e:',
+        '  print("error", e)',
+      ].join('\n'),
+    ];
+    const pu = await a.runPu(['app=web'], req);
+    expect(pu.stdout).toContain(PAGE.trim());
+    const tw = (await b.exec(['ss', '-tanH', 'state', 'time-wait'])).stdout.split('\n').filter((l) => l.includes(':8080') && l.includes(':45123')).join('\n');
+    if (!tw) console.log('ss on b:', (await b.exec(['ss', '-tanH'])).stdout, 'on a:', (await a.exec(['ss', '-tanH'])).stdout);
+    expect(tw, 'b holds the 4-tuple in TIME_WAIT').not.toBe('');
+    const reuse = await a.exec(req, { timeoutMs: 10_000 });
+    console.log(`4-tuple reused from outside any PU while b holds it in TIME_WAIT: ${JSON.stringify(reuse.stdout.trim())}`);
+    expect(reuse.stdout).not.toContain('connected');
+    expect(reuse.stdout).not.toContain(PAGE.trim());
+  });
+
   it("leaves the host's own traffic alone: processes outside PUs reach each other both ways", async () => {
     const server = b.spawn(['busybox', 'httpd', '-f', '-p', '7000', '-h', www]);
     const server2 = c.spawn(['busybox', 'httpd', '-f', '-p', '7001', '-h', www]);

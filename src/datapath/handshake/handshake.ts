@@ -45,6 +45,7 @@ import {
   OP_CLEAR_CLIENT_PENDING,
   OP_SET_SERVER_PENDING,
   OP_CLEAR_SERVER_PENDING,
+  HOST_SOCK,
   PU_DEST,
   PU_INDEX_MASK,
   REJECT_BIT,
@@ -373,10 +374,20 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     // does not know yet (its snapshot is on the way) is refused: the client retries.
     // A retransmitted SYN meets the request socket the first one made, which the lookup does
     // not name: the PU judged at the first SYN is still the server.
+    // HOST_SOCK: the lookup found a full socket that is no PU's, so the port map (a PU may
+    // share the port number on another address or family) is not consulted. Neither bit: no
+    // full socket (a reused 4-tuple in TIME_WAIT, which TCP hands to the listener): by port.
     const lookedUp = (mark & PU_DEST) !== 0;
+    const hostSocket = !lookedUp && (mark & HOST_SOCK) !== 0;
     const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
     const earlier = lookedUp ? undefined : serverState.get(key, deps.now(), opt.stateTtlMs);
-    const pu = lookedUp ? deps.puByIndex(puIndexFromMark(mark)) : earlier ? deps.puByIndex(earlier.puIndex) : deps.puByLocalPort(pkt.dstPort);
+    const pu = lookedUp
+      ? deps.puByIndex(puIndexFromMark(mark))
+      : earlier
+        ? deps.puByIndex(earlier.puIndex)
+        : hostSocket
+          ? undefined
+          : deps.puByLocalPort(pkt.dstPort);
     if (!pu && lookedUp) return drop('no-pu');
     const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
     if (optAt < 0) {

@@ -12,6 +12,7 @@ import {
   OP_CLEAR_SERVER_PENDING,
   OP_SET_CLIENT_PENDING,
   OP_SET_SERVER_PENDING,
+  HOST_SOCK,
   PU_DEST,
   REJECT_BIT,
 } from '../../../src/marks.js';
@@ -58,6 +59,12 @@ describe('handshake', () => {
     const plain = seg(M_ADDR, B_ADDR, 42001, 5555, 400, 0, TCP_SYN);
     expect(run(b, plain, HOOK_PRE_ROUTING, lookup(9)).reason).toBe('missing-token');
     expect(run(b, plain, HOOK_PRE_ROUTING, 0)).toMatchObject({ verdict: VERDICT_ACCEPT, reason: 'no-pu' });
+    // The lookup found a full socket of another owner (HOST_SOCK): not the PU, even on a PU's
+    // port number (80 is b's PU 1 in the port map).
+    const other = run(a, seg(A_ADDR, B_ADDR, 42002, 80, 500, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1)).bytes;
+    expect(run(b, other, HOOK_PRE_ROUTING, HOST_SOCK)).toMatchObject({ verdict: VERDICT_ACCEPT, reason: 'no-pu' });
+    // Neither bit (no full socket, e.g. a reused 4-tuple in TIME_WAIT): the port map decides.
+    expect(run(b, other, HOOK_PRE_ROUTING, 0)).toMatchObject({ verdict: VERDICT_REPEAT, reason: 'ok' });
     // A PU this worker does not know yet (its snapshot is on the way): refused, the client retries.
     expect(run(b, plain, HOOK_PRE_ROUTING, lookup(42))).toMatchObject({ verdict: VERDICT_DROP, reason: 'no-pu' });
     expect(run(b, tagged, HOOK_PRE_ROUTING, lookup(42))).toMatchObject({ verdict: VERDICT_DROP, reason: 'no-pu' });

@@ -14,6 +14,7 @@ import {
   NFMARK_MASK,
   OP_CLEAR_CLIENT_PENDING,
   OP_SET_CLIENT_PENDING,
+  HOST_SOCK,
   PU_DEST,
   PU_INDEX_MASK,
   markForPuIndex,
@@ -33,13 +34,16 @@ function egress(table: typeof host, p: Pkt) {
   return walk(table, 'TESSERA-POSTROUTING', { ...p, nfmark: out.nfmark, connmark: out.connmark });
 }
 /**
- * Ingress: PREROUTING (our bits cleared), then table inet tessera's socket lookup (PU_DEST and
- * the index when `socketOf` names the PU whose socket the packet is for, unless the flow is
- * authorized), then INPUT, after DNAT.
+ * Ingress: PREROUTING (our bits cleared), then table inet tessera's socket lookup — unless the
+ * flow is authorized: PU_DEST and the index when `socketOf` is the PU whose full socket the
+ * packet is for, HOST_SOCK when it is 'host' (a full socket of no PU); absent (a TIME_WAIT or
+ * request socket, or none): nothing — then INPUT, after DNAT.
  */
-function ingress(table: typeof host, p: Pkt & { socketOf?: number }) {
+function ingress(table: typeof host, p: Pkt & { socketOf?: number | 'host' }) {
   const pre = walk(table, 'TESSERA-PREROUTING', p);
-  const looked = p.socketOf && !isAuthorized(p.connmark ?? 0, p.flags) ? ((pre.nfmark & ~(PU_INDEX_MASK | PU_DEST)) | markForPuIndex(p.socketOf) | PU_DEST) >>> 0 : pre.nfmark;
+  const skip = p.socketOf === undefined || isAuthorized(p.connmark ?? 0, p.flags);
+  const found = p.socketOf === 'host' ? HOST_SOCK : ((markForPuIndex(p.socketOf as number) | PU_DEST) >>> 0);
+  const looked = skip ? pre.nfmark : ((pre.nfmark & ~(PU_INDEX_MASK | PU_DEST)) | found) >>> 0;
   return walk(table, 'TESSERA-INPUT', { ...p, nfmark: looked, connmark: pre.connmark });
 }
 function isAuthorized(connmark: number, flags: string[]): boolean {
@@ -117,10 +121,19 @@ describe('default deny, as the rules say it', () => {
     expect(ingress(host, { flags: ['SYN'], dport: 22, tagged: true }).outcome).toBe('queue'); // stripped before TCP sees it
   });
 
-  it("leaves a non-PU socket alone on a PU's port number: the lookup did not name a PU, and conntrack tracks the flow", () => {
-    for (const flags of FLAGSETS) expect(ingress(host, { flags, dport: 8080 }).outcome, flags.join(',')).toBe('pass');
+  it("leaves a non-PU socket alone on a PU's port number: the lookup found another owner's socket, and conntrack tracks the flow", () => {
+    for (const flags of FLAGSETS) expect(ingress(host, { flags, dport: 8080, socketOf: 'host' }).outcome, flags.join(',')).toBe('pass');
     // A tagged SYN is still queued (to strip the token); the worker then finds no PU for it.
-    expect(ingress(host, { flags: ['SYN'], dport: 8080, tagged: true }).outcome).toBe('queue');
+    expect(ingress(host, { flags: ['SYN'], dport: 8080, socketOf: 'host', tagged: true }).outcome).toBe('queue');
+  });
+
+  it('judges by port a SYN whose lookup found no full socket (a client reusing a 4-tuple in TIME_WAIT), and only a SYN', () => {
+    const o = ingress(host, { flags: ['SYN'], dport: 8080 });
+    expect(o.outcome).toBe('queue');
+    expect(o.nfmark & (PU_DEST | HOST_SOCK)).toBe(0); // the worker falls back to its port map
+    // Tracked non-SYN packets there are a request socket's (a flow whose SYN was judged): by connmark.
+    expect(ingress(host, { flags: ['ACK'], dport: 8080, connmark: CT_SERVER_PENDING }).outcome).toBe('queue');
+    expect(ingress(host, { flags: ['ACK'], dport: 8080, tracked: false }).outcome).toBe('drop');
   });
 
   it("refuses what reaches a PU client's socket outside its handshake (a SYN-ACK conntrack calls INVALID)", () => {

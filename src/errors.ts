@@ -19,6 +19,7 @@ export const ErrorCodes = {
   TESSERA_ERR_DAEMON_UNREACHABLE: 'the CLI could not reach the daemon socket',
   TESSERA_ERR_PU: 'a PU could not be created or found',
   TESSERA_ERR_DOCKER: 'the Docker engine could not be reached or answered an error',
+  TESSERA_ERR_ENROLL: 'a container could not be enrolled before its start (runtime shim)',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -300,6 +300,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
         failOpen: config.failOpen,
         log: log.child({ component: 'docker' }),
         counters,
+        apiSocket: config.socket,
       })
     : null;
   // Running containers are resynced here (pu-start each), so a restarted daemon protects
@@ -354,6 +355,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     metrics: () => metricsText(),
     policy: () => ({ name: current.name, text: current.text ?? DEFAULT_POLICY_TEXT }),
     revoke: (dryRun) => revokeFlows(authorized, current.policy, runner, dryRun),
+    ...(containers ? { enrollContainer: containers.enroll } : {}),
   });
   const stopWatching = config.policyFile ? watchPolicyFile(config.policyFile, () => void reloadPolicy('file changed')) : () => {};
 

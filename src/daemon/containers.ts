@@ -18,7 +18,7 @@ import type { Datapath } from '../datapath/index.js';
 import { createDockerMonitor, type DockerMonitor, type DockerPu } from '../monitors/docker/index.js';
 import type { Pu, PuRegistry } from './pus.js';
 import type { EnrollContainerRequest, EnrollContainerResponse } from '../api/index.js';
-import { pendingPu, readEnrollFacts, runtimeFilePath, writeRuntimeFile } from './enroll.js';
+import { pendingPu, readEngineState, readEnrollFacts, runtimeFilePath, writeRuntimeFile } from './enroll.js';
 
 export interface ContainerPusOptions {
   socketPath: string;
@@ -158,16 +158,21 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
   async function enroll(r: EnrollContainerRequest): Promise<EnrollContainerResponse> {
     if (stopped) throw new TesseraError('TESSERA_ERR_ENROLL', 'daemon stopping');
     // Never the Docker API here: the engine holds this container until the runtime returns.
-    const created = await monitor.created(r.id, CREATED_WAIT_MS);
-    if (!created) {
-      throw new TesseraError('TESSERA_ERR_ENROLL', `no create event for container ${r.id.slice(0, 12)} within ${CREATED_WAIT_MS} ms (is the daemon following this engine? monitor connected: ${monitor.connected})`);
-    }
+    // Identity: the `create` event; else (created before this daemon ran, then started again)
+    // the engine's files; else wait for the event a little.
     const facts = await readEnrollFacts(r);
+    const disk = facts.containerDir ? await readEngineState(facts.containerDir, r.id) : undefined;
+    const event = await monitor.created(r.id, disk ? 0 : CREATED_WAIT_MS);
+    // The event's attributes lose user labels named "image" or "name"; the engine's file has them.
+    const created = event ? { ...event, labels: disk?.created.labels ?? event.labels } : disk?.created;
+    if (!created) {
+      throw new TesseraError('TESSERA_ERR_ENROLL', `no create event for container ${r.id.slice(0, 12)} within ${CREATED_WAIT_MS} ms and no engine files (is the daemon following this engine? monitor connected: ${monitor.connected})`);
+    }
     if (facts.network.kind === 'shared') {
       log.info({ container: created.name, netns: facts.network.path }, 'created container shares another namespace: not a PU of its own');
       return { enrolled: false, reason: 'shares another container\'s network namespace' };
     }
-    const c = pendingPu(created, r.pid, facts);
+    const c = pendingPu(created, r.pid, facts, disk?.networkMode);
     const pu = await serial(r.id, () => add(c));
     if (!pu) throw new TesseraError('TESSERA_ERR_ENROLL', `container ${created.name} could not be made a PU`);
     o.counters.containers_enrolled = (o.counters.containers_enrolled ?? 0) + 1;

@@ -62,6 +62,37 @@ export interface EnrollFacts {
   network: BundleNetwork;
   /** The init's net_cls cgroup (host network: our classid goes there). */
   netClsCgroup?: string;
+  /** The engine's directory of this container (/var/lib/docker/containers/ID), from the bundle's mounts. */
+  containerDir?: string;
+}
+
+/** The engine's own directory of the container: the source of its /etc/hostname (or hosts, resolv.conf) mount. */
+export function containerDirOfSpec(spec: unknown, id: string): string | undefined {
+  const mounts = (spec as { mounts?: Array<{ destination?: string; source?: string }> })?.mounts;
+  if (!Array.isArray(mounts)) return undefined;
+  for (const m of mounts) {
+    if (!['/etc/hostname', '/etc/hosts', '/etc/resolv.conf'].includes(m?.destination ?? '') || !m.source) continue;
+    const at = m.source.indexOf(`/containers/${id}/`);
+    if (at > 0) return m.source.slice(0, at + `/containers/${id}`.length);
+  }
+  return undefined;
+}
+
+/**
+ * What the engine wrote to disk at create (config.v2.json, hostconfig.json): the identity of a
+ * container whose `create` event this daemon never saw (created before it started, then
+ * `docker start`ed or restarted by a policy), and the network's name. A file read, never an
+ * API call. Undefined when unreadable (another engine layout).
+ */
+export async function readEngineState(dir: string, id: string): Promise<{ created: CreatedContainer; networkMode?: string } | undefined> {
+  try {
+    const cfg = JSON.parse(await readFile(join(dir, 'config.v2.json'), 'utf8')) as { Name?: string; Config?: { Image?: string; Labels?: Record<string, string> | null } };
+    const host = JSON.parse(await readFile(join(dir, 'hostconfig.json'), 'utf8').catch(() => '{}')) as { NetworkMode?: string };
+    const created: CreatedContainer = { id, name: (cfg.Name ?? '').replace(/^\//, ''), image: cfg.Config?.Image ?? '', labels: { ...(cfg.Config?.Labels ?? {}) } };
+    return { created, ...(host.NetworkMode ? { networkMode: host.NetworkMode } : {}) };
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -94,28 +125,33 @@ export async function readEnrollFacts(o: { id: string; pid: number; bundle: stri
     throw new TesseraError('TESSERA_ERR_ENROLL', `host-network container ${o.id.slice(0, 12)} is not in this daemon's network namespace: run the --docker daemon in dockerd's namespace`);
   }
   const cg = netClsCgroupOf(proc, o.pid);
-  return { network, ...(cg !== undefined ? { netClsCgroup: cg } : {}) };
+  const dir = containerDirOfSpec(spec, o.id);
+  return { network, ...(cg !== undefined ? { netClsCgroup: cg } : {}), ...(dir ? { containerDir: dir } : {}) };
 }
 
 /**
  * The container as a PU candidate before it runs: labels, image and name from the `create`
- * event, the network from the bundle. `@sys:network` is known now only for the host network
- * (the network's name is Docker's, not in the bundle); posture comes with the start's inspect.
+ * event (or the engine's files), the network from the bundle. `@sys:network` of a container
+ * with its own namespace needs the network's name, which only the engine's hostconfig.json
+ * holds: without it the label waits for the start's inspect. Posture comes with that inspect.
  */
-export function pendingPu(created: CreatedContainer, pid: number, facts: EnrollFacts): DockerPu {
+export function pendingPu(created: CreatedContainer, pid: number, facts: EnrollFacts, networkMode?: string): DockerPu {
   const host = facts.network.kind === 'host';
+  const named = !host && networkMode !== undefined && networkMode !== 'host' && !networkMode.startsWith('container:');
   const pu: DockerPu = puFromInspect({
     Id: created.id,
     Name: `/${created.name}`,
     State: { Running: true, Pid: pid },
     Config: { Image: created.image, Labels: created.labels },
-    HostConfig: { NetworkMode: host ? 'host' : 'bridge' },
+    HostConfig: { NetworkMode: host ? 'host' : named ? networkMode : 'bridge' },
   });
   pu.posture = [];
   if (!host) {
-    pu.systemLabels = pu.systemLabels.filter((l) => !l.startsWith('@sys:network='));
-    pu.networkMode = 'other';
-    pu.networkName = '';
+    if (!named) {
+      pu.systemLabels = pu.systemLabels.filter((l) => !l.startsWith('@sys:network='));
+      pu.networkName = '';
+    }
+    if (pu.networkMode === 'host' || pu.networkMode === 'container') pu.networkMode = 'other';
     pu.netnsPath = `/proc/${pid}/ns/net`;
     delete pu.ip;
   }

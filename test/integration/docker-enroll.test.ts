@@ -174,7 +174,7 @@ describe.runIf(dockerAvailable)('docker containers are enrolled before they star
     expect(await probeStarts('bridge')).toEqual({ established: 0, servedPu: 3 });
   }, 120_000);
 
-  it('daemon down: docker run fails and leaves nothing running; the escape file lets it run unprotected; no runtime file passes through', async () => {
+  it('daemon down: docker run fails and leaves nothing running; the escape file lets it run unprotected; no runtime file passes through; a container created meanwhile is enrolled at its start', async () => {
     await h.stopDaemon();
     expect(readFileSync(RUNTIME_FILE_DEFAULT, 'utf8')).toContain(`socket=${h.socket}`);
     const name = `tessera-enr-down-${suffix}`;
@@ -195,8 +195,14 @@ describe.runIf(dockerAvailable)('docker containers are enrolled before they star
     rmSync(RUNTIME_FILE_DEFAULT, { force: true });
     const passed = await dockerAsync('run', '--rm', IMAGE, 'echo', 'ran');
     expect(passed.stdout.trim()).toBe('ran');
+    // Created while the daemon was down: the daemon never sees its create event, and enrolls it
+    // from the engine's files when it starts.
+    const early = `tessera-enr-early-${suffix}`;
+    containers.add(early);
+    docker('create', '--name', early, '-l', 'app=nginx', IMAGE, 'timeout', '5', 'wget', '-qO-', `http://${serverIp}:8080/`);
     await h.startDaemon();
     expect(readFileSync(RUNTIME_FILE_DEFAULT, 'utf8')).toContain(`socket=${h.socket}`);
+    expect((await dockerAsync('start', '-a', early)).stdout).toBe(page);
     const back = await dockerAsync('run', '--rm', '-l', 'app=nginx', IMAGE, 'timeout', '5', 'wget', '-qO-', `http://${serverIp}:8080/`);
     expect(back.stdout).toBe(page);
   }, 120_000);

@@ -4,7 +4,7 @@ import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { networkOfSpec, pendingPu, readEnrollFacts, removeRuntimeFile, writeRuntimeFile } from '../../../src/daemon/enroll.js';
+import { containerDirOfSpec, networkOfSpec, pendingPu, readEngineState, readEnrollFacts, removeRuntimeFile, writeRuntimeFile } from '../../../src/daemon/enroll.js';
 import { parseEnrollContainerRequest } from '../../../src/api/schemas.js';
 
 const ID = 'f'.repeat(64);
@@ -106,5 +106,26 @@ describe('parseEnrollContainerRequest', () => {
     for (const bad of [null, { id: ID, pid: 77 }, { id: '../x', pid: 77, bundle: '/b' }, { id: ID, pid: 1, bundle: '/b' }, { id: ID, pid: 7, bundle: 'rel' }, { id: ID, pid: 7, bundle: '/a/../b' }, { id: ID, pid: 7, bundle: '/b', extra: 1 }]) {
       expect(() => parseEnrollContainerRequest(bad)).toThrow(/TESSERA_ERR_API|must|unknown/);
     }
+  });
+});
+
+describe('the engine\'s files (a container whose create event the daemon never saw)', () => {
+  it('finds the container directory from the bundle\'s mounts and reads identity and network from it', async () => {
+    const root = tmp();
+    const dir = join(root, 'containers', ID);
+    mkdirSync(dir, { recursive: true });
+    const spec = { mounts: [{ destination: '/proc', source: 'proc' }, { destination: '/etc/hostname', source: join(dir, 'hostname') }] };
+    expect(containerDirOfSpec(spec, ID)).toBe(dir);
+    expect(containerDirOfSpec({ mounts: [{ destination: '/etc/hostname', source: '/elsewhere/hostname' }] }, ID)).toBeUndefined();
+    expect(await readEngineState(dir, ID)).toBeUndefined();
+    writeFileSync(join(dir, 'config.v2.json'), JSON.stringify({ Name: '/web', Config: { Image: 'img', Labels: { app: 'nginx', name: 'mine' } } }));
+    writeFileSync(join(dir, 'hostconfig.json'), JSON.stringify({ NetworkMode: 'mynet' }));
+    const state = await readEngineState(dir, ID);
+    expect(state).toEqual({ created: { id: ID, name: 'web', image: 'img', labels: { app: 'nginx', name: 'mine' } }, networkMode: 'mynet' });
+    const pu = pendingPu(state!.created, 77, { network: { kind: 'own' } }, state!.networkMode);
+    expect(pu.systemLabels).toContain('@sys:network=mynet');
+    expect(pu.labels).toEqual(['app=nginx', 'name=mine']);
+    expect(pu.netnsPath).toBe('/proc/77/ns/net');
+    expect(pendingPu(state!.created, 77, { network: { kind: 'own' } }, 'default').systemLabels).toContain('@sys:network=bridge');
   });
 });

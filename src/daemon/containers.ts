@@ -229,21 +229,27 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
   monitor.on('disconnected', (err) => log.warn({ err: err.message }, 'docker engine gone; container PUs stay until it is back and resynced'));
   monitor.on('connected', () => log.info({ socket: o.socketPath }, 'following the docker engine'));
 
+  let runtimeFileWritten = false;
   async function startMonitor(): Promise<void> {
     if (stopped) return;
-    try {
-      // Before the first follow: the shim asks this socket from now on (kept at stop: fail-closed).
-      const other = await writeRuntimeFile(runtimeFile, o.apiSocket);
-      if (other) log.warn({ runtimeFile, previous: other }, 'runtime file named another daemon\'s socket: this daemon enrolls the engine\'s containers now (one --docker daemon per engine)');
-    } catch (err) {
-      log.error({ runtimeFile, err: errorMessage(err) }, 'cannot write the runtime file: the runtime shim will not find this daemon');
-    }
+    if (!runtimeFileWritten) await announce();
     try {
       await monitor.start();
     } catch (err) {
       log.warn({ socket: o.socketPath, err: errorMessage(err), retryMs: RETRY_MS }, 'docker engine not reachable; retrying');
       retry = setTimeout(() => void startMonitor(), RETRY_MS);
       retry.unref();
+    }
+  }
+
+  /** Once, before the first follow: the shim asks this socket from now on (kept at stop: fail-closed). */
+  async function announce(): Promise<void> {
+    runtimeFileWritten = true;
+    try {
+      const other = await writeRuntimeFile(runtimeFile, o.apiSocket);
+      if (other) log.warn({ runtimeFile, previous: other }, 'runtime file named another daemon\'s socket: this daemon enrolls the engine\'s containers now (one --docker daemon per engine)');
+    } catch (err) {
+      log.error({ runtimeFile, err: errorMessage(err) }, 'cannot write the runtime file: the runtime shim will not find this daemon');
     }
   }
 

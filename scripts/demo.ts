@@ -137,7 +137,7 @@ async function dockerDemo(): Promise<number> {
     const nsReady = async (id: string): Promise<boolean> => {
       const pid = docker(['inspect', '-f', '{{.State.Pid}}', id]).stdout.trim();
       const r = await h.exec(['nsenter', `--net=/proc/${pid}/ns/net`, 'iptables-save', '-t', 'mangle']);
-      return r.stdout.includes('TESSERA-PU-IN -j NFQUEUE') && !!(await puOf(id));
+      return r.stdout.includes('-A TESSERA-PU-IN -j TESSERA-PU-PORT') && !!(await puOf(id));
     };
 
     say(bold('\n▶ A web server container with --net=host and label app=nginx'));
@@ -166,7 +166,7 @@ async function dockerDemo(): Promise<number> {
     say(`  [host] $ docker run -d -l app=nginx ${IMAGE} sleep 300`);
     const friend = run(['--name', `tessera-demo-friend-${process.pid}`, '-l', 'app=nginx', IMAGE, 'sleep', '300']);
     await waitFor('the client container protected', () => nsReady(friend), 20_000);
-    say(`  → PU ctr-${friend.slice(0, 12)}: rules and a queue inside its own network namespace`);
+    say(`  → PU ctr-${friend.slice(0, 12)}: rules and a queue inside its own network namespace, in place before its first instruction (the runtime shim, docs/docker.md)`);
     results.push(
       await dstep('It reaches the web server through the host\'s bridge address and gets the page', 'host', `docker exec ${friend.slice(0, 12)} timeout 5 wget -qO- ${bridgeUrl}`, h, () => docker(['exec', friend, 'timeout', '5', 'wget', '-qO-', bridgeUrl]), true),
     );

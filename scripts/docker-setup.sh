@@ -17,7 +17,15 @@
 # The bridge docker0 gets 10.213.200.1/24, inside the test range 10.213.0.0/16.
 # No registry is reachable: images are built locally (scripts/docker-image.sh).
 # Idempotent: a running engine (ours or anyone's) answering on the socket is left alone.
+#
+# The engine's default runtime is Tessera's OCI runtime shim (packaging/tessera-runc, copied
+# to $TESSERA_SHIM so the engine never depends on a checkout): it enrolls each container with
+# a `tessera daemon --docker` before the container starts, and passes through to runc when no
+# such daemon was set up (docs/docker.md). The copy is refreshed on every run.
 set -euo pipefail
+
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+SHIM="${TESSERA_SHIM:-/usr/local/libexec/tessera/tessera-runc}"
 
 NETNS="${TESSERA_DOCKER_NETNS:-tessera-docker}"
 SOCK="${TESSERA_DOCKER_SOCK:-/var/run/docker.sock}"
@@ -96,8 +104,13 @@ start() {
     [ -x /usr/bin/docker ] && DOCKER=/usr/bin/docker
   fi
 
+  install -D -m 0755 "$REPO/packaging/tessera-runc" "$SHIM"
+
   if engine_up; then
     say "engine already answers on $SOCK"
+    if [ "$("$DOCKER" -H "unix://$SOCK" info --format '{{.DefaultRuntime}}' 2>/dev/null)" != tessera ]; then
+      say "warning: its default runtime is not the tessera shim; containers start before enrollment (restart it: '$0 stop; $0')"
+    fi
     return 0
   fi
   if pid="$(our_pid)"; then
@@ -126,6 +139,8 @@ start() {
     --iptables=true \
     --ip6tables=false \
     --pidfile /run/tessera-dockerd.engine.pid \
+    --add-runtime "tessera=$SHIM" \
+    --default-runtime tessera \
     >>"$LOG" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$PIDFILE"

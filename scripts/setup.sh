@@ -13,6 +13,7 @@ for p in iptables nftables libnetfilter-queue-dev libmnl-dev pkg-config build-es
 done
 if [ "${TESSERA_DOCKER:-0}" = "1" ]; then
   pkg_installed docker.io || need_pkgs+=(docker.io)
+  pkg_installed curl || need_pkgs+=(curl) # the runtime shim (packaging/tessera-runc) calls the daemon with it
 fi
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

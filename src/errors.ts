@@ -20,6 +20,7 @@ export const ErrorCodes = {
   TESSERA_ERR_PU: 'a PU could not be created or found',
   TESSERA_ERR_DOCKER: 'the Docker engine could not be reached or answered an error',
   TESSERA_ERR_LOCKED: 'another tessera daemon (or cleanup) holds this network namespace or cgroup root',
+  TESSERA_ERR_ENROLL: 'a container could not be enrolled before its start (runtime shim)',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

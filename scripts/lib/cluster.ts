@@ -8,6 +8,7 @@ import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import { createTopology, killAndWait, nsHost, run, type NsHost, type Topology } from './netns.js';
+import { removeRuntimeFile, runtimeFilePath } from '../../src/daemon/enroll.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Repository root, whether this file runs from scripts/lib or dist/scripts/lib. */
@@ -49,6 +50,7 @@ export interface FlowJson {
   reason: string;
   remoteLabels: string[] | null;
   localLabels: string[] | null;
+  localPu?: string | null;
   remoteHost: string | null;
 }
 
@@ -212,6 +214,8 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
     // --force: whatever a test left running in the namespace is ending with it.
     for (const h of hosts) await h.exec([process.execPath, TESSERA, 'cleanup', '--force', '--cgroup-root', h.cgroupRoot], { timeoutMs: 30_000 });
     await topology.destroy();
+    // A --docker daemon keeps the runtime shim's file when it stops (fail-closed); a test's goes with it.
+    for (const h of hosts) await removeRuntimeFile(runtimeFilePath(), h.socket).catch(() => {});
     for (const l of logs) l.end();
     await run(['rm', '-rf', `/run/tessera-${o.prefix}`]);
     if (!process.env.TESSERA_KEEP_LOGS) rmSync(dir, { recursive: true, force: true });

@@ -1,4 +1,4 @@
 export { startApiServer, type ApiHandlers, type ApiServer } from './server.js';
 export { createApiClient, type ApiClient } from './client.js';
-export type { CreatePuRequest, PuInfo, FlowEntry, StatusResponse, RevokedFlowInfo } from './schemas.js';
+export type { CreatePuRequest, EnrollContainerRequest, EnrollContainerResponse, PuInfo, FlowEntry, StatusResponse, RevokedFlowInfo } from './schemas.js';
 export { API_VERSION } from './schemas.js';

@@ -67,6 +67,33 @@ export function parseCreatePuRequest(body: unknown): CreatePuRequest {
   return { labels: b.labels as string[], pid: b.pid as number, ...(b.name !== undefined ? { name: b.name as string } : {}) };
 }
 
+/** POST /v1/containers/enroll: the runtime shim, between `runc create` and `start`. */
+export interface EnrollContainerRequest {
+  /** The container's ID as the runtime got it (Docker's 64 hex digits). */
+  id: string;
+  /** Host PID of the container's init (runc's --pid-file). */
+  pid: number;
+  /** The OCI bundle directory (its config.json says which namespaces are new). */
+  bundle: string;
+}
+
+export interface EnrollContainerResponse {
+  /** False when the container is no PU of its own (it shares another container's network namespace). */
+  enrolled: boolean;
+  pu?: PuInfo;
+  reason?: string;
+}
+
+export function parseEnrollContainerRequest(body: unknown): EnrollContainerRequest {
+  if (typeof body !== 'object' || body === null) invalid('request body must be a JSON object');
+  const b = body as Record<string, unknown>;
+  for (const k of Object.keys(b)) if (!['id', 'pid', 'bundle'].includes(k)) invalid(`unknown field "${k}"`);
+  if (typeof b.id !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(b.id)) invalid('"id" must be a container id (letters, digits, "_", ".", "-"; at most 128)');
+  if (!Number.isInteger(b.pid) || (b.pid as number) <= 1) invalid('"pid" must be a process id greater than 1');
+  if (typeof b.bundle !== 'string' || !b.bundle.startsWith('/') || b.bundle.length > 4096 || b.bundle.split('/').includes('..')) invalid('"bundle" must be an absolute path without ".."');
+  return { id: b.id, pid: b.pid as number, bundle: b.bundle };
+}
+
 /** A connection `tessera flows --revoke` found refused by the current policy. */
 export interface RevokedFlowInfo {
   direction: 'ingress' | 'egress';

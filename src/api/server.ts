@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { mkdirSync, chmodSync, rmSync, existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TesseraError } from '../errors.js';
-import { parseCreatePuRequest, type CreatePuRequest, type FlowEntry, type PuInfo, type RevokedFlowInfo, type StatusResponse } from './schemas.js';
+import { parseCreatePuRequest, parseEnrollContainerRequest, type CreatePuRequest, type EnrollContainerRequest, type EnrollContainerResponse, type FlowEntry, type PuInfo, type RevokedFlowInfo, type StatusResponse } from './schemas.js';
 
 export interface ApiHandlers {
   createPu(req: CreatePuRequest): Promise<PuInfo>;
@@ -18,6 +18,8 @@ export interface ApiHandlers {
   metrics(): string;
   policy(): { name: string; text: string };
   revoke(dryRun: boolean): Promise<RevokedFlowInfo[]>;
+  /** Runtime shim: make a created container a PU before it starts (absent: the daemon does not follow Docker). */
+  enrollContainer?(req: EnrollContainerRequest): Promise<EnrollContainerResponse>;
 }
 
 export interface ApiServer {
@@ -93,6 +95,7 @@ export async function startApiServer(socketPath: string, h: ApiHandlers): Promis
         return sendError(res, serverSide ? 500 : 400, err);
       }
     }
+    if (req.method === 'POST' && path === '/v1/containers/enroll') return enrollRoute(req, res);
     const del = /^\/v1\/pus\/([A-Za-z0-9._-]+)$/.exec(path);
     if (req.method === 'DELETE' && del) {
       const ok = await h.deletePu(del[1]!);
@@ -122,6 +125,21 @@ export async function startApiServer(socketPath: string, h: ApiHandlers): Promis
       return;
     }
     sendError(res, 404, new TesseraError('TESSERA_ERR_API', `no route ${req.method} ${path}`));
+  }
+
+  async function enrollRoute(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let body: EnrollContainerRequest;
+    try {
+      body = parseEnrollContainerRequest(await readBody(req));
+    } catch (err) {
+      return sendError(res, 400, err);
+    }
+    if (!h.enrollContainer) return sendError(res, 409, new TesseraError('TESSERA_ERR_ENROLL', 'this daemon does not follow a Docker engine (start it with --docker)'));
+    try {
+      return send(res, 200, await h.enrollContainer(body));
+    } catch (err) {
+      return sendError(res, err instanceof TesseraError && err.code === 'TESSERA_ERR_API' ? 400 : 500, err);
+    }
   }
 
   await new Promise<void>((resolve, reject) => {

@@ -63,7 +63,11 @@ Options:
   --docker [SOCKET]      protect Docker containers as PUs: follow the engine on SOCKET
                          (default /var/run/docker.sock) and make every running container a
                          PU with its labels (docs/docker.md). Off unless given. An engine
-                         that is not reachable is retried every 5 s
+                         that is not reachable is retried every 5 s. Names --socket in
+                         $TESSERA_RUNTIME_FILE (default /run/tessera/docker-runtime) for the
+                         runtime shim packaging/tessera-runc, which enrolls containers
+                         before they start; kept on stop (the shim then refuses to start
+                         containers: fail-closed)
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info)
   --accept-all           benchmark mode: handshake packets take their queue passes and are
                          accepted with no token, check or policy (NOT a security mode)

@@ -12,12 +12,14 @@
 
 import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { errorMessage } from '../errors.js';
+import { TesseraError, errorMessage } from '../errors.js';
 import { buildRuleset, createCommandRunner, createReconciler, type Cgroup2Ref, type NetCls, type Reconciler } from '../rules/index.js';
 import type { Datapath } from '../datapath/index.js';
 import { createDockerMonitor, type DockerMonitor, type DockerPu } from '../monitors/docker/index.js';
 import type { Pu, PuRegistry } from './pus.js';
 import type { SavedPu } from './state.js';
+import type { EnrollContainerRequest, EnrollContainerResponse } from '../api/index.js';
+import { pendingPu, readEngineState, readEnrollFacts, runtimeFilePath, writeRuntimeFile } from './enroll.js';
 
 export interface ContainerPusOptions {
   socketPath: string;
@@ -36,6 +38,8 @@ export interface ContainerPusOptions {
    * are in the first rule transaction). Each is used once.
    */
   saved?: Map<string, SavedPu>;
+  /** The daemon's API socket, named in the runtime file for the shim. */
+  apiSocket: string;
 }
 
 export interface ContainerPus {
@@ -54,10 +58,14 @@ export interface ContainerPus {
    * the namespaces' rules then drop the containers' handshakes: fail-closed until restarted).
    */
   stop(opts: { removeRules: boolean }): Promise<void>;
+  /** The runtime shim's call: make a created container a PU before it starts (docs/docker.md). */
+  enroll(req: EnrollContainerRequest): Promise<EnrollContainerResponse>;
 }
 
 const RETRY_MS = 5000;
 const RESYNC_WAIT_MS = 30_000;
+/** How long enrollment waits for the engine's `create` event (it usually came ~90 ms earlier). */
+const CREATED_WAIT_MS = 2500;
 
 /** PU id of a container: stable across daemon restarts, so logs and status read the same. */
 export function containerPuId(containerId: string): string {
@@ -72,17 +80,25 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
   /** PU id -> reconciler acting inside that container's namespace. */
   const nsRules = new Map<string, { reconciler: Reconciler; netns: string; index: number }>();
   const chains = new Map<string, Promise<void>>();
+  /** Container id -> PID of the init its PU was made for: a `pu-start` with the same init reconciles in place. */
+  const initOf = new Map<string, number>();
+  const runtimeFile = runtimeFilePath();
   let stopped = false;
   let retry: NodeJS.Timeout | null = null;
 
-  function serial(containerId: string, f: () => Promise<void>): Promise<void> {
+  /** Runs `f` after the container's earlier work; the chain goes on if it fails, and the returned promise says how it went. */
+  function serial<T>(containerId: string, f: () => Promise<T>): Promise<T> {
     const prev = chains.get(containerId) ?? Promise.resolve();
-    const next = prev.then(f).catch((err: unknown) => log.error({ container: containerId.slice(0, 12), err: errorMessage(err) }, 'container PU work failed'));
+    const run = prev.then(f);
+    const next = run.then(
+      () => {},
+      (err: unknown) => log.error({ container: containerId.slice(0, 12), err: errorMessage(err) }, 'container PU work failed'),
+    );
     chains.set(containerId, next);
     void next.finally(() => {
       if (chains.get(containerId) === next) chains.delete(containerId);
     });
-    return next;
+    return run;
   }
 
   function nsReconciler(netns: string): Reconciler {
@@ -97,14 +113,25 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
     return buildRuleset({ queue: { num: o.queueNum, count: 1, bypass: o.failOpen }, pus: [], serverPorts: [], namespacePu: index });
   }
 
-  async function add(c: DockerPu): Promise<void> {
-    if (stopped || !c.running || c.pid <= 0) return;
+  async function add(c: DockerPu): Promise<Pu | undefined> {
+    if (stopped || !c.running || c.pid <= 0) return undefined;
+    const existing = o.registry.get(byContainer.get(c.id) ?? '');
+    // Same init, same kind of network: same namespace and cgroups (an init cannot change them;
+    // a dying one shows "/" as its cgroup, which must not look like a change).
+    if (existing && initOf.get(c.id) === c.pid && (c.networkMode === 'host') === !existing.netns) {
+      // Enrolled by the runtime shim before it ran (same init, same namespace): the start's
+      // inspect completes its identity in place. Tearing the PU down would open a window.
+      await o.registry.relabel(existing, { name: c.name, labels: c.labels, systemLabels: c.systemLabels });
+      existing.posture = c.posture;
+      log.info({ pu: existing.id, labels: existing.labels, posture: c.posture.map((p) => p.flag) }, 'enrolled container started: identity reconciled');
+      return existing;
+    }
     await remove(c.id, 'replaced');
     const host = c.networkMode === 'host';
     if (!host && !c.netnsPath) {
       // --network container:<id> shares another container's namespace: that one's PU covers it.
       log.warn({ container: c.name, networkMode: c.networkMode }, 'container has no network namespace of its own: not a PU (it shares another container\'s)');
-      return;
+      return undefined;
     }
     const id = containerPuId(c.id);
     // The namespace through PID 1, not SandboxKey: a daemon started with `ip netns exec`
@@ -125,6 +152,7 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
       container: host ? { adopt: true, ...(c.netClsCgroup ? { cgroupPath: c.netClsCgroup } : {}), ...(await cgroup2Of(c.pid)) } : { adopt: false, netns: netns!, ...(c.netClsCgroup ? { cgroupPath: c.netClsCgroup } : {}) },
     });
     byContainer.set(c.id, id);
+    initOf.set(c.id, c.pid);
     o.counters.pus_created!++;
     // A host-network container's ports as last scanned, until the scan sees them again.
     if (host && saved) o.registry.setObserved(pu, [], saved.ports);
@@ -143,12 +171,40 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
     }
     o.registry.setObserved(pu, await pidsOf(pu), pu.ports);
     log.info({ pu: id, container: c.name, labels: pu.labels, network: c.networkMode, posture: c.posture.map((p) => p.flag) }, 'container PU created');
+    return pu;
+  }
+
+  /** The shim's call, between `runc create` and `start`: the PU exists, with its rules, before the answer. */
+  async function enroll(r: EnrollContainerRequest): Promise<EnrollContainerResponse> {
+    if (stopped) throw new TesseraError('TESSERA_ERR_ENROLL', 'daemon stopping');
+    // Never the Docker API here: the engine holds this container until the runtime returns.
+    // Identity: the `create` event; else (created before this daemon ran, then started again)
+    // the engine's files; else wait for the event a little.
+    const facts = await readEnrollFacts(r);
+    const disk = facts.containerDir ? await readEngineState(facts.containerDir, r.id) : undefined;
+    const event = await monitor.created(r.id, disk ? 0 : CREATED_WAIT_MS);
+    // The event's attributes lose user labels named "image" or "name"; the engine's file has them.
+    const created = event ? { ...event, labels: disk?.created.labels ?? event.labels } : disk?.created;
+    if (!created) {
+      throw new TesseraError('TESSERA_ERR_ENROLL', `no create event for container ${r.id.slice(0, 12)} within ${CREATED_WAIT_MS} ms and no engine files (is the daemon following this engine? monitor connected: ${monitor.connected})`);
+    }
+    if (facts.network.kind === 'shared') {
+      log.info({ container: created.name, netns: facts.network.path }, 'created container shares another namespace: not a PU of its own');
+      return { enrolled: false, reason: 'shares another container\'s network namespace' };
+    }
+    const c = pendingPu(created, r.pid, facts, disk?.networkMode);
+    const pu = await serial(r.id, () => add(c));
+    if (!pu) throw new TesseraError('TESSERA_ERR_ENROLL', `container ${created.name} could not be made a PU`);
+    o.counters.containers_enrolled = (o.counters.containers_enrolled ?? 0) + 1;
+    log.info({ pu: pu.id, container: created.name, network: facts.network.kind }, 'container enrolled before its start');
+    return { enrolled: true, pu: o.registry.info(pu) };
   }
 
   async function remove(containerId: string, why: string): Promise<void> {
     const id = byContainer.get(containerId);
     if (!id) return;
     byContainer.delete(containerId);
+    initOf.delete(containerId);
     const ns = nsRules.get(id);
     nsRules.delete(id);
     if (ns && existsSync(ns.netns)) {
@@ -171,8 +227,8 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
     return pu.cgroupPath ? o.netcls.pidsAt(pu.cgroupPath) : [];
   }
 
-  monitor.on('pu-start', (c) => void serial(c.id, () => add(c)));
-  monitor.on('pu-stop', (s) => void serial(s.id, () => remove(s.id, s.reason)));
+  monitor.on('pu-start', (c) => void serial(c.id, () => add(c)).catch(() => {}));
+  monitor.on('pu-stop', (s) => void serial(s.id, () => remove(s.id, s.reason)).catch(() => {}));
   monitor.on('pu-update', (c, prev) => {
     void serial(c.id, async () => {
       const same =
@@ -188,13 +244,15 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
       }
       // A new identity is a new PU: tokens carry labels, so the old ones must go.
       await add(c);
-    });
+    }).catch(() => {});
   });
   monitor.on('disconnected', (err) => log.warn({ err: err.message }, 'docker engine gone; container PUs stay until it is back and resynced'));
   monitor.on('connected', () => log.info({ socket: o.socketPath }, 'following the docker engine'));
 
+  let runtimeFileWritten = false;
   async function startMonitor(): Promise<void> {
     if (stopped) return;
+    if (!runtimeFileWritten) await announce();
     try {
       await monitor.start();
       // The resync emitted a pu-start per running container: wait for their PUs (bounded:
@@ -211,9 +269,24 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
     }
   }
 
+  /** Once, before the first follow: the shim asks this socket from now on (kept at stop: fail-closed). */
+  async function announce(): Promise<void> {
+    runtimeFileWritten = true;
+    try {
+      const other = await writeRuntimeFile(runtimeFile, o.apiSocket);
+      if (other) log.warn({ runtimeFile, previous: other }, 'runtime file named another daemon\'s socket: this daemon enrolls the engine\'s containers now (one --docker daemon per engine)');
+    } catch (err) {
+      log.error({ runtimeFile, err: errorMessage(err) }, 'cannot write the runtime file: the runtime shim will not find this daemon');
+    }
+  }
+
   return {
     start: startMonitor,
+    enroll,
     async reconcile() {
+      // A PU enrolled for a container that never started and whose init is gone (the engine's
+      // event was lost): nothing else would end it.
+      for (const [cid, pid] of initOf) if (!existsSync(`/proc/${pid}`)) void serial(cid, () => remove(cid, 'init gone')).catch(() => {});
       for (const [id, ns] of nsRules) {
         if (!existsSync(ns.netns)) continue; // the monitor's pu-stop follows
         await ns.reconciler.apply(nsRuleset(ns.index)).catch((err: unknown) => log.warn({ pu: id, err: errorMessage(err) }, 'cannot reconcile rules in container namespace'));

@@ -375,6 +375,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
         log: log.child({ component: 'docker' }),
         counters,
         saved: savedContainers,
+        apiSocket: config.socket,
       })
     : null;
   // Running containers are resynced here (pu-start each, with their saved index and ports),
@@ -439,6 +440,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     metrics: () => metricsText(datapath.stats(), registry.all().length, counters),
     policy: () => ({ name: current.name, text: current.text ?? DEFAULT_POLICY_TEXT }),
     revoke: (dryRun) => revokeFlows(authorized, current.policy, runner, dryRun),
+    ...(containers ? { enrollContainer: containers.enroll } : {}),
   });
   const stopWatching = config.policyFile ? watchPolicyFile(config.policyFile, () => void reloadPolicy('file changed')) : () => {};
 

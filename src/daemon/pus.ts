@@ -169,6 +169,22 @@ export class PuRegistry {
     return true;
   }
 
+  /**
+   * Change a PU's identity in place (a container enrolled before its start, whose inspect
+   * then completes its labels). Its tokens are re-issued at once and the old ones dropped:
+   * they carry the old labels. Returns whether anything changed.
+   */
+  async relabel(pu: Pu, o: { name: string; labels: string[]; systemLabels: string[] }): Promise<boolean> {
+    const user = o.labels.map((l) => parseUserLabel(l));
+    const labels = [...canonicalLabels([...user, ...o.systemLabels])];
+    pu.name = o.name;
+    if (labels.join('\n') === pu.labels.join('\n')) return false;
+    pu.labels = labels;
+    await this.#issue(pu);
+    this.#opts.onChange();
+    return true;
+  }
+
   /** Re-issue tokens that passed half their lifetime. */
   async rotate(): Promise<number> {
     const now = Date.now() / 1000;

@@ -10,6 +10,8 @@ export {
   type DockerPu,
   type DockerPuStop,
   type DockerPuStopReason,
+  type CreatedContainer,
+  netClsCgroupOf,
   type MonitorLogger,
 } from './monitor.js';
 

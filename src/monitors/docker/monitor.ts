@@ -97,7 +97,25 @@ export interface DockerMonitor extends EventEmitter<DockerMonitorEvents> {
   containers(): DockerPu[];
   /** True while the event stream is open. */
   readonly connected: boolean;
+  /**
+   * What the engine's `create` event said of a container not started yet (labels, image,
+   * name), waiting up to `timeoutMs` for that event. Never asks the engine: during the
+   * runtime's create the engine holds the container and an inspect would deadlock.
+   */
+  created(id: string, timeoutMs: number): Promise<CreatedContainer | undefined>;
 }
+
+/** A container as its `create` event described it: the only identity known before it runs. */
+export interface CreatedContainer {
+  id: string;
+  name: string;
+  image: string;
+  /** Config.Labels (image labels merged with `docker run -l`), except keys "image" and "name". */
+  labels: Record<string, string>;
+}
+
+/** Created-but-not-started containers remembered at most (oldest forgotten first). */
+const CREATED_MAX = 512;
 
 interface EngineEvent {
   Type?: string;
@@ -105,7 +123,7 @@ interface EngineEvent {
   Actor?: { ID?: string; Attributes?: Record<string, string> };
 }
 
-const CONTAINER_ACTIONS = ['start', 'die', 'destroy', 'pause', 'unpause', 'rename', 'update'];
+const CONTAINER_ACTIONS = ['create', 'start', 'die', 'destroy', 'pause', 'unpause', 'rename', 'update'];
 const NETWORK_ACTIONS = ['connect', 'disconnect'];
 
 const NOOP_LOG: MonitorLogger = { debug() {}, info() {}, warn() {}, error() {} };
@@ -141,7 +159,7 @@ function createDockerodeEngine(socketPath: string, timeoutMs: number): DockerEng
 }
 
 /** net_cls path of a process from /proc/PID/cgroup (cgroup v1), or undefined. */
-function netClsCgroupOf(procRoot: string, pid: number): string | undefined {
+export function netClsCgroupOf(procRoot: string, pid: number): string | undefined {
   if (pid <= 0) return undefined;
   let text: string;
   try {
@@ -181,6 +199,8 @@ class DockerMonitorImpl extends EventEmitter<DockerMonitorEvents> implements Doc
   readonly #procRoot: string;
   readonly #known = new Map<string, DockerPu>();
   readonly #chains = new Map<string, Promise<void>>();
+  readonly #created = new Map<string, CreatedContainer>();
+  readonly #createdWaiters = new Map<string, Array<(c: CreatedContainer) => void>>();
   #state: 'stopped' | 'starting' | 'running' | 'stopping' = 'stopped';
   #abort: AbortController | null = null;
   #stream: NodeJS.ReadableStream | null = null;
@@ -294,6 +314,10 @@ class DockerMonitorImpl extends EventEmitter<DockerMonitorEvents> implements Doc
     else if (ev.Type === 'network' && ev.Action && NETWORK_ACTIONS.includes(ev.Action)) id = ev.Actor?.Attributes?.container;
     if (!id) return;
     this.#log.debug({ container: id.slice(0, 12), type: ev.Type, action: ev.Action }, 'docker event');
+    if (ev.Type === 'container' && ev.Action === 'create') {
+      this.#noteCreated(id, ev.Actor?.Attributes ?? {});
+      return;
+    }
     if (ev.Type === 'container' && (ev.Action === 'die' || ev.Action === 'destroy')) {
       // PID 1 is gone: no need to ask. This matters when the engine itself is shutting down
       // and kills every container while its API no longer answers.
@@ -304,9 +328,56 @@ class DockerMonitorImpl extends EventEmitter<DockerMonitorEvents> implements Doc
     this.#enqueue(id, () => this.#refresh(id, 'stopped'));
   }
 
-  #forget(id: string, reason: DockerPuStopReason): void {
+  #noteCreated(id: string, attrs: Record<string, string>): void {
+    // The engine puts Config.Labels in the event's attributes, then overwrites "image" and
+    // "name" with the image and the container's name: a user label with either key is lost
+    // here (the start's inspect brings it back, docs/docker.md).
+    const { image = '', name = '', ...labels } = attrs;
+    const c: CreatedContainer = { id, name, image, labels };
+    this.#created.delete(id);
+    this.#created.set(id, c);
+    while (this.#created.size > CREATED_MAX) this.#created.delete(this.#created.keys().next().value!);
+    const waiters = this.#createdWaiters.get(id);
+    this.#createdWaiters.delete(id);
+    for (const w of waiters ?? []) w(c);
+  }
+
+  created(id: string, timeoutMs: number): Promise<CreatedContainer | undefined> {
+    const known = this.#created.get(id);
+    if (known) return Promise.resolve(known);
+    return new Promise((resolve) => {
+      const list = this.#createdWaiters.get(id) ?? [];
+      const timer = setTimeout(() => {
+        const l = this.#createdWaiters.get(id)?.filter((w) => w !== done) ?? [];
+        if (l.length) this.#createdWaiters.set(id, l);
+        else this.#createdWaiters.delete(id);
+        resolve(undefined);
+      }, timeoutMs);
+      const done = (c: CreatedContainer): void => {
+        clearTimeout(timer);
+        resolve(c);
+      };
+      list.push(done);
+      this.#createdWaiters.set(id, list);
+    });
+  }
+
+  /**
+   * `definite`: the engine said the container died or is gone. A not-running inspect answer
+   * is not enough for a container only created so far: between `create` and `start` it is
+   * not running yet, while the runtime shim may already have enrolled it.
+   */
+  #forget(id: string, reason: DockerPuStopReason, definite = true): void {
     const prev = this.#known.get(id);
-    if (!prev) return;
+    const created = this.#created.get(id);
+    if (!prev) {
+      if (definite && created) {
+        this.#created.delete(id);
+        this.emit('pu-stop', { id, name: created.name, reason });
+      }
+      return;
+    }
+    this.#created.delete(id);
     this.#known.delete(id);
     this.emit('pu-stop', { id, name: prev.name, reason });
   }
@@ -333,7 +404,7 @@ class DockerMonitorImpl extends EventEmitter<DockerMonitorEvents> implements Doc
     }
     const prev = this.#known.get(id);
     if (inspect === null || inspect.State?.Running !== true) {
-      this.#forget(id, inspect === null ? 'removed' : reason);
+      this.#forget(id, inspect === null ? 'removed' : reason, inspect === null);
       return;
     }
     const pu: DockerPu = puFromInspect(inspect);
@@ -352,6 +423,7 @@ class DockerMonitorImpl extends EventEmitter<DockerMonitorEvents> implements Doc
       return;
     }
     this.#known.set(id, pu);
+    this.#created.delete(id);
     this.emit('pu-start', pu);
   }
 

@@ -310,3 +310,61 @@ describe('docker monitor (fake engine)', () => {
     expect(() => createDockerMonitor({ reconnectMinMs: 0 })).toThrow(/positive integer/);
   });
 });
+
+describe('docker monitor: created containers (runtime shim enrollment)', () => {
+  const createEvent = (f: FakeEngine, id: string, attrs: Record<string, string>): void => f.send({ Type: 'container', Action: 'create', Actor: { ID: id, Attributes: attrs } });
+
+  it('a create event is remembered without an inspect: labels, image and name apart', async () => {
+    const f = new FakeEngine();
+    const { m, rec } = make(f);
+    await m.start();
+    createEvent(f, A, { app: 'nginx', 'org.tessera.image': 'busybox', image: 'tessera/busybox:local', name: 'web' });
+    const c = await m.created(A, 1000);
+    expect(c).toEqual({ id: A, name: 'web', image: 'tessera/busybox:local', labels: { app: 'nginx', 'org.tessera.image': 'busybox' } });
+    expect(f.inspectCalls).toEqual([]);
+    expect(rec.map((r) => r[0])).toEqual(['connected']);
+  });
+
+  it('created() waits for an event that has not come yet, and gives up after its bound', async () => {
+    const f = new FakeEngine();
+    const { m } = make(f);
+    await m.start();
+    const waiting = m.created(B, 1000);
+    createEvent(f, B, { image: 'i', name: 'late' });
+    expect((await waiting)?.name).toBe('late');
+    expect(await m.created(C, 30)).toBeUndefined();
+  });
+
+  it('a not-running inspect between create and start does not end an enrolled container; destroy does', async () => {
+    const f = new FakeEngine();
+    const { m, rec } = make(f);
+    await m.start();
+    createEvent(f, A, { image: 'i', name: 'web' });
+    await m.created(A, 1000);
+    // a network connect during the start: inspect says not running yet
+    f.state.set(A, container(A, 0, { running: false }));
+    f.send({ Type: 'network', Action: 'connect', Actor: { ID: 'n', Attributes: { container: A } } });
+    await until(() => f.inspectCalls.length === 1);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(rec.filter((r) => r[0] === 'stop')).toEqual([]);
+    f.event('destroy', A);
+    await until(() => rec.some((r) => r[0] === 'stop'));
+    expect(rec.find((r) => r[0] === 'stop')![1]).toEqual({ id: A, name: 'web', reason: 'removed' });
+    expect(await m.created(A, 10)).toBeUndefined();
+  });
+
+  it('the start forgets the created entry; the map is bounded', async () => {
+    const f = new FakeEngine();
+    const { m } = make(f);
+    await m.start();
+    createEvent(f, A, { image: 'i', name: 'web' });
+    await m.created(A, 1000);
+    f.state.set(A, container(A, 100));
+    f.event('start', A);
+    await until(() => m.containers().length === 1);
+    expect(await m.created(A, 10)).toBeUndefined();
+    for (let i = 0; i < 600; i++) createEvent(f, i.toString(16).padStart(64, '0'), { image: 'i', name: `c${i}` });
+    expect((await m.created((599).toString(16).padStart(64, '0'), 1000))?.name).toBe('c599');
+    expect(await m.created('0'.repeat(64), 10)).toBeUndefined();
+  });
+});

@@ -228,6 +228,10 @@ function buildMangle(spec: RulesetSpec): TableRules {
         // A PU's SYN, with or without payload (TCP Fast Open): judged by a worker.
         [...SYN, ...queue],
         PENDING_RST,
+        // A reset answering the peer (conntrack's reply direction): our own REJECT's answer to
+        // a refused SYN (attached to that SYN's flow, which never became pending), or a closed
+        // port's. It can only end the peer's attempt.
+        [...RST, '-m', 'conntrack', '--ctdir', 'REPLY', '-j', 'RETURN'],
         // Any other packet of a PU outside an authorized flow: a crossed SYN answered in a
         // simultaneous open, data on a flow conntrack does not track, ...: refused.
         ...refuse([['-j', 'DROP']]),

@@ -155,6 +155,10 @@ describe('default deny, as the rules say it', () => {
       }
     }
     expect(egress(ns, { flags: ['SYN'], dport: 80 }).nfmark & PU_INDEX_MASK).toBe(markForPuIndex(7));
+    // The reset our REJECT sends a refused client (reply direction of the refused SYN's flow,
+    // which never became pending) leaves; a reset in the original direction does not.
+    expect(egress(ns, { flags: ['RST', 'ACK'], dport: 40000, reply: true }).outcome).toBe('pass');
+    expect(egress(ns, { flags: ['RST', 'ACK'], dport: 80 }).outcome).toBe('drop');
   });
 
   it('--fail-open (queue bypass) leaves the refusing rules out: unjudged handshakes would never be authorized', () => {

@@ -20,6 +20,8 @@ export interface Pkt {
   protocol?: 'tcp' | 'udp';
   /** false: conntrack calls the packet INVALID or does not track it (no connmark then). */
   tracked?: boolean;
+  /** The packet goes in conntrack's reply direction (e.g. a reset answering the peer). */
+  reply?: boolean;
 }
 
 export type Outcome = 'queue' | 'drop' | 'accept' | 'pass';
@@ -67,7 +69,11 @@ export function walk(table: TableRules, start: string, pkt: Pkt): Walk {
           const comp = bits(r[++i]!);
           m = (pkt.protocol ?? 'tcp') === 'tcp' && (flags & mask) === comp;
         } else if (a === '--dport') m = pkt.dport === Number(r[++i]);
-        else if (a === '--ctstate') {
+        else if (a === '--ctdir') {
+          const dir = r[++i];
+          if (dir !== 'REPLY' && dir !== 'ORIGINAL') throw new Error(`walk: unknown ctdir ${dir}`);
+          m = pkt.tracked !== false && !!pkt.reply === (dir === 'REPLY');
+        } else if (a === '--ctstate') {
           if (r[++i] !== 'INVALID,UNTRACKED') throw new Error(`walk: unknown ctstate ${r[i]}`);
           m = pkt.tracked === false;
         }

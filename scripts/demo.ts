@@ -246,7 +246,7 @@ async function main(): Promise<number> {
     process.stderr.write(`tessera demo failed: ${(err as Error).message}\n`);
     return 1;
   } finally {
-    say('\nTearing down: stopping daemons (they remove their rules), deleting namespaces and cgroups…');
+    say('\nTearing down: stopping daemons, removing their rules (tessera cleanup), deleting namespaces and cgroups…');
     await stop();
     say('Done.');
   }

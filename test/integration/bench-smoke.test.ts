@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { isRoot } from '../../scripts/lib/netns.js';
 import { parseOptions } from '../../bench/lib/options.js';
 import { markdown, median, summarize, targets, type ClientResult, type RunSample } from '../../bench/lib/report.js';
+import { skipBecause } from '../helpers/skip.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -190,9 +191,7 @@ describe('bench report and options (no root)', () => {
   });
 });
 
-describe.skipIf(isRoot)('bench smoke needs root', () => {
-  it.skip('integration tests need root (network namespaces, iptables, NFQUEUE): run as root', () => {});
-});
+skipBecause(!isRoot, 'bench smoke needs root', 'integration tests need root (network namespaces, iptables, NFQUEUE): run as root');
 
 describe.runIf(isRoot)('bench smoke (root)', () => {
   it('measures baseline and C accept-all, prints JSON, removes its namespaces', async () => {

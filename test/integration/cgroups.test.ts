@@ -9,10 +9,9 @@ import { createTopology, isRoot, killAndWait, uniquePrefix, type NsHost, type To
 import { buildRuleset, classidFor, createCommandRunner, createNetCls, createReconciler, type NetCls, type Reconciler } from '../../src/rules/index.js';
 import { TesseraError } from '../../src/errors.js';
 import { CT_CLIENT_PENDING, OP_MASK, OP_SET_CLIENT_PENDING, markForPuIndex, PU_INDEX_MASK, hex } from '../../src/marks.js';
+import { skipBecause } from '../helpers/skip.js';
 
-describe.skipIf(isRoot)('cgroups integration (needs root)', () => {
-  it.skip('integration tests need root: run as root', () => {});
-});
+skipBecause(!isRoot, 'cgroups integration (needs root)', 'integration tests need root: run as root');
 
 describe.runIf(isRoot)('net_cls cgroups mark a PU\'s SYN', () => {
   let topo: Topology;

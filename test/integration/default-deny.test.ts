@@ -17,10 +17,9 @@ import { createCluster, type Cluster, type TesseraHost } from '../../scripts/lib
 import { isRoot, killAndWait, uniquePrefix } from '../../scripts/lib/netns.js';
 import { insertRule } from '../helpers/attack.js';
 import { markForPuIndex } from '../../src/marks.js';
+import { skipBecause } from '../helpers/skip.js';
 
-describe.skipIf(isRoot)('default deny (needs root)', () => {
-  it.skip('integration tests need root: run npm test as root', () => {});
-});
+skipBecause(!isRoot, 'default deny (needs root)', 'integration tests need root: run npm test as root');
 
 describe.runIf(isRoot)('default deny on the real kernel path', () => {
   let cluster: Cluster;

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { skipBecause } from '../helpers/skip.js';
 import { createCluster, existingNsHost, waitFor, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, uniquePrefix } from '../../scripts/lib/netns.js';
 import { RUNTIME_FILE_DEFAULT } from '../../src/daemon/enroll.js';
@@ -29,9 +30,7 @@ const UNPROTECTED_FILE = '/etc/tessera/docker-unprotected';
 const dockerAvailable = isRoot && existsSync(`/run/netns/${NETNS}`) && spawnSync(DOCKER, ['info'], { timeout: 15_000, stdio: 'ignore' }).status === 0;
 const execFileP = promisify(execFile);
 
-describe.skipIf(!isRoot || dockerAvailable)('docker enrollment (needs dockerd)', () => {
-  it.skip(`dockerd not running in netns ${NETNS}: run scripts/docker-setup.sh`, () => {});
-});
+skipBecause(isRoot && !dockerAvailable, 'docker enrollment (needs dockerd)', `dockerd not running in netns ${NETNS}: run scripts/docker-setup.sh`);
 
 function docker(...args: string[]): string {
   return execFileSync(DOCKER, args, { encoding: 'utf8', timeout: 60_000 }).trim();

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRoot } from '../../scripts/lib/netns.js';
 import { createDockerMonitor, type DockerMonitor, type DockerPu, type DockerPuStop } from '../../src/monitors/docker/index.js';
+import { skipBecause } from '../helpers/skip.js';
 
 const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
 const IMAGE = 'tessera/busybox:local';
@@ -18,13 +19,9 @@ function docker(...args: string[]): string {
   return execFileSync(DOCKER, args, { encoding: 'utf8', timeout: 60_000 }).trim();
 }
 
-describe.skipIf(isRoot)('docker monitor integration (needs root)', () => {
-  it.skip('integration tests need root: run as root', () => {});
-});
+skipBecause(!isRoot, 'docker monitor integration (needs root)', 'integration tests need root: run as root');
 
-describe.skipIf(!isRoot || dockerAvailable)('docker monitor integration (needs dockerd)', () => {
-  it.skip('dockerd not running: run scripts/docker-setup.sh', () => {});
-});
+skipBecause(isRoot && !dockerAvailable, 'docker monitor integration (needs dockerd)', 'dockerd not running: run scripts/docker-setup.sh');
 
 type Ev = { kind: 'start'; pu: DockerPu } | { kind: 'update'; pu: DockerPu } | { kind: 'stop'; stop: DockerPuStop };
 

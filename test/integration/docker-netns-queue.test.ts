@@ -12,10 +12,9 @@ import { createTopology, isRoot, uniquePrefix, type NsHost, type Topology } from
 import { REPO } from '../../scripts/lib/cluster.js';
 import { buildRuleset, createCommandRunner, createReconciler } from '../../src/rules/index.js';
 import { PU_INDEX_MASK, markForPuIndex } from '../../src/marks.js';
+import { skipBecause } from '../helpers/skip.js';
 
-describe.skipIf(isRoot)('namespace queue (needs root)', () => {
-  it.skip('integration tests need root: run as root', () => {});
-});
+skipBecause(!isRoot, 'namespace queue (needs root)', 'integration tests need root: run as root');
 
 interface Seen {
   hook: number;

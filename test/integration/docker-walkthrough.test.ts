@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCluster, existingNsHost, waitFor, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, uniquePrefix } from '../../scripts/lib/netns.js';
 import { findNetClsMounts } from '../../src/rules/cgroups.js';
+import { skipBecause } from '../helpers/skip.js';
 
 const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
 const IMAGE = 'tessera/busybox:local';
@@ -22,13 +23,9 @@ const NETNS = process.env.TESSERA_DOCKER_NETNS ?? 'tessera-docker';
 const BRIDGE_ADDR = '10.213.200.1';
 const dockerAvailable = isRoot && existsSync(`/run/netns/${NETNS}`) && spawnSync(DOCKER, ['info'], { timeout: 15_000, stdio: 'ignore' }).status === 0;
 
-describe.skipIf(isRoot)('docker walkthrough (needs root)', () => {
-  it.skip('integration tests need root: run as root', () => {});
-});
+skipBecause(!isRoot, 'docker walkthrough (needs root)', 'integration tests need root: run as root');
 
-describe.skipIf(!isRoot || dockerAvailable)('docker walkthrough (needs dockerd)', () => {
-  it.skip(`dockerd not running in netns ${NETNS}: run scripts/docker-setup.sh (CI does)`, () => {});
-});
+skipBecause(isRoot && !dockerAvailable, 'docker walkthrough (needs dockerd)', `dockerd not running in netns ${NETNS}: run scripts/docker-setup.sh (CI does)`);
 
 interface PuJson {
   id: string;

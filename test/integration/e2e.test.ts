@@ -10,10 +10,9 @@ import { join } from 'node:path';
 import { createCluster, waitFor, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, uniquePrefix } from '../../scripts/lib/netns.js';
 import { createApiClient } from '../../src/api/index.js';
+import { skipBecause } from '../helpers/skip.js';
 
-describe.skipIf(isRoot)('end to end (needs root)', () => {
-  it.skip('integration tests need root: run npm test as root', () => {});
-});
+skipBecause(!isRoot, 'end to end (needs root)', 'integration tests need root: run npm test as root');
 
 describe.runIf(isRoot)('end to end: process PUs across namespace hosts', () => {
   let cluster: Cluster;

@@ -6,6 +6,7 @@
 // MSG_FASTOPEN as PU app=nginx on a, whose namespace allows TFO without a cookie.
 
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { skipBecause } from '../helpers/skip.js';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,9 +14,7 @@ import { createCluster, sleep, type Cluster, type TesseraHost } from '../../scri
 import { isRoot, uniquePrefix } from '../../scripts/lib/netns.js';
 import { reasonCounts } from '../helpers/metrics.js';
 
-describe.skipIf(isRoot)('TCP Fast Open from a PU (needs root)', () => {
-  it.skip('integration tests need root: run npm test as root', () => {});
-});
+skipBecause(!isRoot, 'TCP Fast Open from a PU (needs root)', 'integration tests need root: run npm test as root');
 
 /** Sends its request as SYN data (MSG_FASTOPEN), prints the body of the answer. */
 const TFO_CLIENT = `

@@ -19,10 +19,9 @@ import { createEphemeralKey, createTokenIssuer, parseHostIdentityFile, type CaHo
 import { startHelper, type Helper } from '../helpers/attack.js';
 import { metricSums, reasonCounts } from '../helpers/metrics.js';
 import { MARKER, TCP, buildSegment, flipSignature, linuxSynOptions, synBlock } from '../helpers/hostile-packets.js';
+import { skipBecause } from '../helpers/skip.js';
 
-describe.skipIf(isRoot)('forged-token floods (needs root)', () => {
-  it.skip('integration tests need root: run npm test as root', () => {});
-});
+skipBecause(!isRoot, 'forged-token floods (needs root)', 'integration tests need root: run npm test as root');
 
 /** The daemon's defaults (src/datapath/handshake/types.ts): failed verifications per source at once. */
 const BURST = 32;

@@ -52,10 +52,9 @@ import {
   synBlock,
   type SegmentSpec,
 } from '../helpers/hostile-packets.js';
+import { skipBecause } from '../helpers/skip.js';
 
-describe.skipIf(isRoot)('hostile input on the kernel path (needs root)', () => {
-  it.skip('integration tests need root: run npm test as root', () => {});
-});
+skipBecause(!isRoot, 'hostile input on the kernel path (needs root)', 'integration tests need root: run npm test as root');
 
 /** Ports c uses; the egress rewriter in c only touches [TAMPER_LO, TAMPER_HI]. */
 const CLASS_PORT_BASE = 30_000;

@@ -18,10 +18,9 @@ import type { ChildProcess } from 'node:child_process';
 import { createCluster, waitFor, TESSERA, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, killAndWait, run, uniquePrefix } from '../../scripts/lib/netns.js';
 import { nodePidOf, saveRules, tesseraLines } from '../helpers/attack.js';
+import { skipBecause } from '../helpers/skip.js';
 
-describe.skipIf(isRoot)('daemon lifecycle (needs root)', () => {
-  it.skip('integration tests need root: run npm test as root', () => {});
-});
+skipBecause(!isRoot, 'daemon lifecycle (needs root)', 'integration tests need root: run npm test as root');
 
 describe.runIf(isRoot)('daemon lifecycle on the real kernel path', () => {
   let cluster: Cluster;

@@ -13,6 +13,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createTopology, isRoot, killAndWait, uniquePrefix, type Topology } from '../../scripts/lib/netns.js';
 import { listeningSockets } from '../../src/monitors/process/listeners.js';
 import type * as Native from '../../native/index.js';
+import { skipBecause } from '../helpers/skip.js';
 
 const NATIVE = fileURLToPath(new URL('../../native/index.cjs', import.meta.url));
 
@@ -51,9 +52,7 @@ Promise.all(hosts.map((h) => new Promise((res, rej) => { const s = net.createSer
   .catch((e) => { process.stdout.write(JSON.stringify({ error: String(e) }) + '\\n'); process.exit(1); });
 `;
 
-describe.skipIf(isRoot)('listening sockets integration (needs root)', () => {
-  it.skip('integration tests need root: run as root', () => {});
-});
+skipBecause(!isRoot, 'listening sockets integration (needs root)', 'integration tests need root: run as root');
 
 describe.runIf(isRoot)('listeningSockets() through sock_diag', () => {
   const native = createRequire(import.meta.url)(NATIVE) as typeof Native;

@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import { createTopology, isRoot, killAndWait, uniquePrefix, type NsHost, type Topology } from '../../scripts/lib/netns.js';
+import { skipBecause } from '../helpers/skip.js';
 
 const helper = (name: string): string => fileURLToPath(new URL(`../helpers/${name}`, import.meta.url));
 const HOST_SCRIPT = helper('native-queue-host.mjs');
@@ -165,9 +166,7 @@ function ipv4Tcp(headHex: string): { version: number; proto: number; src: string
 const TCP_SYN = 0x02;
 const PORTS = [7001, 7002, 7003, 7004, 7005, 7006, 7007, 7008, 7009, 7010, 7011, 7012, 7013, 7014];
 
-describe.skipIf(isRoot)('native NFQUEUE addon (integration)', () => {
-  it.skip('integration tests need root: run as root (they create network namespaces and iptables rules)', () => {});
-});
+skipBecause(!isRoot, 'native NFQUEUE addon (integration)', 'integration tests need root: run as root (they create network namespaces and iptables rules)');
 
 describe.runIf(isRoot)('native NFQUEUE addon (integration)', () => {
   let topo: Topology;

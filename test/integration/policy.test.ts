@@ -9,10 +9,9 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { createCluster, waitFor, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, uniquePrefix } from '../../scripts/lib/netns.js';
+import { skipBecause } from '../helpers/skip.js';
 
-describe.skipIf(isRoot)('policy on the real path (needs root)', () => {
-  it.skip('integration tests need root: run npm test as root', () => {});
-});
+skipBecause(!isRoot, 'policy on the real path (needs root)', 'integration tests need root: run npm test as root');
 
 describe.runIf(isRoot)('policy on the real path: reload, revoke, networks, audit', () => {
   let cluster: Cluster;

@@ -27,13 +27,12 @@ import {
   type Helper,
   type HelperEvent,
 } from '../helpers/attack.js';
+import { skipBecause } from '../helpers/skip.js';
 
 /** Flow records as `tessera flows --json` prints them (FlowJson plus the fields we match on). */
 type Flow = FlowJson & { time: string; remoteAddr: string; remotePort: number; localPort: number };
 
-describe.skipIf(isRoot)('handshake properties on the kernel path (needs root)', () => {
-  it.skip('integration tests need root: run npm test as root', () => {});
-});
+skipBecause(!isRoot, 'handshake properties on the kernel path (needs root)', 'integration tests need root: run npm test as root');
 
 describe.runIf(isRoot)('handshake security properties on the real kernel path', () => {
   let cluster: Cluster;

@@ -21,6 +21,7 @@ import { request } from 'node:http';
 import { createCluster, TESSERA, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, killAndWait, uniquePrefix } from '../../scripts/lib/netns.js';
 import { nodePidOf, saveRules, startHelper, tesseraLines } from '../helpers/attack.js';
+import { skipBecause } from '../helpers/skip.js';
 
 const PORT = 8090;
 /** A server on b outside any PU: the host's own traffic. */
@@ -37,9 +38,7 @@ interface ProbeCounts {
   errors: number;
 }
 
-describe.skipIf(isRoot)('daemon restart (needs root)', () => {
-  it.skip('integration tests need root: run npm test as root', () => {});
-});
+skipBecause(!isRoot, 'daemon restart (needs root)', 'integration tests need root: run npm test as root');
 
 describe.runIf(isRoot)('daemon restart, crash, second daemon and cleanup keep a PU server fail-closed', () => {
   let cluster: Cluster;

@@ -5,12 +5,11 @@ import { createTopology, isRoot, uniquePrefix, type NsHost, type Topology } from
 import { buildRuleset, createCommandRunner, createReconciler, type Ruleset } from '../../src/rules/index.js';
 import { parseSave } from '../../src/rules/restore.js';
 import { TesseraError } from '../../src/errors.js';
+import { skipBecause } from '../helpers/skip.js';
 
 const spec = { queue: { num: 0, count: 2, bypass: false }, pus: [{ index: 1, classid: 0x7e550001 }, { index: 2, classid: 0x7e550002 }], serverPorts: [80, 8443] };
 
-describe.skipIf(isRoot)('rules integration (needs root)', () => {
-  it.skip('integration tests need root: run as root', () => {});
-});
+skipBecause(!isRoot, 'rules integration (needs root)', 'integration tests need root: run as root');
 
 describe.runIf(isRoot)('rules reconciler on real iptables', () => {
   let topo: Topology;

@@ -8,14 +8,13 @@
 // peer never connects, which is the same outcome — 0 bytes of the PU reach it.
 
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { skipBecause } from '../helpers/skip.js';
 import { createCluster, sleep, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, uniquePrefix } from '../../scripts/lib/netns.js';
 import { insertRule } from '../helpers/attack.js';
 import { reasonCounts } from '../helpers/metrics.js';
 
-describe.skipIf(isRoot)('simultaneous open (needs root)', () => {
-  it.skip('integration tests need root: run npm test as root', () => {});
-});
+skipBecause(!isRoot, 'simultaneous open (needs root)', 'integration tests need root: run npm test as root');
 
 const PORT_A = 40_500;
 const PORT_B = 40_600;

@@ -11,10 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCluster, sleep, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, killAndWait, uniquePrefix } from '../../scripts/lib/netns.js';
+import { skipBecause } from '../helpers/skip.js';
 
-describe.skipIf(isRoot)('workload start (needs root)', () => {
-  it.skip('integration tests need root: run npm test as root', () => {});
-});
+skipBecause(!isRoot, 'workload start (needs root)', 'integration tests need root: run npm test as root');
 
 /** Connect to host:port over and over (each attempt at most 200 ms, 10 ms apart) until `ms` pass or `max` attempts; print {ok, tries}. */
 const PROBE = `

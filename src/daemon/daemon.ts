@@ -24,6 +24,7 @@ import { AuthorizedFlows, revokeFlows } from './revoke.js';
 import { createContainerPus, type ContainerPus } from './containers.js';
 import { acquireLocks, type HeldLocks } from './lock.js';
 import { metricsText } from './metrics.js';
+import { hostRulesetSpec } from './host-rules.js';
 import { loadPuState, savePuState, type SavedPu } from './state.js';
 
 const FLOW_RING = 2000;
@@ -31,15 +32,6 @@ const RECONCILE_EVERY_MS = 10_000;
 /** Refusal log lines per second per reason code; the rest are counted in one summary line. */
 const REFUSAL_LOG_LINES_PER_SECOND = 50;
 const ROTATE_CHECK_MS = 15_000;
-
-/**
- * A PU's cgroup v2 is written into rules by path, which the kernel resolves when the rules
- * load: a cgroup gone with its last process (a container that just exited) would fail the
- * whole transaction, so only cgroups that exist are named (the PU ends with them anyway).
- */
-function liveCgroup2(p: { cgroup2?: { path: string } }): boolean {
-  return !!p.cgroup2 && existsSync(join('/sys/fs/cgroup', p.cgroup2.path));
-}
 
 function nativeListenerDump(): ListenerDump | null {
   try {
@@ -231,20 +223,9 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
             if (holdRules) continue;
             // Containers with a namespace of their own have their rules there, not here.
             const pus = registry.all().filter((p) => !p.netns);
-            // Ports judge by number only the PUs the kernel's socket lookup cannot name; every
-            // PU's ports guard against packets conntrack does not track (rules/ruleset.ts).
-            const serverPorts = [...new Set(pus.filter((p) => !p.cgroup2).flatMap((p) => p.ports))].sort((a, b) => a - b);
-            const guardPorts = [...new Set(pus.flatMap((p) => p.ports))].sort((a, b) => a - b);
             const applying = pus.map((p) => [p, p.ports] as const);
             try {
-              const r = await reconciler.apply(
-                buildRuleset({
-                  queue: { num: config.queueBase, count: config.queues, bypass: config.failOpen },
-                  pus: pus.map((p) => ({ index: p.index, classid: p.classid, ...(liveCgroup2(p) ? { cgroup2: p.cgroup2 } : {}) })),
-                  serverPorts,
-                  guardPorts,
-                }),
-              );
+              const r = await reconciler.apply(buildRuleset(hostRulesetSpec(pus, { num: config.queueBase, count: config.queues, bypass: config.failOpen })));
               if (r.changed) counters.rule_transactions!++;
               for (const [p, ports] of applying) p.protectedPorts = ports;
               failure = null;

@@ -6,7 +6,6 @@
 // Identity comes from the engine's `create` event, which the monitor already received.
 
 import { readFile, rename, stat, writeFile, mkdir, rm } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { TesseraError, errorMessage } from '../errors.js';
 import { puFromInspect, netClsCgroupOf, type CreatedContainer, type DockerPu } from '../monitors/docker/index.js';
@@ -110,7 +109,7 @@ export async function readEnrollFacts(o: { id: string; pid: number; bundle: stri
   }
   let cgroups: string;
   try {
-    cgroups = readFileSync(`${proc}/${o.pid}/cgroup`, 'utf8');
+    cgroups = await readFile(`${proc}/${o.pid}/cgroup`, 'utf8');
   } catch (err) {
     throw new TesseraError('TESSERA_ERR_ENROLL', `container ${o.id.slice(0, 12)}: init pid ${o.pid} is gone`, { cause: err });
   }

@@ -379,7 +379,9 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     // full socket (a reused 4-tuple in TIME_WAIT, which TCP hands to the listener): by port.
     const lookedUp = (mark & PU_DEST) !== 0;
     const hostSocket = !lookedUp && (mark & HOST_SOCK) !== 0;
-    const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
+    // The flow key is built only where it is needed: a first SYN named by the lookup and then
+    // refused (a flood) never pays for it.
+    let key = lookedUp ? '' : flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
     const earlier = lookedUp ? undefined : serverState.get(key, deps.now(), opt.stateTtlMs);
     const pu = lookedUp
       ? deps.puByIndex(puIndexFromMark(mark))
@@ -437,6 +439,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     recentServer.forget(tupleKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort));
     // A real copy: the block is a view of the queue's receive buffer, which the next batch
     // overwrites (and Buffer.prototype.slice would return a view, not a copy).
+    if (lookedUp) key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
     serverState.set(key, { at: deps.now(), nonceC: new Uint8Array(decoded.block.nonceC), peer, decision: d, macC: null, puIndex: pu.index });
     counters.accepted++;
     return decide(VERDICT_REPEAT, OP_SET_SERVER_PENDING, stripped, 'ok');

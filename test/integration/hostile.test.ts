@@ -700,20 +700,19 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
     // The measured flood, with a's legitimate requests running at the same time.
     // Slower than the warm-up, so that it lasts several seconds: long enough for whole
     // legitimate requests (tessera run + wget, 1-3 s on a loaded machine) to start and end in it.
+    // Whether a request ran inside the flood is read from the flood's state when it starts
+    // and when it ends (an order of events, not a clock).
     let flooding = true;
-    const floodStart = Date.now();
-    let floodEnd = Infinity;
     const attack = flood(groups, 'the measured flood', 2500).finally(() => {
       flooding = false;
-      floodEnd = Date.now();
     });
-    const legit: Array<{ ok: boolean; t0: number; t1: number }> = [];
+    const legit: Array<{ ok: boolean; startedInFlood: boolean; endedInFlood: boolean }> = [];
     // Two clients in a loop while the flood lasts (bounded: 6 requests each).
     const client = async () => {
       for (let i = 0; i < 6 && flooding; i++) {
-        const t0 = Date.now();
+        const startedInFlood = flooding;
         const r = await a.runPu(['app=nginx'], wget(b.addr, 8), 15_000);
-        legit.push({ ok: r.stdout === PAGE, t0, t1: Date.now() });
+        legit.push({ ok: r.stdout === PAGE, startedInFlood, endedInFlood: flooding });
       }
     };
     await Promise.all([client(), sleep(500).then(client)]);
@@ -723,10 +722,10 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
     const reasonsAfter = await reasons();
 
     // Every request succeeded (above); at least two overlapped the flood and one ran entirely inside it.
-    const during = legit.filter((l) => l.t0 >= floodStart && l.t1 <= floodEnd);
-    const overlapping = legit.filter((l) => l.t0 < floodEnd);
+    const during = legit.filter((l) => l.startedInFlood && l.endedInFlood);
+    const overlapping = legit.filter((l) => l.startedInFlood);
     expect(overlapping.length, `legitimate requests started during the flood: ${JSON.stringify(legit)}`).toBeGreaterThanOrEqual(2);
-    expect(during.length, `legitimate requests made entirely during the ${floodEnd - floodStart} ms flood: ${JSON.stringify(legit)}`).toBeGreaterThanOrEqual(1);
+    expect(during.length, `legitimate requests made entirely during the flood: ${JSON.stringify(legit)}`).toBeGreaterThanOrEqual(1);
     expect(legit.filter((l) => !l.ok), JSON.stringify(legit)).toEqual([]);
     // The same process, still running, still answering its API.
     expect(daemonAlive(b)).toBe(true);
@@ -762,7 +761,7 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
     console.log(
       `hostile flood: ${Number(warm.packets) + Number(measured.packets)} packets (warm-up ${String(warm.ms)} ms, measured ${String(measured.ms)} ms); ` +
         `daemon refusals in the measured half ${JSON.stringify(d)}; RSS ${rssWarm} → ${rssAfter} kB; ` +
-        `legit: ${legit.length} ok, ${during.length} entirely during the flood (slowest ${Math.max(...legit.map((l) => l.t1 - l.t0))} ms); half-open from c ${withC.length}`,
+        `legit: ${legit.length} ok, ${during.length} entirely during the flood; half-open from c ${withC.length}`,
     );
   });
 });

@@ -27,8 +27,9 @@ function nodeProblem(version) {
 
 module.exports = { nodeProblem: nodeProblem, MIN: MIN.join('.') };
 
+// TESSERA_TEST_NODE_VERSION (test-only: test/integration/package.test.ts) stands in for this Node.js's version.
 if (require.main === module) {
-  var problem = nodeProblem(process.env.TESSERA_NODE_VERSION_CHECK || process.versions.node);
+  var problem = nodeProblem(process.env.TESSERA_TEST_NODE_VERSION || process.versions.node);
   if (problem) {
     process.stderr.write('tessera: ' + problem + '\n');
     process.exit(1);

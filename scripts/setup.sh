@@ -11,6 +11,8 @@ pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'insta
 for p in iptables nftables libnetfilter-queue-dev libmnl-dev pkg-config build-essential python3 iproute2 conntrack busybox-static tshark; do
   pkg_installed "$p" || need_pkgs+=("$p")
 done
+# systemd-analyze checks packaging/tessera.service (test/integration/package.test.ts).
+have systemd-analyze || need_pkgs+=(systemd)
 if [ "${TESSERA_DOCKER:-0}" = "1" ]; then
   pkg_installed docker.io || need_pkgs+=(docker.io)
   pkg_installed curl || need_pkgs+=(curl) # the runtime shim (packaging/tessera-runc) calls the daemon with it

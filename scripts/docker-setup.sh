@@ -157,15 +157,23 @@ start() {
   # --ip6tables is off: the tests are IPv4 only and the namespace has no IPv6 routes.
   # --pidfile is dockerd's own lock (refuses a second daemon); our PIDFILE holds the PID
   # of the process we started, which is what `stop` ends.
-  nsenter --net="/run/netns/$NETNS" setsid dockerd \
+  # The subshell first closes every descriptor above 2 it inherited: a caller's lock (e.g.
+  # `flock /tmp/tessera-itest.lock bash scripts/docker-setup.sh`) would otherwise be held by
+  # dockerd, and so by containerd, for as long as they run.
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd="${fd##*/}"
+      [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null
+    done
+    exec nsenter --net="/run/netns/$NETNS" setsid dockerd \
     --host "unix://$SOCK" \
     --bip "$BIP" \
     --iptables=true \
     --ip6tables=false \
     --pidfile /run/tessera-dockerd.engine.pid \
     --add-runtime "tessera=$SHIM" \
-    --default-runtime tessera \
-    >>"$LOG" 2>&1 </dev/null &
+    --default-runtime tessera
+  ) >>"$LOG" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$PIDFILE"
 

@@ -31,13 +31,14 @@ export function parseListenAddress(text: string): ListenAddress {
   const bad = (why: string): never => {
     throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', `--metrics-listen ${JSON.stringify(text)}: ${why} (ADDR:PORT, e.g. 127.0.0.1:9464, or a port)`);
   };
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d+)$/.exec(text) ?? /^()()(\d+)$/.exec(text);
+  const m = /^(?:(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):)?(\d+)$/.exec(text);
   if (!m) return bad('not an address and port');
-  const host = m[1] ?? (m[2] || LOOPBACK);
+  const bracketed = m[1];
+  const host = bracketed ?? (m[2] || LOOPBACK);
   const port = Number(m[3]);
   if (!Number.isInteger(port) || port > 65_535) return bad('the port must be 0..65535');
   if (host !== 'localhost' && isIP(host) === 0) return bad(`"${host}" is not an IP address`);
-  if (m[1] !== undefined && isIP(host) !== 6) return bad('only an IPv6 address goes in brackets');
+  if (bracketed !== undefined && isIP(host) !== 6) return bad('only an IPv6 address goes in brackets');
   return { host, port };
 }
 

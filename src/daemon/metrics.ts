@@ -51,7 +51,11 @@ function derived(registry: Registry, name: string, help: string, type: 'counter'
 
 export function createMetrics(src: MetricsSources, opts: { processMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
-  if (opts.processMetrics) collectDefaultMetrics({ register: registry }); // process_* and nodejs_*: memory, CPU, event loop lag
+  if (opts.processMetrics) {
+    collectDefaultMetrics({ register: registry }); // process_* and nodejs_*: memory, CPU, event loop lag
+    // Gauges named *_total: promtool check metrics refuses them (a _total is a counter).
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+  }
   const counters = Object.fromEntries(
     Object.entries(COUNTERS).map(([k, help]) => [k, new Counter({ name: `tessera_${k}_total`, help, registers: [registry] })]),
   ) as Record<CounterName, Counter>;

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { TesseraError, errorMessage } from '../errors.js';
 import { createCommandRunner, createNetCls, createReconciler } from '../rules/index.js';
 import { createDatapath, type FlowRecord } from '../datapath/index.js';
-import { startApiServer, createApiClient, startMetricsServer, isLoopback } from '../api/index.js';
+import { startApiServer, createApiClient } from '../api/index.js';
 import { createListenerSource, listeningPorts, type ListenerDump } from '../monitors/process/index.js';
 import { loadNative } from '../datapath/native.js';
 import { validateConfig, type DaemonConfig } from './config.js';
@@ -28,6 +28,8 @@ import { createPuStore } from './pu-store.js';
 import { createSyncLoop, hostRulesApplier } from './sync-loop.js';
 import { createPolicyService } from './policy-service.js';
 import { createApiRoutes } from './api-routes.js';
+import { createShutdown } from './shutdown.js';
+import { serveProbes } from './probes.js';
 
 const FLOW_RING = 2000;
 const RECONCILE_EVERY_MS = 10_000;
@@ -206,16 +208,11 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   });
   const api = await startApiServer(config.socket, routes);
   const probes = config.metricsListen
-    ? await startMetricsServer(config.metricsListen, { metrics: () => metrics.text(), readiness: () => health.readiness() }).catch(async (err: unknown) => {
+    ? await serveProbes(config.metricsListen, metrics, health, log).catch(async (err: unknown) => {
         await api.close();
         throw err;
       })
     : null;
-  if (probes) {
-    const at = `${probes.address.host}:${probes.address.port}`;
-    if (isLoopback(probes.address.host)) log.info({ listen: at }, 'metrics and health probes on TCP');
-    else log.warn({ listen: at }, 'metrics and health probes on a non-loopback address: anyone who reaches it reads PU counts and reasons');
-  }
   const stopWatching = policy.watch();
 
   const timers = [
@@ -230,45 +227,27 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     }, ROTATE_CHECK_MS),
   ];
 
-  let resolveStopped!: () => void;
-  const stopped = new Promise<void>((r) => (resolveStopped = r));
-  let stopping: Promise<void> | null = null;
-  async function stop(reason: string, opts: { removeRules?: boolean } = {}): Promise<void> {
-    if (stopping) return stopping;
-    const removeRules = opts.removeRules ?? config.removeRulesOnStop ?? false;
-    stopping = (async () => {
-      log.info({ reason, removeRules }, 'stopping');
+  const shutdown = createShutdown({
+    log,
+    removeRulesOnStop: config.removeRulesOnStop ?? false,
+    async quiesce() {
       for (const t of timers) clearInterval(t);
       stopWatching();
-      await api.close().catch(() => {});
-      await probes?.close().catch(() => {});
-      // Written while every PU is still known: the next start re-adopts them with their ports.
-      store.save();
-      // Keeping enforcement: no rule transaction from here on, whatever changes in memory.
-      if (!removeRules) syncLoop.hold(true);
-      // Container namespaces first: their rules go (when asked) before the queues that serve them.
-      await containers?.stop({ removeRules }).catch((err: unknown) => log.error({ err: errorMessage(err) }, 'stopping container PUs failed'));
-      await syncLoop.idle();
-      await datapath.stop().catch(() => {});
-      if (removeRules) {
-        const r = await reconciler.removeAll().catch((err: unknown) => {
-          log.error({ err: errorMessage(err) }, 'removing rules failed: run tessera cleanup');
-          return null;
-        });
-        log.info({ removed: r?.removed ?? 0 }, 'rules removed (--remove-rules-on-stop); PU cgroups kept for re-adoption; stopped');
-      } else {
-        log.info('stopped; rules left in place: PUs stay fail-closed (their handshakes are dropped) until the next start; tessera cleanup removes them');
-      }
-      await locks.release();
-      resolveStopped();
-    })();
-    return stopping;
-  }
+      await Promise.all([api.close(), probes?.close()]);
+    },
+    saveState: () => store.save(),
+    holdRules: () => syncLoop.hold(true),
+    ...(containers ? { stopContainers: (o: { removeRules: boolean }) => containers.stop(o) } : {}),
+    syncIdle: () => syncLoop.idle(),
+    stopDatapath: () => datapath.stop(),
+    removeRules: () => reconciler.removeAll(),
+    releaseLocks: () => locks.release(),
+  });
 
   log.info(
     { host: trust.hostId, trust: trust.mode, policy: policy.current().name, queues: config.queues, failOpen: config.failOpen, socket: config.socket, cgroupRoot: config.cgroupRoot, mode: config.datapathMode, docker: config.docker?.socket ?? false },
     'tessera daemon running',
   );
   if (config.datapathMode === 'passes') log.warn('--accept-all: benchmark mode, every handshake is accepted unchecked; PUs are NOT protected');
-  return { stop, stopped, reloadPolicy: async (why) => policy.reload(why) };
+  return { stop: shutdown.stop, stopped: shutdown.stopped, reloadPolicy: async (why) => policy.reload(why) };
 }

@@ -68,6 +68,9 @@ Options:
                          runtime shim packaging/tessera-runc, which enrolls containers
                          before they start; kept on stop (the shim then refuses to start
                          containers: fail-closed)
+  --metrics-listen ADDR:PORT
+                         serve /metrics (Prometheus), /healthz and /readyz over TCP; a bare
+                         port means 127.0.0.1 (off unless given; another address is logged)
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info)
   --accept-all           benchmark mode: handshake packets take their queue passes and are
                          accepted with no token, check or policy (NOT a security mode)

@@ -8,6 +8,7 @@ import { startDaemon } from './daemon.js';
 import { createLogger } from './log.js';
 import { defaultHostId } from './trust.js';
 import { cleanup } from './cleanup.js';
+import { parseListenAddress } from '../api/index.js';
 
 export { startDaemon } from './daemon.js';
 export type { DaemonConfig } from './config.js';
@@ -63,6 +64,7 @@ export function parseDaemonArgs(argvIn: string[]): DaemonConfig | 'help' {
         'accept-all': { type: 'boolean' },
         'remove-rules-on-stop': { type: 'boolean' },
         policy: { type: 'string' },
+        'metrics-listen': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -100,6 +102,7 @@ export function parseDaemonArgs(argvIn: string[]): DaemonConfig | 'help' {
     removeRulesOnStop: !!values['remove-rules-on-stop'],
     ...(values.policy ? { policyFile: values.policy as string } : {}),
     ...(docker !== undefined ? { docker: { socket: docker } } : {}),
+    ...(values['metrics-listen'] !== undefined ? { metricsListen: parseListenAddress(values['metrics-listen'] as string) } : {}),
   };
 }
 

@@ -42,7 +42,8 @@ rules:
   }
 
   async function policyName(h: TesseraHost): Promise<string> {
-    return ((await h.status()) as unknown as { policy: string }).policy;
+    const p = ((await h.status()) as unknown as { policy: { source: string; revision: string } }).policy;
+    return `${p.source} (sha256 ${p.revision})`;
   }
 
   beforeAll(async () => {

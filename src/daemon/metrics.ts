@@ -12,6 +12,7 @@ export function metricsText(stats: ReturnType<Datapath['stats']>, puCount: numbe
   for (const s of stats) {
     if (!s.handshake) continue;
     lines.push(`tessera_verdicts_total{queue="${s.queueNum}",verdict="accept"} ${s.handshake.accepted}`);
+    lines.push(`tessera_verdicts_total{queue="${s.queueNum}",verdict="pass"} ${s.handshake.passed ?? 0}`);
     lines.push(`tessera_verdicts_total{queue="${s.queueNum}",verdict="reject"} ${s.handshake.rejected}`);
     lines.push(`tessera_verdicts_total{queue="${s.queueNum}",verdict="drop"} ${s.handshake.dropped}`);
     for (const [reason, n] of Object.entries(s.handshake.byReason)) lines.push(`tessera_reasons_total{queue="${s.queueNum}",reason="${reason}"} ${n}`);

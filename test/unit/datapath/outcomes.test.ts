@@ -8,23 +8,14 @@ import fc from 'fast-check';
 import { HOOK_POST_ROUTING, HOOK_PRE_ROUTING, type Decision, type FlowRecord, type HandshakeStats } from '../../../src/datapath/handshake/handshake.js';
 import { createSecret } from '../../../src/identity/index.js';
 import { markForPuIndex, PU_DEST } from '../../../src/marks.js';
-import { parseTcp, rebuild, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../../../src/packet/index.js';
-import { A_ADDR, B_ADDR, M_ADDR, makeHost, seg, type Host } from './handshake-helpers.js';
+import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../../../src/packet/index.js';
+import { A_ADDR, B_ADDR, M_ADDR, makeHost, repair, seg, type Host } from './handshake-helpers.js';
 
 const KINDS = ['accepted', 'passed', 'rejected', 'dropped'] as const;
 const KIND_OF: Record<Decision['kind'], (typeof KINDS)[number]> = { accept: 'accepted', pass: 'passed', reject: 'rejected', drop: 'dropped' };
 
 function sum(s: HandshakeStats): number {
   return s.accepted + s.passed + s.rejected + s.dropped;
-}
-
-/** Recompute checksums after a mutation (as a sender would), so the packet reaches the deep logic. */
-function repair(bytes: Uint8Array): Uint8Array {
-  const p = parseTcp(bytes);
-  if (!p.ok) return bytes;
-  const out = new Uint8Array(bytes.length + 64);
-  const n = rebuild(bytes, p, {}, out);
-  return typeof n === 'number' ? out.slice(0, n) : bytes;
 }
 
 /** Hands one packet to `h` and checks that exactly one outcome followed from it. */

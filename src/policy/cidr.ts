@@ -3,7 +3,7 @@
 // untagged handshake: with the address bytes of the packet (wordsFromBytes) or, from the
 // CLI and revoke, with text that parseAddressInto() parses into a reused word buffer.
 
-import { formatAddress } from '../packet/flow.js';
+import { formatAddress } from '../flow.js';
 
 /** A network: family, prefix length and the masked address as 1 (v4) or 4 (v6) 32-bit words. */
 export interface Cidr {
@@ -156,7 +156,7 @@ function v4Text(w: number): string {
   return `${w >>> 24}.${(w >>> 16) & 0xff}.${(w >>> 8) & 0xff}.${w & 0xff}`;
 }
 
-/** RFC 5952 text of v6 words, by the one formatter (packet/flow.ts). */
+/** RFC 5952 text of v6 words, by the one formatter (src/flow.ts). */
 function v6Text(words: Uint32Array): string {
   const bytes = new Uint8Array(16);
   for (let w = 0; w < 4; w++) {

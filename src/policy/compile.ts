@@ -4,7 +4,8 @@
 // objects built here, so an evaluation without observe rules allocates nothing.
 
 import { cidrHas, parseAddressInto, v4Mapped, wordsFromBytes, type Cidr } from './cidr.js';
-import { DIR_EGRESS, DIR_INGRESS, parsePolicyText, type PeerAst, type PolicyAst, type RuleAst } from './parse.js';
+import { parsePolicyText } from './parse.js';
+import { DIR_EGRESS, DIR_INGRESS, type PeerAst, type PolicyAst, type RuleAst } from './ast.js';
 import { compileTerms, labelInfo, termsMatch, type CompiledTerm, type LabelInfo } from './selector.js';
 import type { CompileOptions, CompileResult, Endpoint, Policy, PolicyDecision, PolicyRequest } from './types.js';
 

@@ -51,7 +51,6 @@ import {
   type HandshakeDeps,
   type HandshakeOptions,
   type IssuedToken,
-  type LocalPu,
   type VerifiedPeer,
   type VerifyFailure,
 } from './types.js';

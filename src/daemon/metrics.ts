@@ -69,7 +69,7 @@ export function createMetrics(src: MetricsSources, opts: { processMetrics?: bool
   derived(registry, 'tessera_packets_total', 'Packets read from NFQUEUE per queue.', 'counter', perQueue((s) => [[{}, s.queue.received]]));
   derived(registry, 'tessera_queue_enobufs_total', 'Times the kernel dropped queued packets because the socket buffer was full.', 'counter', perQueue((s) => [[{}, s.queue.enobufs]]));
   derived(registry, 'tessera_verdicts_total', 'Handshake packets per verdict.', 'counter', perQueue((s) =>
-    s.handshake ? [[{ verdict: 'accept' }, s.handshake.accepted], [{ verdict: 'reject' }, s.handshake.rejected], [{ verdict: 'drop' }, s.handshake.dropped]] : [],
+    s.handshake ? [[{ verdict: 'accept' }, s.handshake.accepted], [{ verdict: 'pass' }, s.handshake.passed ?? 0], [{ verdict: 'reject' }, s.handshake.rejected], [{ verdict: 'drop' }, s.handshake.dropped]] : [],
   ));
   derived(registry, 'tessera_reasons_total', 'Handshake packets per reason code.', 'counter', perQueue((s) =>
     s.handshake ? Object.entries(s.handshake.byReason).map(([reason, n]) => [{ reason }, n] as [Record<string, string>, number]) : [],

@@ -37,6 +37,8 @@ export interface DaemonConfig {
    * fail-closed, so a restart or an upgrade opens no window; `tessera cleanup` removes it.
    */
   removeRulesOnStop?: boolean;
+  /** Serve Prometheus metrics, /healthz and /readyz over TCP on "ADDR:PORT" (off unless given). */
+  metricsListen?: string;
 }
 
 export const DEFAULTS = {

@@ -8,7 +8,7 @@ import { printHelp } from '../cli/common.js';
 import { ensureDir } from '../cli/fs.js';
 import type { CliIo } from '../cli/output.js';
 import { parseCommand, usageError } from '../cli/spec.js';
-import { DEFAULTS, type DaemonConfig } from './config.js';
+import { DEFAULTS, validateConfig, type DaemonConfig } from './config.js';
 import { startDaemon } from './daemon.js';
 import { createLogger } from './log.js';
 import { defaultHostId } from './trust.js';
@@ -30,7 +30,7 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
   else if (ca && cert && key) trust = { mode: 'ca', caFile: ca, certFile: cert, keyFile: key };
   else if (ca || cert || key) throw usageError('daemon', 'CA mode needs all of --ca, --cert and --key');
   else throw usageError('daemon', 'no trust configured: pass --psk-file FILE (tessera psk init) or --ca/--cert/--key (tessera ca init/issue)');
-  return {
+  const config: DaemonConfig = {
     stateDir: v['state-dir'],
     socket: v.socket ?? env.TESSERA_SOCKET ?? DEFAULTS.socket,
     cgroupRoot: v['cgroup-root'],
@@ -51,6 +51,23 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
     ...(v.docker !== undefined ? { docker: { socket: v.docker } } : {}),
     ...(v['metrics-listen'] !== undefined ? { metricsListen: v['metrics-listen'] } : {}),
   };
+  // Ranges and formats are checked once, in validateConfig; from the command line a value
+  // out of range is a usage error (exit 2), found before anything on the system is touched.
+  try {
+    return validateConfig(config);
+  } catch (err) {
+    throw err instanceof TesseraError && err.code === 'TESSERA_ERR_INVALID_CONFIG' ? usageError('daemon', err.message) : err;
+  }
+}
+
+/** A directory the daemon needs, made with ensureDir; an error names the option it came from. */
+function makeDir(flag: string, path: string): void {
+  try {
+    ensureDir(path, 0o700);
+  } catch (err) {
+    const e = asTesseraError(err);
+    throw new TesseraError(e.code, `${flag}: ${e.message}`, { cause: err });
+  }
 }
 
 /**
@@ -77,14 +94,15 @@ export async function runDaemon(argv: string[], io: CliIo): Promise<number> {
   let daemon: Awaited<ReturnType<typeof startDaemon>>;
   try {
     // Made here, one component at a time: Node's recursive mkdir spins on paths under /proc.
-    ensureDir(config.stateDir, 0o700);
-    ensureDir(dirname(config.socket), 0o700);
+    makeDir('--state-dir', config.stateDir);
+    makeDir('--socket', dirname(config.socket));
     const started = await Promise.race([startDaemon(config, log), crashed]);
     if (typeof started === 'number') return started;
     daemon = started;
   } catch (err) {
     const e = asTesseraError(err);
-    log.fatal({ code: e.code, err: e.message }, 'tessera daemon failed to start');
+    // In the log for collectors; a person at a terminal reads the runner's line on stderr.
+    if (!process.stdout.isTTY) log.fatal({ code: e.code, err: e.message }, 'tessera daemon failed to start');
     throw e;
   }
   const d = daemon;

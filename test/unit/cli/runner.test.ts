@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../../../src/cli/main.js';
 import { parseDaemonArgs } from '../../../src/daemon/index.js';
+import type { TesseraError } from '../../../src/errors.js';
 import { capture } from './fake-daemon.js';
 
 const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string };
@@ -126,6 +127,21 @@ describe('daemon arguments (its table)', () => {
     expect(() => parseDaemonArgs(['--psk-file', 'x', '--reject', 'rest'])).toThrow(/did you mean reset/);
     expect(() => parseDaemonArgs(['--psk-file', 'x', '--remove-rules-on-sotp'])).toThrow(/did you mean --remove-rules-on-stop/);
     expect(parseDaemonArgs(['--help'])).toBe('help');
+  });
+
+  it('checks ranges (validateConfig) as usage errors, before the system is touched', () => {
+    const usage = (argv: string[]): TesseraError => {
+      try {
+        parseDaemonArgs(['--psk-file', 'x', ...argv]);
+      } catch (err) {
+        return err as TesseraError;
+      }
+      throw new Error('no error');
+    };
+    expect([usage(['--queues', '99']).code, usage(['--queues', '99']).message]).toEqual(['TESSERA_ERR_INVALID_ARGUMENT', '--queues must be 1..16, got 99']);
+    expect(usage(['--token-ttl', '10s']).message).toMatch(/--token-ttl must be 60..86400 seconds/);
+    expect(usage(['--cgroup-root', '../x']).message).toMatch(/--cgroup-root must be a simple directory name/);
+    expect(usage(['--docker', 'relative.sock']).message).toMatch(/absolute path/);
   });
 
   it('builds the config with defaults, durations, the optional --docker socket and --metrics-listen', () => {

@@ -164,6 +164,7 @@ export const caInit = {
   options: [
     { name: 'out', kind: 'string', arg: 'DIR', required: true, help: 'output directory (created if missing)' },
     { name: 'name', kind: 'string', arg: 'NAME', default: 'tessera-ca', help: 'CA name' },
+    { ...json, help: 'print the files written as JSON' },
   ],
 } as const satisfies CommandSpec;
 
@@ -176,6 +177,7 @@ export const caIssue = {
     { name: 'host', kind: 'string', arg: 'HOST', required: true, help: 'host name the certificate is for' },
     { name: 'out', kind: 'string', arg: 'DIR', required: true, help: 'output directory (created if missing)' },
     { name: 'days', kind: 'int', min: 1, max: 3650, default: 365, help: 'certificate validity in days' },
+    { ...json, help: 'print the files written as JSON' },
   ],
 } as const satisfies CommandSpec;
 
@@ -193,7 +195,7 @@ export const pskInit = {
   name: 'psk init',
   summary: 'create a pre-shared key file',
   description: '',
-  options: [{ name: 'out', kind: 'string', arg: 'FILE', required: true, help: 'where to write the key' }],
+  options: [{ name: 'out', kind: 'string', arg: 'FILE', required: true, help: 'where to write the key' }, { ...json, help: 'print the file written as JSON' }],
 } as const satisfies CommandSpec;
 
 export const pskSpec = {

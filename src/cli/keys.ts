@@ -39,6 +39,10 @@ function readCa(path: string): string {
   }
 }
 
+function report(io: CliIo, json: boolean, files: { private: string[]; public: string[] }, text: string): void {
+  io.out(json ? JSON.stringify(files) : text);
+}
+
 const isHelp = (sub: string | undefined): boolean => sub === undefined || sub === '--help' || sub === '-h' || sub === 'help';
 
 export async function caCommand(args: string[], io: CliIo): Promise<number> {
@@ -52,7 +56,7 @@ export async function caCommand(args: string[], io: CliIo): Promise<number> {
     const ca = await createCa(p.values.name);
     writeNew(join(out, 'ca.json'), serializeCa(ca), 0o600);
     writeNew(join(out, 'ca.pub.json'), serializeCaPublic(ca), 0o644);
-    io.out(`wrote ${join(out, 'ca.json')} (private: keep it offline) and ${join(out, 'ca.pub.json')}`);
+    report(io, p.values.json, { private: [join(out, 'ca.json')], public: [join(out, 'ca.pub.json')] }, `wrote ${join(out, 'ca.json')} (private: keep it offline) and ${join(out, 'ca.pub.json')}`);
     return 0;
   }
   const p = parseCommand(caIssue, rest);
@@ -64,7 +68,7 @@ export async function caCommand(args: string[], io: CliIo): Promise<number> {
   const certificate = await issueHostCertificate(ca, { host, hostPublicJwk: key.publicJwk, validityDays: days });
   writeNew(join(out, `${host}.cert`), certificate + '\n', 0o644);
   writeNew(join(out, `${host}.key.json`), serializeHostIdentity({ mode: 'ca', hostId: host, ...key, certificate }), 0o600);
-  io.out(`wrote ${join(out, host + '.cert')} and ${join(out, host + '.key.json')} (private)`);
+  report(io, p.values.json, { private: [join(out, `${host}.key.json`)], public: [join(out, `${host}.cert`)] }, `wrote ${join(out, host + '.cert')} and ${join(out, host + '.key.json')} (private)`);
   return 0;
 }
 
@@ -75,6 +79,6 @@ export async function pskCommand(args: string[], io: CliIo): Promise<number> {
   const p = parseCommand(pskInit, rest);
   if (p === 'help') return printHelp('psk', io);
   writeNew(p.values.out, serializeSecret(createSecret(), 'psk'), 0o600);
-  io.out(`wrote ${p.values.out} (private: copy it to every host, mode 600)`);
+  report(io, p.values.json, { private: [p.values.out], public: [] }, `wrote ${p.values.out} (private: copy it to every host, mode 600)`);
   return 0;
 }

@@ -96,7 +96,13 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
   const handler = Object.hasOwn(HANDLERS, word) ? HANDLERS[word] : undefined;
   if (!handler) {
     const names = COMMANDS.map((c) => c.name);
-    const what = word.startsWith('-') ? `unknown option ${word}${suggest(word.replace(/^-+/, ''), ['help', 'version'], '--')}` : `unknown command "${word}"${suggest(word, names)}`;
+    const name = word.replace(/^-+/, '').split('=')[0]!;
+    const ofSome = COMMANDS.some((c) => (isGroup(c) ? c.subcommands.flatMap((x) => x.options) : c.options).some((o) => o.name === name));
+    const what = !word.startsWith('-')
+      ? `unknown command "${word}"${suggest(word, names)}`
+      : ofSome
+        ? `options go after the command: tessera <command> ${word} ...`
+        : `unknown option ${word}${suggest(name, ['help', 'version'], '--')}`;
     io.err(`tessera: ${what} [TESSERA_ERR_INVALID_ARGUMENT]`);
     io.err(`Commands: ${names.join(', ')}. See 'tessera --help'.`);
     return exitCodeOf('TESSERA_ERR_INVALID_ARGUMENT');

@@ -31,6 +31,7 @@ describe('the runner', () => {
     expect(r.code).toBe(2);
     expect(r.errLines[0]).toBe('tessera: unknown command "stauts" (did you mean status?) [TESSERA_ERR_INVALID_ARGUMENT]');
     expect((await run(['--verison'])).errLines[0]).toMatch(/unknown option --verison \(did you mean --version\?\)/);
+    expect((await run(['--socket', '/s', 'status'])).errLines[0]).toBe('tessera: options go after the command: tessera <command> --socket ... [TESSERA_ERR_INVALID_ARGUMENT]');
   });
 
   it('answers an unknown option with status 2, one line with the code, and a pointer to help', async () => {
@@ -104,8 +105,9 @@ describe('the runner', () => {
     it('writes key material where it can, and prints JSON for policy check', async () => {
       const dir = mkdtempSync(join(tmpdir(), 'tessera-cli-'));
       try {
-        const r = await run(['ca', 'init', '--out', join(dir, 'a', 'b')]);
+        const r = await run(['ca', 'init', '--out', join(dir, 'a', 'b'), '--json']);
         expect(r.code).toBe(0);
+        expect(JSON.parse(r.out)).toEqual({ private: [join(dir, 'a', 'b', 'ca.json')], public: [join(dir, 'a', 'b', 'ca.pub.json')] });
         expect(readFileSync(join(dir, 'a', 'b', 'ca.pub.json'), 'utf8')).toContain('{');
         writeFileSync(join(dir, 'p.yaml'), 'not: [valid');
         const c = await run(['policy', 'check', '--json', join(dir, 'p.yaml')]);

@@ -1,12 +1,13 @@
-// The table of every `tessera` command: its options, their value types, defaults and help.
-// The parser, the help text and the value types are all generated from these (spec.ts).
+// The table of every client `tessera` command: its options, their value types, defaults and
+// help. The parser, the help text and the value types are all generated from these
+// (spec.ts). The privileged commands (daemon, cleanup) have theirs in src/bin/daemon.ts,
+// next to the daemon's defaults: src/cli does not import src/daemon (docs/architecture.md).
 
-import { DEFAULTS } from '../daemon/config.js';
 import type { CommandSpec, GroupSpec, OptionSpec } from './spec.js';
 
-export const DEFAULT_SOCKET = DEFAULTS.socket;
+export const DEFAULT_SOCKET = '/run/tessera/tessera.sock';
 
-const socket = {
+export const socket = {
   name: 'socket',
   kind: 'string',
   arg: 'PATH',
@@ -14,95 +15,6 @@ const socket = {
   help: 'daemon socket',
 } as const satisfies OptionSpec;
 const json = { name: 'json', kind: 'flag', help: 'machine-readable output (JSON), for scripts' } as const satisfies OptionSpec;
-
-export const daemonSpec = {
-  name: 'daemon',
-  summary: 'run the per-host daemon (root): datapath workers, rules, local API',
-  usage: ['daemon (--psk-file FILE | --ca FILE --cert FILE --key FILE) [options]'],
-  description: `Runs the per-host daemon: installs TESSERA- iptables chains, starts one datapath worker per
-NFQUEUE number, and serves the local API. One daemon per network namespace and per
---cgroup-root: a second one refuses to start (TESSERA_ERR_LOCKED, naming the first).
-
-At start it reconciles the rules in place (it never removes first) after re-adopting the
-PUs still running, with their last known ports. SIGTERM or SIGINT stops it and LEAVES its
-rules in place: PUs stay fail-closed (their handshakes are dropped, nothing passes
-unjudged) until the next start, so a restart or an upgrade opens no window. To remove
-them, pass --remove-rules-on-stop, or run tessera cleanup after the daemon has stopped.
-A crash leaves them too (exit status 70 for an internal error).
-
-Logs go to stdout: readable lines when it is a terminal, JSON lines (NDJSON) otherwise.
-Key files must not be readable by group or others (chmod 600).`,
-  options: [
-    { name: 'psk-file', kind: 'string', arg: 'FILE', section: 'Trust (one of)', help: 'shared secret file (tessera psk init); tokens are HS256' },
-    { name: 'ca', kind: 'string', arg: 'FILE', section: 'Trust (one of)', help: "the CA's public file (ca.pub.json from tessera ca init)" },
-    { name: 'cert', kind: 'string', arg: 'FILE', section: 'Trust (one of)', help: "this host's certificate (HOST.cert from tessera ca issue)" },
-    { name: 'key', kind: 'string', arg: 'FILE', section: 'Trust (one of)', help: "this host's private key (HOST.key.json from tessera ca issue)" },
-    { name: 'host-id', kind: 'string', arg: 'NAME', defaultText: "this machine's hostname", help: 'host name in tokens, PSK mode' },
-    { name: 'queues', kind: 'int', default: DEFAULTS.queues, help: 'datapath workers / NFQUEUE numbers (1..16)' },
-    { name: 'queue-base', kind: 'int', default: DEFAULTS.queueBase, help: 'first NFQUEUE number' },
-    {
-      name: 'fail-open',
-      kind: 'flag',
-      help: 'let handshake packets through unauthorized when no worker reads the queue (default: fail-closed, they are dropped); a full queue drops either way',
-    },
-    { name: 'reject', kind: 'enum', choices: ['reset', 'drop'], default: DEFAULTS.rejectMode, help: 'how a refused connection ends: TCP reset or silence' },
-    { name: 'state-dir', kind: 'string', arg: 'DIR', default: DEFAULTS.stateDir, help: 'host secret and state' },
-    { ...socket, defaultText: `$TESSERA_SOCKET or ${DEFAULT_SOCKET}`, help: 'local API socket' },
-    { name: 'cgroup-root', kind: 'string', arg: 'NAME', default: DEFAULTS.cgroupRoot, help: "net_cls subtree for this daemon's PUs" },
-    { name: 'mtu', kind: 'int', default: DEFAULTS.mtu, help: 'largest packet emitted after attaching a token (1280..65535)' },
-    { name: 'token-ttl', kind: 'duration', default: `${DEFAULTS.tokenTtlSeconds}s`, help: 'token lifetime (60s..24h; a bare number is seconds); re-issued at half of it' },
-    { name: 'clock-skew', kind: 'duration', default: `${DEFAULTS.clockSkewSeconds}s`, help: 'accepted clock difference between hosts (0..10m; a bare number is seconds)' },
-    {
-      name: 'policy',
-      kind: 'string',
-      arg: 'FILE',
-      defaultText: 'the built-in same-labels policy',
-      help: 'YAML policy (docs/policy.md). The file is watched and re-read on change or SIGHUP; a file with errors is refused (logged with line and column) and the running policy stays',
-    },
-    {
-      name: 'docker',
-      kind: 'string',
-      arg: 'SOCKET',
-      optional: true,
-      implied: DEFAULTS.dockerSocket,
-      help: `protect Docker containers as PUs: follow the engine on SOCKET (${DEFAULTS.dockerSocket} when left out) and make every running container a PU with its labels (docs/docker.md). Off unless given. An engine that is not reachable is retried every 5 s. Names --socket in $TESSERA_RUNTIME_FILE (default /run/tessera/docker-runtime) for the runtime shim packaging/tessera-runc, which enrolls containers before they start; kept on stop (the shim then refuses to start containers: fail-closed)`,
-    },
-    {
-      name: 'metrics-listen',
-      kind: 'addrport',
-      help: 'serve Prometheus metrics, /healthz and /readyz over TCP on ADDR:PORT (a port alone: loopback). Off unless given',
-    },
-    {
-      name: 'log-level',
-      kind: 'enum',
-      arg: 'LEVEL',
-      choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
-      default: DEFAULTS.logLevel,
-      help: 'fatal|error|warn|info|debug|trace|silent',
-    },
-    { name: 'accept-all', kind: 'flag', help: 'benchmark mode: handshake packets take their queue passes and are accepted with no token, check or policy (NOT a security mode)' },
-    {
-      name: 'remove-rules-on-stop',
-      kind: 'flag',
-      help: 'on SIGTERM/SIGINT, remove the rules (host and container namespaces) and give adopted classids back: PUs are unprotected until the next start. Default: a stop keeps enforcement in place',
-    },
-  ],
-} as const satisfies CommandSpec;
-
-export const cleanupSpec = {
-  name: 'cleanup',
-  summary: 'remove every iptables chain and net_cls cgroup Tessera created, once the daemon has stopped (root)',
-  description: `Removes every iptables and ip6tables chain whose name starts with TESSERA- (and the jumps to
-them) in this network namespace, and the net_cls cgroups under NAME: processes still
-inside are moved out, not killed, and are then unprotected. Touches nothing else. A stopped
-or crashed daemon leaves its rules in place (fail-closed); this is how they are removed.
-Refuses (exit 1, TESSERA_ERR_LOCKED) while a daemon runs in this network namespace or on
-this cgroup root.`,
-  options: [
-    { name: 'cgroup-root', kind: 'string', arg: 'NAME', default: DEFAULTS.cgroupRoot, help: 'net_cls subtree to clean' },
-    { name: 'force', kind: 'flag', help: "clean up even while a daemon runs: its rules go and its PUs' processes leave their cgroups (unprotected)" },
-  ],
-} as const satisfies CommandSpec;
 
 export const runSpec = {
   name: 'run',
@@ -254,8 +166,11 @@ show prints the running daemon's policy.`,
 
 export const versionSpec = { name: 'version', summary: 'print the version', description: 'Prints the version of this tessera.', options: [json] } as const satisfies CommandSpec;
 
-/** Every command, in the order the main help lists them. */
-export const COMMANDS: readonly (CommandSpec | GroupSpec)[] = [daemonSpec, runSpec, statusSpec, flowsSpec, cleanupSpec, policySpec, caSpec, pskSpec, versionSpec];
+/** The client commands. */
+export const COMMANDS: readonly (CommandSpec | GroupSpec)[] = [runSpec, statusSpec, flowsSpec, policySpec, caSpec, pskSpec, versionSpec];
+
+/** The order of the main help, privileged commands included. */
+export const ORDER = ['daemon', 'run', 'status', 'flows', 'cleanup', 'policy', 'ca', 'psk', 'version'];
 
 export const MAIN_INTRO = `tessera — identity-based network authorization for containers and Linux processes
 

@@ -1,5 +1,5 @@
-// The `tessera` runner: every command, `daemon` and `cleanup` included, returns its exit
-// status here, and src/bin ends the process with it once. Errors become one line with their
+// The `tessera` runner: every command, `daemon` and `cleanup` included (src/bin passes
+// them in), returns its exit status here, and src/bin ends the process with it once. Errors become one line with their
 // code (`tessera status: ... [TESSERA_ERR_...]`) and the exit status of the error table; a
 // usage error adds a pointer to the command's help. No stack trace reaches a person.
 
@@ -7,20 +7,17 @@ import { spawn } from 'node:child_process';
 import { createApiClient } from '../api/index.js';
 import { asTesseraError, exitCodeOf } from '../errors.js';
 import { parseUserLabel } from '../identity/index.js';
-import { COMMANDS, MAIN_INTRO, MAIN_OUTRO, runSpec, versionSpec } from './commands.js';
+import { COMMANDS, MAIN_INTRO, MAIN_OUTRO, ORDER, runSpec, versionSpec } from './commands.js';
 import { isGroup, printHelp, socketPath } from './common.js';
 import { flowsCommand } from './flows.js';
 import { caCommand, pskCommand } from './keys.js';
 import { processIo, type CliIo } from './output.js';
 import { policyCommand } from './policy.js';
-import { helpFor, mainHelp, parseCommand, suggest } from './spec.js';
+import { commandHelp, groupHelp, helpFor, mainHelp, parseCommand, suggest, type CommandSpec, type GroupSpec } from './spec.js';
 import { statusCommand } from './status.js';
 import { version } from './version.js';
 
 export type { CliIo } from './output.js';
-export { DEFAULT_SOCKET } from './commands.js';
-export { socketPath } from './common.js';
-export { formatFlow } from './flows.js';
 
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 
@@ -57,7 +54,13 @@ function versionCommand(args: string[], io: CliIo): number {
 
 type Handler = (args: string[], io: CliIo) => Promise<number> | number;
 
-const HANDLERS: Record<string, Handler> = {
+/** A command the runner can run: its table and what runs it. */
+export interface Command {
+  readonly spec: CommandSpec | GroupSpec;
+  readonly run: Handler;
+}
+
+const CLIENT: Record<string, Handler> = {
   run: runCommand,
   status: statusCommand,
   flows: flowsCommand,
@@ -65,13 +68,17 @@ const HANDLERS: Record<string, Handler> = {
   psk: pskCommand,
   policy: policyCommand,
   version: versionCommand,
-  // The privileged commands load the daemon's modules only when they run.
-  daemon: async (args, io) => (await import('../daemon/index.js')).runDaemon(args, io),
-  cleanup: async (args, io) => (await import('../daemon/index.js')).runCleanup(args, io),
 };
 
-export function mainHelpText(): string {
-  return mainHelp(MAIN_INTRO, COMMANDS, MAIN_OUTRO);
+/** The client commands and the privileged ones src/bin adds, in the main help's order. */
+function commandsWith(extra: readonly Command[]): Command[] {
+  const all = [...COMMANDS.map((spec) => ({ spec, run: CLIENT[spec.name]! })), ...extra];
+  const rank = (c: Command): number => (ORDER.indexOf(c.spec.name) + ORDER.length + 1) % (ORDER.length + 1);
+  return all.sort((a, b) => rank(a) - rank(b));
+}
+
+export function mainHelpText(extra: readonly Command[] = []): string {
+  return mainHelp(MAIN_INTRO, commandsWith(extra).map((c) => c.spec), MAIN_OUTRO);
 }
 
 /** One line for any error, its code, and the exit status the error table gives it. */
@@ -85,19 +92,24 @@ export function reportError(err: unknown, io: CliIo, command?: string): number {
   return exitCodeOf(e.code);
 }
 
-export async function runCli(argv: string[], io: CliIo = processIo()): Promise<number> {
+/**
+ * Run one command line: `extra` are the privileged commands (daemon, cleanup) that src/bin
+ * adds, since src/cli does not import the daemon. Returns the exit status.
+ */
+export async function runCli(argv: string[], io: CliIo = processIo(), extra: readonly Command[] = []): Promise<number> {
+  const commands = commandsWith(extra);
   const [word, ...rest] = argv;
   if (word === undefined || word === 'help' || word === '--help' || word === '-h') {
-    if (rest[0] !== undefined && rest[0] in HANDLERS) return printHelp(rest[0], io);
-    io.out(mainHelpText());
+    const c = commands.find((x) => x.spec.name === rest[0]);
+    io.out(c ? (isGroup(c.spec) ? groupHelp(c.spec) : commandHelp(c.spec)) : mainHelpText(extra));
     return 0;
   }
   if (word === '--version' || word === '-V') return versionCommand(rest, io);
-  const handler = Object.hasOwn(HANDLERS, word) ? HANDLERS[word] : undefined;
+  const handler = commands.find((c) => c.spec.name === word)?.run;
   if (!handler) {
-    const names = COMMANDS.map((c) => c.name);
+    const names = commands.map((c) => c.spec.name);
     const name = word.replace(/^-+/, '').split('=')[0]!;
-    const ofSome = COMMANDS.some((c) => (isGroup(c) ? c.subcommands.flatMap((x) => x.options) : c.options).some((o) => o.name === name));
+    const ofSome = commands.some(({ spec: c }) => (isGroup(c) ? c.subcommands.flatMap((x) => x.options) : c.options).some((o) => o.name === name));
     const what = !word.startsWith('-')
       ? `unknown command "${word}"${suggest(word, names)}`
       : ofSome

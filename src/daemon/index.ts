@@ -1,74 +1,15 @@
-// The daemon's entry points, run by the one runner (src/cli/main.ts, ended by src/bin):
-// arguments from the command's table, signals, and the exit status the daemon ends with.
+// The daemon's entry points: its lifetime (signals, crash) and the exit status it ends with,
+// returned to the one runner (src/cli/main.ts, through src/bin, which ends the process).
+// Its arguments are parsed from the command's table in src/bin/daemon.ts.
 
-import { dirname } from 'node:path';
 import { TesseraError, asTesseraError, exitCodeOf } from '../errors.js';
-import { daemonSpec, cleanupSpec } from '../cli/commands.js';
-import { printHelp } from '../cli/common.js';
-import { ensureDir } from '../cli/fs.js';
-import type { CliIo } from '../cli/output.js';
-import { parseCommand, usageError } from '../cli/spec.js';
-import { DEFAULTS, validateConfig, type DaemonConfig } from './config.js';
+import type { DaemonConfig } from './config.js';
 import { startDaemon } from './daemon.js';
 import { createLogger } from './log.js';
-import { defaultHostId } from './trust.js';
 import { cleanup } from './cleanup.js';
 
 export { startDaemon } from './daemon.js';
 export type { DaemonConfig } from './config.js';
-
-/** The daemon's settings from its command line (the table in src/cli/commands.ts). */
-export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): DaemonConfig | 'help' {
-  const parsed = parseCommand(daemonSpec, argv);
-  if (parsed === 'help') return 'help';
-  const v = parsed.values;
-  const psk = v['psk-file'];
-  const { ca, cert, key } = v;
-  let trust: DaemonConfig['trust'];
-  if (psk && (ca || cert || key)) throw usageError('daemon', 'choose one trust mode: --psk-file, or --ca with --cert and --key');
-  if (psk) trust = { mode: 'psk', pskFile: psk };
-  else if (ca && cert && key) trust = { mode: 'ca', caFile: ca, certFile: cert, keyFile: key };
-  else if (ca || cert || key) throw usageError('daemon', 'CA mode needs all of --ca, --cert and --key');
-  else throw usageError('daemon', 'no trust configured: pass --psk-file FILE (tessera psk init) or --ca/--cert/--key (tessera ca init/issue)');
-  const config: DaemonConfig = {
-    stateDir: v['state-dir'],
-    socket: v.socket ?? env.TESSERA_SOCKET ?? DEFAULTS.socket,
-    cgroupRoot: v['cgroup-root'],
-    queueBase: v['queue-base'],
-    queues: v.queues,
-    failOpen: v['fail-open'],
-    trust,
-    hostId: v['host-id'] ?? defaultHostId(),
-    rejectMode: v.reject as 'reset' | 'drop',
-    mtu: v.mtu,
-    tokenTtlSeconds: v['token-ttl'] / 1000,
-    clockSkewSeconds: v['clock-skew'] / 1000,
-    logLevel: v['log-level'],
-    datapathMode: v['accept-all'] ? 'passes' : 'handshake',
-    portScanMs: DEFAULTS.portScanMs,
-    removeRulesOnStop: v['remove-rules-on-stop'],
-    ...(v.policy ? { policyFile: v.policy } : {}),
-    ...(v.docker !== undefined ? { docker: { socket: v.docker } } : {}),
-    ...(v['metrics-listen'] !== undefined ? { metricsListen: v['metrics-listen'] } : {}),
-  };
-  // Ranges and formats are checked once, in validateConfig; from the command line a value
-  // out of range is a usage error (exit 2), found before anything on the system is touched.
-  try {
-    return validateConfig(config);
-  } catch (err) {
-    throw err instanceof TesseraError && err.code === 'TESSERA_ERR_INVALID_CONFIG' ? usageError('daemon', err.message) : err;
-  }
-}
-
-/** A directory the daemon needs, made with ensureDir; an error names the option it came from. */
-function makeDir(flag: string, path: string): void {
-  try {
-    ensureDir(path, 0o700);
-  } catch (err) {
-    const e = asTesseraError(err);
-    throw new TesseraError(e.code, `${flag}: ${e.message}`, { cause: err });
-  }
-}
 
 /**
  * `tessera daemon ...`: runs until SIGTERM/SIGINT, then returns 0 with its rules left in
@@ -76,10 +17,7 @@ function makeDir(flag: string, path: string): void {
  * nothing and returns 70 (TESSERA_ERR_INTERNAL): the kernel keeps dropping PUs' handshakes
  * until a daemon reads the queues. The runner (src/bin) ends the process with the status.
  */
-export async function runDaemon(argv: string[], io: CliIo): Promise<number> {
-  const config = parseDaemonArgs(argv);
-  if (config === 'help') return printHelp('daemon', io);
-  if (process.getuid?.() !== 0) throw new TesseraError('TESSERA_ERR_PREREQ', 'must run as root (iptables, NFQUEUE, cgroups)');
+export async function runDaemon(config: DaemonConfig): Promise<number> {
   const log = createLogger(config.logLevel);
   let crash: (status: number) => void = () => {};
   const crashed = new Promise<number>((resolve) => (crash = resolve));
@@ -93,9 +31,6 @@ export async function runDaemon(argv: string[], io: CliIo): Promise<number> {
   });
   let daemon: Awaited<ReturnType<typeof startDaemon>>;
   try {
-    // Made here, one component at a time: Node's recursive mkdir spins on paths under /proc.
-    makeDir('--state-dir', config.stateDir);
-    makeDir('--socket', dirname(config.socket));
     const started = await Promise.race([startDaemon(config, log), crashed]);
     if (typeof started === 'number') return started;
     daemon = started;
@@ -119,14 +54,10 @@ export async function runDaemon(argv: string[], io: CliIo): Promise<number> {
   return Promise.race([d.stopped.then(() => 0), crashed]);
 }
 
-/** `tessera cleanup`. */
-export async function runCleanup(argv: string[], io: CliIo): Promise<number> {
-  const parsed = parseCommand(cleanupSpec, argv);
-  if (parsed === 'help') return printHelp('cleanup', io);
-  const { values } = parsed;
-  if (process.getuid?.() !== 0) throw new TesseraError('TESSERA_ERR_PREREQ', 'must run as root');
+/** `tessera cleanup`: refuses while a daemon runs unless forced (cleanup.ts). */
+export async function runCleanup(cgroupRoot: string, opts: { force: boolean; out: (line: string) => void }): Promise<number> {
   try {
-    await cleanup(values['cgroup-root'], (l) => io.out(l), { force: values.force });
+    await cleanup(cgroupRoot, opts.out, { force: opts.force });
     return 0;
   } catch (err) {
     if (err instanceof TesseraError && err.code === 'TESSERA_ERR_LOCKED') {

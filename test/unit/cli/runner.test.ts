@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../../../src/cli/main.js';
-import { parseDaemonArgs } from '../../../src/daemon/index.js';
+import { PRIVILEGED, parseDaemonArgs } from '../../../src/bin/daemon.js';
 import type { TesseraError } from '../../../src/errors.js';
 import { capture } from './fake-daemon.js';
 
@@ -15,7 +15,7 @@ const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', '..', 
 
 async function run(argv: string[]) {
   const c = capture();
-  const code = await runCli(argv, c.io);
+  const code = await runCli(argv, c.io, PRIVILEGED);
   return { code, out: c.out.join('\n'), err: c.err.join('\n'), errLines: c.err };
 }
 

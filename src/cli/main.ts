@@ -1,7 +1,8 @@
 // The `tessera` runner: every command, `daemon` and `cleanup` included (src/bin passes
-// them in), returns its exit status here, and src/bin ends the process with it once. Errors become one line with their
-// code (`tessera status: ... [TESSERA_ERR_...]`) and the exit status of the error table; a
-// usage error adds a pointer to the command's help. No stack trace reaches a person.
+// them in), returns its exit status here, and src/bin ends the process with it once.
+// Errors become one line with their code (`tessera status: ... [TESSERA_ERR_...]`) and the
+// exit status of the error table; a usage error adds a pointer to the command's help. No
+// stack trace reaches a person.
 
 import { spawn } from 'node:child_process';
 import { createApiClient } from '../api/index.js';

@@ -71,7 +71,7 @@ export function table(header: readonly string[], rows: readonly (readonly string
 /** One row with fixed column widths (a follower cannot know the widths of rows to come). */
 export function fixedRow(cells: readonly string[], widths: readonly number[]): string {
   return cells
-    .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat(Math.max(1, (widths[i] ?? 0) - visible(c)))))
+    .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat(Math.max(0, (widths[i] ?? 0) - visible(c)))))
     .join('  ')
     .trimEnd();
 }

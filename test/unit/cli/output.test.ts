@@ -5,7 +5,7 @@
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runCli } from '../../../src/cli/main.js';
-import { colorFor, table } from '../../../src/cli/output.js';
+import { colorFor, fixedRow, table } from '../../../src/cli/output.js';
 import { groupCounters, renderStatus, type StatusView } from '../../../src/cli/status.js';
 import { matchFlow } from '../../../src/cli/flows.js';
 import { capture, flow, startFakeDaemon, STATUS, type FakeDaemon } from './fake-daemon.js';
@@ -175,5 +175,16 @@ describe('tessera flows filters', () => {
       const e = capture();
       expect(await runCli(['flows', '--socket', d.socket, '--dry-run'], e.io)).toBe(2);
     });
+  });
+});
+
+describe('fixed-width rows of a follower', () => {
+  it('align under the header whatever the colour codes', () => {
+    const widths = [4, 6, 0];
+    const header = fixedRow(['A', 'BB', 'C'], widths);
+    const row = fixedRow([`${ESC}31mx${ESC}0m`, 'yyyy', 'z'], widths);
+    expect(header).toBe('A     BB      C');
+    expect(row.replace(/\x1b\[[0-9;]*m/g, '')).toBe('x     yyyy    z');
+    expect(fixedRow(['toolong', 'b', 'c'], widths)).toBe('toolong  b       c');
   });
 });

@@ -235,8 +235,9 @@ export function parseCommand<C extends CommandSpec>(spec: C, argv: readonly stri
       else fail(`${flag} needs a value (${placeholder(o)})${next?.startsWith('-') ? `; write ${flag}=${next} for a value starting with "-"` : ''}`);
     }
     const v = convert(spec.name, o, raw!, now);
+    // Given again, a single-valued option takes the last value (as node:util parseArgs and
+    // GNU tools do), so a wrapper can append flags that override a unit file's.
     if (o.multiple) ((values[o.name] ??= []) as unknown[]).push(v);
-    else if (o.name in values) fail(`${flag} given twice`);
     else values[o.name] = v;
   }
   for (const o of spec.options) {

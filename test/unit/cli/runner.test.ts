@@ -155,7 +155,7 @@ describe('daemon arguments (its table)', () => {
     expect(parseDaemonArgs(['--docker', '/d.sock', '--psk-file', 'x'])).toMatchObject({ docker: { socket: '/d.sock' } });
     expect(parseDaemonArgs(['--psk-file', 'x', '--metrics-listen', '9464'])).toMatchObject({ metricsListen: '127.0.0.1:9464' });
     expect(parseDaemonArgs(['--psk-file', 'x'], { TESSERA_SOCKET: '/s.sock' })).toMatchObject({ socket: '/s.sock' });
-    expect(() => parseDaemonArgs(['--psk-file', 'x', '--docker', '--docker'])).toThrow('--docker given twice');
+    expect(parseDaemonArgs(['--psk-file', 'x', '--state-dir', '/a', '--state-dir', '/b'])).toMatchObject({ stateDir: '/b' }); // appended flags override
   });
 
   it('daemon and cleanup usage errors go through the runner: status 2, before any privilege check', async () => {

@@ -5,7 +5,6 @@
 // stays on the unix socket, reachable by root only.
 
 import { createServer, type Server } from 'node:http';
-import { isIP } from 'node:net';
 import { TesseraError } from '../errors.js';
 
 export interface ListenAddress {
@@ -24,23 +23,6 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-const LOOPBACK = '127.0.0.1';
-
-/** "PORT", ":PORT", "HOST:PORT" or "[V6]:PORT", HOST an IP address or localhost; no host means 127.0.0.1. */
-export function parseListenAddress(text: string): ListenAddress {
-  const bad = (why: string): never => {
-    throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', `--metrics-listen ${JSON.stringify(text)}: ${why} (ADDR:PORT, e.g. 127.0.0.1:9464, or a port)`);
-  };
-  const m = /^(?:(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):)?(\d+)$/.exec(text);
-  if (!m) return bad('not an address and port');
-  const bracketed = m[1];
-  const host = bracketed ?? (m[2] || LOOPBACK);
-  const port = Number(m[3]);
-  if (!Number.isInteger(port) || port > 65_535) return bad('the port must be 0..65535');
-  if (host !== 'localhost' && isIP(host) === 0) return bad(`"${host}" is not an IP address`);
-  if (bracketed !== undefined && isIP(host) !== 6) return bad('only an IPv6 address goes in brackets');
-  return { host, port };
-}
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\./.test(host) || /^::ffff:127\./i.test(host);

@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { mkdirSync, chmodSync, rmSync, existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { TesseraError } from '../errors.js';
+import { TesseraError, httpStatusOf } from '../errors.js';
 import { parseCreatePuRequest, parseEnrollContainerRequest, type CreatePuRequest, type EnrollContainerRequest, type EnrollContainerResponse, type FlowEntry, type PuInfo, type RevokedFlowInfo, type StatusResponse } from './schemas.js';
 
 export interface ApiHandlers {
@@ -105,9 +105,8 @@ export async function startApiServer(socketPath: string, h: ApiHandlers): Promis
       try {
         return send(res, 201, await h.createPu(body));
       } catch (err) {
-        // The daemon's own failures (cgroups, rules) are 500; a request it refuses is 400.
-        const serverSide = !(err instanceof TesseraError) || err.code === 'TESSERA_ERR_CGROUP' || err.code === 'TESSERA_ERR_RULES';
-        return sendError(res, serverSide ? 500 : 400, err);
+        // The daemon's own failures (cgroups, rules) are 500; a request it refuses is 400 (src/errors.ts).
+        return sendError(res, err instanceof TesseraError ? httpStatusOf(err.code) : 500, err);
       }
     }
     if (req.method === 'POST' && path === '/v1/containers/enroll') return enrollRoute(req, res);

@@ -42,7 +42,7 @@ describe('parser generated from a table', () => {
     const p = parseCommand(spec, ['--out', 'd', '-c', '5', '--wait', '1m30s', '-t', 'a', '--tag=b', '--verbose', '--listen', '[::1]:9464'], { now: 1_000_000 });
     expect(p).not.toBe('help');
     if (p === 'help') return;
-    expect(p.values).toEqual({ out: 'd', count: 5, wait: 90_000, tag: ['a', 'b'], verbose: true, listen: '[::1]:9464', mode: 'fast' });
+    expect(p.values).toEqual({ out: 'd', count: 5, wait: 90_000, tag: ['a', 'b'], verbose: true, listen: { host: '::1', port: 9464 }, mode: 'fast' });
     const q = parseCommand(spec, ['--out', 'd']);
     if (q === 'help') throw new Error('help');
     expect(q.values).toEqual({ out: 'd', count: 3, mode: 'fast', tag: [], verbose: false });

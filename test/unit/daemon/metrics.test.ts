@@ -8,7 +8,7 @@ import { HANDLING_BUCKETS_US, type WorkerStats } from '../../../src/datapath/ind
 
 const worker = (queueNum: number, k: number): WorkerStats => ({
   queueNum,
-  handshake: { packets: 10 * k, accepted: 6 * k, rejected: 3 * k, dropped: k, serverState: 2, clientState: 1, byReason: { ok: 6 * k, 'bad-signature': 3 * k, 'a"quoted\\reason': k } },
+  handshake: { packets: 10 * k, accepted: 6 * k, passed: 0, rejected: 3 * k, dropped: k, serverState: 2, clientState: 1, byReason: { ok: 6 * k, 'bad-signature': 3 * k, 'a"quoted\\reason': k } },
   caches: { tokenHits: 5, tokenMisses: 1, x25519Hits: 4, x25519Misses: 2 },
   handling: { buckets: HANDLING_BUCKETS_US.map((_, i): number => (i === 0 ? 3 : i === 2 ? 2 : 0)).concat([1]), sumUs: 1234, count: 6 },
   queue: { received: 10 * k, verdicts: 10 * k, enobufs: 0, sendErrors: 0, recvErrors: 0, batches: 3 },

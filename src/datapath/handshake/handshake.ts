@@ -398,7 +398,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       ...outcomes.counters,
       serverState: serverState.map.size,
       clientState: clientState.map.size,
-      byReason: { ...outcomes.byReason },
+      byReason: outcomes.byReason(),
     }),
   };
 }

@@ -48,7 +48,8 @@ export interface Counters {
 
 export interface Outcomes {
   readonly counters: Counters;
-  readonly byReason: Record<string, number>;
+  /** Outcomes per reason ('ok' included), a copy. */
+  byReason(): Record<string, number>;
   drop(c: PacketContext, reason: Reason): Decision;
   /** Let it through unchanged (length 0) or as rewritten into c.out; nothing is authorized. */
   pass(c: PacketContext, reason: Reason, length?: number): Decision;
@@ -71,23 +72,12 @@ export function createOutcomes(opt: HandshakeOptions, now: () => number, onFlow:
   const byReason: Record<string, number> = Object.create(null);
   const result: Decision = { kind: 'pass', verdict: VERDICT_ACCEPT, mark: -1, length: 0, reason: 'ok' };
 
+  /** 'ok' is by far the most common reason: a plain counter, merged into byReason when read. */
+  let ok = 0;
   /** The one exit of every packet: `ours` is our nfmark bits (-1: leave the mark alone). */
   function settle(c: PacketContext, kind: OutcomeKind, verdict: number, ours: number, length: number, reason: Reason): Decision {
-    switch (kind) {
-      case 'accept':
-        counters.accepted++;
-        break;
-      case 'pass':
-        counters.passed++;
-        break;
-      case 'reject':
-        counters.rejected++;
-        break;
-      case 'drop':
-        counters.dropped++;
-        break;
-    }
-    byReason[reason] = (byReason[reason] ?? 0) + 1;
+    if (reason === 'ok') ok++;
+    else byReason[reason] = (byReason[reason] ?? 0) + 1;
     result.kind = kind;
     result.verdict = verdict;
     result.mark = verdictMark(c.mark, ours);
@@ -120,15 +110,23 @@ export function createOutcomes(opt: HandshakeOptions, now: () => number, onFlow:
 
   return {
     counters,
-    byReason,
-    drop: (c, reason) => settle(c, 'drop', VERDICT_DROP, -1, 0, reason),
-    pass: (c, reason, length = 0) => settle(c, 'pass', VERDICT_ACCEPT, -1, length, reason),
+    byReason: () => (ok > 0 ? { ok, ...byReason } : { ...byReason }),
+    drop(c, reason) {
+      counters.dropped++;
+      return settle(c, 'drop', VERDICT_DROP, -1, 0, reason);
+    },
+    pass(c, reason, length = 0) {
+      counters.passed++;
+      return settle(c, 'pass', VERDICT_ACCEPT, -1, length, reason);
+    },
     accept(c, verdict, ours, length, decision) {
+      counters.accepted++;
       const reason: Reason = decision?.audit ? 'audit' : 'ok';
       if (decision) record(c, 'accept', reason, decision);
       return settle(c, 'accept', verdict, ours, length, reason);
     },
     refuse(c, reason, decision = null) {
+      counters.rejected++;
       record(c, 'reject', reason, decision);
       if ((decision?.reject ?? opt.rejectMode) === 'drop') return settle(c, 'reject', VERDICT_DROP, -1, 0, reason);
       const { buf, pkt, out } = c;

@@ -95,14 +95,14 @@ describe.runIf(isRoot)(`${COUNT} PUs on one host: each one's traffic is tagged a
     const judged: Record<number, number> = {};
     for (const index of SAMPLE) {
       const id = byIndex.get(index)!;
-      const child = await inPu(id, ['busybox', 'wget', '-q', '-T', '2', '-O', '/dev/null', `http://${a.addr}:${SERVER_PORT}/`]);
+      const child = await inPu(id, ['timeout', '5', 'busybox', 'wget', '-q', '-O', '/dev/null', `http://${a.addr}:${SERVER_PORT}/`]);
       await new Promise((r) => child.once('exit', r));
-      for (let t = 0; t < 50 && (await recordsOf(id, 'egress')) === 0; t++) await sleep(100);
+      for (let t = 0; t < 20 && (await recordsOf(id, 'egress')) === 0; t++) await sleep(100);
       judged[index] = await recordsOf(id, 'egress');
     }
     console.log(`egress records per sampled PU index: ${JSON.stringify(judged)}`);
     for (const index of SAMPLE) expect(judged[index], `PU index ${index}`).toBeGreaterThanOrEqual(1);
-  });
+  }, 120_000);
 
   it('a SYN to a PU listener is judged as that PU from its first packet, across the index range (ingress)', async () => {
     const results: Record<number, { records: number; reached: boolean }> = {};
@@ -112,8 +112,8 @@ describe.runIf(isRoot)(`${COUNT} PUs on one host: each one's traffic is tagged a
       try {
         await sleep(300);
         // A client without Tessera: the PU's listener is named by the socket lookup, the SYN judged and refused.
-        const r = await a.exec(['busybox', 'wget', '-q', '-T', '2', '-O', '-', `http://${b.addr}:${PU_PORT}/`], { timeoutMs: 10_000 });
-        for (let t = 0; t < 50 && (await recordsOf(id, 'ingress')) === 0; t++) await sleep(100);
+        const r = await a.exec(['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', `http://${b.addr}:${PU_PORT}/`], { timeoutMs: 10_000 });
+        for (let t = 0; t < 20 && (await recordsOf(id, 'ingress')) === 0; t++) await sleep(100);
         results[index] = { records: await recordsOf(id, 'ingress'), reached: r.code === 0 };
       } finally {
         await killAndWait(server);
@@ -122,11 +122,11 @@ describe.runIf(isRoot)(`${COUNT} PUs on one host: each one's traffic is tagged a
     console.log(`ingress per PU index: ${JSON.stringify(results)}`);
     for (const r of Object.values(results)) expect(r).toEqual({ records: expect.any(Number), reached: false });
     for (const r of Object.values(results)) expect(r.records).toBeGreaterThanOrEqual(1);
-  });
+  }, 120_000);
 
   it("leaves the host's own connection alone: it succeeds and no worker judges it", async () => {
     const before = (await b.flows()).length;
-    const r = await b.exec(['busybox', 'wget', '-q', '-T', '2', '-O', '-', `http://${a.addr}:${SERVER_PORT}/`], { timeoutMs: 10_000 });
+    const r = await b.exec(['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', `http://${a.addr}:${SERVER_PORT}/`], { timeoutMs: 10_000 });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('ok\n');
     await sleep(300);

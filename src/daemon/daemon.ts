@@ -12,7 +12,8 @@ import { TesseraError, errorMessage } from '../errors.js';
 import { createCommandRunner, createNetCls, createReconciler } from '../rules/index.js';
 import { createDatapath, type FlowRecord } from '../datapath/index.js';
 import { startApiServer, createApiClient } from '../api/index.js';
-import { createListenerSource, listeningPorts, type ListenerDump } from '../monitors/process/index.js';
+import { createListenerSource, listeningPortsAsync, parseSsListeners, SS_LISTENERS, type ListenerDump } from '../monitors/process/index.js';
+import { createListenerDiscovery } from './discovery.js';
 import { loadNative } from '../datapath/native.js';
 import { validateConfig, type DaemonConfig } from './config.js';
 import { createLogger, rateLimited } from './log.js';
@@ -34,6 +35,8 @@ import { serveProbes } from './probes.js';
 const FLOW_RING = 2000;
 const RECONCILE_EVERY_MS = 10_000;
 const ROTATE_CHECK_MS = 15_000;
+/** Listener discovery ticks no faster than this, whatever --port-scan-ms says (issue 17: idle cost). */
+const DISCOVERY_MIN_MS = 2000;
 
 function nativeListenerDump(): ListenerDump | null {
   try {
@@ -123,51 +126,41 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     warn('datapath', { err: err.message }, 'datapath worker error');
   });
 
-  // The scan block below belongs to listener discovery (to be replaced by discovery.ts); it counts through this.
-  const counters = {
-    get pus_removed(): number {
-      return metrics.counts().pus_removed;
-    },
-    set pus_removed(_: number) {
-      count('pus_removed');
-    },
-  };
-
-  // The port scan's listening sockets: the addon's sock_diag dump (an addon built before it
-  // existed has no such export), else /proc/net/tcp{,6}.
-  const scanListeners = createListenerSource(nativeListenerDump(), (err) =>
+  // Listener discovery and PU liveness (discovery.ts, issue 17): per tick one dump of the
+  // listening sockets with their cgroup v2 (ss, sock_diag) and the process lists of a bounded
+  // batch of PUs; descriptors are read (asynchronously) only for PUs without a cgroup v2, against
+  // the addon's sock_diag dump of listening sockets (else /proc/net/tcp{,6}).
+  const listenerSockets = createListenerSource(nativeListenerDump(), (err) =>
     log.warn({ err: errorMessage(err) }, 'sock_diag refused the listening-socket dump; reading /proc/net/tcp{,6} instead (slower with many sockets)'),
   );
-
-  /** Every portScanMs: pids and listening ports of each PU; empty process PUs end. */
-  let scanning = false;
-  async function scan(): Promise<void> {
-    if (scanning) return;
-    scanning = true;
-    try {
-      const sockets = scanListeners();
-      for (const pu of registry.all()) {
-        if (pu.kind === 'container') {
-          // The monitor ends container PUs. A namespace PU's ports are not this host's.
-          const pids = containers ? await containers.pidsOf(pu) : [];
-          registry.setObserved(pu, pids, pu.netns ? [] : listeningPorts(pids, sockets));
-          continue;
-        }
-        const pids = await netcls.pids(pu.id).catch(() => [] as number[]);
-        if (pids.length === 0 && pu.kind === 'process' && Date.now() - pu.createdAt.getTime() > 2000) {
-          await registry.remove(pu.id);
-          counters.pus_removed!++;
-          log.info({ pu: pu.id }, 'PU ended: its last process exited');
-          continue;
-        }
-        registry.setObserved(pu, pids, listeningPorts(pids, sockets));
-      }
-    } catch (err) {
-      warn('scan', { err: errorMessage(err) }, 'PU scan failed');
-    } finally {
-      scanning = false;
-    }
-  }
+  let cgroupDump = true;
+  const discovery = createListenerDiscovery(
+    {
+      pus: () => registry.all(),
+      pidsOf: (pu) => (pu.kind === 'container' ? (containers ? containers.pidsOf(pu) : Promise.resolve([])) : netcls.pids(pu.id)),
+      async listeners() {
+        if (!cgroupDump) return null;
+        const parsed = await runner
+          .run(SS_LISTENERS, { timeoutMs: 10_000 })
+          .then((r) => parseSsListeners(r.stdout))
+          .catch((err: unknown) => {
+            log.warn({ err: errorMessage(err) }, 'ss --cgroup is not available: ports are read from each PU\'s processes (install iproute2 5.8 or later)');
+            return null;
+          });
+        if (parsed === null) cgroupDump = false;
+        return parsed;
+      },
+      portsOfPids: (pids) => listeningPortsAsync(pids, listenerSockets()),
+      setObserved: (pu, pids, ports) => registry.setObserved(pu, pids, ports),
+      async end(pu) {
+        if (!(await registry.remove(pu.id))) return;
+        count('pus_removed');
+        log.info({ pu: pu.id }, 'PU ended: its last process exited');
+      },
+      warn: (o, m) => warn('scan', o, m),
+    },
+    { intervalMs: Math.max(config.portScanMs, DISCOVERY_MIN_MS) },
+  );
 
   // PUs first, workers second: a worker judges packets from the moment it binds its queue
   // and delivers a SYN to a port of no known PU (reason no-pu). The snapshot of the
@@ -216,7 +209,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   const stopWatching = policy.watch();
 
   const timers = [
-    setInterval(() => void scan(), config.portScanMs),
+    setInterval(() => void discovery.tick(), Math.max(config.portScanMs, DISCOVERY_MIN_MS)),
     setInterval(() => flows.flushSuppressed(), 1000),
     setInterval(() => {
       syncLoop.syncInBackground(); // heals rules someone else removed; retries a failed transaction

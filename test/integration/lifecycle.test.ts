@@ -19,6 +19,7 @@ import { createCluster, waitFor, TESSERA, type Cluster, type TesseraHost } from 
 import { isRoot, killAndWait, run, uniquePrefix } from '../../scripts/lib/netns.js';
 import { nodePidOf, saveRules, tesseraLines } from '../helpers/attack.js';
 import { skipBecause } from '../helpers/skip.js';
+import { failingRuleTools } from '../helpers/inject.js';
 
 skipBecause(!isRoot, 'daemon lifecycle (needs root)', 'integration tests need root: run npm test as root');
 
@@ -207,14 +208,9 @@ describe.runIf(isRoot)('daemon lifecycle on the real kernel path', () => {
     // Breaks if createPu answers 201 after a failed transaction (the command would run
     // unprotected: the marker file would exist), or if a failing reconcile is only a log line.
     await x.stopDaemon();
-    // An iptables-restore that fails while FAIL exists, found first on the daemon's PATH.
-    const bin = join(keys, 'bin');
+    // iptables-restore and nft that fail while FAIL exists, found first on the daemon's PATH.
     const fail = join(keys, 'FAIL');
-    const real = (await run(['sh', '-c', 'command -v iptables-restore'])).stdout.trim();
-    expect(real).not.toBe('');
-    mkdirSync(bin, { recursive: true });
-    writeFileSync(join(bin, 'iptables-restore'), `#!/bin/sh\nif [ -e ${fail} ]; then echo "iptables-restore: injected failure" >&2; exit 1; fi\nexec ${real} "$@"\n`, { mode: 0o755 });
-    await x.startDaemon([], { PATH: `${bin}:${process.env.PATH ?? ''}` });
+    await x.startDaemon([], { PATH: await failingRuleTools(join(keys, 'bin'), fail) });
     expect((await x.status()).rules.ok).toBe(true);
 
     // A running PU starts listening while transactions fail: status says the rules are failing.
@@ -252,6 +248,10 @@ describe.runIf(isRoot)('daemon lifecycle on the real kernel path', () => {
   it('an IPv6 stack that ip6tables cannot manage is a failure, not a warning: no PU is created that IPv6 would leave open', async () => {
     // Before: the reconciler skipped IPv6 with one warning line, status said nothing, and PUs
     // were created — reachable over IPv6 without Tessera.
+    // From a host without our rules: rules already in force (a previous daemon's, kept at its
+    // stop) protect IPv6 whatever ip6tables-restore does now, and a new PU changes no iptables rule.
+    const clean = await x.exec([node, TESSERA, 'cleanup', '--cgroup-root', x.cgroupRoot], { timeoutMs: 30_000 });
+    expect(clean.code, clean.stderr).toBe(0);
     const bin = join(keys, 'bin6');
     const real = (await run(['sh', '-c', 'command -v ip6tables-restore'])).stdout.trim();
     expect(real).not.toBe('');

@@ -12,6 +12,7 @@ import { createCluster, waitFor, type Cluster, type TesseraHost } from '../../sc
 import { isRoot, killAndWait, run, uniquePrefix } from '../../scripts/lib/netns.js';
 import { createApiClient } from '../../src/api/index.js';
 import { skipBecause } from '../helpers/skip.js';
+import { failingRuleTools } from '../helpers/inject.js';
 
 skipBecause(!isRoot, 'metrics over TCP (needs root)', 'integration tests need root: run npm test as root');
 
@@ -63,15 +64,13 @@ describe.runIf(isRoot)('--metrics-listen', () => {
   });
 
   it('a failing rule transaction makes health degraded and /readyz 503 until a later one succeeds', async () => {
-    // iptables-restore that fails while a marker file exists (as lifecycle.test.ts injects it).
+    // Rule tools that fail while a marker file exists (as lifecycle.test.ts injects them).
     const dir = mkdtempSync(join(tmpdir(), 'tessera-ml-'));
     const fail = join(dir, 'fail');
     try {
-      const real = (await run(['sh', '-c', 'command -v iptables-restore'])).stdout.trim();
-      expect(real).not.toBe('');
-      writeFileSync(join(dir, 'iptables-restore'), `#!/bin/sh\nif [ -e ${fail} ]; then echo "iptables-restore: injected failure" >&2; exit 1; fi\nexec ${real} "$@"\n`, { mode: 0o755 });
+      const path = await failingRuleTools(join(dir, 'bin'), fail);
       await b.stopDaemon();
-      await b.startDaemon([], { PATH: `${dir}:${process.env.PATH ?? ''}` });
+      await b.startDaemon([], { PATH: path });
       expect((await get(b, '/readyz')).status).toBe(200);
       // A PU that starts listening once transactions fail: its new port is wanted and cannot
       // be applied. (A PU refused at creation would not do: it is removed, and the kernel again

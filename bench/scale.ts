@@ -60,12 +60,27 @@ function ownAndReaped(pid: number): number {
 
 const rssKb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
 
-export async function runScale(root: string, bin: string, o: ScaleOptions, log: (s: string) => void): Promise<string> {
+/** `onCleanup` receives the (idempotent) cleanup, for a signal handler: a killed run still ends what it started. */
+export async function runScale(root: string, bin: string, o: ScaleOptions, log: (s: string) => void, onCleanup?: (cleanup: () => Promise<void>) => void): Promise<string> {
   const HOST_PORT = 9100;
   const PU_PORT = 9101;
   const started: ChildProcess[] = [];
   const sleepers: number[] = [];
   let cluster: Cluster | undefined;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = (): Promise<void> =>
+    (cleaning ??= (async () => {
+      for (const pid of sleepers) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      await Promise.all(started.map((c) => killAndWait(c).catch(() => undefined)));
+      await cluster?.destroy();
+    })());
+  onCleanup?.(cleanup);
   try {
     cluster = await createCluster({ prefix: uniquePrefix('bs'), hosts: ['a', 'b'], subnet: 118, trust: 'psk', daemonArgs: ['--log-level', 'warn'] });
     const a = cluster.host('a');
@@ -150,15 +165,7 @@ export async function runScale(root: string, bin: string, o: ScaleOptions, log: 
     const many = await phase(o.pus);
     return render(o, one, many, { first, last });
   } finally {
-    for (const pid of sleepers) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-    await Promise.all(started.map((c) => killAndWait(c).catch(() => undefined)));
-    await cluster?.destroy();
+    await cleanup();
   }
 }
 

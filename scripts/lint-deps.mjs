@@ -18,6 +18,7 @@ const ALLOWED = {
   rules: ['rules'],
   monitors: ['monitors', 'identity'],
   api: ['api', 'identity', 'policy'],
+  ui: ['ui', 'api'],
   cli: ['cli', 'api', 'identity', 'policy'],
   daemon: ['daemon', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors', 'api'],
   bin: ['bin', 'cli', 'daemon', 'api', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors'],

@@ -50,13 +50,13 @@ export function readUiToken(file: string): string {
   return text;
 }
 
-/** Checks the pair of options before anything starts; returns the token (or undefined on loopback without one). */
-export function uiSettings(listen: string, tokenFile: string | undefined): { listen: UiListen; token: string | undefined } {
+/** Checks `--ui` and `--ui-token-file` together before anything starts (no I/O): a listener beyond this host needs a token. */
+export function checkUiListen(listen: string, tokenFile: string | undefined): UiListen {
   const l = parseUiListen(listen);
   if (!l.loopback && !tokenFile) {
-    throw new TesseraError('TESSERA_ERR_INVALID_CONFIG', `--ui ${listen} listens beyond this host and needs --ui-token-file FILE (a secret of at least 16 characters); or use a loopback address such as 127.0.0.1:${l.port}`);
+    throw new TesseraError('TESSERA_ERR_INVALID_CONFIG', `--ui ${listen} listens beyond this host and needs --ui-token-file FILE (a secret of at least 16 characters, mode 600); or use a loopback address such as 127.0.0.1:${l.port}`);
   }
-  return { listen: l, token: tokenFile ? readUiToken(tokenFile) : undefined };
+  return l;
 }
 
 export interface UiServer {

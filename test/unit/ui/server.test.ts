@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { request } from 'node:http';
 import type { FlowEntry } from '../../../src/api/schemas.js';
 import { createUiHandler } from '../../../src/ui/server.js';
-import { parseUiListen, readUiToken, startUiServer, uiSettings, type UiServer } from '../../../src/ui/listen.js';
+import { checkUiListen, parseUiListen, readUiToken, startUiServer, type UiServer } from '../../../src/ui/listen.js';
 import { flow } from '../../../bench/lib/ui-fixture.js';
 
 let server: UiServer | undefined;
@@ -134,8 +134,9 @@ describe('UI listener settings', () => {
   });
 
   it('refuses a non-loopback listener without a token file, with the fix in the message', () => {
-    expect(() => uiSettings('10.0.0.1:9090', undefined)).toThrow(/--ui 10.0.0.1:9090 listens beyond this host and needs --ui-token-file FILE/);
-    expect(uiSettings('127.0.0.1:9090', undefined).token).toBeUndefined();
+    expect(() => checkUiListen('10.0.0.1:9090', undefined)).toThrow(/--ui 10.0.0.1:9090 listens beyond this host and needs --ui-token-file FILE/);
+    expect(checkUiListen('127.0.0.1:9090', undefined).loopback).toBe(true);
+    expect(checkUiListen('0.0.0.0:9090', '/etc/tessera/ui.token').loopback).toBe(false);
   });
 
   it('reads a token file only when private and long enough', () => {
@@ -143,7 +144,6 @@ describe('UI listener settings', () => {
     const file = join(dir, 'token');
     writeFileSync(file, 'a-secret-of-sufficient-length\n', { mode: 0o600 });
     expect(readUiToken(file)).toBe('a-secret-of-sufficient-length');
-    expect(uiSettings('0.0.0.0:9090', file).token).toBe('a-secret-of-sufficient-length');
     chmodSync(file, 0o644);
     expect(() => readUiToken(file)).toThrow(/readable by group or others; chmod 600/);
     writeFileSync(join(dir, 'short'), 'short', { mode: 0o600 });

@@ -21,6 +21,8 @@ const POLICY = `version: 1
 modes:
   - select: {app: cache}
     mode: audit
+  - select: {app: probe}
+    mode: audit
 rules:
   - id: web-to-api
     from: {app: web}
@@ -66,7 +68,8 @@ describe.runIf(isRoot && haveChromium)('flow map: a daemon\'s --ui page in chrom
     expect((await a.runPu(['app=web'], wget(b.addr, 8080))).stdout).toBe('hello\n');
     const refused = await a.runPu(['app=web'], wget(b.addr, 5432));
     expect(refused.code).not.toBe(0);
-    expect((await a.runPu(['app=web'], wget(b.addr, 6379))).stdout).toBe('hello\n'); // audit mode lets it through
+    // Audit mode on both ends (each host judges by its own PU's mode): let through, recorded as audit.
+    expect((await a.runPu(['app=probe'], wget(b.addr, 6379))).stdout).toBe('hello\n');
     const unprotected = await c.exec(wget(b.addr, 8080), { timeoutMs: 10_000 });
     expect(unprotected.code).not.toBe(0);
     await waitFor('four kinds of records on b', async () => {
@@ -85,11 +88,11 @@ describe.runIf(isRoot && haveChromium)('flow map: a daemon\'s --ui page in chrom
     expect(edges).toEqual({
       'pu:app=web->pu:app=api': ['allowed'],
       'pu:app=web->pu:app=db': ['refused'],
-      'pu:app=web->pu:app=cache': ['audit'],
+      'pu:app=probe->pu:app=cache': ['audit'],
       [`addr:10.213.57.0/24->pu:app=api`]: ['refused'],
     });
     const nodes = await page.evaluate(() => (globalThis as any).__tessera.cy.nodes().map((n: any) => n.id()).sort());
-    expect(nodes).toEqual(['addr:10.213.57.0/24', 'pu:app=api', 'pu:app=cache', 'pu:app=db', 'pu:app=web']);
+    expect(nodes).toEqual(['addr:10.213.57.0/24', 'pu:app=api', 'pu:app=cache', 'pu:app=db', 'pu:app=probe', 'pu:app=web']);
     const red = await page.evaluate(() => (globalThis as any).__tessera.cy.getElementById('pu:app=web->pu:app=db').style('line-color'));
     expect(red).toBe('rgb(198,40,40)');
   });

@@ -251,7 +251,7 @@ async function showEdge(id) {
   const panel = $('#details');
   if (panel.hidden) {
     panel.hidden = false;
-    cy.resize();
+    fitView();
   }
   panel.dataset.edge = id;
   panel.dataset.state = 'loading';
@@ -278,7 +278,7 @@ async function showEdge(id) {
 
 function hideEdge() {
   $('#details').hidden = true;
-  cy.resize();
+  fitView();
   const s = state();
   s.delete('edge');
   history.replaceState(null, '', `${location.pathname}${s.size ? '?' + s : ''}`);

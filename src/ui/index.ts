@@ -1,19 +1,20 @@
-// The flow map (docs/ui.md): what the daemon calls. `startFlowMap` reads the token, builds the
-// handler from the daemon's flow log, policy and PU list, and listens.
+// The flow map (docs/ui.md): what the daemon calls. `checkUiListen` when it validates its
+// options, `readUiToken` with its other key files (before the kernel is touched), then
+// `startFlowMap`: the handler built from the daemon's flow log, policy and PU list, listening.
 
-import type { FlowEntry } from '../api/schemas.js';
+import type { FlowEntry, ListenAddress } from '../api/index.js';
 import type { LocalView } from './graph.js';
-import { checkUiListen, readUiToken, startUiServer, type UiServer } from './listen.js';
+import { addrText, checkUiListen, startUiServer, type UiServer } from './listen.js';
 import { createUiHandler, type ExplainRequest } from './server.js';
 
-export { checkUiListen, type UiServer } from './listen.js';
+export { checkUiListen, readUiToken, type UiServer } from './listen.js';
 export type { ExplainRequest } from './server.js';
 
 export interface FlowMapOptions {
   /** `--ui ADDR:PORT`. */
-  listen: string;
-  /** `--ui-token-file FILE`; required beyond loopback (checkUiListen). */
-  tokenFile?: string;
+  listen: ListenAddress;
+  /** The content of `--ui-token-file` (readUiToken); required beyond loopback (checkUiListen). */
+  token?: string;
   /** Every record the flow log keeps, oldest first. */
   recentFlows(): FlowEntry[];
   subscribeFlows(fn: (f: FlowEntry) => void): () => void;
@@ -22,8 +23,8 @@ export interface FlowMapOptions {
 }
 
 export async function startFlowMap(o: FlowMapOptions): Promise<UiServer & { url: string }> {
-  const listen = checkUiListen(o.listen, o.tokenFile);
-  const token = o.tokenFile ? readUiToken(o.tokenFile) : undefined;
+  const listen = checkUiListen(o.listen, o.token);
+  const token = o.token;
   const handler = createUiHandler({
     recentFlows: () => o.recentFlows(),
     subscribeFlows: o.subscribeFlows,
@@ -32,6 +33,5 @@ export async function startFlowMap(o: FlowMapOptions): Promise<UiServer & { url:
     ...(token ? { token } : {}),
   });
   const server = await startUiServer(listen, handler, token ? { token } : {});
-  const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
-  return { ...server, url: `http://${host}:${server.port}/` };
+  return { ...server, url: `http://${addrText({ host: listen.host, port: server.port })}/` };
 }

@@ -3,37 +3,12 @@
 
 import { createServer, type Server } from 'node:http';
 import { readFileSync, statSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { TesseraError } from '../errors.js';
+import { isLoopback, type ListenAddress } from '../api/index.js';
 import type { UiHandler } from './server.js';
 
-export interface UiListen {
-  host: string;
-  port: number;
+export interface UiListen extends ListenAddress {
   loopback: boolean;
-}
-
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
-/** "ADDR:PORT", "[V6]:PORT" or a bare "PORT" (loopback). */
-export function parseUiListen(text: string): UiListen {
-  const bad = (why: string): never => {
-    throw new TesseraError('TESSERA_ERR_INVALID_CONFIG', `--ui ${JSON.stringify(text)}: ${why} (use ADDR:PORT, e.g. 127.0.0.1:9090)`);
-  };
-  let host = '127.0.0.1';
-  let portText = text;
-  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(text);
-  if (v6) [, host, portText] = v6 as unknown as [string, string, string];
-  else if (text.includes(':')) {
-    const i = text.lastIndexOf(':');
-    host = text.slice(0, i);
-    portText = text.slice(i + 1);
-  }
-  if (!/^\d+$/.test(portText) || +portText < 1 || +portText > 65535) bad('the port must be 1-65535');
-  if (host !== 'localhost' && isIP(host) === 0) bad(`${JSON.stringify(host)} is not an IP address`);
-  return { host, port: +portText, loopback: isLoopback(host) };
 }
 
 /** The token of a non-loopback listener: a file of at least 16 characters, not readable by group or others. */
@@ -51,12 +26,16 @@ export function readUiToken(file: string): string {
 }
 
 /** Checks `--ui` and `--ui-token-file` together before anything starts (no I/O): a listener beyond this host needs a token. */
-export function checkUiListen(listen: string, tokenFile: string | undefined): UiListen {
-  const l = parseUiListen(listen);
-  if (!l.loopback && !tokenFile) {
-    throw new TesseraError('TESSERA_ERR_INVALID_CONFIG', `--ui ${listen} listens beyond this host and needs --ui-token-file FILE (a secret of at least 16 characters, mode 600); or use a loopback address such as 127.0.0.1:${l.port}`);
+export function checkUiListen(listen: ListenAddress, tokenFile: string | undefined): UiListen {
+  const loopback = isLoopback(listen.host);
+  if (!loopback && !tokenFile) {
+    throw new TesseraError('TESSERA_ERR_INVALID_CONFIG', `--ui ${addrText(listen)} listens beyond this host and needs --ui-token-file FILE (a secret of at least 16 characters, mode 600); or use a loopback address such as 127.0.0.1:${listen.port}`);
   }
-  return l;
+  return { ...listen, loopback };
+}
+
+export function addrText(l: ListenAddress): string {
+  return `${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`;
 }
 
 export interface UiServer {
@@ -84,7 +63,7 @@ export async function startUiServer(listen: UiListen, handler: UiHandler, opts: 
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new TesseraError('TESSERA_ERR_INVALID_CONFIG', `--ui ${listen.host}:${listen.port}: cannot listen (${err.code ?? err.message})`)),
+      reject(new TesseraError('TESSERA_ERR_INVALID_CONFIG', `--ui ${addrText(listen)}: cannot listen (${err.code ?? err.message})`)),
     );
     server.listen(listen.port, listen.host, () => resolve());
   });

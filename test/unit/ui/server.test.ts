@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { request } from 'node:http';
 import type { FlowEntry } from '../../../src/api/schemas.js';
 import { createUiHandler } from '../../../src/ui/server.js';
-import { checkUiListen, parseUiListen, readUiToken, startUiServer, type UiServer } from '../../../src/ui/listen.js';
+import { checkUiListen, readUiToken, startUiServer, type UiServer } from '../../../src/ui/listen.js';
 import { flow } from '../../../bench/lib/ui-fixture.js';
 
 let server: UiServer | undefined;
@@ -124,19 +124,12 @@ describe('UI handler', () => {
 });
 
 describe('UI listener settings', () => {
-  it('parses ADDR:PORT, [V6]:PORT and a bare port', () => {
-    expect(parseUiListen('127.0.0.1:9090')).toEqual({ host: '127.0.0.1', port: 9090, loopback: true });
-    expect(parseUiListen('[::1]:9090')).toEqual({ host: '::1', port: 9090, loopback: true });
-    expect(parseUiListen('9090')).toEqual({ host: '127.0.0.1', port: 9090, loopback: true });
-    expect(parseUiListen('0.0.0.0:80')).toEqual({ host: '0.0.0.0', port: 80, loopback: false });
-    expect(() => parseUiListen('web:80')).toThrow(/"web" is not an IP address/);
-    expect(() => parseUiListen('127.0.0.1:0')).toThrow(/port must be 1-65535/);
-  });
-
   it('refuses a non-loopback listener without a token file, with the fix in the message', () => {
-    expect(() => checkUiListen('10.0.0.1:9090', undefined)).toThrow(/--ui 10.0.0.1:9090 listens beyond this host and needs --ui-token-file FILE/);
-    expect(checkUiListen('127.0.0.1:9090', undefined).loopback).toBe(true);
-    expect(checkUiListen('0.0.0.0:9090', '/etc/tessera/ui.token').loopback).toBe(false);
+    expect(() => checkUiListen({ host: '10.0.0.1', port: 9090 }, undefined)).toThrow(/--ui 10.0.0.1:9090 listens beyond this host and needs --ui-token-file FILE/);
+    expect(() => checkUiListen({ host: '::', port: 9090 }, undefined)).toThrow(/--ui \[::\]:9090 listens beyond/);
+    expect(checkUiListen({ host: '127.0.0.1', port: 9090 }, undefined).loopback).toBe(true);
+    expect(checkUiListen({ host: '::1', port: 9090 }, undefined).loopback).toBe(true);
+    expect(checkUiListen({ host: '0.0.0.0', port: 9090 }, '/etc/tessera/ui.token').loopback).toBe(false);
   });
 
   it('reads a token file only when private and long enough', () => {

@@ -18,8 +18,9 @@ const ALLOWED = {
   rules: ['rules'],
   monitors: ['monitors', 'identity'],
   api: ['api', 'identity', 'policy'],
+  ui: ['ui', 'api'],
   cli: ['cli', 'api', 'identity', 'policy'],
-  daemon: ['daemon', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors', 'api'],
+  daemon: ['daemon', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors', 'api', 'ui'],
   bin: ['bin', 'cli', 'daemon', 'api', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors'],
 };
 const PURE = [/^packet\//, /^identity\//, /^policy\//, /^datapath\/handshake\//];

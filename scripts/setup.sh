@@ -9,7 +9,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 # prometheus: for promtool, which checks our /metrics text in the tests (Debian has no smaller package with it).
-for p in iptables nftables libnetfilter-queue-dev libmnl-dev pkg-config build-essential python3 iproute2 conntrack busybox-static tshark prometheus; do
+# chromium: the flow map's browser tests and bench drive Debian's build headless (playwright-core; no browser download).
+for p in iptables nftables libnetfilter-queue-dev libmnl-dev pkg-config build-essential python3 iproute2 conntrack busybox-static tshark prometheus chromium; do
   pkg_installed "$p" || need_pkgs+=("$p")
 done
 # systemd-analyze checks packaging/tessera.service (test/integration/package.test.ts).

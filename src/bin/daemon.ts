@@ -72,6 +72,17 @@ Key files must not be readable by group or others (chmod 600).`,
       help: 'serve Prometheus metrics, /healthz and /readyz over TCP on ADDR:PORT (a port alone: loopback). Off unless given',
     },
     {
+      name: 'ui',
+      kind: 'addrport',
+      help: 'serve the flow map, a read-only web page of who talks to whom and what was refused (docs/ui.md), on ADDR:PORT (a port alone: loopback). Off unless given',
+    },
+    {
+      name: 'ui-token-file',
+      kind: 'string',
+      arg: 'FILE',
+      help: 'the secret (one word, 16+ characters, mode 600) that --ui requires beyond loopback: the page is opened once with ?token=SECRET',
+    },
+    {
       name: 'log-level',
       kind: 'enum',
       arg: 'LEVEL',
@@ -136,6 +147,7 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
     ...(v.policy ? { policyFile: v.policy } : {}),
     ...(v.docker !== undefined ? { docker: { socket: v.docker } } : {}),
     ...(v['metrics-listen'] !== undefined ? { metricsListen: v['metrics-listen'] } : {}),
+    ...(v.ui !== undefined ? { ui: { listen: v.ui, ...(v['ui-token-file'] ? { tokenFile: v['ui-token-file'] } : {}) } } : {}),
   };
   // Ranges and formats are checked once, in validateConfig; from the command line a value
   // out of range is a usage error (exit 2), found before anything on the system is touched.

@@ -2,6 +2,7 @@
 // messages that name the fix; nothing downstream re-checks.
 
 import { TesseraError } from '../errors.js';
+import { checkUiListen } from '../ui/index.js';
 
 export interface DaemonConfig {
   /** Where the host secret and PU state live. */
@@ -39,6 +40,8 @@ export interface DaemonConfig {
   removeRulesOnStop?: boolean;
   /** --metrics-listen: /metrics, /healthz and /readyz over TCP (off unless given). */
   metricsListen?: { host: string; port: number };
+  /** --ui and --ui-token-file: the flow map (docs/ui.md); off unless given. */
+  ui?: { listen: { host: string; port: number }; tokenFile?: string };
 }
 
 export const DEFAULTS = {
@@ -74,5 +77,6 @@ export function validateConfig(c: DaemonConfig): DaemonConfig {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(c.hostId)) bad(`--host-id must be a host name, got "${c.hostId}"`);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(c.logLevel)) bad(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
   if (c.docker && !c.docker.socket.startsWith('/')) bad(`--docker takes the absolute path of the engine's socket, got "${c.docker.socket}"`);
+  if (c.ui) checkUiListen(c.ui.listen, c.ui.tokenFile);
   return c;
 }

@@ -31,6 +31,8 @@ import { createPolicyService } from './policy-service.js';
 import { createApiRoutes } from './api-routes.js';
 import { createShutdown } from './shutdown.js';
 import { serveProbes } from './probes.js';
+import { explain } from '../policy/index.js';
+import { readUiToken, startFlowMap } from '../ui/index.js';
 
 const FLOW_RING = 2000;
 const RECONCILE_EVERY_MS = 10_000;
@@ -87,6 +89,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
 
   const trust = loadTrust(config);
   const hostSecret = loadHostSecret(config.stateDir);
+  const uiToken = config.ui?.tokenFile ? readUiToken(config.ui.tokenFile) : undefined;
   const runner = createCommandRunner();
   const rulesLog = log.child({ component: 'rules' });
   const reconciler = createReconciler({ runner, log: { debug: (o, m) => rulesLog.debug(o, m), info: (o, m) => rulesLog.info(o, m), warn: (o, m) => rulesLog.warn(o, m) } });
@@ -206,6 +209,20 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
         throw err;
       })
     : null;
+  const ui = config.ui
+    ? await startFlowMap({
+        listen: config.ui.listen,
+        ...(uiToken ? { token: uiToken } : {}),
+        recentFlows: () => flows.recent({ deniedOnly: false, limit: FLOW_RING }),
+        subscribeFlows: (fn) => flows.subscribe(fn),
+        explain: (q) => explain(policy.current().policy, q),
+        local: () => ({ host: trust.hostId, pus: registry.all().map((p) => ({ id: p.id, labels: p.labels })) }),
+      }).catch(async (err: unknown) => {
+        await Promise.all([api.close(), probes?.close()]);
+        throw err;
+      })
+    : null;
+  if (ui) log.info({ url: ui.url, token: !!uiToken }, 'flow map listening (docs/ui.md)');
   const stopWatching = policy.watch();
 
   const timers = [
@@ -226,7 +243,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     async quiesce() {
       for (const t of timers) clearInterval(t);
       stopWatching();
-      await Promise.all([api.close(), probes?.close()]);
+      await Promise.all([api.close(), probes?.close(), ui?.close()]);
     },
     saveState: () => store.save(),
     holdRules: () => syncLoop.hold(true),

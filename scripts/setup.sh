@@ -8,7 +8,7 @@ need_pkgs=()
 have() { command -v "$1" >/dev/null 2>&1; }
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
-for p in iptables nftables libnetfilter-queue-dev libmnl-dev pkg-config build-essential python3 iproute2 conntrack busybox-static tshark; do
+for p in iptables nftables libnetfilter-queue-dev libmnl-dev pkg-config build-essential python3 iproute2 conntrack busybox-static tshark etcd-server; do
   pkg_installed "$p" || need_pkgs+=("$p")
 done
 if [ "${TESSERA_DOCKER:-0}" = "1" ]; then

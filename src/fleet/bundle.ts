@@ -171,6 +171,22 @@ export function verifyBundle<K extends BundleKind>(
   return { ok: true, bundle, digest, duplicate: applied !== null && revision === applied.revision };
 }
 
+/**
+ * The revision a stored bundle claims, without verifying it (null when unreadable or absurd:
+ * more than a week ahead of the clock). A push goes above it too, so after a key rotation or
+ * a value written by someone else the next push is still newer than anything daemons applied.
+ */
+export function peekRevision(stored: string | Buffer, nowMs: number): number | null {
+  try {
+    const env = JSON.parse(typeof stored === 'string' ? stored : stored.toString('utf8')) as { body?: unknown };
+    if (typeof env.body !== 'string') return null;
+    const r = (JSON.parse(Buffer.from(env.body, 'base64url').toString('utf8')) as { revision?: unknown }).revision;
+    return Number.isSafeInteger(r) && (r as number) > 0 && (r as number) <= nowMs / 1000 + 7 * 86400 ? (r as number) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The next revision for a push: newer than the current one and than the clock's seconds, so a wiped etcd cannot make pushes look like rollbacks. */
 export function nextRevision(current: number | null, nowMs: number): number {
   return Math.max((current ?? 0) + 1, Math.floor(nowMs / 1000));

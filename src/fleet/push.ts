@@ -1,7 +1,7 @@
 // Pushing a bundle: read the stored one, sign the next revision, write it only if nobody
 // wrote in between (a compare-and-swap on the key's mod revision), retrying a few times.
 
-import { nextRevision, signBundle, verifyBundle, type PayloadOf } from './bundle.js';
+import { nextRevision, peekRevision, signBundle, verifyBundle, type PayloadOf } from './bundle.js';
 import type { EtcdClient } from './etcd.js';
 import type { BundleKind, Layout } from './layout.js';
 import type { OperatorKey } from './operator-key.js';
@@ -23,7 +23,10 @@ export async function pushBundle<K extends BundleKind>(client: EtcdClient, layou
     if (kv) {
       const v = verifyBundle(kv.value, kind, [key], null);
       if (v.ok) current = v.bundle.revision;
-      else replacedUnverified = true;
+      else {
+        replacedUnverified = true;
+        current = peekRevision(kv.value, Date.now());
+      }
     }
     const revision = nextRevision(current, Date.now());
     const stored = signBundle(key, kind, revision, payload);

@@ -16,6 +16,9 @@ import { createLayout } from '../../src/fleet/layout.js';
 import { createOperatorKey } from '../../src/fleet/operator-key.js';
 import { pushBundle } from '../../src/fleet/push.js';
 import { readHostStatuses, StatusPublisher } from '../../src/fleet/status.js';
+import { startFleetLink } from '../../src/fleet/link.js';
+import { readClusterView, renderClusterView, writeOperatorKeyPair } from '../../src/fleet/operator.js';
+
 import { startEtcdCluster, type EtcdCluster } from './fleet-etcd.js';
 
 const layout = createLayout('/tessera-it/v1/');
@@ -186,6 +189,51 @@ describe('fleet on a real three-member etcd', () => {
     expect(kv?.lease).not.toBe('0');
     await pub.stop(true);
     expect((await readHostStatuses(admin, layout)).statuses.find((s) => s.host === 'host-a')).toBeUndefined();
+  });
+
+  it('a daemon link applies pushed policies through its callback and shows up in the cluster view as in sync', async () => {
+    const keys = writeOperatorKeyPair(join(dir, 'op2'));
+    // A second operator key: the link trusts only it, so bundles signed by `op` are refused first.
+    const appliedNames: string[] = [];
+    const link = startFleetLink({
+      url: etcd.url,
+      operatorPubFiles: [keys.pubFile],
+      cacheDir: join(dir, 'link'),
+      hostId: 'host-link',
+      prefix: layout.prefix,
+      version: 'test',
+      validatePolicy: (text) => (text.includes('does-not-compile') ? 'line 1: does not compile' : null),
+      applyPolicy: (_text, name) => appliedNames.push(name),
+      health: () => ({ state: 'ok', problems: [] }),
+      log: () => undefined,
+      progressIntervalMs: 400,
+      progressTimeoutMs: 2000,
+      statusTtlSeconds: 5,
+    });
+    try {
+      await waitFor('the link to refuse the bundle signed by another key', async () => link.status().lastRefusal?.reason === 'unknown-key', 15_000);
+      const { pushPolicy } = await import('../../src/fleet/operator.js');
+      const bad = pushPolicy(admin, { keyFile: keys.keyFile, text: 'does-not-compile', source: 'x.yaml', prefix: layout.prefix, validate: (t) => (t.includes('does-not') ? 'nope' : null) });
+      await expect(bad).rejects.toThrow(/policy file refused/);
+      const r = await pushPolicy(admin, { keyFile: keys.keyFile, text: 'version: 1\n', source: 'good.yaml', prefix: layout.prefix, validate: () => null });
+      await waitFor('the link to apply the push', async () => link.status().applied.policy?.revision === r.revision, 15_000);
+      expect(appliedNames.at(-1)).toMatch(new RegExp(`^etcd policy revision ${r.revision} \\(good\\.yaml`));
+      const view = await waitFor('the host in sync in the cluster view', async () => {
+        const v = await readClusterView(admin, { prefix: layout.prefix, trusted: [(await import('../../src/fleet/files.js')).readOperatorPublicFile(keys.pubFile)] });
+        const h = v.hosts.find((x) => x.host === 'host-link');
+        return h && h.behind === false && h.health === 'ok' ? v : null;
+      }, 15_000);
+      expect(view.stored).toMatchObject({ revision: r.revision, verified: true });
+      expect(renderClusterView(view)).toMatch(/host-link\s+\d+\s+in sync\s+ok/);
+    } finally {
+      await link.stop();
+    }
+    expect((await readHostStatuses(admin, layout)).statuses.find((s) => s.host === 'host-link')).toBeUndefined();
+    // Back to the first operator's key for the following tests.
+    // (after a key rotation back and forth, a push still goes above every applied revision)
+    const back = await pushBundle(admin, layout, op, 'policy', policy(8));
+    for (const h of harnesses) await waitApplied(h, back.revision, 'every follower after the other key');
+    expect(harnesses[0]!.refused.some((r) => r.reason === 'unknown-key')).toBe(true);
   });
 
   it('all of etcd stopped: followers keep the last bundle; a restarted follower starts from disk; etcd back, a push converges', async () => {

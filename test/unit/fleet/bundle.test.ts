@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, nextRevision, signBundle, verifyBundle, type TrustPayload } from '../../../src/fleet/bundle.js';
+import { canonicalJson, nextRevision, peekRevision, signBundle, verifyBundle, type TrustPayload } from '../../../src/fleet/bundle.js';
 import { createOperatorKey, operatorKeyToJson, operatorPublicToJson, parseOperatorKey, parseOperatorPublic } from '../../../src/fleet/operator-key.js';
 
 const op = createOperatorKey();
@@ -86,6 +86,13 @@ describe('signed bundles', () => {
     expect(nextRevision(null, 5_000_000)).toBe(5000);
     expect(nextRevision(4999, 5_000_000)).toBe(5000);
     expect(nextRevision(6000, 5_000_000)).toBe(6001);
+  });
+
+  it('peek the revision another key signed (rotation), ignoring absurd ones', () => {
+    expect(peekRevision(signBundle(other, 'policy', 6000, policy), 5_000_000)).toBe(6000);
+    expect(peekRevision(signBundle(other, 'policy', 5000 + 8 * 86400, policy), 5_000_000)).toBeNull();
+    expect(peekRevision('{"body":"!!"}', 5_000_000)).toBeNull();
+    expect(peekRevision('nope', 5_000_000)).toBeNull();
   });
 });
 

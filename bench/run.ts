@@ -7,7 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { isRoot } from '../scripts/lib/netns.js';
 import { errorMessage } from '../src/errors.js';
 import { Bench, renderTable } from './lib/harness.js';
-import { USAGE, parseOptions, type BenchOptions } from './lib/options.js';
+import { DEFAULTS, USAGE, parseOptions, type BenchOptions } from './lib/options.js';
+import { buildPrograms } from './lib/build.js';
+import { runScale } from './scale.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const log = (s: string): void => {
@@ -29,6 +31,19 @@ async function main(): Promise<number> {
   if (!isRoot) {
     log('bench: needs root (network namespaces, iptables, NFQUEUE): run as root, e.g. sudo npm run bench');
     return 1;
+  }
+
+  if (opts.pus > 0) {
+    // The scale scenario: its own hosts and daemons (bench/scale.ts).
+    try {
+      const bin = await buildPrograms(root, log);
+      const concurrency = opts.concurrency === DEFAULTS.concurrency ? 8 : opts.concurrency;
+      process.stdout.write(await runScale(root, bin, { pus: opts.pus, runs: opts.runs, seconds: opts.seconds, concurrency, runSamples: 5, idleSeconds: 5 }, log));
+      return 0;
+    } catch (err) {
+      log(`bench: scale failed: ${errorMessage(err)}`);
+      return 1;
+    }
   }
 
   const abort = new AbortController();

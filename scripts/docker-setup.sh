@@ -41,7 +41,27 @@ DOCKER=docker
 say() { echo "docker-setup: $*"; }
 die() { echo "docker-setup: $*" >&2; exit 1; }
 
-engine_up() { "$DOCKER" -H "unix://$SOCK" info >/dev/null 2>&1; }
+# Bounded: a dockerd that accepts on its socket but does not answer yet must not hang the wait.
+engine_up() { timeout 10 "$DOCKER" -H "unix://$SOCK" info >/dev/null 2>&1; }
+
+# Wait until the dockerd with PID $1 answers on the socket (up to WAIT_S seconds), or fail
+# saying why: it exited, or it did not answer in time. A slow engine is waited for, never
+# taken for an absent one (the Docker tests would then be skipped).
+wait_engine() {
+  local pid="$1" deadline=$((SECONDS + WAIT_S))
+  until engine_up; do
+    if ! [ -d "/proc/$pid" ]; then
+      tail -20 "$LOG" >&2 || true
+      rm -f "$PIDFILE"
+      die "dockerd exited during start: see $LOG"
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      tail -20 "$LOG" >&2 || true
+      die "dockerd did not answer on $SOCK within ${WAIT_S}s: see $LOG (stop it with '$0 stop')"
+    fi
+    sleep 0.25
+  done
+}
 
 our_pid() {
   # Prints the PID of the dockerd we started, if it still runs and is a dockerd.
@@ -114,7 +134,11 @@ start() {
     return 0
   fi
   if pid="$(our_pid)"; then
-    die "dockerd PID $pid runs but does not answer on $SOCK: see $LOG, or run '$0 stop'"
+    # Ours, still starting (or busy): wait for it rather than start a second one.
+    say "dockerd PID $pid runs but does not answer yet: waiting up to ${WAIT_S}s"
+    wait_engine "$pid"
+    say "ready: PID $pid, netns $NETNS, socket $SOCK"
+    return 0
   fi
   rm -f "$PIDFILE"
 
@@ -133,31 +157,27 @@ start() {
   # --ip6tables is off: the tests are IPv4 only and the namespace has no IPv6 routes.
   # --pidfile is dockerd's own lock (refuses a second daemon); our PIDFILE holds the PID
   # of the process we started, which is what `stop` ends.
-  nsenter --net="/run/netns/$NETNS" setsid dockerd \
+  # The subshell first closes every descriptor above 2 it inherited: a caller's lock (e.g.
+  # `flock /tmp/tessera-itest.lock bash scripts/docker-setup.sh`) would otherwise be held by
+  # dockerd, and so by containerd, for as long as they run.
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd="${fd##*/}"
+      [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null
+    done
+    exec nsenter --net="/run/netns/$NETNS" setsid dockerd \
     --host "unix://$SOCK" \
     --bip "$BIP" \
     --iptables=true \
     --ip6tables=false \
     --pidfile /run/tessera-dockerd.engine.pid \
     --add-runtime "tessera=$SHIM" \
-    --default-runtime tessera \
-    >>"$LOG" 2>&1 </dev/null &
+    --default-runtime tessera
+  ) >>"$LOG" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$PIDFILE"
 
-  local deadline=$((SECONDS + WAIT_S))
-  until engine_up; do
-    if ! [ -d "/proc/$pid" ]; then
-      tail -20 "$LOG" >&2 || true
-      rm -f "$PIDFILE"
-      die "dockerd exited during start: see $LOG"
-    fi
-    if [ $SECONDS -ge $deadline ]; then
-      tail -20 "$LOG" >&2 || true
-      die "dockerd did not answer on $SOCK within ${WAIT_S}s: see $LOG (stop it with '$0 stop')"
-    fi
-    sleep 0.25
-  done
+  wait_engine "$pid"
   say "ready: PID $pid, netns $NETNS, socket $SOCK"
 }
 

@@ -8,9 +8,13 @@ need_pkgs=()
 have() { command -v "$1" >/dev/null 2>&1; }
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
-for p in iptables nftables libnetfilter-queue-dev libmnl-dev pkg-config build-essential python3 iproute2 conntrack busybox-static tshark etcd-server; do
+# prometheus: for promtool, which checks our /metrics text in the tests (Debian has no smaller package with it).
+# etcd-server: the fleet's integration tests start a real three-member etcd (docs/cluster.md).
+for p in iptables nftables libnetfilter-queue-dev libmnl-dev pkg-config build-essential python3 iproute2 conntrack busybox-static tshark prometheus etcd-server; do
   pkg_installed "$p" || need_pkgs+=("$p")
 done
+# systemd-analyze checks packaging/tessera.service (test/integration/package.test.ts).
+have systemd-analyze || need_pkgs+=(systemd)
 if [ "${TESSERA_DOCKER:-0}" = "1" ]; then
   pkg_installed docker.io || need_pkgs+=(docker.io)
   pkg_installed curl || need_pkgs+=(curl) # the runtime shim (packaging/tessera-runc) calls the daemon with it
@@ -27,6 +31,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  # Installed for promtool only: the Prometheus server its package enables stays off.
+  if printf '%s\n' "${need_pkgs[@]}" | grep -qx prometheus; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
 fi
 
 # node-gyp must build against the Node headers the system ships (/usr/include/node): it

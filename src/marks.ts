@@ -1,7 +1,8 @@
 // The one place that fixes which bits of the packet mark (nfmark) and the conntrack mark
 // Tessera owns. Every rule builder and the datapath read these constants; docs/rules.md
-// ("Marks") describes the same layout. nfmark bits live in 0xffff0000, connmark bits in
-// 0x8fff0000, away from the low bits kube-proxy (0x4000, 0x8000) and Docker use.
+// ("Marks") describes the same layout. nfmark bits: 0xfc001fff; connmark bits: 0x8c001fff.
+// Both keep off 0x00ff0000 (Tailscale's fwmark and connmark mask, bypass bit 0x80000) and
+// 0xc000 (kube-proxy's 0x4000 and 0x8000). The PU index has 13 bits: up to 8,191 PUs a host.
 //
 // The two layouts are chosen so that neither can be mistaken for the other: software that
 // copies a whole connmark into the nfmark (a common `CONNMARK --restore-mark`) produces no
@@ -9,9 +10,12 @@
 // no PU_DEST; CT_AUTHORIZED read as HOST_SOCK only ever lands on packets of authorized flows,
 // which leave our chains before that bit is read.
 
-/** nfmark: index of the PU that sent an egress packet (set by `-m cgroup ... -j MARK`). 1..1023. */
-export const PU_INDEX_MASK = 0x03ff_0000;
-export const PU_INDEX_SHIFT = 16;
+/**
+ * nfmark: index of the PU that sent an egress packet (set by table inet tessera's output
+ * chain), or that an ingress packet is addressed to (with PU_DEST). 1..8191; 0: no PU.
+ */
+export const PU_INDEX_MASK = 0x0000_1fff;
+export const PU_INDEX_SHIFT = 0;
 export const MAX_PU_INDEX = PU_INDEX_MASK >>> PU_INDEX_SHIFT;
 
 /**
@@ -24,6 +28,16 @@ export const OP_SET_CLIENT_PENDING = 0x1000_0000;
 export const OP_CLEAR_CLIENT_PENDING = 0x1400_0000;
 export const OP_SET_SERVER_PENDING = 0x1800_0000;
 export const OP_CLEAR_SERVER_PENDING = 0x1c00_0000;
+/**
+ * nfmark, ingress only, between table inet tessera's input chain and iptables' mangle INPUT:
+ * the packet's destination port is in a port set. They share the op field, whose values
+ * without OP_PRESENT mean "no op" (so TESSERA-APPLY never acts on them), and a verdict
+ * replaces them. PORT_SERVER: a port of a PU the socket lookup cannot name (judged by port
+ * for everything). PORT_GUARD: a port of any PU (for what the lookup cannot place:
+ * TIME_WAIT, request sockets, untracked packets).
+ */
+export const PORT_SERVER = 0x0400_0000;
+export const PORT_GUARD = 0x0800_0000;
 /** nfmark: the verdict rejected the packet; filter-table TESSERA-REJECT answers with a TCP reset. */
 export const REJECT_BIT = 0x2000_0000;
 /**

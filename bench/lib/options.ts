@@ -22,6 +22,8 @@ export interface BenchOptions {
   verbose: boolean;
   /** Pin the client to CPU 0 and the servers to CPU 1 (taskset); handlers float. */
   pin: boolean;
+  /** The scale scenario (bench/scale.ts): PUs per host in its second phase; 0 = the scenario table instead. */
+  pus: number;
 }
 
 export const DEFAULTS: BenchOptions = {
@@ -36,6 +38,7 @@ export const DEFAULTS: BenchOptions = {
   bulkBytes: 0,
   verbose: false,
   pin: false,
+  pus: 0,
 };
 
 export const USAGE = `usage: npx tsx bench/run.ts [options]
@@ -50,6 +53,7 @@ export const USAGE = `usage: npx tsx bench/run.ts [options]
   --json               print JSON instead of the table (or write it to --out)
   --out FILE           write the JSON to FILE (the table still goes to stdout)
   --pin                client on CPU 0, server on CPU 1 (steadier, less like a real box)
+  --pus N              the scale scenario instead: daemons with 1 PU, then N PUs per host (bench/README.md)
   --verbose            handler and server output on stderr
   --help`;
 
@@ -124,6 +128,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions | null {
       }
       case '--pin':
         o.pin = true;
+        break;
+      case '--pus':
+        o.pus = num(a, next(), 2, true);
         break;
       case '--verbose':
         o.verbose = true;

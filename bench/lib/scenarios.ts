@@ -187,10 +187,10 @@ function caScenario(id: string, title: string, withPolicy: boolean, acceptAll = 
     pu: {
       wrap: (c) => [node, join(c.root, TESSERA_JS), 'run', '--label', 'app=bench', '--socket', socketOf(c), '--'],
       status: (c) => [node, join(c.root, TESSERA_JS), 'status', '--json', '--socket', socketOf(c)],
-      // The daemon queues a server PU's SYNs by a --dport rule in TESSERA-PU-IN (docs/rules.md).
-      // The port's rule (TESSERA-PU-GUARD, or TESSERA-PU-IN for a PU without a cgroup v2) is
-      // the last step of the daemon's transaction for it: table inet tessera is in place.
-      serving: (_c, port) => ['sh', '-c', `iptables -w -t mangle -S | grep -E -q -- '^-A TESSERA-PU-(GUARD|IN) .*--dport ${port} '`],
+      // A server PU's port is in table inet tessera's guard_ports set once the daemon's
+      // transaction for it committed (docs/rules.md); its listener is found by the socket
+      // lookup from the first SYN anyway.
+      serving: (_c, port) => ['sh', '-c', `nft list set inet tessera guard_ports | grep -E -q -- '[ {,]${port}[ ,}]'`],
       cleanup: (c) => [node, join(c.root, TESSERA_JS), 'cleanup', '--cgroup-root', cgroupRootOf(c.host.ns)],
       cgroupPrefix: (ns) => cgroupRootOf(ns),
     },

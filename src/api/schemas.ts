@@ -36,7 +36,13 @@ export type FlowEntry = Omit<FlowRecord, 'time'> & { time: string };
 export interface StatusResponse {
   host: string;
   trust: 'psk' | 'ca';
-  policy: string;
+  /**
+   * The running policy: its file (or "built-in"), content hash, when it was loaded, its
+   * warnings, and the last reload that was refused (the running policy stayed).
+   */
+  policy: { source: string; revision: string; loadedAt: string; warnings: string[]; lastError?: { message: string; at: string } };
+  /** Degraded while a component has a problem (rules failing, a policy reload refused). */
+  health: { state: 'ok' | 'degraded'; problems: Array<{ component: string; message: string; since: string }> };
   queues: number[];
   failOpen: boolean;
   /**

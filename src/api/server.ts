@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { mkdirSync, chmodSync, rmSync, existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { TesseraError } from '../errors.js';
+import { TesseraError, httpStatusOf } from '../errors.js';
 import { parseCreatePuRequest, parseEnrollContainerRequest, type CreatePuRequest, type EnrollContainerRequest, type EnrollContainerResponse, type FlowEntry, type PuInfo, type RevokedFlowInfo, type StatusResponse } from './schemas.js';
 
 export interface ApiHandlers {
@@ -15,7 +15,8 @@ export interface ApiHandlers {
   recentFlows(opts: { deniedOnly: boolean; limit: number }): FlowEntry[];
   /** Calls `fn` for every new flow until the returned function is called. */
   subscribeFlows(fn: (f: FlowEntry) => void): () => void;
-  metrics(): string;
+  /** Prometheus text (also served over TCP by --metrics-listen). */
+  metrics(): Promise<string>;
   policy(): { name: string; text: string };
   revoke(dryRun: boolean): Promise<RevokedFlowInfo[]>;
   /** Runtime shim: make a created container a PU before it starts (absent: the daemon does not follow Docker). */
@@ -26,7 +27,17 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
-const MAX_BODY = 64 * 1024;
+export const MAX_BODY = 64 * 1024;
+
+/** A request the client got wrong: answered 400 (413 for a body over MAX_BODY). */
+class BadRequest extends TesseraError {
+  constructor(
+    message: string,
+    readonly status = 400,
+  ) {
+    super('TESSERA_ERR_API', message);
+  }
+}
 
 function readBody(req: IncomingMessage): Promise<unknown> {
   return new Promise((resolve, reject) => {
@@ -35,8 +46,10 @@ function readBody(req: IncomingMessage): Promise<unknown> {
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > MAX_BODY) {
-        reject(new TesseraError('TESSERA_ERR_API', 'request body too large'));
-        req.destroy();
+        reject(new BadRequest(`request body too large (at most ${MAX_BODY} bytes)`, 413));
+        // Stop reading; the answer is sent, then the connection closed.
+        req.removeAllListeners('data');
+        req.pause();
       } else chunks.push(c);
     });
     req.on('end', () => {
@@ -44,7 +57,7 @@ function readBody(req: IncomingMessage): Promise<unknown> {
       try {
         resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
       } catch {
-        reject(new TesseraError('TESSERA_ERR_API', 'request body is not valid JSON'));
+        reject(new BadRequest('request body is not valid JSON'));
       }
     });
     req.on('error', reject);
@@ -58,6 +71,8 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 }
 
 function sendError(res: ServerResponse, status: number, err: unknown): void {
+  if (err instanceof BadRequest) status = err.status;
+  if (status === 413) res.setHeader('connection', 'close');
   const code = err instanceof TesseraError ? err.code : 'TESSERA_ERR_API';
   const message = err instanceof Error ? err.message : String(err);
   send(res, status, { error: { code, message } });
@@ -90,9 +105,8 @@ export async function startApiServer(socketPath: string, h: ApiHandlers): Promis
       try {
         return send(res, 201, await h.createPu(body));
       } catch (err) {
-        // The daemon's own failures (cgroups, rules) are 500; a request it refuses is 400.
-        const serverSide = !(err instanceof TesseraError) || err.code === 'TESSERA_ERR_CGROUP' || err.code === 'TESSERA_ERR_RULES';
-        return sendError(res, serverSide ? 500 : 400, err);
+        // The daemon's own failures (cgroups, rules) are 500; a request it refuses is 400 (src/errors.ts).
+        return sendError(res, err instanceof TesseraError ? httpStatusOf(err.code) : 500, err);
       }
     }
     if (req.method === 'POST' && path === '/v1/containers/enroll') return enrollRoute(req, res);
@@ -120,8 +134,9 @@ export async function startApiServer(socketPath: string, h: ApiHandlers): Promis
     if (req.method === 'GET' && path === '/v1/policy') return send(res, 200, h.policy());
     if (req.method === 'POST' && path === '/v1/flows/revoke') return send(res, 200, await h.revoke(url.searchParams.get('dry') === '1'));
     if (req.method === 'GET' && path === '/metrics') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      res.end(h.metrics());
+      const text = await h.metrics();
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+      res.end(text);
       return;
     }
     sendError(res, 404, new TesseraError('TESSERA_ERR_API', `no route ${req.method} ${path}`));

@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-// The `tessera` executable: privileged commands go to src/daemon, everything else to src/cli.
+// The `tessera` executable: one runner for every command (src/cli/main.ts; the privileged
+// ones from src/bin/daemon.ts), and the one place the process ends, with the status the
+// command returned. Exiting (rather than only setting process.exitCode) also ends a daemon
+// whose worker threads and watchers are still winding down after its stop.
 
 import { runCli } from '../cli/main.js';
-import { HELP } from '../cli/help.js';
-import { runDaemon, runCleanup } from '../daemon/index.js';
+import { processIo } from '../cli/output.js';
+import { PRIVILEGED } from './daemon.js';
 
-const [command, ...rest] = process.argv.slice(2);
-if (command === 'daemon') await runDaemon(rest, HELP.daemon!);
-else if (command === 'cleanup') await runCleanup(rest, HELP.cleanup!);
-else process.exitCode = await runCli(process.argv.slice(2));
+process.exit(await runCli(process.argv.slice(2), processIo(), PRIVILEGED));

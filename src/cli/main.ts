@@ -1,79 +1,34 @@
-// The `tessera` command line for everything except `daemon` and `cleanup` (those run the
-// privileged machinery and live in src/daemon, dispatched by src/bin). It talks to the daemon
-// through the local API only. Functions return an exit code; src/bin sets it.
+// The `tessera` runner: every command, `daemon` and `cleanup` included (src/bin passes
+// them in), returns its exit status here, and src/bin ends the process with it once.
+// Errors become one line with their code (`tessera status: ... [TESSERA_ERR_...]`) and the
+// exit status of the error table; a usage error adds a pointer to the command's help. No
+// stack trace reaches a person.
 
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { spawn } from 'node:child_process';
-import { createApiClient, type FlowEntry, type PuInfo } from '../api/index.js';
-import { TesseraError } from '../errors.js';
-import { HELP } from './help.js';
-import { caCommand, pskCommand } from './keys.js';
-import { policyCommand } from './policy.js';
+import { createApiClient } from '../api/index.js';
+import { asTesseraError, exitCodeOf } from '../errors.js';
 import { parseUserLabel } from '../identity/index.js';
+import { COMMANDS, MAIN_INTRO, MAIN_OUTRO, ORDER, runSpec, versionSpec } from './commands.js';
+import { isGroup, printHelp, socketPath } from './common.js';
+import { flowsCommand } from './flows.js';
+import { caCommand, pskCommand } from './keys.js';
+import { processIo, type CliIo } from './output.js';
+import { policyCommand } from './policy.js';
+import { commandHelp, groupHelp, helpFor, mainHelp, parseCommand, suggest, type CommandSpec, type GroupSpec } from './spec.js';
+import { statusCommand } from './status.js';
+import { version } from './version.js';
 
-export const DEFAULT_SOCKET = '/run/tessera/tessera.sock';
+export type { CliIo } from './output.js';
 
-export interface CliIo {
-  out(line: string): void;
-  err(line: string): void;
-}
-
-const stdio: CliIo = { out: (l) => process.stdout.write(l + '\n'), err: (l) => process.stderr.write(l + '\n') };
-
-/** parseArgs with our error code and a pointer to --help. */
-export function parse<T extends NonNullable<ParseArgsConfig['options']>>(
-  command: string,
-  args: string[],
-  options: T,
-  allowPositionals = false,
-) {
-  try {
-    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals, strict: true });
-  } catch (err) {
-    throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', `${(err as Error).message.replace(/\. To specify.*$/s, '')}\nSee: tessera ${command} --help`);
-  }
-}
-
-export function socketPath(flag: string | undefined): string {
-  return flag ?? process.env.TESSERA_SOCKET ?? DEFAULT_SOCKET;
-}
-
-function formatLabels(labels: readonly string[] | null): string {
-  return labels && labels.length ? labels.join(',') : '-';
-}
-
-export function formatFlow(f: FlowEntry): string {
-  const who = f.remotePu ? `${f.remoteHost}/${f.remotePu} [${formatLabels(f.remoteLabels)}]` : 'unprotected peer';
-  const arrow = f.direction === 'ingress' ? '<-' : '->';
-  return `${f.time} ${f.verdict.toUpperCase().padEnd(6)} ${f.reason.padEnd(16)} ${f.localPu ?? '-'} [${formatLabels(f.localLabels)}]:${f.localPort} ${arrow} ${f.remoteAddr}:${f.remotePort} ${who} rule=${f.ruleId}`;
-}
-
-function formatPu(p: PuInfo): string {
-  const lines = [
-    `${p.id}  ${p.kind}  ${p.name}`,
-    `  labels:  ${formatLabels(p.labels)}`,
-    `  classid: ${p.classid}  pids: ${p.pids.join(',') || '-'}  listening: ${p.ports.join(',') || '-'}`,
-  ];
-  for (const r of p.posture) lines.push(`  risk:    ${r.flag} (fix: ${r.fix})`);
-  return lines.join('\n');
-}
+const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 
 async function runCommand(args: string[], io: CliIo): Promise<number> {
-  const dash = args.indexOf('--');
-  const own = dash >= 0 ? args.slice(0, dash) : args;
-  const command = dash >= 0 ? args.slice(dash + 1) : [];
-  const { values } = parse('run', own, {
-    label: { type: 'string', short: 'l', multiple: true },
-    name: { type: 'string' },
-    socket: { type: 'string' },
-  });
-  if (values.help) return help('run', io);
-  if (command.length === 0) throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', 'tessera run needs a command after --\nSee: tessera run --help');
-  const labels = (values.label ?? []) as string[];
-  if (labels.length === 0) throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', 'tessera run needs at least one --label key=value\nSee: tessera run --help');
-  for (const l of labels) parseUserLabel(l); // fail here, with the label's own message
-  const client = createApiClient(socketPath(values.socket as string | undefined));
-  await client.createPu({ labels, pid: process.pid, name: (values.name as string | undefined) ?? command.join(' ').slice(0, 128) });
+  const parsed = parseCommand(runSpec, args);
+  if (parsed === 'help') return printHelp('run', io);
+  const { values, command } = parsed;
+  for (const l of values.label) parseUserLabel(l); // fail here, with the label's own message
+  const client = createApiClient(socketPath(values.socket));
+  await client.createPu({ labels: values.label, pid: process.pid, name: values.name ?? command.join(' ').slice(0, 128) });
   // We are now inside the PU's cgroup; the child inherits it, so its first packet is classified.
   return new Promise<number>((resolve) => {
     const child = spawn(command[0]!, command.slice(1), { stdio: 'inherit' });
@@ -86,104 +41,95 @@ async function runCommand(args: string[], io: CliIo): Promise<number> {
     });
     child.on('exit', (code, signal) => {
       for (const [s, h] of handlers) process.off(s, h);
-      resolve(code ?? 128 + (signal ? (({ SIGINT: 2, SIGKILL: 9, SIGTERM: 15 }) as Record<string, number>)[signal] ?? 1 : 1));
+      resolve(code ?? 128 + (signal ? (SIGNALS[signal] ?? 1) : 1));
     });
   });
 }
 
-async function statusCommand(args: string[], io: CliIo): Promise<number> {
-  const { values } = parse('status', args, { socket: { type: 'string' }, json: { type: 'boolean' } });
-  if (values.help) return help('status', io);
-  const s = await createApiClient(socketPath(values.socket as string | undefined)).status();
-  if (values.json) {
-    io.out(JSON.stringify(s, null, 2));
-    return 0;
-  }
-  io.out(`host ${s.host}  trust ${s.trust}  policy ${s.policy}  queues ${s.queues.join(',')}  ${s.failOpen ? 'FAIL-OPEN' : 'fail-closed'}`);
-  // A daemon of an earlier version sends no `rules`.
-  if (s.rules) {
-    const last = s.rules.lastFailure ? ` (last failure ${s.rules.lastFailure.at}: ${s.rules.lastFailure.error})` : '';
-    io.out(s.rules.ok ? `rules: ok since ${s.rules.since}${last}` : `rules: FAILING since ${s.rules.since}: ${s.rules.error ?? 'unknown error'} (new PUs are refused; retried every 10 s)`);
-  }
-  io.out(Object.entries(s.counters).map(([k, v]) => `${k}=${v}`).join(' '));
-  io.out(s.pus.length ? s.pus.map(formatPu).join('\n') : 'no PUs');
+function versionCommand(args: string[], io: CliIo): number {
+  const parsed = parseCommand(versionSpec, args);
+  if (parsed === 'help') return printHelp('version', io);
+  io.out(parsed.values.json ? JSON.stringify({ version: version(), node: process.versions.node }) : `tessera ${version()}`);
   return 0;
 }
 
-async function flowsCommand(args: string[], io: CliIo): Promise<number> {
-  const { values } = parse('flows', args, {
-    socket: { type: 'string' },
-    follow: { type: 'boolean', short: 'f' },
-    denied: { type: 'boolean' },
-    limit: { type: 'string' },
-    json: { type: 'boolean' },
-    revoke: { type: 'boolean' },
-    'dry-run': { type: 'boolean' },
-  });
-  if (values.help) return help('flows', io);
-  if (values.revoke) {
-    const cut = await createApiClient(socketPath(values.socket as string | undefined)).revoke(!!values['dry-run']);
-    for (const f of cut) {
-      const line = `${f.cut ? 'CUT' : values['dry-run'] ? 'WOULD CUT' : 'GONE'} ${f.direction} ${f.localPu ?? '-'} [${f.localLabels.join(',')}]:${f.localPort} ${f.direction === 'ingress' ? '<-' : '->'} ${f.remoteAddr}:${f.remotePort} [${(f.remoteLabels ?? ['no tessera']).join(',')}] refused by ${f.ruleId}`;
-      io.out(values.json ? JSON.stringify(f) : line);
-    }
-    if (!values.json) io.out(`${cut.length} established connection(s) refused by the current policy${values['dry-run'] ? ' (dry run: nothing cut)' : ''}`);
-    return 0;
-  }
-  const limit = values.limit === undefined ? 50 : Number(values.limit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', '--limit must be 1..10000');
-  const client = createApiClient(socketPath(values.socket as string | undefined));
-  const show = (f: FlowEntry): void => io.out(values.json ? JSON.stringify(f) : formatFlow(f));
-  if (values.follow) {
-    const f = client.followFlows({ deniedOnly: !!values.denied }, show);
-    process.once('SIGINT', () => f.stop());
-    await f.done;
-    return 0;
-  }
-  for (const f of await client.flows({ deniedOnly: !!values.denied, limit })) show(f);
-  return 0;
+type Handler = (args: string[], io: CliIo) => Promise<number> | number;
+
+/** A command the runner can run: its table and what runs it. */
+export interface Command {
+  readonly spec: CommandSpec | GroupSpec;
+  readonly run: Handler;
 }
 
-function help(command: string, io: CliIo): number {
-  io.out(HELP[command] ?? HELP.main!);
-  return 0;
+const CLIENT: Record<string, Handler> = {
+  run: runCommand,
+  status: statusCommand,
+  flows: flowsCommand,
+  ca: caCommand,
+  psk: pskCommand,
+  policy: policyCommand,
+  version: versionCommand,
+};
+
+/** The client commands and the privileged ones src/bin adds, in the main help's order. */
+function commandsWith(extra: readonly Command[]): Command[] {
+  const all = [...COMMANDS.map((spec) => ({ spec, run: CLIENT[spec.name]! })), ...extra];
+  const rank = (c: Command): number => (ORDER.indexOf(c.spec.name) + ORDER.length + 1) % (ORDER.length + 1);
+  return all.sort((a, b) => rank(a) - rank(b));
 }
 
-export async function runCli(argv: string[], io: CliIo = stdio): Promise<number> {
-  const [command, ...rest] = argv;
+export function mainHelpText(extra: readonly Command[] = []): string {
+  return mainHelp(MAIN_INTRO, commandsWith(extra).map((c) => c.spec), MAIN_OUTRO);
+}
+
+/** One line for any error, its code, and the exit status the error table gives it. */
+export function reportError(err: unknown, io: CliIo, command?: string): number {
+  const e = asTesseraError(err);
+  const h = helpFor(e);
+  const who = h ?? command;
+  io.err(`tessera${who ? ` ${who}` : ''}: ${e.message} [${e.code}]`);
+  if (h) io.err(`See 'tessera ${h} --help'.`);
+  if (e.code === 'TESSERA_ERR_INTERNAL' && process.env.TESSERA_DEBUG) io.err(String((e.cause as Error | undefined)?.stack ?? e.stack));
+  return exitCodeOf(e.code);
+}
+
+/**
+ * Run one command line: `extra` are the privileged commands (daemon, cleanup) that src/bin
+ * adds, since src/cli does not import the daemon. Returns the exit status.
+ */
+export async function runCli(argv: string[], io: CliIo = processIo(), extra: readonly Command[] = []): Promise<number> {
+  const commands = commandsWith(extra);
+  const [word, ...rest] = argv;
+  if (word === undefined || word === 'help' || word === '--help' || word === '-h') {
+    const c = commands.find((x) => x.spec.name === rest[0]);
+    io.out(c ? (isGroup(c.spec) ? groupHelp(c.spec) : commandHelp(c.spec)) : mainHelpText(extra));
+    return 0;
+  }
+  if (word === '--version' || word === '-V') return versionCommand(rest, io);
+  const handler = commands.find((c) => c.spec.name === word)?.run;
+  if (!handler) {
+    const names = commands.map((c) => c.spec.name);
+    const name = word.replace(/^-+/, '').split('=')[0]!;
+    const ofSome = commands.some(({ spec: c }) => (isGroup(c) ? c.subcommands.flatMap((x) => x.options) : c.options).some((o) => o.name === name));
+    const what = !word.startsWith('-')
+      ? `unknown command "${word}"${suggest(word, names)}`
+      : ofSome
+        ? `options go after the command: tessera <command> ${word} ...`
+        : `unknown option ${word}${suggest(name, ['help', 'version'], '--')}`;
+    io.err(`tessera: ${what} [TESSERA_ERR_INVALID_ARGUMENT]`);
+    io.err(`Commands: ${names.join(', ')}. See 'tessera --help'.`);
+    return exitCodeOf('TESSERA_ERR_INVALID_ARGUMENT');
+  }
+  // An error thrown outside the command's promise (an event handler) still ends as one line.
+  // The daemon has its own crash path (exit 70, rules kept: src/daemon/index.ts).
+  let onUncaught = (_err: unknown): void => {};
+  const uncaught = new Promise<number>((resolve) => (onUncaught = (err) => resolve(reportError(err, io, word))));
+  if (word !== 'daemon') process.on('uncaughtException', onUncaught);
   try {
-    switch (command) {
-      case undefined:
-      case 'help':
-      case '--help':
-      case '-h':
-        return help(rest[0] ?? 'main', io);
-      case 'version':
-      case '--version':
-        io.out('tessera 0.1.0');
-        return 0;
-      case 'run':
-        return await runCommand(rest, io);
-      case 'status':
-        return await statusCommand(rest, io);
-      case 'flows':
-        return await flowsCommand(rest, io);
-      case 'ca':
-        return await caCommand(rest, io);
-      case 'psk':
-        return await pskCommand(rest, io);
-      case 'policy':
-        return await policyCommand(rest, io);
-      default:
-        io.err(`tessera: unknown command "${command}"\n`);
-        io.err(HELP.main!);
-        return 2;
-    }
+    return await Promise.race([handler(rest, io), uncaught]);
   } catch (err) {
-    if (err instanceof TesseraError) {
-      io.err(`tessera: ${err.message} [${err.code}]`);
-      return err.code === 'TESSERA_ERR_INVALID_ARGUMENT' ? 2 : 1;
-    }
-    throw err;
+    return reportError(err, io, word);
+  } finally {
+    process.off('uncaughtException', onUncaught);
   }
 }

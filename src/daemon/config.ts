@@ -37,6 +37,8 @@ export interface DaemonConfig {
    * fail-closed, so a restart or an upgrade opens no window; `tessera cleanup` removes it.
    */
   removeRulesOnStop?: boolean;
+  /** --metrics-listen: /metrics, /healthz and /readyz over TCP (off unless given). */
+  metricsListen?: { host: string; port: number };
 }
 
 export const DEFAULTS = {

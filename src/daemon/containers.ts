@@ -31,7 +31,8 @@ export interface ContainerPusOptions {
   queueNum: number;
   failOpen: boolean;
   log: Logger;
-  counters: Record<string, number>;
+  /** The metrics service's typed counters. */
+  count(name: 'pus_created' | 'pus_removed' | 'containers_enrolled'): void;
   /**
    * Container PUs of the previous run (STATE_DIR/pus.json) by PU id: a container found again
    * gets its index (so its classid does not change under it) and its listening ports (so they
@@ -153,7 +154,7 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
     });
     byContainer.set(c.id, id);
     initOf.set(c.id, c.pid);
-    o.counters.pus_created!++;
+    o.count('pus_created');
     // A host-network container's ports as last scanned, until the scan sees them again.
     if (host && saved) o.registry.setObserved(pu, [], saved.ports);
     try {
@@ -195,7 +196,7 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
     const c = pendingPu(created, r.pid, facts, disk?.networkMode);
     const pu = await serial(r.id, () => add(c));
     if (!pu) throw new TesseraError('TESSERA_ERR_ENROLL', `container ${created.name} could not be made a PU`);
-    o.counters.containers_enrolled = (o.counters.containers_enrolled ?? 0) + 1;
+    o.count('containers_enrolled');
     log.info({ pu: pu.id, container: created.name, network: facts.network.kind }, 'container enrolled before its start');
     return { enrolled: true, pu: o.registry.info(pu) };
   }
@@ -213,7 +214,7 @@ export function createContainerPus(o: ContainerPusOptions): ContainerPus {
     }
     // Closing the queue socket releases the namespace; otherwise it would outlive the container.
     await o.datapath.closeNamespace(id);
-    if (await o.registry.remove(id)) o.counters.pus_removed!++;
+    if (await o.registry.remove(id)) o.count('pus_removed');
     log.info({ pu: id, why }, 'container PU removed');
   }
 

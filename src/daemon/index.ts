@@ -1,146 +1,44 @@
-// The daemon entry points used by src/bin: argument parsing, signals, exit codes.
-// This is the only module that ends the process.
+// The daemon's entry points: its lifetime (signals, crash) and the exit status it ends with,
+// returned to the one runner (src/cli/main.ts, through src/bin, which ends the process).
+// Its arguments are parsed from the command's table in src/bin/daemon.ts.
 
-import { parseArgs } from 'node:util';
-import { TesseraError, errorMessage } from '../errors.js';
-import { DEFAULTS, type DaemonConfig } from './config.js';
+import { TesseraError, asTesseraError, exitCodeOf } from '../errors.js';
+import type { DaemonConfig } from './config.js';
 import { startDaemon } from './daemon.js';
 import { createLogger } from './log.js';
-import { defaultHostId } from './trust.js';
 import { cleanup } from './cleanup.js';
 
 export { startDaemon } from './daemon.js';
 export type { DaemonConfig } from './config.js';
 
-function int(v: unknown, flag: string, fallback: number): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', `${flag} must be an integer, got "${String(v)}"`);
-  return n;
-}
-
-export function parseDaemonArgs(argvIn: string[]): DaemonConfig | 'help' {
-  let values: Record<string, string | boolean | undefined>;
-  // `--docker [SOCKET]`: parseArgs has no optional values, so take the socket here. The
-  // daemon takes no positional arguments, so a following word that is not an option is it.
-  const argv = [...argvIn];
-  let docker: string | undefined;
-  const at = argv.findIndex((a) => a === '--docker' || a.startsWith('--docker='));
-  if (at >= 0) {
-    const a = argv[at]!;
-    if (a.startsWith('--docker=')) {
-      docker = a.slice('--docker='.length);
-      argv.splice(at, 1);
-    } else {
-      const next = argv[at + 1];
-      const hasValue = next !== undefined && !next.startsWith('-');
-      docker = hasValue ? next : DEFAULTS.dockerSocket;
-      argv.splice(at, hasValue ? 2 : 1);
-    }
-    if (argv.some((x) => x === '--docker' || x.startsWith('--docker='))) throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', '--docker given twice\nSee: tessera daemon --help');
-  }
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        'psk-file': { type: 'string' },
-        ca: { type: 'string' },
-        cert: { type: 'string' },
-        key: { type: 'string' },
-        'host-id': { type: 'string' },
-        queues: { type: 'string' },
-        'queue-base': { type: 'string' },
-        'fail-open': { type: 'boolean' },
-        reject: { type: 'string' },
-        'state-dir': { type: 'string' },
-        socket: { type: 'string' },
-        'cgroup-root': { type: 'string' },
-        mtu: { type: 'string' },
-        'token-ttl': { type: 'string' },
-        'clock-skew': { type: 'string' },
-        'log-level': { type: 'string' },
-        'accept-all': { type: 'boolean' },
-        'remove-rules-on-stop': { type: 'boolean' },
-        policy: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (err) {
-    throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', `${(err as Error).message.replace(/\. To specify.*$/s, '')}\nSee: tessera daemon --help`);
-  }
-  if (values.help) return 'help';
-  const psk = values['psk-file'] as string | undefined;
-  const ca = values.ca as string | undefined;
-  const cert = values.cert as string | undefined;
-  const key = values.key as string | undefined;
-  let trust: DaemonConfig['trust'];
-  if (psk && (ca || cert || key)) throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', 'choose one trust mode: --psk-file, or --ca with --cert and --key\nSee: tessera daemon --help');
-  if (psk) trust = { mode: 'psk', pskFile: psk };
-  else if (ca && cert && key) trust = { mode: 'ca', caFile: ca, certFile: cert, keyFile: key };
-  else if (ca || cert || key) throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', 'CA mode needs all of --ca, --cert and --key\nSee: tessera daemon --help');
-  else throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', 'no trust configured: pass --psk-file FILE (tessera psk init) or --ca/--cert/--key (tessera ca init/issue)\nSee: tessera daemon --help');
-  const reject = (values.reject as string | undefined) ?? DEFAULTS.rejectMode;
-  return {
-    stateDir: (values['state-dir'] as string | undefined) ?? DEFAULTS.stateDir,
-    socket: (values.socket as string | undefined) ?? process.env.TESSERA_SOCKET ?? DEFAULTS.socket,
-    cgroupRoot: (values['cgroup-root'] as string | undefined) ?? DEFAULTS.cgroupRoot,
-    queueBase: int(values['queue-base'], '--queue-base', DEFAULTS.queueBase),
-    queues: int(values.queues, '--queues', DEFAULTS.queues),
-    failOpen: !!values['fail-open'],
-    trust,
-    hostId: (values['host-id'] as string | undefined) ?? defaultHostId(),
-    rejectMode: reject as 'reset' | 'drop',
-    mtu: int(values.mtu, '--mtu', DEFAULTS.mtu),
-    tokenTtlSeconds: int(values['token-ttl'], '--token-ttl', DEFAULTS.tokenTtlSeconds),
-    clockSkewSeconds: int(values['clock-skew'], '--clock-skew', DEFAULTS.clockSkewSeconds),
-    logLevel: (values['log-level'] as string | undefined) ?? DEFAULTS.logLevel,
-    datapathMode: values['accept-all'] ? 'passes' : 'handshake',
-    portScanMs: DEFAULTS.portScanMs,
-    removeRulesOnStop: !!values['remove-rules-on-stop'],
-    ...(values.policy ? { policyFile: values.policy as string } : {}),
-    ...(docker !== undefined ? { docker: { socket: docker } } : {}),
-  };
-}
-
 /**
- * `tessera daemon ...`: runs until SIGTERM/SIGINT, then exits leaving its rules in place
- * (fail-closed) unless --remove-rules-on-stop. A crash (uncaught exception) removes nothing
- * and exits 70: the kernel keeps dropping PUs' handshakes until a daemon reads the queues.
+ * `tessera daemon ...`: runs until SIGTERM/SIGINT, then returns 0 with its rules left in
+ * place (fail-closed) unless --remove-rules-on-stop. A crash (uncaught exception) removes
+ * nothing and returns 70 (TESSERA_ERR_INTERNAL): the kernel keeps dropping PUs' handshakes
+ * until a daemon reads the queues. The runner (src/bin) ends the process with the status.
  */
-export async function runDaemon(argv: string[], help: string): Promise<never> {
-  let config: DaemonConfig | 'help';
-  try {
-    config = parseDaemonArgs(argv);
-  } catch (err) {
-    process.stderr.write(`tessera daemon: ${errorMessage(err)}\n`);
-    process.exit(2);
-  }
-  if (config === 'help') {
-    process.stdout.write(help + '\n');
-    process.exit(0);
-  }
-  if (process.getuid?.() !== 0) {
-    process.stderr.write('tessera daemon: must run as root (iptables, NFQUEUE, cgroups) [TESSERA_ERR_PREREQ]\n');
-    process.exit(1);
-  }
+export async function runDaemon(config: DaemonConfig): Promise<number> {
   const log = createLogger(config.logLevel);
+  let crash: (status: number) => void = () => {};
+  const crashed = new Promise<number>((resolve) => (crash = resolve));
   // From here on any uncaught exception, during the start too, is a crash: exit 70.
   process.on('uncaughtException', (err) => {
     // Nothing is undone here: rules, cgroups and classids stay, so the kernel fails closed
     // (queues without a reader drop) until the daemon is started again.
     log.fatal({ err: err.stack }, 'uncaught exception: exiting with the rules left in place (fail-closed until restarted)');
     log.flush?.();
-    process.exit(70);
+    crash(exitCodeOf('TESSERA_ERR_INTERNAL'));
   });
-  let daemon;
+  let daemon: Awaited<ReturnType<typeof startDaemon>>;
   try {
-    daemon = await startDaemon(config, log);
+    const started = await Promise.race([startDaemon(config, log), crashed]);
+    if (typeof started === 'number') return started;
+    daemon = started;
   } catch (err) {
-    const code = err instanceof TesseraError ? err.code : 'internal';
-    log.fatal({ code, err: errorMessage(err) }, 'tessera daemon failed to start');
-    process.stderr.write(`tessera daemon: ${errorMessage(err)} [${code}]\n`);
-    process.exit(1);
+    const e = asTesseraError(err);
+    // In the log for collectors; a person at a terminal reads the runner's line on stderr.
+    if (!process.stdout.isTTY) log.fatal({ code: e.code, err: e.message }, 'tessera daemon failed to start');
+    throw e;
   }
   const d = daemon;
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void d.stop(sig));
@@ -153,41 +51,22 @@ export async function runDaemon(argv: string[], help: string): Promise<never> {
       throw new Error(`TESSERA_TEST_CRASH_AFTER_MS=${crashAfterMs}: test-only crash`);
     }, crashAfterMs);
   }
-  await d.stopped;
-  process.exit(0);
+  return Promise.race([d.stopped.then(() => 0), crashed]);
 }
 
-/** `tessera cleanup`. */
-export async function runCleanup(argv: string[], help: string): Promise<never> {
-  let root = 'tessera';
-  let force = false;
+/** `tessera cleanup`: refuses while a daemon runs unless forced (cleanup.ts). */
+export async function runCleanup(cgroupRoot: string, opts: { force: boolean; out: (line: string) => void }): Promise<number> {
   try {
-    const { values } = parseArgs({ args: argv, strict: true, options: { 'cgroup-root': { type: 'string' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
-    if (values.help) {
-      process.stdout.write(help + '\n');
-      process.exit(0);
-    }
-    root = (values['cgroup-root'] as string | undefined) ?? root;
-    force = !!values.force;
-  } catch (err) {
-    process.stderr.write(`tessera cleanup: ${(err as Error).message}\nSee: tessera cleanup --help\n`);
-    process.exit(2);
-  }
-  if (process.getuid?.() !== 0) {
-    process.stderr.write('tessera cleanup: must run as root [TESSERA_ERR_PREREQ]\n');
-    process.exit(1);
-  }
-  try {
-    await cleanup(root, (l) => process.stdout.write(l + '\n'), { force });
-    process.exit(0);
+    await cleanup(cgroupRoot, opts.out, { force: opts.force });
+    return 0;
   } catch (err) {
     if (err instanceof TesseraError && err.code === 'TESSERA_ERR_LOCKED') {
-      process.stderr.write(
-        `tessera cleanup: refused: ${err.message}.\nStop the daemon first (its rules stay when it stops; run cleanup then), or pass --force to remove a running daemon's rules and move its PUs' processes out of their cgroups (they are then unprotected) [${err.code}]\n`,
+      throw new TesseraError(
+        'TESSERA_ERR_LOCKED',
+        `refused: ${err.message}. Stop the daemon first (its rules stay when it stops; run cleanup then), or pass --force to remove a running daemon's rules and move its PUs' processes out of their cgroups (they are then unprotected)`,
+        { cause: err },
       );
-      process.exit(1);
     }
-    process.stderr.write(`tessera cleanup: ${errorMessage(err)}\n`);
-    process.exit(1);
+    throw err;
   }
 }

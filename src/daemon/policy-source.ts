@@ -6,7 +6,7 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { createHash } from 'node:crypto';
 import { TesseraError } from '../errors.js';
-import { compilePolicy, createDefaultPolicy, DEFAULT_POLICY_TEXT, type Policy } from '../policy/index.js';
+import { check, compilePolicy, createDefaultPolicy, DEFAULT_POLICY_TEXT, type Policy } from '../policy/index.js';
 
 export interface LoadedPolicy {
   policy: Policy;
@@ -14,10 +14,16 @@ export interface LoadedPolicy {
   text: string | null;
   /** Shown by `tessera status`: file and content hash, or the built-in default. */
   name: string;
+  /** The file, or "built-in". */
+  source: string;
+  /** sha256 of the text (12 hex digits), or "default". */
+  revision: string;
+  /** `tessera policy check`'s warnings (shadowed or dead rules...), one line each. */
+  warnings: string[];
 }
 
 export function builtinPolicy(): LoadedPolicy {
-  return { policy: createDefaultPolicy(), text: null, name: 'built-in default (same user labels)' };
+  return { policy: createDefaultPolicy(), text: null, name: 'built-in default (same user labels)', source: 'built-in', revision: 'default', warnings: [] };
 }
 
 /** Read and compile a policy file; throws TESSERA_ERR_POLICY listing every error. */
@@ -31,7 +37,8 @@ export function loadPolicyFile(file: string): LoadedPolicy {
   const r = compilePolicy(text, { file });
   if (!r.ok) throw new TesseraError('TESSERA_ERR_POLICY', `policy file refused:\n  ${r.errors.map((e) => e.text).join('\n  ')}`);
   const hash = createHash('sha256').update(text).digest('hex').slice(0, 12);
-  return { policy: r.policy, text, name: `${file} (sha256 ${hash})` };
+  const warnings = check(text, { file }).warnings.map((w) => w.text);
+  return { policy: r.policy, text, name: `${file} (sha256 ${hash})`, source: file, revision: hash, warnings };
 }
 
 /**

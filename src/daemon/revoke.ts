@@ -50,10 +50,16 @@ export class AuthorizedFlows {
   }
 }
 
-/** "addr|port|port" keys (remote address, remote port, local port) of live authorized flows. */
+/**
+ * "addr|port|port" keys (remote address, remote port, local port) of live authorized flows
+ * in `conntrack -L -p tcp` output. Only ESTABLISHED entries are live: a connection in
+ * TIME_WAIT, FIN_WAIT, CLOSE... is closed or closing, and has nothing left to cut.
+ */
 export function parseConntrack(text: string): Set<string> {
   const live = new Set<string>();
   for (const line of text.split('\n')) {
+    // "tcp      6 431999 ESTABLISHED src=..." (with -o extended: "ipv4     2 tcp      6 ...").
+    if (/\btcp\s+\d+\s+\d+\s+(\S+)/.exec(line)?.[1] !== 'ESTABLISHED') continue;
     const groups = [...line.matchAll(/src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+)/g)];
     for (const g of groups) {
       // Either side may be the remote one: record both orientations.

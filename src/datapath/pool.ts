@@ -1,7 +1,8 @@
 // The datapath pool: one worker thread per NFQUEUE number. The control plane pushes snapshots
 // (PU table, ports, keys); workers report flow records and stats. A worker that dies is
 // restarted after a short delay; until then its queue drops (fail-closed) or bypasses
-// (--fail-open), as the kernel rule says.
+// (--fail-open), as the kernel rule says. A restart that fails before its worker is ready
+// (the queue still bound by the dying thread, say) is retried with backoff until it holds.
 
 import { Worker } from 'node:worker_threads';
 import { EventEmitter } from 'node:events';
@@ -9,13 +10,32 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { TesseraError } from '../errors.js';
 import type { FlowRecord } from './handshake/handshake.js';
-import { flowFromTuple, type FromWorker, type NamespaceQueue, type Snapshot, type WorkerConfig, type WorkerStats } from './messages.js';
+import { flowFromTuple, type FromWorker, type NamespaceQueue, type Snapshot, type ToWorker, type WorkerConfig, type WorkerStats } from './messages.js';
 
 export interface DatapathOptions extends Omit<WorkerConfig, 'queueNum'> {
   /** First queue number. */
   queueBase: number;
   /** Number of queues/workers. */
   queues: number;
+}
+
+/** What the pool needs of a worker thread (node:worker_threads' Worker; a fake in tests). */
+export interface DatapathWorker {
+  on(event: 'message', fn: (m: FromWorker) => void): unknown;
+  on(event: 'error', fn: (err: Error) => void): unknown;
+  on(event: 'exit', fn: (code: number) => void): unknown;
+  once(event: 'exit', fn: (code: number) => void): unknown;
+  postMessage(m: ToWorker): void;
+  terminate(): Promise<number>;
+}
+
+export interface DatapathDeps {
+  /** Start one worker for `config` (default: the built queue.worker.js in a Worker thread). */
+  createWorker?: (config: WorkerConfig) => DatapathWorker;
+  /** Delay before the first restart of a dead worker, doubled per failed attempt (ms). */
+  restartDelayMs?: number;
+  /** Longest delay between restart attempts (ms). */
+  restartDelayMaxMs?: number;
 }
 
 export interface DatapathEvents {
@@ -50,9 +70,12 @@ function workerUrl(): URL {
   throw new TesseraError('TESSERA_ERR_PREREQ', 'datapath worker not built: run npm run build');
 }
 
-export function createDatapath(options: DatapathOptions): Datapath {
+export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}): Datapath {
+  const createWorker = deps.createWorker ?? ((config: WorkerConfig): DatapathWorker => new Worker(workerUrl(), { workerData: config }));
+  const restartDelay = deps.restartDelayMs ?? 200;
+  const restartDelayMax = deps.restartDelayMaxMs ?? 10_000;
   const emitter = new EventEmitter<DatapathEvents>() as Datapath;
-  const workers = new Map<number, Worker>();
+  const workers = new Map<number, DatapathWorker>();
   const stats = new Map<number, WorkerStats>();
   let snapshot: Snapshot = { pus: [], ports: [] };
   let policyText = options.policyText;
@@ -72,7 +95,7 @@ export function createDatapath(options: DatapathOptions): Datapath {
   function spawn(queueNum: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const config: WorkerConfig = { ...options, policyText, queueNum };
-      const w = new Worker(workerUrl(), { workerData: config });
+      const w = createWorker(config);
       workers.set(queueNum, w);
       let ready = false;
       w.on('message', (m: FromWorker) => {
@@ -116,14 +139,29 @@ export function createDatapath(options: DatapathOptions): Datapath {
         else emitter.emit('error', err);
       });
       w.on('exit', (code) => {
-        workers.delete(queueNum);
+        if (workers.get(queueNum) === w) workers.delete(queueNum);
+        // Died before ready without saying why: the start (or restart) fails; a settled promise ignores it.
+        if (!ready) reject(new TesseraError('TESSERA_ERR_QUEUE', `queue ${queueNum} worker exited (${code}) before it was ready`));
         if (stopping || !ready) return;
         emitter.emit('error', new TesseraError('TESSERA_ERR_QUEUE', `queue ${queueNum} worker exited (${code}); restarting`));
-        setTimeout(() => {
-          if (!stopping) spawn(queueNum).catch((e: Error) => emitter.emit('error', e));
-        }, 200).unref();
+        restart(queueNum, 0);
       });
     });
+  }
+
+  /**
+   * Respawn a dead worker after a delay; a respawn that fails before ready (its error is
+   * reported) is tried again with the delay doubled, up to restartDelayMax, until stop().
+   */
+  function restart(queueNum: number, attempt: number): void {
+    const delay = Math.min(restartDelayMax, restartDelay * 2 ** Math.min(attempt, 20));
+    setTimeout(() => {
+      if (stopping) return;
+      spawn(queueNum).catch((e: Error) => {
+        emitter.emit('error', e);
+        if (!stopping) restart(queueNum, attempt + 1);
+      });
+    }, delay).unref();
   }
 
   emitter.start = async () => {

@@ -174,6 +174,7 @@ function sumStats(): { handshake: HandshakeStats | null; queue: ReturnType<Nativ
       h = {
         packets: h.packets + hs.packets,
         accepted: h.accepted + hs.accepted,
+        passed: h.passed + hs.passed,
         rejected: h.rejected + hs.rejected,
         dropped: h.dropped + hs.dropped,
         serverState: h.serverState + hs.serverState,

@@ -3,6 +3,7 @@
 // stored under the SYN's key.
 
 import type { TcpPacket } from './types.js';
+import { formatAddress } from '../flow.js';
 
 const scratch: number[] = new Array<number>(36).fill(0);
 
@@ -54,32 +55,9 @@ export function flowHash(buf: Uint8Array, pkt: TcpPacket, reverse = false): numb
   return h >>> 0;
 }
 
-/** Text form of an address at buf[offset..offset+length): dotted quad, or RFC 5952 IPv6. */
-export function formatAddress(buf: Uint8Array, offset: number, length: 4 | 16): string {
-  if (length === 4) return `${buf[offset]!}.${buf[offset + 1]!}.${buf[offset + 2]!}.${buf[offset + 3]!}`;
-  const g: number[] = [];
-  for (let i = 0; i < 16; i += 2) g.push((buf[offset + i]! << 8) | buf[offset + i + 1]!);
-  // RFC 5952 4.2: compress the longest run (first if tied) of two or more zero groups.
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (from: number, to: number): string => g.slice(from, to).map((x) => x.toString(16)).join(':');
-  return best < 0 ? hex(0, 8) : `${hex(0, best)}::${hex(best + bestLen, 8)}`;
-}
-
 /** "10.0.0.1:40000 > 10.0.0.2:80" or "[2001:db8::1]:40000 > [2001:db8::2]:80", for logs. */
+export { formatAddress };
+
 export function formatFlow(buf: Uint8Array, pkt: TcpPacket): string {
   const src = formatAddress(buf, pkt.srcAddrOffset, pkt.addrLength);
   const dst = formatAddress(buf, pkt.dstAddrOffset, pkt.addrLength);

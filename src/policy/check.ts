@@ -5,7 +5,8 @@
 
 import { cidrContains, type Cidr } from './cidr.js';
 import { compileAst, type CompiledRule } from './compile.js';
-import { parsePolicyText, type PeerAst } from './parse.js';
+import { parsePolicyText } from './parse.js';
+import type { PeerAst } from './ast.js';
 import { implies, intersects, satisfiable, selectorForm, type SelectorForm } from './selector.js';
 import type { CheckResult, CompileOptions, PolicyError } from './types.js';
 

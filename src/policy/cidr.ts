@@ -1,7 +1,9 @@
 // IPv4/IPv6 addresses and CIDR blocks for external-network rules. Hand-written because the
-// policy module is pure (node:net is an I/O module here) and because the datapath asks with
-// an address string per untagged handshake: parseAddressInto() parses into a reused word
-// buffer without allocating.
+// policy module is pure (node:net is an I/O module here) and because the datapath asks per
+// untagged handshake: with the address bytes of the packet (wordsFromBytes) or, from the
+// CLI and revoke, with text that parseAddressInto() parses into a reused word buffer.
+
+import { formatAddress } from '../flow.js';
 
 /** A network: family, prefix length and the masked address as 1 (v4) or 4 (v6) 32-bit words. */
 export interface Cidr {
@@ -154,28 +156,26 @@ function v4Text(w: number): string {
   return `${w >>> 24}.${(w >>> 16) & 0xff}.${(w >>> 8) & 0xff}.${w & 0xff}`;
 }
 
-/** RFC 5952 text: lower case, longest run (≥ 2) of zero groups as "::". */
+/** RFC 5952 text of v6 words, by the one formatter (src/flow.ts). */
 function v6Text(words: Uint32Array): string {
-  const g: number[] = [];
-  for (let w = 0; w < 4; w++) g.push(words[w]! >>> 16, words[w]! & 0xffff);
-  let bestAt = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestAt = i;
-      bestLen = j - i;
-    }
-    i = j;
+  const bytes = new Uint8Array(16);
+  for (let w = 0; w < 4; w++) {
+    bytes[w * 4] = words[w]! >>> 24;
+    bytes[w * 4 + 1] = (words[w]! >>> 16) & 0xff;
+    bytes[w * 4 + 2] = (words[w]! >>> 8) & 0xff;
+    bytes[w * 4 + 3] = words[w]! & 0xff;
   }
-  const hex = g.map((x) => x.toString(16));
-  if (bestAt < 0) return hex.join(':');
-  return `${hex.slice(0, bestAt).join(':')}::${hex.slice(bestAt + bestLen).join(':')}`;
+  return formatAddress(bytes, 0, 16);
+}
+
+/**
+ * An address given as its 4 or 16 network-order bytes (a view of a packet header) into
+ * `out`, like parseAddressInto: 4, 6, or 0 for any other length. No text is made.
+ */
+export function wordsFromBytes(b: Uint8Array, out: Uint32Array): 0 | 4 | 6 {
+  if (b.length !== 4 && b.length !== 16) return 0;
+  for (let i = 0; i < b.length; i += 4) out[i >> 2] = ((b[i]! << 24) | (b[i + 1]! << 16) | (b[i + 2]! << 8) | b[i + 3]!) >>> 0;
+  return b.length === 4 ? 4 : 6;
 }
 
 /** Parses "a.b.c.d[/n]" or "v6[/n]"; a bare address is a /32 or /128. Returns a reason on error. */

@@ -3,8 +3,9 @@
 // come first (port ranges, then Map lookups on cached label info). Decisions are frozen
 // objects built here, so an evaluation without observe rules allocates nothing.
 
-import { cidrHas, parseAddressInto, v4Mapped, type Cidr } from './cidr.js';
-import { DIR_EGRESS, DIR_INGRESS, parsePolicyText, type PeerAst, type PolicyAst, type RuleAst } from './parse.js';
+import { cidrHas, parseAddressInto, v4Mapped, wordsFromBytes, type Cidr } from './cidr.js';
+import { parsePolicyText } from './parse.js';
+import { DIR_EGRESS, DIR_INGRESS, type PeerAst, type PolicyAst, type RuleAst } from './ast.js';
 import { compileTerms, labelInfo, termsMatch, type CompiledTerm, type LabelInfo } from './selector.js';
 import type { CompileOptions, CompileResult, Endpoint, Policy, PolicyDecision, PolicyRequest } from './types.js';
 
@@ -119,8 +120,8 @@ export function newPeerAddr(): PeerAddr {
   return { family: 0, mapped: false, words: new Uint32Array(4), v4: new Uint32Array(1) };
 }
 
-export function setPeerAddr(a: PeerAddr, text: string | undefined): void {
-  a.family = typeof text === 'string' ? parseAddressInto(text, a.words) : 0;
+export function setPeerAddr(a: PeerAddr, addr: string | Uint8Array | undefined): void {
+  a.family = typeof addr === 'string' ? parseAddressInto(addr, a.words) : addr === undefined ? 0 : wordsFromBytes(addr, a.words);
   a.mapped = a.family === 6 && v4Mapped(a.words);
   if (a.family === 4) a.v4[0] = a.words[0]!;
   else if (a.mapped) a.v4[0] = a.words[3]!;

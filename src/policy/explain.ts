@@ -3,7 +3,7 @@
 // decision always equals the fast path's.
 
 import { TesseraError } from '../errors.js';
-import { DIR_EGRESS, DIR_INGRESS, type PeerAst, type RuleAst } from './parse.js';
+import { DIR_EGRESS, DIR_INGRESS, type PeerAst, type RuleAst } from './ast.js';
 import {
   compiledOf,
   isAudit,

@@ -4,166 +4,22 @@
 // Validation is hand-written against the same shape as policy/schema.json (the published
 // schema; a unit test keeps the key lists in step) because it yields better messages
 // ("did you mean") and positions than a generic validator.
+//
+// Split: ast.ts (the tree and the key lists), yaml-reader.ts (located errors and checked
+// accessors), this file (the language: policy, modes, rules, peers, selectors, ports).
 
-import { LineCounter, parseDocument, isAlias, isMap, isScalar, isSeq, type Node, type Pair, type Scalar, type YAMLMap } from 'yaml';
+import { LineCounter, parseDocument, isScalar, isSeq, type Node } from 'yaml';
 import { parseCidr, cidrContains, type Cidr } from './cidr.js';
 import type { Op, Term } from './selector.js';
 import type { PolicyAction, PolicyError, RejectMode } from './types.js';
-
-export const TOP_KEYS = ['version', 'name', 'description', 'mode', 'modes', 'rules'] as const;
-export const RULE_KEYS = [
-  'id',
-  'description',
-  'direction',
-  'from',
-  'to',
-  'fromNetworks',
-  'toNetworks',
-  'sameLabels',
-  'ports',
-  'action',
-  'reject',
-] as const;
-export const MODE_KEYS = ['select', 'mode'] as const;
-export const OPERATORS = ['eq', 'ne', 'in', 'notIn', 'exists'] as const;
-
-export const MAX_TEXT = 1 << 20;
-export const MAX_RULES = 10_000;
-
-export const DIR_INGRESS = 1;
-export const DIR_EGRESS = 2;
-
-export type PeerAst =
-  | { readonly kind: 'any' }
-  | { readonly kind: 'labels'; readonly terms: readonly Term[] }
-  | { readonly kind: 'networks'; readonly cidrs: readonly Cidr[] };
-
-export interface RuleAst {
-  readonly index: number;
-  readonly id: string;
-  readonly line: number;
-  readonly column: number;
-  /** DIR_INGRESS | DIR_EGRESS as written (`direction`). */
-  readonly dirs: number;
-  readonly from: PeerAst;
-  readonly to: PeerAst;
-  readonly same: null | true | readonly string[];
-  /** Sorted, merged [lo, hi] pairs; null = every port. */
-  readonly ports: Int32Array | null;
-  readonly action: PolicyAction;
-  readonly reject: RejectMode | undefined;
-}
-
-export interface ModeAst {
-  readonly index: number;
-  readonly line: number;
-  readonly column: number;
-  readonly terms: readonly Term[];
-  readonly audit: boolean;
-}
-
-export interface PolicyAst {
-  readonly name: string;
-  readonly defaultAudit: boolean;
-  readonly modes: readonly ModeAst[];
-  readonly rules: readonly RuleAst[];
-}
-
-export interface ParseResult {
-  readonly ast: PolicyAst | null;
-  readonly errors: PolicyError[];
-  readonly warnings: PolicyError[];
-}
+import { DIR_EGRESS, DIR_INGRESS, MAX_RULES, MAX_TEXT, MODE_KEYS, OPERATORS, RULE_KEYS, TOP_KEYS, type ModeAst, type ParseResult, type PeerAst, type PolicyAst, type RuleAst } from './ast.js';
+import { Entries, Reader, didYouMean, entries, offsetOf, oneOf, scalar, scalarList, show, type Entry } from './yaml-reader.js';
 
 const USER_KEY = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/;
 const SYSTEM_KEY = /^@[A-Za-z0-9][A-Za-z0-9._/:-]{0,62}$/;
 const RULE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const BAD_VALUE_CHAR = /[\p{Cc}\p{Cs}]/u;
 const utf8 = new TextEncoder();
-
-function distance(a: string, b: string): number {
-  const m = a.length;
-  const n = b.length;
-  let prev = Array.from({ length: n + 1 }, (_, j) => j);
-  for (let i = 1; i <= m; i++) {
-    const cur = [i];
-    for (let j = 1; j <= n; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[n]!;
-}
-
-/** ' (did you mean "x"?)' when one candidate is close, else ''. */
-export function didYouMean(word: string, candidates: readonly string[]): string {
-  let best = '';
-  let bestD = Infinity;
-  const w = word.toLowerCase();
-  for (const c of candidates) {
-    const d = distance(w, c.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = c;
-    }
-  }
-  return bestD <= Math.max(1, Math.min(2, Math.floor(word.length / 3))) ? ` (did you mean "${best}"?)` : '';
-}
-
-function show(s: string): string {
-  return JSON.stringify(s.length > 60 ? `${s.slice(0, 60)}...` : s);
-}
-
-class Reader {
-  readonly errors: PolicyError[] = [];
-  readonly warnings: PolicyError[] = [];
-  constructor(
-    readonly file: string,
-    readonly lc: LineCounter,
-  ) {}
-
-  at(offset: number): { line: number; column: number } {
-    const p = this.lc.linePos(offset);
-    return { line: p.line, column: p.col };
-  }
-
-  report(severity: 'error' | 'warning', code: string, offset: number, message: string): void {
-    const { line, column } = this.at(offset);
-    const text = `${this.file}:${line}:${column}: ${severity === 'warning' ? 'warning: ' : ''}${message}`;
-    const e: PolicyError = Object.freeze({ severity, code, file: this.file, line, column, message, text });
-    (severity === 'error' ? this.errors : this.warnings).push(e);
-  }
-
-  error(code: string, node: Node | Pair | null | undefined, fallback: number, message: string): void {
-    this.report('error', code, offsetOf(node, fallback), message);
-  }
-}
-
-function offsetOf(node: Node | Pair | null | undefined, fallback: number): number {
-  if (!node) return fallback;
-  if ('range' in node && node.range) return node.range[0];
-  if ('key' in node) return offsetOf(node.key as Node, fallback);
-  return fallback;
-}
-
-/** A present value: null for a missing or empty plain value (`key:` or `key: `). */
-function present(v: unknown): Node | null {
-  if (v === null || v === undefined) return null;
-  if (isScalar(v) && v.type === 'PLAIN' && (v.value === '' || v.value === null)) return null;
-  return v as Node;
-}
-
-/** Entries of a mapping, plus the keys refused as unknown (to avoid a second "missing" error). */
-class Entries extends Map<string, Entry> {
-  readonly unknown: string[] = [];
-}
-
-interface Entry {
-  readonly key: string;
-  readonly keyNode: Scalar;
-  readonly value: Node | null;
-  readonly at: number;
-}
 
 export function parsePolicyText(text: string, file: string): ParseResult {
   const lc = new LineCounter();
@@ -197,92 +53,6 @@ export function parsePolicyText(text: string, file: string): ParseResult {
   r.errors.sort(byPos);
   r.warnings.sort(byPos);
   return { ast: r.errors.length === 0 ? ast : null, errors: r.errors, warnings: r.warnings };
-}
-
-/** Mapping entries with key checks; null (and an error) when `node` is not a mapping. */
-function entries(r: Reader, node: Node | null, allowed: readonly string[] | null, what: string, fallback: number): Entries | null {
-  if (node !== null && isAlias(node)) {
-    r.error('type', node, fallback, `${what}: aliases (*name) are not supported in policy files; repeat the value`);
-    return null;
-  }
-  if (!node || !isMap(node)) {
-    r.error('type', node, fallback, `${what} must be a mapping (key: value)`);
-    return null;
-  }
-  const out = new Entries();
-  for (const pair of (node as YAMLMap).items) {
-    const k = pair.key as Node | null;
-    const at = offsetOf(k, offsetOf(node, fallback));
-    if (!k || !isScalar(k) || typeof k.value !== 'string') {
-      r.error('type', k, at, `${what}: keys must be plain strings`);
-      continue;
-    }
-    const key = k.value;
-    if (key === '<<') {
-      r.error('type', k, at, `${what}: merge keys (<<) are not supported in policy files`);
-      continue;
-    }
-    if (allowed && !allowed.includes(key)) {
-      r.error('unknown-key', k, at, `unknown key ${show(key)} in ${what}${didYouMean(key, allowed)}`);
-      out.unknown.push(key);
-      continue;
-    }
-    const v = pair.value as Node | null;
-    if (v !== null && isAlias(v)) {
-      r.error('type', v, at, `${key}: aliases (*name) are not supported in policy files; repeat the value`);
-      continue;
-    }
-    out.set(key, { key, keyNode: k, value: present(v), at });
-  }
-  return out;
-}
-
-function scalar(r: Reader, e: Entry, what: string): string | null {
-  if (!e.value) {
-    r.error('value', e.keyNode, e.at, `${what}: a value is required`);
-    return null;
-  }
-  if (!isScalar(e.value) || typeof e.value.value !== 'string') {
-    r.error('type', e.value, e.at, `${what} must be a single value, not a ${isSeq(e.value) ? 'list' : 'mapping'}`);
-    return null;
-  }
-  return e.value.value;
-}
-
-function oneOf<T extends string>(r: Reader, e: Entry, what: string, choices: readonly T[]): T | null {
-  const s = scalar(r, e, what);
-  if (s === null) return null;
-  if (!(choices as readonly string[]).includes(s)) {
-    r.error('value', e.value, e.at, `${what} ${show(s)} is not one of ${choices.join(', ')}${didYouMean(s, choices)}`);
-    return null;
-  }
-  return s as T;
-}
-
-/** A scalar or a list of scalars → list of [string, node]. */
-function scalarList(r: Reader, e: Entry, what: string): Array<[string, Node]> | null {
-  if (!e.value) {
-    r.error('value', e.keyNode, e.at, `${what}: a value is required`);
-    return null;
-  }
-  if (isScalar(e.value) && typeof e.value.value === 'string') return [[e.value.value, e.value]];
-  if (!isSeq(e.value)) {
-    r.error('type', e.value, e.at, `${what} must be a value or a list of values`);
-    return null;
-  }
-  const out: Array<[string, Node]> = [];
-  for (const item of e.value.items as Array<Node | null>) {
-    if (!item || !isScalar(item) || typeof item.value !== 'string' || (item.type === 'PLAIN' && item.value === '')) {
-      r.error('type', item, offsetOf(e.value, e.at), `${what}: each item must be a single value`);
-      return null;
-    }
-    out.push([item.value, item]);
-  }
-  if (out.length === 0) {
-    r.error('value', e.value, e.at, `${what}: the list is empty`);
-    return null;
-  }
-  return out;
 }
 
 function readPolicy(r: Reader, root: Node | null, file: string): PolicyAst | null {

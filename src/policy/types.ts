@@ -14,11 +14,12 @@ export interface PolicyRequest {
   /** Server TCP port. */
   readonly port: number;
   /**
-   * The remote peer's IP address as text ("10.0.0.53", "2001:db8::1"): the client on
-   * ingress, the server on egress. Only external-network rules read it, and only when that
-   * peer has no Tessera identity.
+   * The remote peer's IP address: the client on ingress, the server on egress. As text
+   * ("10.0.0.53", "2001:db8::1") or as the 4 or 16 bytes of the packet (the datapath passes
+   * a view of the header: no text is made per packet). Only external-network rules read it,
+   * and only when that peer has no Tessera identity.
    */
-  readonly peerAddr?: string;
+  readonly peerAddr?: string | Uint8Array;
 }
 
 export type PolicyAction = 'allow' | 'reject' | 'observe';

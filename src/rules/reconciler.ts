@@ -2,12 +2,19 @@
 // anything of ours differs, rewrite all our chains of that family with one
 // iptables-restore --noflush run (each table commits atomically). Only chains named TESSERA-* and the rules in
 // other chains that jump to them are ever written; everything else is left as found.
+//
+// The iptables rules do not depend on the PUs (table inet tessera classifies), so a new PU
+// changes only nft elements: one small `nft -f` transaction of element adds, no iptables-save
+// and no rewrite. What is in the kernel is checked again at most every VERIFY_MS (the daemon's
+// reconcile loop calls apply every 10 s), which heals rules someone else removed.
 
 import { TesseraError, errorMessage } from '../errors.js';
 import { FAMILIES, emptyRuleset, type Family, type Ruleset } from './ruleset.js';
 import { parseSave, planFamily, renderPlan } from './restore.js';
 import type { CommandRunner } from './runner.js';
-import { NFT_DELETE, NFT_TABLE } from './nft.js';
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import { NFT_DELETE, NFT_LIST_BASE, NFT_TABLE, nftModel, renderNftDelta, renderNftTable, type NftModel, type NftSpec } from './nft.js';
 
 /** The subset of a pino logger the reconciler uses. */
 export interface RulesLog {
@@ -25,7 +32,15 @@ export interface ReconcilerOptions {
   jumpsFirst?: boolean;
   /** Per-command timeout (ms, default 30 000). */
   timeoutMs?: number;
+  /** Whether a cgroup v2 path (relative to /sys/fs/cgroup, as nft resolves it) exists; injectable for tests. */
+  cgroupExists?: (path: string) => Promise<boolean>;
+  /** Re-read what is in the kernel when the last read is older than this (ms, default 5 000); before, an unchanged desired state costs nothing. */
+  verifyMs?: number;
+  now?: () => number;
 }
+
+/** Stale cgroup elements (their cgroup went before their PU) tolerated before the table is rewritten whole. */
+const STALE_LIMIT = 256;
 
 export interface ApplyResult {
   /** A transaction was committed in at least one family. */
@@ -67,6 +82,17 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   const log = options.log ?? silent;
   const jumpsFirst = options.jumpsFirst ?? true;
   const timeoutMs = options.timeoutMs ?? 30_000;
+  const verifyMs = options.verifyMs ?? 5_000;
+  const now = options.now ?? Date.now;
+  const cgroupExists =
+    options.cgroupExists ??
+    ((path: string) =>
+      access(join('/sys/fs/cgroup', path)).then(
+        () => true,
+        () => false,
+      ));
+  // Per family: the desired state last committed (or found in place) and when it was last read.
+  const applied = new Map<Family, { key: string; at: number }>();
   // Warn once per family, not on every pass.
   const warned = new Set<Family>();
   // apply() and removeAll() read then write: two at once would act on a stale read.
@@ -109,50 +135,95 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     }
   }
 
-  // table inet tessera: what we last wrote, and how nft listed it right after. A later listing
-  // that differs means someone changed or removed it, and it is written again.
-  let nftWritten: string | undefined;
-  let nftListing: string | undefined;
-  const NFT_LIST = ['nft', 'list', 'table', 'inet', NFT_TABLE];
+  // table inet tessera: what we last wrote (the model, the per-index chains that exist, stale
+  // elements left behind) and how nft listed the base chains right after. A later listing that
+  // differs (or no table) means someone changed or removed it: it is written again, whole.
+  let nft: { model: NftModel; chains: Set<number>; stale: number; listing: string | null; at: number } | undefined;
   const absent = (err: unknown): boolean => /No such file or directory/.test(errorMessage(err));
 
-  async function nftList(): Promise<string | null> {
+  async function nftListBase(): Promise<string | null> {
     try {
-      return (await runner.run(NFT_LIST, { timeoutMs })).stdout;
+      let out = '';
+      for (const argv of NFT_LIST_BASE) out += (await runner.run(argv, { timeoutMs })).stdout;
+      return out;
     } catch (err) {
       if (absent(err)) return null;
       throw err;
     }
   }
 
-  /** Bring table inet tessera to `text` (undefined: no table). Returns whether it wrote. */
-  async function reconcileNft(text: string | undefined): Promise<boolean> {
-    if (text === undefined) {
+  async function nftRun(text: string): Promise<void> {
+    try {
+      await runner.run(['nft', '-f', '-'], { input: text, timeoutMs });
+    } catch (err) {
+      const shown = text.length > 4000 ? `${text.slice(0, 4000)}\n... (${text.length} characters)` : text;
+      throw new TesseraError('TESSERA_ERR_RULES', `nft: table inet ${NFT_TABLE} was refused: ${errorMessage(err)}\ninput was:\n${shown}`, { cause: err });
+    }
+  }
+
+  /** The cgroup keys (`level path`) of `keys` whose cgroup is gone; checked in parallel, bounded. */
+  async function goneOf(keys: Iterable<string>): Promise<Set<string>> {
+    const list = [...keys];
+    const gone = new Set<string>();
+    for (let i = 0; i < list.length; i += 64) {
+      const chunk = list.slice(i, i + 64);
+      const ok = await Promise.all(chunk.map((k) => cgroupExists(k.slice(k.indexOf(' ') + 1))));
+      chunk.forEach((k, j) => ok[j] || gone.add(k));
+    }
+    return gone;
+  }
+
+  /** Bring table inet tessera to `spec` (undefined: no table). Returns whether it wrote. */
+  async function reconcileNft(spec: NftSpec | undefined): Promise<boolean> {
+    if (spec === undefined) {
       let current: string | null;
       try {
-        current = await nftList();
+        current = await nftListBase();
       } catch (err) {
         // No nft binary: there is no table of ours to remove either.
         if (err instanceof TesseraError && err.code === 'TESSERA_ERR_PREREQ') return false;
         throw err;
       }
+      nft = undefined;
       if (current === null) return false;
       await runner.run(['nft', '-f', '-'], { input: NFT_DELETE, timeoutMs }).catch((err: unknown) => {
         if (!absent(err)) throw err;
       });
-      nftWritten = nftListing = undefined;
       return true;
     }
-    const current = await nftList();
-    if (current !== null && text === nftWritten && current === nftListing) return false;
-    log.info({ reason: current === null ? 'absent' : text === nftWritten ? 'changed by someone else' : 'new desired state' }, `rewriting table inet ${NFT_TABLE}`);
-    try {
-      await runner.run(['nft', '-f', '-'], { input: text, timeoutMs });
-    } catch (err) {
-      throw new TesseraError('TESSERA_ERR_RULES', `nft: table inet ${NFT_TABLE} was refused: ${errorMessage(err)}\ninput was:\n${text}`, { cause: err });
+    const next = nftModel(spec);
+    if (nft && now() - nft.at >= verifyMs) {
+      const listing = await nftListBase();
+      if (listing === null || listing !== nft.listing) {
+        log.info({ reason: listing === null ? 'absent' : 'changed by someone else' }, `rewriting table inet ${NFT_TABLE}`);
+        nft = undefined;
+      } else nft.at = now();
     }
-    nftWritten = text;
-    nftListing = (await nftList()) ?? undefined;
+    if (nft && nft.stale <= STALE_LIMIT) {
+      // Only the cgroups that come or go are checked: nft must not be asked to resolve a gone one.
+      const touched = [...next.cgroups.keys()].filter((k) => nft!.model.cgroups.get(k) !== next.cgroups.get(k));
+      touched.push(...[...nft.model.cgroups.keys()].filter((k) => !next.cgroups.has(k)));
+      const gone = await goneOf(touched);
+      const delta = renderNftDelta(nft, next, gone);
+      if (delta) {
+        if (delta.text === '') return false;
+        try {
+          await nftRun(delta.text);
+          const stale = [...nft.model.cgroups.keys()].filter((k) => gone.has(k) && next.cgroups.get(k) !== nft!.model.cgroups.get(k)).length;
+          for (const k of gone) next.cgroups.delete(k);
+          nft = { ...nft, model: next, chains: delta.chains, stale: nft.stale + stale };
+          log.debug({ input: delta.text }, `table inet ${NFT_TABLE}: elements changed`);
+          return true;
+        } catch (err) {
+          // A cgroup that went meanwhile, or a table changed behind our back: rewrite it whole.
+          log.warn({ err: errorMessage(err).split('\n')[0] }, `table inet ${NFT_TABLE}: element update refused; rewriting the table`);
+        }
+      }
+    }
+    for (const k of await goneOf(next.cgroups.keys())) next.cgroups.delete(k);
+    log.info({ reason: nft === undefined ? 'first write or repair' : 'cgroup depths or stale elements' }, `rewriting table inet ${NFT_TABLE}`);
+    await nftRun(renderNftTable(next));
+    nft = { model: next, chains: new Set(next.indexes), stale: 0, listing: await nftListBase(), at: now() };
     return true;
   }
 
@@ -163,6 +234,14 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     for (const family of families) {
       // A second attempt re-reads the state: someone (Docker, an admin) may have changed a
       // rule between our save and our restore, which makes a `-D` fail the transaction.
+      // Unchanged since it was last read, and read recently: nothing to do (no iptables-save).
+      const key = JSON.stringify(ruleset[family]);
+      const last = applied.get(family);
+      applied.delete(family);
+      if (last && last.key === key && now() - last.at < verifyMs) {
+        applied.set(family, last);
+        continue;
+      }
       for (let attempt = 1; ; attempt++) {
         const text = await save(family, reason === 'removeAll');
         if (text === undefined) {
@@ -170,7 +249,10 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
           break;
         }
         const plan = planFamily(parseSave(text), ruleset[family], { jumpsFirst });
-        if (plan.differences.length === 0) break;
+        if (plan.differences.length === 0) {
+          applied.set(family, { key, at: now() });
+          break;
+        }
         const input = renderPlan(plan);
         log.info({ family, reason, attempt, differences: plan.differences }, 'rewriting TESSERA chains');
         log.debug({ family, input }, 'iptables-restore input');
@@ -196,6 +278,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         }
         changed = true;
         removed += plan.removedChains + plan.unlinked;
+        applied.set(family, { key, at: now() });
         break;
       }
     }

@@ -9,7 +9,7 @@
 // and be reinstalled forever. test/integration/rules.test.ts checks the round trip.
 
 import { TesseraError } from '../errors.js';
-import { buildNftTable, isRulePath, type Cgroup2Ref } from './nft.js';
+import { isRulePath, type Cgroup2Ref, type NftSpec } from './nft.js';
 import {
   CT_AUTHORIZED,
   CT_CLIENT_PENDING,
@@ -24,6 +24,8 @@ import {
   OP_SET_CLIENT_PENDING,
   OP_SET_SERVER_PENDING,
   HOST_SOCK,
+  PORT_GUARD,
+  PORT_SERVER,
   PU_DEST,
   PU_INDEX_MASK,
   REJECT_BIT,
@@ -51,8 +53,8 @@ export interface TableRules {
 }
 
 export type Ruleset = Readonly<Record<Family, Readonly<Partial<Record<TableName, TableRules>>>>> & {
-  /** `nft -f` input for table inet tessera (the socket lookup, nft.ts); absent: no such table. */
-  readonly nft?: string;
+  /** The contents of table inet tessera (classification, nft.ts); absent: no such table. */
+  readonly nft?: NftSpec;
 };
 
 export interface RulesetSpec {
@@ -146,6 +148,8 @@ function validate(spec: RulesetSpec): void {
     // classid 0 means "no class": every socket outside a net_cls cgroup would match it.
     if (!isInt(pu.classid, 1, 0xffff_ffff)) fail(`PU classid must be 1..0xffffffff, got ${String(pu.classid)}`);
     if (pu.cgroup2 && !isRulePath(pu.cgroup2.cgroup)) fail(`PU cgroup ${JSON.stringify(pu.cgroup2.cgroup)} must be a relative path without . or ..`);
+    if (pu.cgroup2 && !isRulePath(pu.cgroup2.path)) fail(`PU cgroup path ${JSON.stringify(pu.cgroup2.path)} must be relative, without . or ..`);
+    if (pu.cgroup2 && !isInt(pu.cgroup2.level, 1, 64)) fail(`PU cgroup level must be 1..64, got ${String(pu.cgroup2.level)}`);
     if (indexes.has(pu.index)) fail(`PU index ${pu.index} is used twice`);
     if (classids.has(pu.classid)) fail(`classid ${hex(pu.classid)} is used twice`);
     indexes.add(pu.index);
@@ -167,10 +171,6 @@ function queueTarget(q: RulesetSpec['queue']): string[] {
 
 function buildMangle(spec: RulesetSpec): TableRules {
   const queue = queueTarget(spec.queue);
-  const sorted = (list: number[]): number[] => [...new Set(list)].sort((a, b) => a - b);
-  const ports = sorted(spec.serverPorts);
-  const guard = sorted(spec.guardPorts ?? spec.serverPorts);
-  const pus = [...spec.pus].sort((a, b) => a.index - b.index);
   const ns = spec.namespacePu;
   const setIndex = (index: number): string[] => ['-j', 'MARK', '--set-xmark', `${hex(markForPuIndex(index))}/${hex(PU_INDEX_MASK)}`];
   // --fail-open chooses availability: with no worker bound, handshakes pass unjudged, so the
@@ -209,20 +209,28 @@ function buildMangle(spec: RulesetSpec): TableRules {
         // refused. A SYN meets a TIME_WAIT socket when a client reuses a 4-tuple, and TCP then
         // hands it to the listener: when the lookup found no full socket (neither PU_DEST nor
         // HOST_SOCK), a SYN to a PU's port is judged as that PU's.
-        ['-p', 'tcp', '-m', 'conntrack', '--ctstate', 'INVALID,UNTRACKED', '-j', CHAINS.puGuard],
-        [...SYN, ...markMatch(0, HOST_SOCK), '-j', CHAINS.puGuard],
-        ['-p', 'tcp', '-j', CHAINS.puIn],
+        // The ports come from table inet tessera's port sets (PORT_GUARD, PORT_SERVER): one
+        // hash lookup each, whatever the number of PUs and ports.
+        ...(ns !== undefined
+          ? [['-p', 'tcp', '-j', CHAINS.puIn]]
+          : [
+              ['-p', 'tcp', '-m', 'conntrack', '--ctstate', 'INVALID,UNTRACKED', ...markMatch(PORT_GUARD, PORT_GUARD), '-j', CHAINS.puPort],
+              [...SYN, ...markMatch(PORT_GUARD, PORT_GUARD | HOST_SOCK), '-j', CHAINS.puPort],
+              // A PU the lookup cannot name (no cgroup v2): every packet to its ports.
+              ['-p', 'tcp', ...markMatch(PORT_SERVER, PORT_SERVER), '-j', CHAINS.puPort],
+            ]),
       ],
-      [CHAINS.puIn]: ns !== undefined ? [['-j', CHAINS.puPort]] : ports.map((p) => [...tcp, '--dport', String(p), '-j', CHAINS.puPort]),
+      ...(ns !== undefined ? { [CHAINS.puIn]: [['-j', CHAINS.puPort]] } : {}),
       [CHAINS.puPort]: [[...SYN, ...queue], ...refuse([['-j', 'DROP']])],
-      [CHAINS.puGuard]: ns !== undefined ? [] : guard.map((p) => [...tcp, '--dport', String(p), '-j', CHAINS.puPort]),
       // Egress.
       [CHAINS.postrouting]: [
         OPS,
         AUTHORIZED,
         [...SYN_ACK, ...connmarkMatch(CT_SERVER_PENDING), ...queue],
         [...ACK, ...connmarkMatch(CT_CLIENT_PENDING), ...queue],
-        ['-p', 'tcp', '-j', CHAINS.puOut],
+        // A container namespace: every packet is the PU's. On the host, table inet tessera's
+        // output chain set the sending PU's index (one map lookup).
+        ...(ns !== undefined ? [['-p', 'tcp', '-j', CHAINS.puOut]] : []),
         // The host's own traffic: not a PU's, never touched.
         [...markMatch(0, PU_INDEX_MASK), '-j', 'RETURN'],
         // A PU's SYN, with or without payload (TCP Fast Open): judged by a worker.
@@ -236,13 +244,7 @@ function buildMangle(spec: RulesetSpec): TableRules {
         // simultaneous open, data on a flow conntrack does not track, ...: refused.
         ...refuse([['-j', 'DROP']]),
       ],
-      // A PU's sockets by their cgroup v2 (`--path`, its descendants too: what Docker's
-      // `exec` processes join on every cgroup layout), or by net_cls classid where no v2
-      // cgroup is known. iptables-save prints the classid in decimal and quotes the path.
-      [CHAINS.puOut]:
-        ns !== undefined
-          ? [setIndex(ns)]
-          : pus.map((pu) => [...(pu.cgroup2 ? ['-m', 'cgroup', '--path', `"${pu.cgroup2.cgroup}"`] : ['-m', 'cgroup', '--cgroup', String(pu.classid >>> 0)]), ...setIndex(pu.index)]),
+      ...(ns !== undefined ? { [CHAINS.puOut]: [setIndex(ns)] } : {}),
       [CHAINS.apply]: [
         [...markMatch(OP_SET_CLIENT_PENDING, OP_MASK), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_CLIENT_PENDING)}/${hex(CT_CLIENT_PENDING)}`],
         // The client SYN's verdict keeps the PU index in the nfmark: save it in the connmark
@@ -278,7 +280,8 @@ export function buildRuleset(spec: RulesetSpec): Ruleset {
   // Same rules for both families today; bridge PUs (-d IP) will make them differ.
   const tables = (): Partial<Record<TableName, TableRules>> => ({ mangle: buildMangle(spec), filter: buildFilter() });
   // A container namespace is all one PU: no lookup needed there.
-  return { ipv4: tables(), ipv6: tables(), ...(spec.namespacePu === undefined ? { nft: buildNftTable(spec.pus) } : {}) };
+  const nft: NftSpec = { pus: spec.pus, serverPorts: spec.serverPorts, guardPorts: spec.guardPorts ?? spec.serverPorts };
+  return { ipv4: tables(), ipv6: tables(), ...(spec.namespacePu === undefined ? { nft } : {}) };
 }
 
 /** A ruleset with no chains: the reconciler then removes everything of ours. */

@@ -11,6 +11,6 @@ export async function metricSums(socket: string, re: RegExp): Promise<Record<str
   return r;
 }
 
-/** tessera_reasons_total by reason, summed over the queues. */
+/** tessera_reasons_total by reason, summed over the queues; without 'ok' (every packet has a reason, so 'ok' counts the accepted and passed ones). */
 export const reasonCounts = (socket: string): Promise<Record<string, number>> =>
-  metricSums(socket, /^tessera_reasons_total\{[^}]*reason="([^"]+)"[^}]*\} (\d+)$/gm);
+  metricSums(socket, /^tessera_reasons_total\{[^}]*reason="((?!ok")[^"]+)"[^}]*\} (\d+)$/gm);

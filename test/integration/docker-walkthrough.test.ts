@@ -180,11 +180,11 @@ describe.runIf(dockerAvailable)('docker walkthrough: containers and processes as
   });
 
   it('an unprotected wget from the host to 127.0.0.1:PORT is refused at once (and was since the container started: docker-enroll.test.ts)', async () => {
-    const t0 = Date.now();
     const r = await h.exec(hostWget(`http://127.0.0.1:${port}/`), { timeoutMs: 10_000 });
+    // At once: a reset ("refused"), not a drop that timeout(1) would end with status 124.
     expect(r.code).not.toBe(0);
+    expect(r.code).not.toBe(124);
     expect(r.stderr).toMatch(/refused/i);
-    expect(Date.now() - t0).toBeLessThan(3000);
     const flows = await h.flows();
     expect(flows.some((f) => f.verdict === 'reject' && f.reason === 'missing-token' && f.direction === 'ingress')).toBe(true);
   });
@@ -215,11 +215,11 @@ describe.runIf(dockerAvailable)('docker walkthrough: containers and processes as
     expect(first.code).not.toBe(0);
     expect(first.stderr).toMatch(/refused/i);
     const other = run('other', '-l', 'app=other', IMAGE, 'sleep', '300');
-    const t0 = Date.now();
     const r = dockerTry('exec', other, ...wget(`http://${BRIDGE_ADDR}:${port}/`));
+    // At once: a reset makes wget say "refused"; a dropped SYN would leave it silent until
+    // the container's timeout ends it.
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/refused/i);
-    expect(Date.now() - t0).toBeLessThan(4000);
     const flows = await h.flows();
     expect(flows.some((f) => f.verdict === 'reject' && f.remoteLabels?.includes('app=other'))).toBe(true);
   });

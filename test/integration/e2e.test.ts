@@ -42,11 +42,12 @@ describe.runIf(isRoot)('end to end: process PUs across namespace hosts', () => {
   }, 120_000);
 
   it('refuses an unprotected client at once with a reset (connection refused), and records why', async () => {
-    const t0 = Date.now();
     const r = await a.exec(wget(b.addr), { timeoutMs: 10_000 });
+    // A reset makes wget fail with "Connection refused"; a dropped SYN would leave it waiting
+    // until timeout(1) ends it with status 124 and no such message.
     expect(r.code).not.toBe(0);
+    expect(r.code).not.toBe(124);
     expect(r.stderr).toMatch(/refused/i);
-    expect(Date.now() - t0).toBeLessThan(3000);
     const flows = await b.flows();
     expect(flows.some((f) => f.verdict === 'reject' && f.reason === 'missing-token' && f.stage === 'syn')).toBe(true);
   });

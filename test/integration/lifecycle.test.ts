@@ -149,15 +149,13 @@ describe.runIf(isRoot)('daemon lifecycle on the real kernel path', () => {
 
     // No queue reader: the handshake packets are dropped, so both clients time out (a reset
     // would say "refused" at once; the page would say fail-open).
-    const t0 = Date.now();
+    // timeout(1) exits 124 only when it had to end wget: still waiting, i.e. dropped.
     const [labelled, plain] = await Promise.all([a.runPu(['app=web'], wget(b.addr, 8080, 3)), a.exec(wget(b.addr, 8080, 3), { timeoutMs: 15_000 })]);
-    const elapsed = Date.now() - t0;
     for (const [who, r] of [['labelled', labelled], ['plain', plain]] as const) {
       expect(r.stdout, who).not.toContain('hello');
-      expect(r.code, who).not.toBe(0);
       expect(r.stderr, who).not.toMatch(/refused/i);
+      expect(r.code, `${who}: ${r.stderr}`).toBe(124);
     }
-    expect(elapsed).toBeGreaterThanOrEqual(2500);
 
     const clean = await b.exec([node, TESSERA, 'cleanup', '--cgroup-root', b.cgroupRoot], { timeoutMs: 30_000 });
     expect(clean.code, clean.stderr).toBe(0);
@@ -194,11 +192,10 @@ describe.runIf(isRoot)('daemon lifecycle on the real kernel path', () => {
       [psk, ['--psk-file', psk, '--host-id', 'host-x']],
       [hostKey, ['--ca', join(ca, 'ca.pub.json'), '--cert', join(ca, 'host-x.cert'), '--key', hostKey]],
     ] as const) {
-      const t0 = Date.now();
+      // The exec's timeout is the safety bound: a daemon that started would be killed by it.
       const r = await x.exec([node, TESSERA, 'daemon', ...trust, ...common], { timeoutMs: 20_000 });
       expect(r.code, r.stderr).toBe(1);
       expect(r.stderr).not.toContain('killed by');
-      expect(Date.now() - t0).toBeLessThan(15_000);
       expect(r.stderr).toContain('chmod 600');
       expect(r.stderr).toContain(file);
       await expectNoTesseraRules(x);

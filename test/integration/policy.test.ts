@@ -42,7 +42,8 @@ rules:
   }
 
   async function policyName(h: TesseraHost): Promise<string> {
-    return ((await h.status()) as unknown as { policy: string }).policy;
+    const p = ((await h.status()) as unknown as { policy: { source: string; revision: string } }).policy;
+    return `${p.source} (sha256 ${p.revision})`;
   }
 
   beforeAll(async () => {
@@ -85,10 +86,8 @@ rules:
     await waitFor('the long connection to be authorized', async () => (await b.flows()).some((f) => f.verdict === 'accept' && f.stage === 'ack' && (f as unknown as { localPort: number }).localPort === 81), 10_000);
 
     const before = await policyName(b);
-    const t0 = Date.now();
     await write('version: 1\nrules: []\n');
     await waitFor('both daemons to load the new policy', async () => (await policyName(b)) !== before && (await policyName(a)) !== before, 5000, 50);
-    const reloadMs = Date.now() - t0;
     const refused = await a.runPu(['app=web'], wget(b.addr));
     expect(refused.stderr).toMatch(/refused/i);
     // The established connection is untouched by the reload...
@@ -100,7 +99,6 @@ rules:
     const cut = await b.tessera(['flows', '--revoke']);
     expect(cut.stdout).toMatch(/CUT ingress .*:81 <- /);
     await waitFor('the cut client to exit', async () => exited, 5000);
-    console.log(`policy reload applied on both hosts within ${reloadMs} ms`);
   });
 
   it('refuses a bad file with line and column and keeps the running policy', async () => {

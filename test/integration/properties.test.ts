@@ -114,13 +114,12 @@ describe.runIf(isRoot)('handshake security properties on the real kernel path', 
         const seen = tap.events.length;
         const t0 = Date.now();
         const r = await a.runPu(['app=nginx'], wget(b.addr, 8));
-        const elapsed = Date.now() - t0;
         expect(r.stdout, mode).not.toContain('hello');
+        // A reset makes wget fail with "Connection refused"; a dropped SYN-ACK would keep it
+        // waiting until timeout(1) ends it with status 124 and no such message.
         expect(r.code, mode).not.toBe(0);
+        expect(r.code, mode).not.toBe(124);
         expect(r.stderr, mode).toMatch(/refused/i);
-        // A dropped SYN-ACK would keep wget waiting for its full 8 s; a reset ends it within a
-        // round trip (the rest is tessera run's start, slow on a loaded machine).
-        expect(elapsed, mode).toBeLessThan(5000);
         await tap.waitFor(`the tap's edit of the ${what}`, (e) => e.ev === 'packet' && e.tampered === true && e.what === what && tap.events.indexOf(e) >= seen, 2000);
         const flow = await waitFor(`a's reject record (${mode})`, async () =>
           (await flowsSince(a, t0)).find((f) => f.direction === 'egress' && f.stage === 'syn-ack' && f.verdict === 'reject' && f.remoteAddr === b.addr),

@@ -25,18 +25,7 @@
 // in front of the block, a simultaneous open, a client ACK with no SYN-ACK verified behind
 // it. Every verdict mark keeps other software's nfmark bits (verdict.ts).
 
-import {
-  parseTcp,
-  findOption,
-  rebuild,
-  toReset,
-  verifyChecksums,
-  TCP_SYN,
-  TCP_ACK,
-  TCP_FIN,
-  TCP_RST,
-  type TcpPacket,
-} from '../../packet/index.js';
+import { parseTcp, findOption, rebuild, verifyChecksums, TCP_SYN, TCP_ACK, TCP_FIN, TCP_RST, type TcpPacket } from '../../packet/index.js';
 import type { PolicyDecision } from '../../policy/index.js';
 import type { FlowRecord } from '../../flow.js';
 import { Lru } from '../../identity/index.js';
@@ -48,21 +37,13 @@ import {
   HOST_SOCK,
   PU_DEST,
   PU_INDEX_MASK,
-  REJECT_BIT,
   puIndexFromMark,
 } from '../../marks.js';
 import { Bounded, RecentFlows, SourceBudget } from './tables.js';
-import { HOOK_LOCAL_OUT, HOOK_POST_ROUTING, VERDICT_ACCEPT, VERDICT_DROP, VERDICT_REPEAT, verdictMark } from './verdict.js';
-import {
-  BlockType,
-  MARKER_EXID,
-  MARKER_KIND,
-  MARKER_OPTION,
-  decodeBlock,
-  encodeBlock,
-  type Block,
-} from './wire.js';
-
+import { createFlowKeys } from './keys.js';
+import { createOutcomes, newContext, type PacketContext } from './outcome.js';
+import { HOOK_LOCAL_OUT, HOOK_POST_ROUTING, VERDICT_ACCEPT, VERDICT_REPEAT } from './verdict.js';
+import { BlockType, MARKER_EXID, MARKER_KIND, MARKER_OPTION, decodeBlock, encodeBlock, type Block } from './wire.js';
 import {
   DEFAULT_HANDSHAKE_OPTIONS,
   type Decision,
@@ -70,8 +51,6 @@ import {
   type HandshakeDeps,
   type HandshakeOptions,
   type IssuedToken,
-  type LocalPu,
-  type Reason,
   type VerifiedPeer,
   type VerifyFailure,
 } from './types.js';
@@ -121,194 +100,73 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
   /** ISN of the SYN each local client sent, by (remote address, remote port, local port): spots a simultaneous open. */
   const clientSyns = new Lru<string, number>(opt.stateEntries);
   const budget = new SourceBudget(opt.budgetSources, opt.failedVerifyBurst, opt.failedVerifyPerSecond);
-  const scratch = new Uint8Array(256);
+  const { flowInput, flowKey, tupleKey, sourceKey, macInput } = createFlowKeys();
   const blockBuf = new Uint8Array(4096);
-  const result: Decision = { verdict: VERDICT_ACCEPT, mark: -1, length: 0, reason: 'ok' };
-  const counters = { packets: 0, accepted: 0, rejected: 0, dropped: 0 };
-  const byReason: Record<string, number> = Object.create(null);
-  /** The nfmark the packet being handled arrived with: its foreign bits go into every verdict mark. */
-  let inMark = 0;
+  const outcomes = createOutcomes(opt, deps.now, deps.onFlow);
+  const { drop, pass, accept, refuse } = outcomes;
+  const ctx = newContext();
 
-  /** The one exit of every handler: `ours` is our nfmark bits (-1: leave the mark alone). */
-  function decide(verdict: number, ours: number, length: number, reason: Reason): Decision {
-    result.verdict = verdict;
-    result.mark = verdictMark(inMark, ours);
-    result.length = length;
-    result.reason = reason;
-    if (reason !== 'ok') byReason[reason] = (byReason[reason] ?? 0) + 1;
-    return result;
-  }
-
-  /** Write remoteAddr ‖ remotePort ‖ extra words into scratch; returns the written view. */
-  function flowInput(buf: Uint8Array, addrOffset: number, addrLength: number, port: number, words: number[], extra: Uint8Array[]): Uint8Array {
-    let p = 0;
-    scratch.set(buf.subarray(addrOffset, addrOffset + addrLength), p);
-    p += addrLength;
-    scratch[p++] = port >> 8;
-    scratch[p++] = port & 0xff;
-    for (const w of words) {
-      scratch[p++] = w >>> 24;
-      scratch[p++] = (w >>> 16) & 0xff;
-      scratch[p++] = (w >>> 8) & 0xff;
-      scratch[p++] = w & 0xff;
-    }
-    for (const e of extra) {
-      scratch.set(e, p);
-      p += e.length;
-    }
-    return scratch.subarray(0, p);
-  }
-
-  // Map keys as one flat string of 16-bit units, built in one call: concatenating a char per
-  // byte and a decimal ISN made cons strings that every lookup had to flatten and hash.
-  // Address lengths differ per family (2 or 8 units), so keys of IPv4 and IPv6 never collide.
-  const units: number[] = [];
-  function keyOf(buf: Uint8Array, addrOffset: number, addrLength: number, a: number, b: number, c: number): string {
-    units.length = 0;
-    for (let i = 0; i < addrLength; i += 2) units.push((buf[addrOffset + i]! << 8) | buf[addrOffset + i + 1]!);
-    units.push(a, b, c);
-    return String.fromCharCode.apply(null, units);
-  }
-
-  /** (remote address, remote port, client ISN): the key of the per-flow handshake maps. */
-  function flowKey(buf: Uint8Array, addrOffset: number, addrLength: number, port: number, isnC: number): string {
-    return keyOf(buf, addrOffset, addrLength, port, isnC >>> 16, isnC & 0xffff);
-  }
-
-  /** (remote address, remote port, local port): the key of the recent-flow sets. */
-  function tupleKey(buf: Uint8Array, addrOffset: number, addrLength: number, remotePort: number, localPort: number): string {
-    return keyOf(buf, addrOffset, addrLength, remotePort, localPort, 0);
-  }
-
-  function addrString(buf: Uint8Array, off: number, len: number): string {
-    if (len === 4) return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
-    const parts: string[] = [];
-    for (let i = 0; i < 16; i += 2) parts.push(((buf[off + i]! << 8) | buf[off + i + 1]!).toString(16));
-    return parts.join(':').replace(/(^|:)0(:0)+(:|$)/, '::');
-  }
-
-  function macInput(tag: number, a: Uint8Array, b: Uint8Array): Uint8Array {
-    scratch[0] = tag >> 8;
-    scratch[1] = tag & 0xff;
-    scratch.set(a, 2);
-    scratch.set(b, 2 + a.length);
-    return scratch.subarray(0, 2 + a.length + b.length);
-  }
-
-  function record(
-    direction: FlowRecord['direction'],
-    stage: FlowRecord['stage'],
-    verdict: FlowRecord['verdict'],
-    reason: Reason,
-    ruleId: string,
-    buf: Uint8Array,
-    pkt: TcpPacket,
-    local: LocalPu | undefined,
-    peer: VerifiedPeer | null,
-    remoteIsSource: boolean,
-    decision?: PolicyDecision,
-  ): void {
-    deps.onFlow({
-      time: deps.now(),
-      direction,
-      stage,
-      verdict,
-      reason,
-      ruleId,
-      localPu: local?.id ?? null,
-      localLabels: local?.labels ?? null,
-      localPort: remoteIsSource ? pkt.dstPort : pkt.srcPort,
-      remoteAddr: addrString(buf, remoteIsSource ? pkt.srcAddrOffset : pkt.dstAddrOffset, pkt.addrLength),
-      remotePort: remoteIsSource ? pkt.srcPort : pkt.dstPort,
-      remoteHost: peer?.host ?? null,
-      remotePu: peer?.pu ?? null,
-      remoteLabels: peer?.labels ?? null,
-      ...(decision?.observed?.length ? { observed: decision.observed } : {}),
-    });
-  }
-
-  /** The peer's address as text, for network rules. Only computed when a policy is asked. */
-  function peerAddr(buf: Uint8Array, pkt: TcpPacket): string {
-    return addrString(buf, pkt.srcAddrOffset, pkt.addrLength);
-  }
-
-  /**
-   * What a policy decision means for this packet: allowed, refused, or refused-but-audited
-   * (let through and recorded with reason 'audit' so the flow log shows it apart).
-   */
-  function judge(d: PolicyDecision): 'allow' | 'reject' | 'audit' {
-    if (!d.allow) return 'reject';
-    return d.audit ? 'audit' : 'allow';
-  }
-
-  /** Drop a packet, counted under `reason`. */
-  function drop(reason: Reason): Decision {
-    counters.dropped++;
-    return decide(VERDICT_DROP, -1, 0, reason);
-  }
-
-  /** Refuse an inbound packet: a reset from the kernel (filter TESSERA-REJECT) or a drop. */
-  function rejectInbound(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array, reason: Reason, mode: 'reset' | 'drop' = opt.rejectMode): Decision {
-    counters.rejected++;
-    if (mode === 'drop') return decide(VERDICT_DROP, -1, 0, reason);
-    // Strip our block first so that the reset acknowledges exactly the client's SYN.
-    const len = rebuild(buf, pkt, { removeOptionAt: findOption(buf, pkt, MARKER_KIND, MARKER_EXID), payload: null }, out);
-    return decide(VERDICT_ACCEPT, REJECT_BIT, typeof len === 'number' ? len : 0, reason);
-  }
-
-  /** Refuse a SYN-ACK for our local client: turn it into a reset so connect() fails at once. */
-  function rejectSynAck(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array, reason: Reason, mode: 'reset' | 'drop' = opt.rejectMode): Decision {
-    counters.rejected++;
-    if (mode === 'drop') return decide(VERDICT_DROP, -1, 0, reason);
-    const len = toReset(buf, pkt, out);
-    return typeof len === 'number' ? decide(VERDICT_ACCEPT, -1, len, reason) : decide(VERDICT_DROP, -1, 0, reason);
+  /** The peer's address (the packet's source) as bytes, for network rules; a view, no copy of the text. */
+  function peerAddr(c: PacketContext): Uint8Array {
+    return c.buf.subarray(c.pkt.srcAddrOffset, c.pkt.srcAddrOffset + c.pkt.addrLength);
   }
 
   /** Add the marker option and append the block after whatever payload the packet has. */
-  function attach(buf: Uint8Array, pkt: TcpPacket, block: Block, out: Uint8Array): number | 'too-large' {
+  function attach(c: PacketContext, block: Block): number | 'too-large' {
     const n = encodeBlock(block, blockBuf);
-    const len = rebuild(buf, pkt, { addOption: MARKER_OPTION, append: blockBuf.subarray(0, n), maxLength: opt.maxPacketLength }, out);
+    const len = rebuild(c.buf, c.pkt, { addOption: MARKER_OPTION, append: blockBuf.subarray(0, n), maxLength: opt.maxPacketLength }, c.out);
     return typeof len === 'number' ? len : 'too-large';
+  }
+
+  /**
+   * A handshake packet without our block from a peer without Tessera: the local PU's
+   * network rules decide (default: refuse). Allowed, no proof will follow, so `op` ends the
+   * flow's pending state at once (revoke can find it, the ACK is no longer queued).
+   */
+  function untagged(c: PacketContext, d: PolicyDecision, op: number): Decision {
+    if (!d.allow) return refuse(c, 'missing-token', d);
+    return accept(c, VERDICT_REPEAT, op, 0, d);
   }
 
   // ---- egress (POSTROUTING): our PU is the client (SYN, ACK) or the server (SYN-ACK) ----
 
-  function synOut(buf: Uint8Array, pkt: TcpPacket, mark: number, out: Uint8Array): Decision {
-    const pu = deps.puByIndex(puIndexFromMark(mark));
+  function synOut(c: PacketContext): Decision {
+    const { buf, pkt } = c;
+    const pu = deps.puByIndex(puIndexFromMark(c.mark));
     // The nfmark names a PU this worker does not know (yet: its snapshot is on the way), or
     // one without a token: leaving untagged would skip the egress decision. The kernel
     // retransmits the SYN in a second.
-    if (!pu || pu.tokens.length === 0) return drop('no-pu');
+    if (!pu || pu.tokens.length === 0) return drop(c, 'no-pu');
     // TCP Fast Open: the data would reach the server before any proof, and leave unjudged.
     // Dropped, the client kernel retransmits the SYN without the data (and sends it after
     // the handshake).
-    if (pkt.payloadLength > 0) return drop('fast-open');
+    if (pkt.payloadLength > 0) return drop(c, 'fast-open');
     const token = pu.tokens[0]!;
     const isnC = pkt.seq;
     const tuple = tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort);
     recentClient.forget(tuple);
     const nonceC = crypto.nonce(flowInput(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, [LABEL_CLIENT_NONCE, isnC], []));
-    const len = attach(buf, pkt, { type: BlockType.Syn, nonceC, token: token.bytes }, out);
-    if (len === 'too-large') return drop('too-large');
+    const len = attach(c, { type: BlockType.Syn, nonceC, token: token.bytes });
+    if (len === 'too-large') return drop(c, 'too-large');
     clientSyns.set(tuple, isnC);
-    counters.accepted++;
-    return decide(VERDICT_REPEAT, OP_SET_CLIENT_PENDING | (mark & PU_INDEX_MASK), len, 'ok');
+    return accept(c, VERDICT_REPEAT, OP_SET_CLIENT_PENDING | (c.mark & PU_INDEX_MASK), len, null);
   }
 
-  function synAckOut(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array): Decision {
+  function synAckOut(c: PacketContext): Decision {
+    const { buf, pkt } = c;
     // Simultaneous open: our local client sent a SYN on this tuple, a crossed SYN came in and
     // the stack answers it with its own ISN. Neither side would ever prove itself (the
     // protocol has no such exchange), so the flow is refused here, not authorized later.
     // (A host that only serves has sent no SYN: no key to build.)
     if (clientSyns.size > 0 && clientSyns.peek(tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort)) === pkt.seq) {
-      return drop('simultaneous-open');
+      return drop(c, 'simultaneous-open');
     }
     const isnC = (pkt.ack - 1) >>> 0;
     const key = flowKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, isnC);
     const st = serverState.get(key, deps.now(), opt.stateTtlMs);
     const pu = st ? deps.puByIndex(st.puIndex) : deps.puByLocalPort(pkt.srcPort);
     // Lost state (restart, eviction): drop; the client's SYN retransmission rebuilds it.
-    if (!pu || !st || pu.tokens.length === 0) return drop(pu ? 'no-state' : 'no-pu');
+    if (!pu || !st || pu.tokens.length === 0) return drop(c, pu ? 'no-state' : 'no-pu');
     const token = pu.tokens[0]!;
     const hashC = st.peer.tokenHash;
     const nonceS = crypto.nonce(
@@ -318,35 +176,31 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     const macS = crypto.mac(k, macInput(TAG_SYNACK, token.hash, hashC));
     // What only the holder of the client token's key can send back in the ACK.
     st.macC = crypto.mac(k, macInput(TAG_ACK, hashC, token.hash));
-    const len = attach(buf, pkt, { type: BlockType.SynAck, nonceS, macS, token: token.bytes }, out);
-    if (len === 'too-large') return drop('too-large');
-    counters.accepted++;
-    return decide(VERDICT_ACCEPT, -1, len, 'ok');
+    const len = attach(c, { type: BlockType.SynAck, nonceS, macS, token: token.bytes });
+    if (len === 'too-large') return drop(c, 'too-large');
+    return accept(c, VERDICT_ACCEPT, -1, len, null);
   }
 
-  function ackOut(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array): Decision {
+  function ackOut(c: PacketContext): Decision {
+    const { buf, pkt } = c;
     const isnC = (pkt.seq - 1) >>> 0;
     const key = flowKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, isnC);
     const now = deps.now();
     const st = clientState.get(key, now, opt.stateTtlMs);
     const tuple = tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort);
     if (!st) {
-      // Segments queued right behind the proof ACK pass unchanged.
-      if (recentClient.covers(tuple, pkt.seq, now)) {
-        counters.accepted++;
-        return decide(VERDICT_ACCEPT, -1, 0, 'ok');
-      }
+      // Segments queued right behind the proof ACK pass unchanged: nothing is authorized here.
+      if (recentClient.covers(tuple, pkt.seq, now)) return pass(c, 'ok');
       // No SYN-ACK was verified for this flow (state lost to a restart or eviction, or a
       // simultaneous open answered by a SYN-ACK we never checked): it must not be marked
       // authorized here, and there is no proof to send. Dropped; the server would refuse it.
-      return drop('no-state');
+      return drop(c, 'no-state');
     }
-    const len = attach(buf, pkt, { type: BlockType.Ack, macC: st.macC }, out);
-    if (len === 'too-large') return drop('too-large');
+    const len = attach(c, { type: BlockType.Ack, macC: st.macC });
+    if (len === 'too-large') return drop(c, 'too-large');
     clientState.delete(key);
     recentClient.add(tuple, isnC, now);
-    counters.accepted++;
-    return decide(VERDICT_REPEAT, OP_CLEAR_CLIENT_PENDING, len, 'ok');
+    return accept(c, VERDICT_REPEAT, OP_CLEAR_CLIENT_PENDING, len, null);
   }
 
   // ---- ingress (PREROUTING): our PU is the server (SYN, ACK) or the client (SYN-ACK) ----
@@ -360,7 +214,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     const known = crypto.cached(token);
     if (known !== null) return known;
     // IPv6 sources by /64: one host commonly holds the whole prefix.
-    const source = keyOf(buf, pkt.srcAddrOffset, pkt.addrLength === 16 ? 8 : 4, 0, 0, 0);
+    const source = sourceKey(buf, pkt.srcAddrOffset, pkt.addrLength === 16 ? 8 : 4);
     const now = deps.now();
     if (!budget.allows(source, now)) return null;
     const peer = crypto.verify(token);
@@ -368,7 +222,10 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     return peer;
   }
 
-  function synIn(buf: Uint8Array, pkt: TcpPacket, mark: number, out: Uint8Array): Decision {
+  function synIn(c: PacketContext): Decision {
+    const { buf, pkt, mark } = c;
+    c.direction = 'ingress';
+    c.stage = 'syn';
     // The kernel's socket lookup (PU_DEST) names the PU that owns the listening socket, from
     // its first SYN; the scanned ports are the fallback. A PU the lookup names but this worker
     // does not know yet (its snapshot is on the way) is refused: the client retries.
@@ -390,89 +247,57 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
         : hostSocket
           ? undefined
           : deps.puByLocalPort(pkt.dstPort);
-    if (!pu && lookedUp) return drop('no-pu');
+    c.local = pu;
+    if (!pu && lookedUp) return drop(c, 'no-pu');
     const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
     if (optAt < 0) {
-      if (!pu) return decide(VERDICT_ACCEPT, -1, 0, 'no-pu');
-      // A peer without Tessera: the PU's network rules decide (default: refuse).
-      const d = deps.policy().ingress({ client: null, server: pu, port: pkt.dstPort, peerAddr: peerAddr(buf, pkt) });
-      const j = judge(d);
-      if (j !== 'reject') {
-        counters.accepted++;
-        record('ingress', 'syn', 'accept', j === 'audit' ? 'audit' : 'ok', d.ruleId, buf, pkt, pu, null, true, d);
-        // No proof will follow from a peer without Tessera: mark the flow authorized now
-        // (TESSERA-APPLY turns "clear server pending" into AUTHORIZED) so revoke can find it.
-        return decide(VERDICT_REPEAT, OP_CLEAR_SERVER_PENDING, 0, j === 'audit' ? 'audit' : 'ok');
-      }
-      record('ingress', 'syn', 'reject', 'missing-token', d.ruleId, buf, pkt, pu, null, true, d);
-      return rejectInbound(buf, pkt, out, 'missing-token', d.reject);
+      // Not a PU's service: not ours to judge.
+      if (!pu) return pass(c, 'no-pu');
+      // Allowed: TESSERA-APPLY turns "clear server pending" into AUTHORIZED.
+      return untagged(c, deps.policy().ingress({ client: null, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) }), OP_CLEAR_SERVER_PENDING);
     }
     const decoded = decodeBlock(buf.subarray(pkt.payloadOffset, pkt.payloadOffset + pkt.payloadLength));
-    if (typeof decoded === 'string' || decoded.block.type !== BlockType.Syn) {
-      record('ingress', 'syn', 'reject', 'malformed', 'protocol', buf, pkt, pu, null, true);
-      return rejectInbound(buf, pkt, out, 'malformed');
-    }
-    if (decoded.keptPayload > 0) {
-      // Data in front of the block: stripping would hand it to the application with the SYN,
-      // before any proof. A Tessera client never sends it (its SYN with data is dropped).
-      record('ingress', 'syn', 'reject', 'fast-open', 'protocol', buf, pkt, pu, null, true);
-      return rejectInbound(buf, pkt, out, 'fast-open');
-    }
+    if (typeof decoded === 'string' || decoded.block.type !== BlockType.Syn) return refuse(c, 'malformed');
+    // Data in front of the block: stripping would hand it to the application with the SYN,
+    // before any proof. A Tessera client never sends it (its SYN with data is dropped).
+    if (decoded.keptPayload > 0) return refuse(c, 'fast-open');
     const peer = verifyBudgeted(buf, pkt, decoded.block.token);
-    if (peer === null) return drop('rate-limited');
-    if (!peer.ok) {
-      record('ingress', 'syn', 'reject', peer.reason, 'protocol', buf, pkt, pu, null, true);
-      return rejectInbound(buf, pkt, out, peer.reason);
-    }
-    const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, out);
-    if (typeof stripped !== 'number') return rejectInbound(buf, pkt, out, 'bad-packet');
-    if (!pu) {
-      // A tessera peer calling an unprotected local service: deliver it as a plain SYN.
-      counters.accepted++;
-      return decide(VERDICT_ACCEPT, -1, stripped, 'no-pu');
-    }
-    const d = deps.policy().ingress({ client: peer, server: pu, port: pkt.dstPort, peerAddr: peerAddr(buf, pkt) });
-    if (judge(d) === 'reject') {
-      record('ingress', 'syn', 'reject', 'policy', d.ruleId, buf, pkt, pu, peer, true, d);
-      return rejectInbound(buf, pkt, out, 'policy', d.reject);
-    }
+    if (peer === null) return drop(c, 'rate-limited');
+    if (!peer.ok) return refuse(c, peer.reason);
+    c.peer = peer;
+    const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, c.out);
+    if (typeof stripped !== 'number') return refuse(c, 'bad-packet');
+    // A tessera peer calling an unprotected local service: deliver it as a plain SYN.
+    if (!pu) return pass(c, 'no-pu', stripped);
+    const d = deps.policy().ingress({ client: peer, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) });
+    if (!d.allow) return refuse(c, 'policy', d);
     recentServer.forget(tupleKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort));
     // A real copy: the block is a view of the queue's receive buffer, which the next batch
     // overwrites (and Buffer.prototype.slice would return a view, not a copy).
     if (lookedUp) key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
     serverState.set(key, { at: deps.now(), nonceC: new Uint8Array(decoded.block.nonceC), peer, decision: d, macC: null, puIndex: pu.index });
-    counters.accepted++;
-    return decide(VERDICT_REPEAT, OP_SET_SERVER_PENDING, stripped, 'ok');
+    // Not recorded yet: the connection is decided at its ACK.
+    return accept(c, VERDICT_REPEAT, OP_SET_SERVER_PENDING, stripped, null);
   }
 
-  function synAckIn(buf: Uint8Array, pkt: TcpPacket, mark: number, out: Uint8Array): Decision {
-    const pu = deps.puByIndex(puIndexFromMark(mark));
+  function synAckIn(c: PacketContext): Decision {
+    const { buf, pkt } = c;
+    c.direction = 'egress';
+    c.stage = 'syn-ack';
+    const pu = deps.puByIndex(puIndexFromMark(c.mark));
+    c.local = pu;
+    if (!pu) return pass(c, 'no-pu');
     const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
-    if (!pu) return decide(VERDICT_ACCEPT, -1, 0, 'no-pu');
     if (optAt < 0) {
-      // The peer does not run Tessera: its policy is the external-network rules (default deny).
-      const d = deps.policy().egress({ client: pu, server: null, port: pkt.srcPort, peerAddr: peerAddr(buf, pkt) });
-      const j = judge(d);
-      if (j !== 'reject') {
-        counters.accepted++;
-        record('egress', 'syn-ack', 'accept', j === 'audit' ? 'audit' : 'ok', d.ruleId, buf, pkt, pu, null, true, d);
-        // Not a tessera peer: nothing more to prove; stop queueing this flow's ACK.
-        return decide(VERDICT_REPEAT, OP_CLEAR_CLIENT_PENDING, 0, j === 'audit' ? 'audit' : 'ok');
-      }
-      record('egress', 'syn-ack', 'reject', 'missing-token', d.ruleId, buf, pkt, pu, null, true, d);
-      return rejectSynAck(buf, pkt, out, 'missing-token', d.reject);
+      // Allowed: nothing more to prove; stop queueing this flow's ACK.
+      return untagged(c, deps.policy().egress({ client: pu, server: null, port: pkt.srcPort, peerAddr: peerAddr(c) }), OP_CLEAR_CLIENT_PENDING);
     }
     const decoded = decodeBlock(buf.subarray(pkt.payloadOffset, pkt.payloadOffset + pkt.payloadLength));
-    if (typeof decoded === 'string' || decoded.block.type !== BlockType.SynAck) {
-      record('egress', 'syn-ack', 'reject', 'malformed', 'protocol', buf, pkt, pu, null, true);
-      return rejectSynAck(buf, pkt, out, 'malformed');
-    }
+    if (typeof decoded === 'string' || decoded.block.type !== BlockType.SynAck) return refuse(c, 'malformed');
     const block = decoded.block;
     const peer = crypto.verify(block.token);
-    if (!peer.ok) {
-      record('egress', 'syn-ack', 'reject', peer.reason, 'protocol', buf, pkt, pu, null, true);
-      return rejectSynAck(buf, pkt, out, peer.reason);
-    }
+    if (!peer.ok) return refuse(c, peer.reason);
+    c.peer = peer;
     const isnC = (pkt.ack - 1) >>> 0;
     const nonceC = crypto.nonce(flowInput(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, [LABEL_CLIENT_NONCE, isnC], []));
     // Which of our tokens did the SYN carry? The MAC tells: try the newest first.
@@ -486,108 +311,94 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
         break;
       }
     }
-    if (!macC || !mine) {
-      record('egress', 'syn-ack', 'reject', 'bad-mac', 'protocol', buf, pkt, pu, peer, true);
-      return rejectSynAck(buf, pkt, out, 'bad-mac');
-    }
-    const d: PolicyDecision = deps.policy().egress({ client: pu, server: peer, port: pkt.srcPort, peerAddr: peerAddr(buf, pkt) });
-    const j = judge(d);
-    if (j === 'reject') {
-      record('egress', 'syn-ack', 'reject', 'policy', d.ruleId, buf, pkt, pu, peer, true, d);
-      return rejectSynAck(buf, pkt, out, 'policy', d.reject);
-    }
-    const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, out);
-    if (typeof stripped !== 'number') return rejectSynAck(buf, pkt, out, 'bad-packet');
-    const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, isnC);
-    clientState.set(key, { at: deps.now(), macC });
-    counters.accepted++;
-    record('egress', 'syn-ack', 'accept', j === 'audit' ? 'audit' : 'ok', d.ruleId, buf, pkt, pu, peer, true, d);
-    return decide(VERDICT_ACCEPT, -1, stripped, j === 'audit' ? 'audit' : 'ok');
+    if (!macC || !mine) return refuse(c, 'bad-mac');
+    const d = deps.policy().egress({ client: pu, server: peer, port: pkt.srcPort, peerAddr: peerAddr(c) });
+    if (!d.allow) return refuse(c, 'policy', d);
+    const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, c.out);
+    if (typeof stripped !== 'number') return refuse(c, 'bad-packet');
+    clientState.set(flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, isnC), { at: deps.now(), macC });
+    return accept(c, VERDICT_ACCEPT, -1, stripped, d);
   }
 
-  function ackIn(buf: Uint8Array, pkt: TcpPacket, out: Uint8Array): Decision {
+  function ackIn(c: PacketContext): Decision {
+    const { buf, pkt } = c;
+    c.direction = 'ingress';
+    c.stage = 'ack';
     const isnC = (pkt.seq - 1) >>> 0;
     const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, isnC);
     const now = deps.now();
     const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
     const st = serverState.get(key, now, opt.stateTtlMs);
     const pu = st ? deps.puByIndex(st.puIndex) : deps.puByLocalPort(pkt.dstPort);
+    c.local = pu;
     const tuple = tupleKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort);
     if (optAt < 0) {
-      if (recentServer.covers(tuple, pkt.seq, now)) return decide(VERDICT_ACCEPT, -1, 0, 'ok');
+      if (recentServer.covers(tuple, pkt.seq, now)) return pass(c, 'ok');
       // Data before the proof: hold it back (dropped; the client retransmits).
-      return drop('missing-proof');
+      return drop(c, 'missing-proof');
     }
     const decoded = decodeBlock(buf.subarray(pkt.payloadOffset, pkt.payloadOffset + pkt.payloadLength));
-    if (typeof decoded === 'string' || decoded.block.type !== BlockType.Ack) {
-      record('ingress', 'ack', 'reject', 'malformed', 'protocol', buf, pkt, pu, null, true);
-      return rejectInbound(buf, pkt, out, 'malformed');
-    }
+    if (typeof decoded === 'string' || decoded.block.type !== BlockType.Ack) return refuse(c, 'malformed');
     if (!st && recentServer.covers(tuple, pkt.seq, now)) {
       // A copy of a proof we already accepted (the network duplicated it): strip and pass.
-      const len = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, out);
-      return typeof len === 'number' ? decide(VERDICT_ACCEPT, -1, len, 'ok') : rejectInbound(buf, pkt, out, 'bad-packet');
+      const len = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, c.out);
+      return typeof len === 'number' ? pass(c, 'ok', len) : refuse(c, 'bad-packet');
     }
-    if (!pu || !st || !st.macC) {
-      // No SYN-ACK of ours answered this flow (or its entry is gone: restart, eviction).
-      const reason: Reason = pu ? 'no-state' : 'no-pu';
-      record('ingress', 'ack', 'reject', reason, 'protocol', buf, pkt, pu, st?.peer ?? null, true);
-      return rejectInbound(buf, pkt, out, reason);
-    }
-    const peer = st.peer;
-    if (!crypto.equal(decoded.block.macC, st.macC)) {
-      // The client cannot prove it holds the key of the token for THIS connection: a replay.
-      record('ingress', 'ack', 'reject', 'replay', 'protocol', buf, pkt, pu, peer, true);
-      return rejectInbound(buf, pkt, out, 'replay');
-    }
-    // The ingress decision was made on the SYN, against the token verified there.
-    const d = st.decision;
-    const j = judge(d);
-    const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, out);
-    if (typeof stripped !== 'number') return rejectInbound(buf, pkt, out, 'bad-packet');
+    c.peer = st?.peer ?? null;
+    // No SYN-ACK of ours answered this flow (or its entry is gone: restart, eviction).
+    if (!pu || !st || !st.macC) return refuse(c, pu ? 'no-state' : 'no-pu');
+    // The client cannot prove it holds the key of the token for THIS connection: a replay.
+    if (!crypto.equal(decoded.block.macC, st.macC)) return refuse(c, 'replay');
+    const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, c.out);
+    if (typeof stripped !== 'number') return refuse(c, 'bad-packet');
     recentServer.add(tuple, isnC, now);
     serverState.delete(key);
-    counters.accepted++;
-    record('ingress', 'ack', 'accept', j === 'audit' ? 'audit' : 'ok', d.ruleId, buf, pkt, pu, peer, true, d);
-    return decide(VERDICT_REPEAT, OP_CLEAR_SERVER_PENDING, stripped, j === 'audit' ? 'audit' : 'ok');
+    // The ingress decision was made on the SYN, against the token verified there.
+    return accept(c, VERDICT_REPEAT, OP_CLEAR_SERVER_PENDING, stripped, st.decision);
   }
 
   function handle(buf: Uint8Array, hook: number, mark: number, out: Uint8Array): Decision {
-    counters.packets++;
-    inMark = mark;
+    outcomes.counters.packets++;
+    const c = ctx;
+    c.buf = buf;
+    c.out = out;
+    c.mark = mark;
+    c.local = undefined;
+    c.peer = null;
     const pkt = parseTcp(buf);
     // Not a TCP packet we can read: refused both ways. Only handshake packets of PU flows are
     // queued, and on egress a PU's process can shape its own (an IPv6 routing header, say):
     // accepting would let it leave unjudged.
-    if (!pkt.ok) return drop('bad-packet');
+    if (!pkt.ok) return drop(c, 'bad-packet');
+    c.pkt = pkt;
     const egress = hook === HOOK_POST_ROUTING || hook === HOOK_LOCAL_OUT;
     // Our rewrite computes fresh checksums, so a corrupted inbound packet must be refused
     // before it is rewritten, or it would leave here looking valid. (Egress packets come
     // from our own stack with checksums completed by the kernel before queueing.)
-    if (!egress && verifyChecksums(buf, pkt) !== null) return drop('bad-packet');
+    if (!egress && verifyChecksums(buf, pkt) !== null) return drop(c, 'bad-packet');
     const flags = pkt.flags & FLAG_MASK;
     const isAck = (pkt.flags & ACK_MASK) === TCP_ACK;
     if (egress) {
-      if (flags === TCP_SYN) return synOut(buf, pkt, mark, out);
-      if (flags === (TCP_SYN | TCP_ACK)) return synAckOut(buf, pkt, out);
-      if (isAck) return ackOut(buf, pkt, out);
-      return decide(VERDICT_ACCEPT, -1, 0, 'ok');
+      if (flags === TCP_SYN) return synOut(c);
+      if (flags === (TCP_SYN | TCP_ACK)) return synAckOut(c);
+      if (isAck) return ackOut(c);
+      return pass(c, 'ok');
     }
-    if (flags === TCP_SYN) return synIn(buf, pkt, mark, out);
-    if (flags === (TCP_SYN | TCP_ACK)) return synAckIn(buf, pkt, mark, out);
-    if (isAck) return ackIn(buf, pkt, out);
+    if (flags === TCP_SYN) return synIn(c);
+    if (flags === (TCP_SYN | TCP_ACK)) return synAckIn(c);
+    if (isAck) return ackIn(c);
     // SYN+FIN, SYN+RST and other mixes never reach a socket as a handshake: refuse them.
-    if (flags & TCP_SYN) return drop('bad-packet');
-    return decide(VERDICT_ACCEPT, -1, 0, 'ok');
+    if (flags & TCP_SYN) return drop(c, 'bad-packet');
+    return pass(c, 'ok');
   }
 
   return {
     handle,
     stats: () => ({
-      ...counters,
+      ...outcomes.counters,
       serverState: serverState.map.size,
       clientState: clientState.map.size,
-      byReason: { ...byReason },
+      byReason: outcomes.byReason(),
     }),
   };
 }

@@ -13,7 +13,7 @@ const FLAG_MASK = TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST;
 const ACK_MASK = TCP_SYN | TCP_ACK | TCP_RST;
 
 export function createPassThrough(): Handshake {
-  const result: Decision = { verdict: VERDICT_ACCEPT, mark: -1, length: 0, reason: 'ok' };
+  const result: Decision = { kind: 'accept', verdict: VERDICT_ACCEPT, mark: -1, length: 0, reason: 'ok' };
   let packets = 0;
   function handle(buf: Uint8Array, hook: number, mark: number): Decision {
     packets++;
@@ -34,6 +34,6 @@ export function createPassThrough(): Handshake {
   }
   return {
     handle,
-    stats: () => ({ packets, accepted: packets, rejected: 0, dropped: 0, serverState: 0, clientState: 0, byReason: {} }),
+    stats: () => ({ packets, accepted: packets, passed: 0, rejected: 0, dropped: 0, serverState: 0, clientState: 0, byReason: {} }),
   };
 }

@@ -114,8 +114,15 @@ export interface HandshakeDeps {
   options?: Partial<HandshakeOptions>;
 }
 
+/**
+ * What became of a packet (outcome.ts): a handshake step authorized, let through without
+ * authorizing anything, refused (a reset or, in drop mode, silence), or dropped.
+ */
+export type OutcomeKind = 'accept' | 'pass' | 'reject' | 'drop';
+
 /** What to tell the kernel. When `length` > 0, the packet was rewritten into `out[0..length)`. */
 export interface Decision {
+  kind: OutcomeKind;
   verdict: number;
   /** New nfmark, or -1 to leave it unchanged. */
   mark: number;
@@ -129,9 +136,12 @@ export interface Handshake {
   stats(): HandshakeStats;
 }
 
+/** packets = accepted + passed + rejected + dropped; byReason (with 'ok') sums to packets too. */
 export interface HandshakeStats {
   packets: number;
   accepted: number;
+  /** Let through without authorizing anything: segments behind a proof, peers of no PU, non-handshake packets. */
+  passed: number;
   rejected: number;
   dropped: number;
   serverState: number;

@@ -1,1 +1,1 @@
-export { createListenerSource, listeningPorts, listeningSockets, type ListenerDump } from './listeners.js';
+export { createListenerSource, listeningPorts, listeningPortsAsync, listeningSockets, parseSsListeners, SS_LISTENERS, type ListenerDump } from './listeners.js';

@@ -5,6 +5,7 @@
 // inodes held by the PU's processes from /proc/PID/fd.
 
 import { closeSync, openSync, readSync, readdirSync, readlinkSync } from 'node:fs';
+import { readdir, readlink } from 'node:fs/promises';
 
 const LISTEN = '0A';
 
@@ -122,4 +123,51 @@ export function listeningPorts(pids: readonly number[], sockets = listeningSocke
     }
   }
   return [...ports].sort((a, b) => a - b);
+}
+
+/** Socket inodes held open by a process, read asynchronously (empty if it is gone or not ours to read). */
+export async function socketInodesAsync(pid: number): Promise<string[]> {
+  let fds: string[];
+  try {
+    fds = await readdir(`/proc/${pid}/fd`);
+  } catch {
+    return [];
+  }
+  const links = await Promise.all(fds.map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+  return links.filter((l) => l.startsWith('socket:[')).map((l) => l.slice(8, -1));
+}
+
+/** listeningPorts() without synchronous file system calls: for the few PUs the cgroup dump cannot place. */
+export async function listeningPortsAsync(pids: readonly number[], sockets: Map<string, number>): Promise<number[]> {
+  const ports = new Set<number>();
+  for (const pid of pids) {
+    for (const inode of await socketInodesAsync(pid)) {
+      const port = sockets.get(inode);
+      if (port !== undefined) ports.add(port);
+    }
+  }
+  return [...ports].sort((a, b) => a - b);
+}
+
+/** The arguments of the dump of listening TCP sockets with their cgroup v2 (iproute2 ss, sock_diag). */
+export const SS_LISTENERS = ['ss', '-Hltn', '--cgroup'];
+
+/**
+ * Listening sockets from `ss -Hltn --cgroup` output: port and cgroup v2 path ("/a/b") of each.
+ * Lines without a cgroup (an older ss) are left out; null when no line has one at all.
+ */
+export function parseSsListeners(text: string): Array<{ port: number; cgroup: string }> | null {
+  const out: Array<{ port: number; cgroup: string }> = [];
+  let lines = 0;
+  for (const line of text.split('\n')) {
+    const cols = line.trim().split(/\s+/);
+    if (cols.length < 5) continue;
+    lines++;
+    const local = cols[3]!;
+    const port = Number(local.slice(local.lastIndexOf(':') + 1));
+    const cg = cols.find((c) => c.startsWith('cgroup:'));
+    if (!cg || !Number.isInteger(port) || port < 1 || port > 65535) continue;
+    out.push({ port, cgroup: cg.slice('cgroup:'.length) });
+  }
+  return lines > 0 && out.length === 0 ? null : out;
 }

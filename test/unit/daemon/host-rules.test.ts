@@ -11,18 +11,18 @@ describe('hostRulesetSpec', () => {
     { index: 3, classid: 13, ports: [22] },
     { index: 4, classid: 14, ports: [9000], netns: '/proc/1/ns/net' },
   ];
-  const spec = hostRulesetSpec(pus, queue, (r) => r.cgroup !== 'docker/gone');
+  const spec = hostRulesetSpec(pus, queue);
 
-  it('names only cgroups that exist, so a vanished one cannot fail the whole transaction', () => {
+  it('names every cgroup v2 reference (the reconciler leaves out those gone)', () => {
     expect(spec.pus).toEqual([
       { index: 1, classid: 11, cgroup2: ref('tessera/proc-a') },
-      { index: 2, classid: 12 },
+      { index: 2, classid: 12, cgroup2: ref('docker/gone') },
       { index: 3, classid: 13 },
     ]);
   });
 
   it("judges by port only PUs the lookup cannot name, and guards every host PU's ports", () => {
-    expect(spec.serverPorts).toEqual([22, 5432]);
+    expect(spec.serverPorts).toEqual([22]);
     expect(spec.guardPorts).toEqual([22, 80, 5432, 8080]);
   });
 

@@ -1,27 +1,63 @@
 // What `tessera status` reports as a PU's ports: only those whose queue rules are installed.
 // A client that waits for a port there (the demo, the benchmark, an operator's script) must
-// not reach it in the window between the port scan seeing it and the rule sync.
+// not reach it in the window between the port scan seeing it and the rule sync. Driven
+// through the real applier (sync-loop.ts) with a fake reconciler.
 import { describe, expect, it } from 'vitest';
-import { PuRegistry } from '../../../src/daemon/pus.js';
-import { createSecret, createTokenIssuer } from '../../../src/identity/index.js';
-import type { NetCls } from '../../../src/rules/index.js';
+import { hostRulesApplier } from '../../../src/daemon/sync-loop.js';
+import type { Reconciler, Ruleset } from '../../../src/rules/index.js';
+import { fakeNetCls, registryOver } from './fakes.js';
+
+const queue = { num: 0, count: 1, bypass: false };
+
+function setup(fail: () => boolean) {
+  let changes = 0;
+  const registry = registryOver(fakeNetCls().netcls, () => changes++);
+  const applied: Ruleset[] = [];
+  const reconciler = {
+    async apply(r: Ruleset) {
+      // The scan may change ports while the transaction runs: what counts is what was applied.
+      await null;
+      if (fail()) throw new Error('iptables-restore: line 3 failed');
+      applied.push(r);
+      return { changed: true, families: [] };
+    },
+  } as unknown as Pick<Reconciler, 'apply'>;
+  return { registry, applied, apply: hostRulesApplier(() => registry.all(), reconciler, queue), changes: () => changes };
+}
 
 describe('PU registry: reported ports', () => {
-  it('lists a port in info() only once the daemon marked it protected', async () => {
-    let changes = 0;
-    const netcls = { create: async () => undefined, remove: async () => undefined, cgroup2Ref: async () => undefined } as unknown as NetCls;
-    const registry = new PuRegistry({
-      netcls,
-      issuer: createTokenIssuer({ mode: 'psk', hostId: 'host-t', psk: createSecret() }),
-      tokenTtlSeconds: 600,
-      onChange: () => changes++,
-    });
-    const pu = await registry.create({ name: 'web', kind: 'process', labels: ['app=web'] });
-    const before = changes;
-    expect(registry.setObserved(pu, [1234], [8080])).toBe(true);
-    expect(changes).toBe(before + 1); // the scan's change asks for a rule sync...
-    expect(registry.info(pu).ports).toEqual([]); // ...and until it is applied, status shows no port
-    pu.protectedPorts = pu.ports; // what the daemon's sync() does after the rules are in
-    expect(registry.info(pu).ports).toEqual([8080]);
+  it('shows a scanned port only once a rule transaction with it has committed', async () => {
+    const s = setup(() => false);
+    const pu = await s.registry.create({ name: 'web', kind: 'process', labels: ['app=web'] });
+    const before = s.changes();
+    expect(s.registry.setObserved(pu, [1234], [8080])).toBe(true);
+    expect(s.changes()).toBe(before + 1); // the scan's change asks for a rule sync...
+    expect(s.registry.info(pu).ports).toEqual([]); // ...and until it is applied, status shows no port
+    expect(await s.apply()).toBe(true);
+    expect(s.registry.info(pu).ports).toEqual([8080]);
+    expect(JSON.stringify(s.applied.at(-1))).toContain('8080'); // the port was in the ruleset
+  });
+
+  it('a failed transaction shows no new port; the next success shows what it applied, not later scans', async () => {
+    let failing = true;
+    const s = setup(() => failing);
+    const pu = await s.registry.create({ name: 'web', kind: 'process', labels: ['app=web'] });
+    s.registry.setObserved(pu, [1234], [8080]);
+    await expect(s.apply()).rejects.toThrow(/line 3/);
+    expect(s.registry.info(pu).ports).toEqual([]);
+    failing = false;
+    const applying = s.apply();
+    s.registry.setObserved(pu, [1234], [8080, 9090]); // seen while the transaction runs
+    await applying;
+    expect(s.registry.info(pu).ports).toEqual([8080]);
+  });
+
+  it('leaves a container with its own namespace out of the host rules (its ports are not this host\'s)', async () => {
+    const s = setup(() => false);
+    const pu = await s.registry.create({ name: 'db', kind: 'container', labels: ['app=db'], container: { adopt: false, netns: '/proc/1/ns/net' } });
+    s.registry.setObserved(pu, [99], [5432]);
+    await s.apply();
+    expect(JSON.stringify(s.applied.at(-1))).not.toContain('5432');
+    expect(s.registry.info(pu).ports).toEqual([]);
   });
 });

@@ -17,7 +17,7 @@ import type { TrustConfig } from '../../../src/datapath/messages.js';
 import { createEphemeralKey, createSecret, createTokenIssuer, type TokenIssuer } from '../../../src/identity/index.js';
 import { createDefaultPolicy } from '../../../src/policy/index.js';
 import { markForPuIndex } from '../../../src/marks.js';
-import { parseTcp, TCP_ACK, TCP_SYN, type TcpPacket } from '../../../src/packet/index.js';
+import { parseTcp, rebuild, TCP_ACK, TCP_SYN, type TcpPacket } from '../../../src/packet/index.js';
 import { build } from '../packet/helpers.js';
 
 export const A_ADDR = Uint8Array.of(10, 213, 9, 1);
@@ -110,6 +110,15 @@ export function tcp(bytes: Uint8Array): TcpPacket {
   const p = parseTcp(bytes);
   if (!p.ok) throw new Error(`unparsable packet: ${p.reason}`);
   return p;
+}
+
+/** Recompute the IP and TCP checksums of a (mutated) packet, as its sender would, so that it passes the checksum gate. */
+export function repair(bytes: Uint8Array): Uint8Array {
+  const p = parseTcp(bytes);
+  if (!p.ok) return bytes;
+  const out = new Uint8Array(bytes.length + 64);
+  const n = rebuild(bytes, p, {}, out);
+  return typeof n === 'number' ? out.slice(0, n) : bytes;
 }
 
 /** Rewrite the source address of a packet (checksums recomputed) — what a replaying host does. */

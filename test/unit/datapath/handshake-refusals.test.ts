@@ -176,11 +176,10 @@ describe('verdict marks keep other software\'s bits (issue #10, case 9)', () => 
     expect(got).toEqual(want);
   });
 
-  // KNOWN (src/marks.ts, owned by the rules): Tailscale's 0x80000 lies inside PU_INDEX_MASK
-  // (0x03ff0000), so it is ours by the layout and every verdict mark overwrites it. The
-  // datapath keeps exactly the bits outside NFMARK_MASK; this flips to passing (turn it into
-  // a plain `it`) when the PU index moves off Tailscale's bits.
-  it.fails('KNOWN: Tailscale 0x80000 is inside NFMARK_MASK, so a verdict cannot keep it', async () => {
+  // The PU index left Tailscale's bits (0x00ff0000) with the 13-bit layout of issue 17
+  // (src/marks.ts): its bypass bit is someone else's, and every verdict keeps it.
+  it("Tailscale's 0x80000 is outside NFMARK_MASK, so every verdict keeps it", async () => {
+    expect(TAILSCALE & NFMARK_MASK).toBe(0);
     const { got, want } = await marksWith(KUBE_PROXY | TAILSCALE);
     expect(got).toEqual(want);
   });

@@ -40,9 +40,9 @@ describe('createPassThrough (--accept-all)', () => {
   });
 
   it('keeps other software\'s mark bits in every verdict mark (kube-proxy 0x4000 and 0x8000)', () => {
-    // Tailscale's 0x80000 lies inside PU_INDEX_MASK today (see handshake-refusals.test.ts).
+    // And Tailscale's 0x80000 (see handshake-refusals.test.ts).
     const hs = createPassThrough();
-    const foreign = (0x4000 | 0x8000) >>> 0;
+    const foreign = (0x4000 | 0x8000 | 0x80000) >>> 0;
     expect(foreign & NFMARK_MASK).toBe(0);
     const pu = markForPuIndex(7);
     const marks = [

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { check } from '../../../src/policy/index.js';
-import { MODE_KEYS, OPERATORS, RULE_KEYS, TOP_KEYS } from '../../../src/policy/parse.js';
+import { MODE_KEYS, OPERATORS, RULE_KEYS, TOP_KEYS } from '../../../src/policy/ast.js';
 import { ROOT } from './helpers.js';
 
 const schema = JSON.parse(readFileSync(join(ROOT, 'policy/schema.json'), 'utf8'));

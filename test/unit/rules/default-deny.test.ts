@@ -5,6 +5,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { buildRuleset, type RulesetSpec } from '../../../src/rules/ruleset.js';
+import { nftModel, renderNftTable } from '../../../src/rules/nft.js';
 import { classidFor } from '../../../src/rules/cgroups.js';
 import {
   CT_AUTHORIZED,
@@ -19,32 +20,46 @@ import {
   PU_INDEX_MASK,
   markForPuIndex,
 } from '../../../src/marks.js';
-import { walk, type Pkt } from './walk.js';
+import { walk, walkNft, type Pkt } from './walk.js';
 
 const PU = { index: 3, classid: classidFor(3) };
 // PU 3 has no cgroup v2 reference (judged by its port 80); PU 4 is named by the socket lookup
 // and listens on 8080, a port number another (non-PU) socket may share.
-const spec: RulesetSpec = { queue: { num: 0, count: 1, bypass: false }, pus: [PU, { index: 4, classid: classidFor(4), cgroup2: { path: 'unified/t/p4', cgroup: 't/p4', level: 2 } }], serverPorts: [80], guardPorts: [80, 8080] };
-const host = buildRuleset(spec).ipv4.mangle!;
-const ns = buildRuleset({ queue: { num: 0, count: 1, bypass: false }, pus: [], serverPorts: [], namespacePu: 7 }).ipv4.mangle!;
-
-/** Egress: OUTPUT (our bits cleared) then POSTROUTING, as a locally sent packet goes. */
-function egress(table: typeof host, p: Pkt) {
-  const out = walk(table, 'TESSERA-OUTPUT', p);
-  return walk(table, 'TESSERA-POSTROUTING', { ...p, nfmark: out.nfmark, connmark: out.connmark });
+const P4 = { index: 4, classid: classidFor(4), cgroup2: { path: 'unified/t/p4', cgroup: 't/p4', level: 2 } };
+const spec: RulesetSpec = { queue: { num: 0, count: 1, bypass: false }, pus: [PU, P4], serverPorts: [80], guardPorts: [80, 8080] };
+interface Host {
+  mangle: ReturnType<typeof buildRuleset>['ipv4']['mangle'] & {};
+  /** table inet tessera as `nft -f` gets it; none in a container namespace. */
+  nft?: string;
 }
+const hostOf = (s: RulesetSpec): Host => {
+  const rs = buildRuleset(s);
+  return { mangle: rs.ipv4.mangle!, ...(rs.nft ? { nft: renderNftTable(nftModel(rs.nft)) } : {}) };
+};
+const host = hostOf(spec);
+const ns = hostOf({ queue: { num: 0, count: 1, bypass: false }, pus: [], serverPorts: [], namespacePu: 7 });
+
+/** Egress: OUTPUT (our bits cleared), table inet tessera's output chain, then POSTROUTING, as a locally sent packet goes. */
+function egress(h: Host, p: Pkt) {
+  const out = walk(h.mangle, 'TESSERA-OUTPUT', p);
+  const looked = h.nft ? walkNft(h.nft, 'lookup_out', { ...p, nfmark: out.nfmark }) : { nfmark: out.nfmark, evaluations: 0 };
+  const post = walk(h.mangle, 'TESSERA-POSTROUTING', { ...p, nfmark: looked.nfmark, connmark: out.connmark });
+  return { ...post, evaluations: out.evaluations + looked.evaluations + post.evaluations };
+}
+/** Where the socket the packet is for lives: a PU's cgroup v2 (P4), or elsewhere (PU 3 has no v2 reference; 'host'). */
+const cgroupOf = (owner: number | 'host'): string => (owner === P4.index ? 't/p4' : owner === 'host' ? 'user.slice/sshd' : owner > 1000 ? `t/p${owner}` : `system.slice/pu-${owner}`);
 /**
- * Ingress: PREROUTING (our bits cleared), then table inet tessera's socket lookup — unless the
- * flow is authorized: PU_DEST and the index when `socketOf` is the PU whose full socket the
- * packet is for, HOST_SOCK when it is 'host' (a full socket of no PU); absent (a TIME_WAIT or
- * request socket, or none): nothing — then INPUT, after DNAT.
+ * Ingress: PREROUTING (our bits cleared), then table inet tessera's input chain, which looks up
+ * the local socket: `socketOf` names the owner of the full socket the packet is for
+ * (undefined: a TIME_WAIT or request socket, or none) — then INPUT, after DNAT.
  */
-function ingress(table: typeof host, p: Pkt & { socketOf?: number | 'host' }) {
-  const pre = walk(table, 'TESSERA-PREROUTING', p);
-  const skip = p.socketOf === undefined || isAuthorized(p.connmark ?? 0, p.flags);
-  const found = p.socketOf === 'host' ? HOST_SOCK : ((markForPuIndex(p.socketOf as number) | PU_DEST) >>> 0);
-  const looked = skip ? pre.nfmark : ((pre.nfmark & ~(PU_INDEX_MASK | PU_DEST)) | found) >>> 0;
-  return walk(table, 'TESSERA-INPUT', { ...p, nfmark: looked, connmark: pre.connmark });
+function ingress(h: Host, p: Pkt & { socketOf?: number | 'host' }) {
+  const pre = walk(h.mangle, 'TESSERA-PREROUTING', p);
+  const sock = p.socketOf === undefined ? { fullSocket: false } : { cgroup: cgroupOf(p.socketOf), fullSocket: true };
+  const { cgroup: _sender, ...rest } = p;
+  const looked = h.nft ? walkNft(h.nft, 'lookup_in', { ...rest, ...sock, nfmark: pre.nfmark }) : { nfmark: pre.nfmark, evaluations: 0 };
+  const input = walk(h.mangle, 'TESSERA-INPUT', { ...p, nfmark: looked.nfmark, connmark: pre.connmark });
+  return { ...input, evaluations: pre.evaluations + looked.evaluations + input.evaluations };
 }
 function isAuthorized(connmark: number, flags: string[]): boolean {
   return ((connmark & (CT_AUTHORIZED | CT_PENDING)) >>> 0) === CT_AUTHORIZED && flags.join() !== 'SYN';
@@ -103,7 +118,7 @@ describe('default deny, as the rules say it', () => {
     for (const flags of FLAGSETS) {
       for (const connmark of CONNMARKS) {
         // By port (what the scan found), by socket lookup (any port, from the first SYN), both.
-        for (const p of [{ dport: 80 }, { dport: 5555, socketOf: PU.index }, { dport: 80, socketOf: PU.index }]) {
+        for (const p of [{ dport: 80 }, { dport: 5555, socketOf: P4.index }, { dport: 80, socketOf: PU.index }, { dport: 8080, socketOf: P4.index }]) {
           const i = ingress(host, { flags, connmark, ...p });
           if (isAuthorized(connmark, flags) || isPendingRst(connmark, flags)) expect(i.outcome, `${flags.join(',')} ct ${connmark}`).toBe('pass');
           else expect(['queue', 'drop'], `${flags.join(',')} ct ${connmark} ${JSON.stringify(p)}`).toContain(i.outcome);
@@ -113,9 +128,15 @@ describe('default deny, as the rules say it', () => {
     // Untracked or INVALID (no connmark to read) to any PU port: never reaches a socket.
     for (const flags of FLAGSETS) for (const dport of [80, 8080]) expect(['queue', 'drop'], `${flags.join(',')} untracked :${dport}`).toContain(ingress(host, { flags, dport, tracked: false }).outcome);
     // A SYN to a port the scan has not seen yet, found by the lookup: judged, with the PU's index.
-    const early = ingress(host, { flags: ['SYN'], dport: 5555, socketOf: PU.index });
+    const early = ingress(host, { flags: ['SYN'], dport: 5555, socketOf: P4.index });
     expect(early.outcome).toBe('queue');
-    expect(early.nfmark & PU_INDEX_MASK).toBe(markForPuIndex(PU.index));
+    expect(early.nfmark & PU_INDEX_MASK).toBe(markForPuIndex(P4.index));
+    expect(early.nfmark & PU_DEST).toBe(PU_DEST);
+    // A PU the lookup cannot name (no cgroup v2): its port is never called the host's, so the
+    // worker consults its port map.
+    const byPort = ingress(host, { flags: ['SYN'], dport: 80, socketOf: PU.index });
+    expect(byPort.outcome).toBe('queue');
+    expect(byPort.nfmark & (PU_DEST | HOST_SOCK)).toBe(0);
     expect(ingress(host, { flags: ['SYN'], dport: 80 }).outcome).toBe('queue');
     expect(ingress(host, { flags: ['ACK'], dport: 80 }).outcome).toBe('drop'); // an ACK conntrack calls INVALID after a replayed SYN
     expect(ingress(host, { flags: ['SYN'], dport: 22, tagged: true }).outcome).toBe('queue'); // stripped before TCP sees it
@@ -137,11 +158,11 @@ describe('default deny, as the rules say it', () => {
   });
 
   it("refuses what reaches a PU client's socket outside its handshake (a SYN-ACK conntrack calls INVALID)", () => {
-    expect(ingress(host, { flags: ['SYN', 'ACK'], dport: 40000, socketOf: PU.index }).outcome).toBe('drop');
-    const answer = ingress(host, { flags: ['SYN', 'ACK'], dport: 40000, socketOf: PU.index, connmark: CT_CLIENT_PENDING | markForPuIndex(3) });
+    expect(ingress(host, { flags: ['SYN', 'ACK'], dport: 40000, socketOf: P4.index }).outcome).toBe('drop');
+    const answer = ingress(host, { flags: ['SYN', 'ACK'], dport: 40000, socketOf: P4.index, connmark: CT_CLIENT_PENDING | markForPuIndex(3) });
     expect(answer.outcome).toBe('queue');
     expect(answer.nfmark & PU_INDEX_MASK).toBe(markForPuIndex(3)); // the worker learns the client PU
-    expect(ingress(host, { flags: ['RST', 'ACK'], dport: 40000, socketOf: PU.index, connmark: CT_CLIENT_PENDING }).outcome).toBe('pass'); // connection refused
+    expect(ingress(host, { flags: ['RST', 'ACK'], dport: 40000, socketOf: P4.index, connmark: CT_CLIENT_PENDING }).outcome).toBe('pass'); // connection refused
   });
 
   it('a container namespace is one PU: every TCP packet in or out is authorized, queued, or dropped', () => {
@@ -165,11 +186,59 @@ describe('default deny, as the rules say it', () => {
     const open = buildRuleset({ ...spec, queue: { ...spec.queue, bypass: true } }).ipv4.mangle!;
     const drops = Object.values(open.chains).flat().filter((r) => r.includes('DROP'));
     expect(drops).toEqual([]);
-    expect(Object.values(host.chains).flat().filter((r) => r.includes('DROP')).length).toBeGreaterThan(0);
+    expect(Object.values(host.mangle.chains).flat().filter((r) => r.includes('DROP')).length).toBeGreaterThan(0);
   });
 
   it('UDP and other protocols are not touched (UDP is not authorized yet: docs/security-model.md)', () => {
     expect(egress(host, { flags: [], dport: 53, classid: PU.classid, protocol: 'udp' }).outcome).toBe('pass');
     expect(ingress(host, { flags: [], dport: 80, protocol: 'udp' }).outcome).toBe('pass');
+  });
+});
+
+describe('classification costs the same whatever the number of PUs (issue 17)', () => {
+  // 5,000 PUs: indexes up to 8,191, far past the old 10-bit limit; half named by cgroup v2.
+  const many = (n: number): RulesetSpec => ({
+    queue: { num: 0, count: 1, bypass: false },
+    pus: Array.from({ length: n }, (_, k) => {
+      const index = k === n - 1 ? 8191 : k + 1;
+      return { index, classid: classidFor(index), ...(k % 2 ? { cgroup2: { path: `unified/t/p${index}`, cgroup: `t/p${index}`, level: 2 } } : {}) };
+    }),
+    serverPorts: Array.from({ length: Math.ceil(n / 2) }, (_, k) => 10000 + k),
+    guardPorts: Array.from({ length: n }, (_, k) => 10000 + k),
+  });
+  const one = hostOf(many(2));
+  const big = hostOf(many(5000));
+
+  it('the iptables rules do not name PUs or ports: the same rules for 2 PUs and 5,000', () => {
+    expect(big.mangle).toEqual(one.mangle);
+  });
+
+  it('a SYN costs the same number of rule evaluations in both directions, from a PU or not', () => {
+    const cases: Array<[string, (h: Host) => { evaluations: number; outcome: string }]> = [
+      ['host SYN out', (h) => egress(h, { flags: ['SYN'], dport: 443 })],
+      ['PU SYN out (cgroup v2)', (h) => egress(h, { flags: ['SYN'], dport: 443, cgroup: 't/p8191' })],
+      ['PU SYN out (classid)', (h) => egress(h, { flags: ['SYN'], dport: 443, classid: classidFor(1) })],
+      ['host SYN in', (h) => ingress(h, { flags: ['SYN'], dport: 22, socketOf: 'host' })],
+      ['SYN to a PU socket', (h) => ingress(h, { flags: ['SYN'], dport: 5555, socketOf: 8191 })],
+    ];
+    for (const [name, f] of cases) {
+      const a = f(one);
+      const b = f(big);
+      expect({ name, evaluations: b.evaluations, outcome: b.outcome }).toEqual({ name, evaluations: a.evaluations, outcome: a.outcome });
+    }
+  });
+
+  it('tags indexes past 1,023 correctly in both directions, and leaves the host alone', () => {
+    for (const index of [1024, 2048, 4096, 4999]) {
+      const sender = index % 2 === 0 ? { cgroup: `t/p${index}` } : { classid: classidFor(index) };
+      const o = egress(big, { flags: ['SYN'], dport: 443, ...sender });
+      expect({ index, outcome: o.outcome, pu: o.nfmark & PU_INDEX_MASK }).toEqual({ index, outcome: 'queue', pu: markForPuIndex(index) });
+    }
+    const last = egress(big, { flags: ['SYN'], dport: 443, classid: classidFor(8191) });
+    expect(last.nfmark & PU_INDEX_MASK).toBe(8191);
+    const h = walkNft(big.nft!, 'lookup_in', { flags: ['SYN'], dport: 443, cgroup: 't/p4000', fullSocket: true });
+    expect(h.nfmark & (PU_INDEX_MASK | PU_DEST)).toBe((4000 | PU_DEST) >>> 0);
+    expect(egress(big, { flags: ['SYN'], dport: 443 }).outcome).toBe('pass');
+    expect(ingress(big, { flags: ['SYN'], dport: 22, socketOf: 'host' }).outcome).toBe('pass');
   });
 });

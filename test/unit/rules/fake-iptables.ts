@@ -134,23 +134,32 @@ export class FakeIptables {
 
   /** table inet tessera as `nft list` would print it (the fake prints the definition it was given); null: absent. */
   nftTable: string | null = null;
+  /** Element and chain transactions (`add element ...`) since the last whole-table write. */
+  nftDeltas: string[] = [];
   nftMissing = false;
 
   private nftRun(argv: string[], input?: string): RunResult {
     if (this.nftMissing) throw new TesseraError('TESSERA_ERR_PREREQ', 'nft not found: install it with apt-get install nftables');
     const noTable = () => new TesseraError('TESSERA_ERR_RULES', 'nft failed (exit status 1): Error: No such file or directory');
-    if (argv.join(' ') === 'nft list table inet tessera') {
+    const list = /^nft list chain inet tessera (lookup_in|lookup_out)$/.exec(argv.join(' '));
+    if (list) {
       if (this.nftTable === null) throw noTable();
-      return { stdout: this.nftTable, stderr: '', code: 0 };
+      const chain = new RegExp(`  chain ${list[1]} \\{\n[\\s\\S]*?\n  \\}\n`).exec(this.nftTable);
+      if (!chain) throw noTable();
+      return { stdout: `table inet tessera {\n${chain[0]}}\n`, stderr: '', code: 0 };
     }
     if (argv.join(' ') === 'nft -f -') {
       if (input === 'delete table inet tessera\n') {
         if (this.nftTable === null) throw noTable();
         this.nftTable = null;
+      } else if (/^(add|delete) (element|chain|rule) inet tessera /.test(input ?? '')) {
+        if (this.nftTable === null) throw noTable();
+        this.nftDeltas.push(input!);
       } else {
-        const def = /^table inet tessera\nflush table inet tessera\n(table inet tessera \{[\s\S]*\}\n)$/.exec(input ?? '');
-        if (!def) throw new Error(`fake: nft input not in the declare, flush, define form:\n${input}`);
+        const def = /^table inet tessera\ndelete table inet tessera\n(table inet tessera \{[\s\S]*\}\n)$/.exec(input ?? '');
+        if (!def) throw new Error(`fake: nft input not in the declare, delete, define form:\n${input}`);
         this.nftTable = def[1]!;
+        this.nftDeltas = [];
       }
       return { stdout: '', stderr: '', code: 0 };
     }

@@ -35,7 +35,7 @@ function setup() {
     info: (o, m) => logs.push(['info', o, m]),
     warn: (o, m) => logs.push(['warn', o, m]),
   };
-  return { fake, logs, rec: createReconciler({ runner: fake.runner, log }) };
+  return { fake, logs, rec: createReconciler({ runner: fake.runner, log, verifyMs: 0, cgroupExists: async () => true }) };
 }
 
 const withoutOurs = (d: Record<string, string[]>) =>
@@ -53,10 +53,9 @@ describe('reconciler', () => {
       const mangle = fake.dump(fam, 'mangle');
       expect(mangle['PREROUTING']![0]).toBe('-j TESSERA-PREROUTING');
       expect(mangle['POSTROUTING']![0]).toBe('-j TESSERA-POSTROUTING');
-      expect(mangle['TESSERA-PU-IN']).toEqual([
-        '-p tcp -m tcp --dport 80 -j TESSERA-PU-PORT',
-        '-p tcp -m tcp --dport 443 -j TESSERA-PU-PORT',
-      ]);
+      // Ports and PUs are table inet tessera's: no per-port or per-PU rule here.
+      expect(mangle['TESSERA-PU-IN']).toBeUndefined();
+      expect(mangle['TESSERA-PU-OUT']).toBeUndefined();
       const filter = fake.dump(fam, 'filter');
       expect(filter['INPUT']![0]).toBe('-j TESSERA-REJECT');
       expect(filter['INPUT']![0]).toBe('-j TESSERA-REJECT');
@@ -73,7 +72,7 @@ describe('reconciler', () => {
     expect(await rec.apply(buildRuleset(spec))).toEqual({ changed: false, skipped: [] });
     expect(fake.restores().length).toBe(n);
     // iptables-save was read, per family, and nft listed our table; nothing was written.
-    expect(fake.calls.slice(-3).map((c) => c.argv.join(' '))).toEqual(['iptables-save', 'ip6tables-save', 'nft list table inet tessera']);
+    expect(fake.calls.slice(-4).map((c) => c.argv.join(' '))).toEqual(['iptables-save', 'ip6tables-save', 'nft list chain inet tessera lookup_in', 'nft list chain inet tessera lookup_out']);
     expect(fake.calls.filter((c) => c.argv.join(' ') === 'nft -f -')).toHaveLength(1);
   });
 
@@ -81,9 +80,9 @@ describe('reconciler', () => {
     const { fake, rec } = setup();
     await rec.apply(buildRuleset(spec));
     const n = fake.restores().length;
-    expect((await rec.apply(buildRuleset({ ...spec, serverPorts: [22] }))).changed).toBe(true);
+    expect((await rec.apply(buildRuleset({ ...spec, queue: { num: 0, count: 1, bypass: false } }))).changed).toBe(true);
     expect(fake.restores().length).toBe(n + 2);
-    expect(fake.dump('ipv4', 'mangle')['TESSERA-PU-IN']).toEqual(['-p tcp -m tcp --dport 22 -j TESSERA-PU-PORT']);
+    expect(fake.dump('ipv4', 'mangle')['TESSERA-PU-PORT']![0]).toMatch(/--queue-num 0$/);
     // Jumps are still exactly once each.
     expect(fake.dump('ipv4', 'mangle')['PREROUTING']!.filter((r) => r.includes('TESSERA'))).toEqual(['-j TESSERA-PREROUTING']);
   });
@@ -91,14 +90,15 @@ describe('reconciler', () => {
   it('heals a deleted rule, a deleted jump and a jump pushed down', async () => {
     const { fake, rec } = setup();
     await rec.apply(buildRuleset(spec));
-    fake.restore('ipv4', '*mangle\n-D TESSERA-INPUT -p tcp -j TESSERA-PU-IN\n-D POSTROUTING -j TESSERA-POSTROUTING\nCOMMIT\n');
+    const last = fake.dump('ipv4', 'mangle')['TESSERA-INPUT']!.at(-1)!;
+    fake.restore('ipv4', `*mangle\n-D TESSERA-INPUT ${last}\n-D POSTROUTING -j TESSERA-POSTROUTING\nCOMMIT\n`);
     fake.restore('ipv4', '*filter\n-I INPUT 1 -p icmp -j ACCEPT\nCOMMIT\n');
     const { changed } = await rec.apply(buildRuleset(spec));
     expect(changed).toBe(true);
     // Only the broken family was rewritten.
     expect(fake.restores().at(-1)!.argv[0]).toBe('iptables-restore');
     const mangle = fake.dump('ipv4', 'mangle');
-    expect(mangle['TESSERA-INPUT']).toContain('-p tcp -j TESSERA-PU-IN');
+    expect(mangle['TESSERA-INPUT']!.at(-1)).toBe(last);
     expect(mangle['POSTROUTING']![0]).toBe('-j TESSERA-POSTROUTING');
     expect(fake.dump('ipv4', 'filter')['INPUT']).toEqual(['-j TESSERA-REJECT', '-p icmp -j ACCEPT']);
     expect((await rec.apply(buildRuleset(spec))).changed).toBe(false);
@@ -111,8 +111,8 @@ describe('reconciler', () => {
     // Stale leftovers of an older version, in raw and nat, with a conditional jump.
     fake.restore('ipv4', '*raw\n:TESSERA-RAW - [0:0]\n-A TESSERA-RAW -j RETURN\n-A PREROUTING -p tcp -j TESSERA-RAW\nCOMMIT\n*nat\n:TESSERA-NAT - [0:0]\n-A DOCKER -j TESSERA-NAT\nCOMMIT\n');
     const { removed, skipped } = await rec.removeAll();
-    // ipv4: 10 chains + 5 jumps in mangle/filter, 2 stale chains + 2 references; ipv6: 10 + 5; table inet tessera.
-    expect(removed).toBe(10 + 5 + 2 + 2 + 10 + 5 + 1);
+    // ipv4: 7 chains + 5 jumps in mangle/filter, 2 stale chains + 2 references; ipv6: 7 + 5; table inet tessera.
+    expect(removed).toBe(7 + 5 + 2 + 2 + 7 + 5 + 1);
     expect(fake.nftTable).toBeNull();
     expect(skipped).toEqual([]);
     const after = (['ipv4', 'ipv6'] as const).map((f) => ['filter', 'nat', 'mangle', 'raw'].map((t) => withoutOurs(fake.dump(f, t))));
@@ -206,5 +206,31 @@ describe('reconciler', () => {
     expect(fake.dump('ipv4', 'mangle')['PREROUTING']!.filter((r) => r.includes('TESSERA'))).toEqual(['-j TESSERA-PREROUTING']);
     // apply, (no-op), removeAll, apply -> 3 transactions per family.
     expect(fake.restores()).toHaveLength(6);
+  });
+
+  it('a new PU is one nft element transaction: no iptables-save, no rewrite; the kernel is read again after verifyMs', async () => {
+    const fake = new FakeIptables();
+    let clock = 0;
+    const exists = new Set(['unified/t/p1', 'unified/t/p2']);
+    const rec = createReconciler({ runner: fake.runner, verifyMs: 5000, now: () => clock, cgroupExists: async (p) => exists.has(p) });
+    const pu = (i: number) => ({ index: i, classid: 0x7e550000 + i, cgroup2: { path: `unified/t/p${i}`, cgroup: `t/p${i}`, level: 2 } });
+    const base = { queue: { num: 0, count: 1, bypass: false }, serverPorts: [] };
+    await rec.apply(buildRuleset({ ...base, pus: [pu(1)] }));
+    const before = fake.calls.length;
+    clock = 1000;
+    expect((await rec.apply(buildRuleset({ ...base, pus: [pu(1), pu(2)] }))).changed).toBe(true);
+    const calls = fake.calls.slice(before);
+    expect(calls.map((c) => c.argv.join(' '))).toEqual(['nft -f -']);
+    expect(calls[0]!.input).toContain('add element inet tessera in_l2 { "unified/t/p2" : goto in_2 }');
+    expect(calls[0]!.input).not.toContain('p1');
+    // PU 2's cgroup goes before the PU: its element cannot be named, so nothing is written for it.
+    exists.delete('unified/t/p2');
+    expect((await rec.apply(buildRuleset({ ...base, pus: [pu(1)] }))).changed).toBe(true);
+    expect(fake.nftDeltas.at(-1)).not.toContain('p2');
+    // After verifyMs the kernel is read again: a table someone removed is written whole.
+    clock = 10_000;
+    fake.nftTable = null;
+    expect((await rec.apply(buildRuleset({ ...base, pus: [pu(1)] }))).changed).toBe(true);
+    expect(fake.nftTable).toContain('"unified/t/p1" : goto in_1');
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildRuleset, type Ruleset, type RulesetSpec } from '../../../src/rules/ruleset.js';
+import { nftModel, renderNftDelta, renderNftTable } from '../../../src/rules/nft.js';
 import { classidFor } from '../../../src/rules/cgroups.js';
 import { TesseraError } from '../../../src/errors.js';
 import {
@@ -14,6 +15,9 @@ import {
   OP_PRESENT,
   OP_SET_CLIENT_PENDING,
   OP_SET_SERVER_PENDING,
+  HOST_SOCK,
+  PORT_GUARD,
+  PORT_SERVER,
   PU_DEST,
   PU_INDEX_MASK,
   REJECT_BIT,
@@ -95,11 +99,13 @@ describe('buildRuleset', () => {
     for (const r of acks) expect(r).toContain('--tcp-flags SYN,RST,ACK ACK');
   });
 
-  it('marks each PU with its own index in PU-OUT, sorted by index', () => {
-    const out = buildRuleset({ ...base, pus: [...threePus].reverse() }).ipv4.mangle!.chains['TESSERA-PU-OUT']!;
-    expect(out.map((r) => r.join(' '))).toEqual(
-      threePus.map((p) => `-m cgroup --cgroup ${p.classid} -j MARK --set-xmark ${hex(markForPuIndex(p.index))}/${hex(PU_INDEX_MASK)}`),
-    );
+  it('names no PU and no port in iptables: classification is table inet tessera\'s (one map lookup)', () => {
+    const m = buildRuleset({ ...base, pus: [...threePus].reverse(), serverPorts: [22, 80] }).ipv4.mangle!;
+    expect(m).toEqual(buildRuleset(base).ipv4.mangle!);
+    expect(Object.keys(m.chains)).not.toContain('TESSERA-PU-OUT');
+    const text = renderNftTable(nftModel(buildRuleset({ ...base, pus: [...threePus].reverse() }).nft!));
+    expect(text).toContain(`map out_classid { typeof meta cgroup : verdict; elements = { ${threePus.map((p) => `${hex(p.classid)} : goto out_${p.index}`).join(', ')} }; }`);
+    for (const p of threePus) expect(text).toContain(`chain out_${p.index} { meta mark set meta mark & ${hex(~PU_INDEX_MASK)} | ${hex(markForPuIndex(p.index))}; }`);
   });
 
   it('TESSERA-APPLY is entered only with an op code, first in both judging hooks, and ends with ACCEPT', () => {
@@ -123,10 +129,10 @@ describe('buildRuleset', () => {
     const queue = pre.findIndex((r) => r.includes('SYN,ACK') && r.includes('NFQUEUE'));
     expect(restore).toBeGreaterThan(0);
     expect(restore).toBeLessThan(queue);
-    expect(pre[restore]).toBe(`-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN,ACK -m connmark --mark ${hex(CT_CLIENT_PENDING)}/${hex(CT_CLIENT_PENDING)} -j CONNMARK --restore-mark --nfmask 0x3ff0000 --ctmask 0x3ff0000`);
+    expect(pre[restore]).toBe(`-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN,ACK -m connmark --mark ${hex(CT_CLIENT_PENDING)}/${hex(CT_CLIENT_PENDING)} -j CONNMARK --restore-mark --nfmask ${hex(PU_INDEX_MASK)} --ctmask ${hex(PU_INDEX_MASK)}`);
     const apply = m['TESSERA-APPLY']!.map((r) => r.join(' '));
     const save = apply.findIndex((r) => r.includes('--save-mark'));
-    expect(apply[save]).toBe(`-m mark --mark ${hex(OP_SET_CLIENT_PENDING)}/${hex(OP_MASK)} -j CONNMARK --save-mark --nfmask 0x3ff0000 --ctmask 0x3ff0000`);
+    expect(apply[save]).toBe(`-m mark --mark ${hex(OP_SET_CLIENT_PENDING)}/${hex(OP_MASK)} -j CONNMARK --save-mark --nfmask ${hex(PU_INDEX_MASK)} --ctmask ${hex(PU_INDEX_MASK)}`);
     expect(save).toBeLessThan(apply.findIndex((r) => r.startsWith('-j MARK')));
   });
 
@@ -137,16 +143,14 @@ describe('buildRuleset', () => {
       { index: 5, classid: classidFor(5), cgroup2: { path: 'unified/a/b/c', cgroup: 'a/b/c', level: 3 } },
       { index: 6, classid: classidFor(6) },
     ];
-    const text = buildRuleset({ ...base, pus }).nft!;
+    const text = renderNftTable(nftModel(buildRuleset({ ...base, pus, serverPorts: [22], guardPorts: [22, 80] }).nft!));
     expect(text).toMatchSnapshot();
-    expect(text.startsWith('table inet tessera\nflush table inet tessera\ntable inet tessera {\n')).toBe(true);
-    expect(text.match(/socket cgroupv2 level \d+ vmap/g)).toEqual(['socket cgroupv2 level 2 vmap', 'socket cgroupv2 level 3 vmap']);
-    expect(text).toContain(`chain pu_1 {\n    meta mark set meta mark & ${hex(~(PU_INDEX_MASK | PU_DEST) >>> 0)} | ${hex(markForPuIndex(1) | PU_DEST)}\n  }`);
-    expect(text).not.toContain('pu_6');
-    // Egress: the v2 cgroup where it is known, the net_cls classid otherwise.
-    const out = buildRuleset({ ...base, pus }).ipv4.mangle!.chains['TESSERA-PU-OUT']!.map((r) => r.join(' '));
-    expect(out).toContain(`-m cgroup --path "docker/abc" -j MARK --set-xmark ${hex(markForPuIndex(1))}/${hex(PU_INDEX_MASK)}`);
-    expect(out).toContain(`-m cgroup --cgroup ${classidFor(6)} -j MARK --set-xmark ${hex(markForPuIndex(6))}/${hex(PU_INDEX_MASK)}`);
+    expect(text.startsWith('table inet tessera\ndelete table inet tessera\ntable inet tessera {\n')).toBe(true);
+    expect(text.match(/socket cgroupv2 level \d+ vmap @\w+/g)).toEqual(['socket cgroupv2 level 2 vmap @in_l2', 'socket cgroupv2 level 3 vmap @in_l3', 'socket cgroupv2 level 2 vmap @out_l2', 'socket cgroupv2 level 3 vmap @out_l3']);
+    expect(text).toContain(`chain in_1 { meta mark set meta mark & ${hex(~(PU_INDEX_MASK | PU_DEST | HOST_SOCK | PORT_GUARD | PORT_SERVER) >>> 0)} | ${hex(markForPuIndex(1) | PU_DEST)}; }`);
+    expect(text).toContain('"unified/docker/abc" : goto in_1');
+    expect(text).not.toMatch(/"[^"]*" : goto in_6/);
+    expect(text).toContain('set server_ports { type inet_service; elements = { 22 }; }');
     expect(() => buildRuleset({ ...base, pus: [{ index: 1, classid: 1, cgroup2: { path: 'x', cgroup: 'a b', level: 1 } }] })).toThrow(/PU cgroup/);
     expect(buildRuleset({ ...base, namespacePu: 3 }).nft).toBeUndefined();
     expect(() => buildRuleset({ ...base, pus: [{ index: 1, classid: 1, cgroup2: { path: '../x', cgroup: 'x', level: 1 } }] })).toThrow(/cgroup path/);
@@ -162,7 +166,7 @@ describe('buildRuleset', () => {
     [{ ...base, queue: { num: 65535, count: 2, bypass: false } }, /queue.count/],
     [{ ...base, queue: { num: 0, count: 0, bypass: false } }, /queue.count/],
     [{ ...base, pus: [{ index: 0, classid: 5 }] }, /PU index/],
-    [{ ...base, pus: [{ index: 1024, classid: 5 }] }, /PU index/],
+    [{ ...base, pus: [{ index: 8192, classid: 5 }] }, /PU index/],
     [{ ...base, pus: [{ index: 1, classid: 0 }] }, /classid/],
     [{ ...base, pus: [{ index: 1, classid: 5 }, { index: 1, classid: 6 }] }, /used twice/],
     [{ ...base, pus: [{ index: 1, classid: 5 }, { index: 2, classid: 5 }] }, /used twice/],
@@ -176,5 +180,32 @@ describe('buildRuleset', () => {
       expect(err).toBeInstanceOf(TesseraError);
       expect((err as TesseraError).code).toBe('TESSERA_ERR_INVALID_ARGUMENT');
     }
+  });
+
+  it('adds a PU with element adds only (no rewrite), and rewrites the table only when a cgroup depth appears', () => {
+    const ref = (i: number, level = 2) => ({ path: `unified/t/p${i}`, cgroup: `t/p${i}`, level });
+    const pus = (n: number) => Array.from({ length: n }, (_, k) => ({ index: k + 1, classid: classidFor(k + 1), cgroup2: ref(k + 1) }));
+    const a = nftModel({ pus: pus(4000), serverPorts: [], guardPorts: [8000] });
+    const b = nftModel({ pus: pus(4001), serverPorts: [], guardPorts: [8000, 8001] });
+    const d = renderNftDelta({ model: a, chains: a.indexes }, b)!;
+    expect(d.text.split('\n').filter(Boolean)).toEqual([
+      'add chain inet tessera in_4001',
+      `add rule inet tessera in_4001 meta mark set meta mark & ${hex(~(PU_INDEX_MASK | PU_DEST | HOST_SOCK | PORT_GUARD | PORT_SERVER) >>> 0)} | ${hex(4001 | PU_DEST)}`,
+      'add chain inet tessera out_4001',
+      `add rule inet tessera out_4001 meta mark set meta mark & ${hex(~PU_INDEX_MASK)} | ${hex(4001)}`,
+      'add element inet tessera in_l2 { "unified/t/p4001" : goto in_4001 }',
+      'add element inet tessera out_l2 { "unified/t/p4001" : goto out_4001 }',
+      `add element inet tessera out_classid { ${hex(classidFor(4001))} : goto out_4001 }`,
+      'add element inet tessera guard_ports { 8001 }',
+    ]);
+    // Removing it again deletes its elements but keeps its chains (an index is reused as it is).
+    const back = renderNftDelta({ model: b, chains: d.chains }, a)!;
+    expect(back.text).toContain('delete element inet tessera in_l2 { "unified/t/p4001" }');
+    expect(back.text).not.toContain('chain');
+    expect(back.chains.has(4001)).toBe(true);
+    // A cgroup gone before its PU cannot be named by nft: left as a stale element, not deleted.
+    expect(renderNftDelta({ model: b, chains: d.chains }, a, new Set(['2 unified/t/p4001']))!.text).not.toContain('p4001');
+    expect(renderNftDelta({ model: a, chains: a.indexes }, nftModel({ pus: [...pus(1), { index: 9, classid: 9, cgroup2: ref(9, 3) }], serverPorts: [], guardPorts: [] }))).toBeUndefined();
+    expect(renderNftDelta({ model: a, chains: a.indexes }, a)!.text).toBe('');
   });
 });

@@ -41,10 +41,10 @@ describe('createCommandRunner', () => {
   });
 
   it('times out', async () => {
-    const t0 = Date.now();
+    // The message says the runner ended it; the test's own 3 s timeout is the safety bound
+    // (sleep 5 running to its end would exceed it).
     expect(await code(r.run(['sleep', '5'], { timeoutMs: 200 }))).toMatch(/^TESSERA_ERR_COMMAND: sleep 5: timed out after 200 ms/);
-    expect(Date.now() - t0).toBeLessThan(3000);
-  });
+  }, 3000);
 
   it('validates options', () => {
     expect(() => createCommandRunner({ timeoutMs: 0 })).toThrow(/timeoutMs/);

@@ -30,6 +30,8 @@ export interface Walk {
   outcome: Outcome;
   nfmark: number;
   connmark: number;
+  /** Rules evaluated on the way (matched or not). */
+  evaluations: number;
 }
 
 const FLAG = { FIN: 1, SYN: 2, RST: 4, PSH: 8, ACK: 16, URG: 32 } as Record<string, number>;
@@ -42,12 +44,14 @@ const vm = (s: string): [number, number] => {
 /** Run `pkt` from the builtin hook's jump into our chain `start`; returns the outcome. */
 export function walk(table: TableRules, start: string, pkt: Pkt): Walk {
   const state = { nfmark: pkt.nfmark ?? 0, connmark: pkt.connmark ?? 0 };
+  let evaluations = 0;
   const flags = pkt.flags.reduce((a, f) => a | (FLAG[f] ?? 0), 0);
   const run = (chain: string, depth: number): Outcome | 'return' => {
     if (depth > 8) throw new Error('walk: jump depth');
     const rules = table.chains[chain];
     if (!rules) throw new Error(`walk: no chain ${chain}`);
     for (const rule of rules) {
+      evaluations++;
       const r = [...rule];
       let ok = true;
       let neg = false;
@@ -135,5 +139,93 @@ export function walk(table: TableRules, start: string, pkt: Pkt): Walk {
     return 'return';
   };
   const res = run(start, 0);
-  return { outcome: res === 'return' ? 'pass' : res, ...state };
+  return { outcome: res === 'return' ? 'pass' : res, ...state, evaluations };
+}
+
+/** A packet as table inet tessera's chains see it. */
+export interface NftPkt {
+  flags: string[];
+  dport: number;
+  nfmark?: number;
+  connmark?: number;
+  protocol?: 'tcp' | 'udp';
+  tracked?: boolean;
+  /** The socket's cgroup v2 within the hierarchy (egress: the sender; ingress: the local socket the packet is for). */
+  cgroup?: string;
+  /** net_cls classid of the sending socket (egress). */
+  classid?: number;
+  /** Ingress: the lookup finds a full socket (listening or established); false: TIME_WAIT, request socket or none. */
+  fullSocket?: boolean;
+}
+
+/**
+ * Walk `pkt` through base chain `chain` of table inet tessera as nft.ts writes it (the text
+ * `nft -f` is given), returning the nfmark after it. Knows only the statements our builder
+ * writes and throws on anything else. Map keys are paths under /sys/fs/cgroup: `mount` is the
+ * v2 hierarchy's place there ('unified' on this machine).
+ */
+export function walkNft(text: string, chain: 'lookup_in' | 'lookup_out', pkt: NftPkt, mount = 'unified'): { nfmark: number; evaluations: number } {
+  const chains = new Map<string, string[]>();
+  const maps = new Map<string, Map<string, string>>();
+  const sets = new Map<string, Set<number>>();
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i]!.trim();
+    let m: RegExpMatchArray | null;
+    if ((m = l.match(/^chain (\w+) \{ (.*); \}$/))) chains.set(m[1]!, [m[2]!]);
+    else if ((m = l.match(/^chain (\w+) \{$/))) {
+      const body: string[] = [];
+      while (lines[++i]!.trim() !== '}') body.push(lines[i]!.trim());
+      chains.set(m[1]!, body.filter((r) => !r.startsWith('type ')));
+    } else if ((m = l.match(/^set (\w+) \{ type inet_service;(?: elements = \{ (.*) \};)? \}$/))) sets.set(m[1]!, new Set((m[2] ?? '').split(', ').filter(Boolean).map(Number)));
+    else if ((m = l.match(/^map (\w+) \{ typeof [^:]+ : verdict;(?: elements = \{ (.*) \};)? \}$/))) {
+      const els = new Map<string, string>();
+      for (const e of (m[2] ?? '').split(', ').filter(Boolean)) {
+        const [k, v] = e.split(' : goto ');
+        els.set(k!.replace(/^"|"$/g, ''), v!);
+      }
+      maps.set(m[1]!, els);
+    }
+  }
+  const flags = pkt.flags.reduce((a, f) => a | (FLAG[f] ?? 0), 0);
+  const tcp = (pkt.protocol ?? 'tcp') === 'tcp';
+  let nfmark = pkt.nfmark ?? 0;
+  let evaluations = 0;
+  const setMark = (expr: string): void => {
+    const m = expr.match(/^meta mark set meta mark(?: & (0x[0-9a-f]+))?(?: \| (0x[0-9a-f]+))?$/);
+    if (!m) throw new Error(`walkNft: unknown statement ${expr}`);
+    nfmark = (((nfmark & (m[1] ? Number(m[1]) : 0xffffffff)) | (m[2] ? Number(m[2]) : 0)) >>> 0);
+  };
+  const run = (name: string, depth: number): void => {
+    if (depth > 2) throw new Error('walkNft: depth');
+    const rules = chains.get(name);
+    if (!rules) throw new Error(`walkNft: no chain ${name}`);
+    for (const r of rules) {
+      evaluations++;
+      let m: RegExpMatchArray | null;
+      if ((m = r.match(/^tcp flags & \(fin \| syn \| rst \| ack\) != syn ct mark & (0x[0-9a-f]+) == (0x[0-9a-f]+) return$/))) {
+        const tracked = pkt.tracked !== false;
+        if (tcp && (flags & 0x17) !== FLAG.SYN && tracked && ((pkt.connmark ?? 0) & Number(m[1])) >>> 0 === Number(m[2])) return;
+      } else if ((m = r.match(/^meta l4proto tcp (meta mark set .*)$/))) {
+        if (tcp) setMark(m[1]!);
+      } else if ((m = r.match(/^tcp dport @(\w+) (meta mark set .*)$/))) {
+        if (tcp && sets.get(m[1]!)!.has(pkt.dport)) setMark(m[2]!);
+      } else if ((m = r.match(/^meta l4proto tcp socket cgroupv2 level (\d+) vmap @(\w+)$/))) {
+        const level = Number(m[1]);
+        const parts = (pkt.cgroup ?? '').split('/').filter(Boolean);
+        const found = chain === 'lookup_out' || pkt.fullSocket !== false;
+        if (!tcp || !found || pkt.cgroup === undefined || parts.length < level) continue;
+        const target = maps.get(m[2]!)!.get(`${mount}/${parts.slice(0, level).join('/')}`);
+        if (target) return run(target, depth + 1);
+      } else if ((m = r.match(/^meta l4proto tcp meta cgroup vmap @(\w+)$/))) {
+        const target = tcp && pkt.classid ? maps.get(m[1]!)!.get(`0x${pkt.classid.toString(16)}`) : undefined;
+        if (target) return run(target, depth + 1);
+      } else if ((m = r.match(/^meta l4proto tcp meta mark & (0x[0-9a-f]+) == 0 socket wildcard \{ 0, 1 \} (meta mark set .*)$/))) {
+        if (tcp && (nfmark & Number(m[1])) === 0 && pkt.cgroup !== undefined && pkt.fullSocket !== false) setMark(m[2]!);
+      } else if (r.startsWith('meta mark set ')) setMark(r);
+      else throw new Error(`walkNft: unknown rule ${r}`);
+    }
+  };
+  run(chain, 0);
+  return { nfmark, evaluations };
 }

@@ -1,0 +1,173 @@
+// The scale scenario (issue 17): `npm run bench -- --pus N`. Two namespace hosts, each with a
+// real `tessera daemon` (PSK trust, built-in policy), measured first with one PU per host, then
+// after N-1 idle PUs per host were added through the daemon's API (each a `sleep`, as the
+// issue's "PUs created by API"), the same rows side by side:
+//   - conn/s between two processes outside any PU (the host's own traffic);
+//   - conn/s PU to PU (full mutual authentication);
+//   - idle CPU of each daemon (no connection at all), % of one core;
+//   - daemon memory (RSS), and per added PU;
+//   - `tessera run` until its command's first connection is done (p50 of several).
+// Medians of `runs` rounds. Everything started here is ended by PID; the cluster's destroy()
+// removes rules, cgroups and namespaces.
+
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createCluster, sleep, type Cluster, type TesseraHost } from '../scripts/lib/cluster.js';
+import { killAndWait, uniquePrefix } from '../scripts/lib/netns.js';
+import { createApiClient } from '../src/api/index.js';
+import { cpuMicros } from './lib/procstat.js';
+import { realPid } from './lib/harness.js';
+
+export interface ScaleOptions {
+  pus: number;
+  runs: number;
+  seconds: number;
+  concurrency: number;
+  /** `tessera run` samples per phase. */
+  runSamples: number;
+  /** Seconds of the idle CPU window. */
+  idleSeconds: number;
+}
+
+interface Phase {
+  pus: number;
+  hostConnPerSec: number[];
+  puConnPerSec: number[];
+  idleCpuPct: number[][];
+  rssKb: number[];
+  runMs: number[];
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+const rssKb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
+
+export async function runScale(root: string, bin: string, o: ScaleOptions, log: (s: string) => void): Promise<string> {
+  const HOST_PORT = 9100;
+  const PU_PORT = 9101;
+  const started: ChildProcess[] = [];
+  const sleepers: number[] = [];
+  let cluster: Cluster | undefined;
+  try {
+    cluster = await createCluster({ prefix: uniquePrefix('bs'), hosts: ['a', 'b'], subnet: 118, trust: 'psk', daemonArgs: ['--log-level', 'warn'] });
+    const a = cluster.host('a');
+    const b = cluster.host('b');
+    const client = join(bin, 'client');
+    const server = join(bin, 'server');
+    started.push(b.spawn([server, '--addr', b.addr, '--port', String(HOST_PORT)]));
+    started.push(b.spawnPu(['app=bench'], [server, '--addr', b.addr, '--port', String(PU_PORT)]));
+    await b.waitForListener(PU_PORT, 30_000);
+    const daemonPids = (): number[] => [a, b].map((h) => realPid(h.daemon!.pid!));
+
+    async function rate(h: TesseraHost, port: number, asPu: boolean): Promise<number> {
+      const argv = [client, '--addr', b.addr, '--port', String(port), '--concurrency', String(o.concurrency), '--seconds', String(o.seconds), '--count', '1000000'];
+      const r = asPu ? await h.runPu(['app=bench'], argv, (o.seconds + 30) * 1000) : await h.exec(argv, { timeoutMs: (o.seconds + 30) * 1000 });
+      const line = r.stdout.trim().split('\n').pop() ?? '';
+      const j = JSON.parse(line) as { connections: number; seconds?: number; elapsed?: number };
+      return j.connections / (j.seconds ?? j.elapsed ?? o.seconds);
+    }
+
+    async function phase(pus: number): Promise<Phase> {
+      const p: Phase = { pus, hostConnPerSec: [], puConnPerSec: [], idleCpuPct: [], rssKb: [], runMs: [] };
+      for (let r = 0; r < o.runs; r++) {
+        p.hostConnPerSec.push(await rate(a, HOST_PORT, false));
+        p.puConnPerSec.push(await rate(a, PU_PORT, true));
+        log(`scale: ${pus} PUs, round ${r + 1}: outside ${p.hostConnPerSec.at(-1)!.toFixed(0)} conn/s, PU to PU ${p.puConnPerSec.at(-1)!.toFixed(0)} conn/s`);
+      }
+      // Idle: no connection at all (the client PUs above may still be ending: wait a little).
+      await sleep(3000);
+      const pids = daemonPids();
+      for (let r = 0; r < Math.max(1, Math.min(o.runs, 3)); r++) {
+        const c0 = pids.map((pid) => cpuMicros([pid]));
+        const t0 = process.hrtime.bigint();
+        await sleep(o.idleSeconds * 1000);
+        const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
+        p.idleCpuPct.push(pids.map((pid, i) => ((cpuMicros([pid]) - c0[i]!) / wallUs) * 100));
+      }
+      p.rssKb = pids.map(rssKb);
+      for (let r = 0; r < o.runSamples; r++) {
+        const t0 = performance.now();
+        const res = await a.runPu([`run=${r}`], [client, '--addr', b.addr, '--port', String(HOST_PORT), '--concurrency', '1', '--count', '1', '--seconds', '5'], 30_000);
+        p.runMs.push(performance.now() - t0);
+        if (res.code !== 0) log(`scale: tessera run sample failed: ${res.stderr.trim().split('\n').pop()}`);
+      }
+      log(`scale: ${pus} PUs: idle CPU ${p.idleCpuPct.map((x) => x.map((v) => v.toFixed(2)).join('/')).join(' ')} %, RSS ${p.rssKb.join('/')} kB, tessera run ${p.runMs.map((x) => x.toFixed(0)).join(' ')} ms`);
+      return p;
+    }
+
+    /** N-1 idle PUs in host h: `sleep` processes, each made a PU through the API (8 in flight). */
+    async function addIdle(h: TesseraHost, n: number): Promise<number[]> {
+      const sh = h.spawn(['sh', '-c', `i=0; while [ $i -lt ${n} ]; do sleep 3600 & echo $!; i=$((i+1)); done; wait`]);
+      started.push(sh);
+      let out = '';
+      sh.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      for (let t = 0; t < 600 && out.split('\n').filter(Boolean).length < n; t++) await sleep(100);
+      const pids = out.split('\n').filter(Boolean).map(Number);
+      sleepers.push(...pids);
+      const api = createApiClient(h.socket);
+      const times: number[] = [];
+      for (let i = 0; i < pids.length; i += 8) {
+        await Promise.all(
+          pids.slice(i, i + 8).map(async (pid, k) => {
+            const t0 = performance.now();
+            await api.createPu({ pid, labels: [`idle=${i + k}`], name: `idle ${i + k}` });
+            times[i + k] = performance.now() - t0;
+          }),
+        );
+      }
+      return times;
+    }
+
+    const one = await phase(1);
+    log(`scale: adding ${o.pus - 1} idle PUs per host through the API`);
+    const [ta, tb] = await Promise.all([addIdle(a, o.pus - 1), addIdle(b, o.pus - 1)]);
+    const create = [...(ta ?? []), ...(tb ?? [])];
+    const first = median([...ta!.slice(0, 50), ...tb!.slice(0, 50)]);
+    const last = median([...ta!.slice(-50), ...tb!.slice(-50)]);
+    log(`scale: API create p50: first 50 ${first.toFixed(1)} ms, last 50 ${last.toFixed(1)} ms (${create.length} PUs)`);
+    const many = await phase(o.pus);
+    return render(o, one, many, { first, last });
+  } finally {
+    for (const pid of sleepers) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    await Promise.all(started.map((c) => killAndWait(c).catch(() => undefined)));
+    await cluster?.destroy();
+  }
+}
+
+function render(o: ScaleOptions, one: Phase, many: Phase, create: { first: number; last: number }): string {
+  const idle = (p: Phase, i: number): number => median(p.idleCpuPct.map((x) => x[i]!));
+  const rows: Array<[string, number, number, number]> = [
+    ['conn/s outside PUs (host traffic), median', median(one.hostConnPerSec), median(many.hostConnPerSec), 0],
+    ['conn/s PU to PU, median', median(one.puConnPerSec), median(many.puConnPerSec), 0],
+    ['idle daemon CPU, client host (% of a core)', idle(one, 0), idle(many, 0), 2],
+    ['idle daemon CPU, server host (% of a core)', idle(one, 1), idle(many, 1), 2],
+    ['daemon RSS, client host (MB)', one.rssKb[0]! / 1024, many.rssKb[0]! / 1024, 1],
+    ['daemon RSS, server host (MB)', one.rssKb[1]! / 1024, many.rssKb[1]! / 1024, 1],
+    ['`tessera run` to first connection done, p50 (ms)', median(one.runMs), median(many.runMs), 0],
+    ['API PU create, p50 of first/last 50 (ms)', create.first, create.last, 1],
+  ];
+  const perPu = (i: number): string => (((many.rssKb[i]! - one.rssKb[i]!) / (o.pus - 1)) * 1024).toFixed(0);
+  const lines = [
+    `scale: ${o.runs} rounds of ${o.seconds} s, ${o.concurrency} in flight; idle window ${o.idleSeconds} s; ${o.runSamples} tessera run samples`,
+    '',
+    `| | 1 PU per host | ${o.pus} PUs per host | ratio |`,
+    '|---|---:|---:|---:|',
+    ...rows.map(([name, x, y, d]) => `| ${name} | ${x.toFixed(d)} | ${y.toFixed(d)} | ${(y / x).toFixed(2)} |`),
+    '',
+    `memory per added PU: ${perPu(0)} B (client host), ${perPu(1)} B (server host)`,
+    '',
+  ];
+  return lines.join('\n');
+}

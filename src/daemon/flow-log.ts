@@ -1,0 +1,70 @@
+// The flow log service: the ring of recent flow records (`tessera flows`), its followers
+// (`flows --follow`), the flow log lines with their refusal budget, and the accept/reject
+// counters. Records are kept as the workers sent them (time in ms); the API's ISO time is
+// made only when a record is served, followed or logged, not for every connection.
+
+import type { Logger } from 'pino';
+import type { FlowEntry } from '../api/index.js';
+import type { FlowRecord } from '../datapath/index.js';
+import { createRefusalLogBudget } from './log.js';
+import type { CounterName } from './metrics.js';
+
+export interface FlowLogOptions {
+  /** Records kept for `tessera flows`. */
+  size: number;
+  /** Refusal log lines per second per reason code; the rest are counted in one summary line. */
+  refusalLinesPerSecond: number;
+  log: Logger;
+  count(name: CounterName): void;
+  /** Also told every record (revoke's memory of authorized flows). */
+  onRecord?(r: FlowRecord): void;
+  now?: () => number;
+}
+
+export interface FlowLog {
+  /** One batch from a worker. */
+  add(records: FlowRecord[]): void;
+  recent(opts: { deniedOnly: boolean; limit: number }): FlowEntry[];
+  /** Calls `fn` for every new record until the returned function is called. */
+  subscribe(fn: (f: FlowEntry) => void): () => void;
+  /** Once a second: one summary line for the refusals the budget kept out of the log. */
+  flushSuppressed(): void;
+}
+
+const entryOf = (r: FlowRecord): FlowEntry => ({ ...r, time: new Date(r.time).toISOString() });
+
+export function createFlowLog(o: FlowLogOptions): FlowLog {
+  const ring: FlowRecord[] = [];
+  const subscribers = new Set<(f: FlowEntry) => void>();
+  const budget = createRefusalLogBudget(o.refusalLinesPerSecond, o.now);
+  return {
+    add(records) {
+      // Once per batch: below info (e.g. --log-level warn) the message is not even built.
+      const logFlows = o.log.isLevelEnabled('info');
+      for (const r of records) {
+        o.count(r.verdict === 'accept' ? 'flows_accepted' : 'flows_rejected');
+        if (logFlows && (r.verdict === 'accept' || budget.allow(r.reason))) o.log.info({ flow: entryOf(r) }, `${r.verdict} ${r.direction} ${r.reason}`);
+        ring.push(r);
+        o.onRecord?.(r);
+        // Trimmed in chunks: splicing one record off the front of 2 000 on every push is a
+        // memmove per connection.
+        if (ring.length > o.size + o.size / 4) ring.splice(0, ring.length - o.size);
+        if (subscribers.size > 0) {
+          const f = entryOf(r);
+          for (const s of subscribers) s(f);
+        }
+      }
+    },
+    recent: ({ deniedOnly, limit }) => ring.filter((f) => !deniedOnly || f.verdict !== 'accept').slice(-Math.min(limit, o.size)).map(entryOf),
+    subscribe(fn) {
+      subscribers.add(fn);
+      return () => void subscribers.delete(fn);
+    },
+    flushSuppressed() {
+      const suppressed = budget.drain();
+      if (!suppressed) return;
+      const total = Object.values(suppressed).reduce((a, b) => a + b, 0);
+      o.log.warn({ suppressed }, `${total} refusals not logged in the last second (over ${o.refusalLinesPerSecond}/s per reason); tessera_reasons_total counts them all`);
+    },
+  };
+}

@@ -18,7 +18,7 @@ const ALLOWED = {
   rules: ['rules'],
   monitors: ['monitors', 'identity'],
   api: ['api', 'identity', 'policy'],
-  cli: ['cli', 'api', 'identity', 'policy'],
+  cli: ['cli', 'api', 'identity', 'policy', 'fleet'],
   fleet: ['fleet', 'identity'],
   daemon: ['daemon', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors', 'api', 'fleet'],
   bin: ['bin', 'cli', 'daemon', 'api', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors', 'fleet'],

@@ -31,6 +31,7 @@ import { createPolicyService } from './policy-service.js';
 import { createApiRoutes } from './api-routes.js';
 import { createShutdown } from './shutdown.js';
 import { serveProbes } from './probes.js';
+import { startFleetService } from './fleet-service.js';
 
 const FLOW_RING = 2000;
 const RECONCILE_EVERY_MS = 10_000;
@@ -110,6 +111,9 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     handshake: { rejectMode: config.rejectMode, maxPacketLength: config.mtu },
     policyText: policy.current().text,
   });
+  // --cluster: the last verified bundles on disk are adopted now (fail-static), before any
+  // worker starts; etcd is followed in the background (docs/cluster.md).
+  const fleet = config.cluster ? startFleetService({ cluster: config.cluster, stateDir: config.stateDir, hostId: trust.hostId, policy, health, log }) : null;
   const syncLoop = createSyncLoop({
     pushWorkers: () => datapath.update(registry.snapshot()),
     applyRules: hostRulesApplier(() => registry.all(), reconciler, { num: config.queueBase, count: config.queues, bypass: config.failOpen }),
@@ -226,7 +230,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     async quiesce() {
       for (const t of timers) clearInterval(t);
       stopWatching();
-      await Promise.all([api.close(), probes?.close()]);
+      await Promise.all([api.close(), probes?.close(), fleet?.stop()]);
     },
     saveState: () => store.save(),
     holdRules: () => syncLoop.hold(true),
@@ -238,7 +242,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   });
 
   log.info(
-    { host: trust.hostId, trust: trust.mode, policy: policy.current().name, queues: config.queues, failOpen: config.failOpen, socket: config.socket, cgroupRoot: config.cgroupRoot, mode: config.datapathMode, docker: config.docker?.socket ?? false },
+    { host: trust.hostId, trust: trust.mode, policy: policy.current().name, queues: config.queues, failOpen: config.failOpen, socket: config.socket, cgroupRoot: config.cgroupRoot, mode: config.datapathMode, docker: config.docker?.socket ?? false, cluster: config.cluster?.url ?? false },
     'tessera daemon running',
   );
   if (config.datapathMode === 'passes') log.warn('--accept-all: benchmark mode, every handshake is accepted unchecked; PUs are NOT protected');

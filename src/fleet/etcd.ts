@@ -175,7 +175,8 @@ export class EtcdClient {
   }
 
   range(key: Buffer, rangeEnd?: Buffer, revision?: number): Promise<RangeResult> {
-    return this.call('kv', 'Range', { key, range_end: rangeEnd ?? Buffer.alloc(0), revision: String(revision ?? 0) });
+    // No range_end field at all for one key: an empty one on the wire is not "absent" to etcd.
+    return this.call('kv', 'Range', { key, ...(rangeEnd ? { range_end: rangeEnd } : {}), ...(revision ? { revision: String(revision) } : {}) });
   }
 
   async get(key: Buffer): Promise<{ header: ResponseHeader; kv: KeyValue | null }> {
@@ -198,7 +199,7 @@ export class EtcdClient {
   }
 
   deleteRange(key: Buffer, rangeEnd?: Buffer): Promise<{ header: ResponseHeader; deleted: string }> {
-    return this.call('kv', 'DeleteRange', { key, range_end: rangeEnd ?? Buffer.alloc(0) });
+    return this.call('kv', 'DeleteRange', { key, ...(rangeEnd ? { range_end: rangeEnd } : {}) });
   }
 
   compact(revision: number): Promise<{ header: ResponseHeader }> {

@@ -187,6 +187,8 @@ describe('fleet on a real three-member etcd', () => {
     expect(seen.health).toBe('ok');
     const { kv } = await admin.get(Buffer.from(layout.statusOf('host-a')));
     expect(kv?.lease).not.toBe('0');
+    // One key, not a range: absent while keys after it exist (an empty range_end on the wire meant "from here on").
+    expect((await admin.get(Buffer.from(layout.bundle('trust')))).kv).toBeNull();
     await pub.stop(true);
     expect((await readHostStatuses(admin, layout)).statuses.find((s) => s.host === 'host-a')).toBeUndefined();
   });

@@ -20,7 +20,7 @@ function tlsOf(v: { 'cluster-ca'?: string; 'cluster-cert'?: string; 'cluster-key
 function etcdError(url: string, err: unknown): TesseraError {
   if (err instanceof TesseraError) return err;
   const m = (err as { details?: string; message?: string }).details ?? (err as Error).message ?? String(err);
-  return new TesseraError('TESSERA_ERR_COMMAND', `etcd ${url}: ${m}`, { cause: err });
+  return new TesseraError('TESSERA_ERR_COMMAND', `etcd ${url}: ${m.replace(/\.?\s*Resolution note:.*$/s, '')}`, { cause: err });
 }
 
 export async function policyPushCommand(args: string[], io: CliIo): Promise<number> {

@@ -2,6 +2,7 @@
 // messages that name the fix; nothing downstream re-checks.
 
 import { TesseraError } from '../errors.js';
+import { parseClusterUrl } from '../fleet/url.js';
 
 export interface DaemonConfig {
   /** Where the host secret and PU state live. */
@@ -76,6 +77,13 @@ export function validateConfig(c: DaemonConfig): DaemonConfig {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(c.hostId)) bad(`--host-id must be a host name, got "${c.hostId}"`);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(c.logLevel)) bad(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
   if (c.cluster && c.policyFile) bad('--policy and --cluster exclude each other: with --cluster the policy comes from etcd (tessera policy push)');
+  if (c.cluster) {
+    try {
+      parseClusterUrl(c.cluster.url);
+    } catch (err) {
+      bad(`--cluster: ${(err as Error).message}`);
+    }
+  }
   if (c.cluster && c.cluster.operatorPubFiles.length === 0) bad('--cluster needs --operator-pub FILE (the operator public key that signs fleet bundles)');
   if (c.docker && !c.docker.socket.startsWith('/')) bad(`--docker takes the absolute path of the engine's socket, got "${c.docker.socket}"`);
   return c;

@@ -5,7 +5,7 @@
 // PUs are re-adopted with their ports; reconcile loops; a stop that leaves enforcement in
 // place unless removal is asked for.
 
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { TesseraError, errorMessage } from '../errors.js';
@@ -113,7 +113,15 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   });
   // --cluster: the last verified bundles on disk are adopted now (fail-static), before any
   // worker starts; etcd is followed in the background (docs/cluster.md).
-  const fleet = config.cluster ? startFleetService({ cluster: config.cluster, stateDir: config.stateDir, hostId: trust.hostId, policy, health, log }) : null;
+  const fleet = config.cluster ? startFleetService({
+        cluster: config.cluster,
+        stateDir: config.stateDir,
+        hostId: trust.hostId,
+        ...(config.trust.mode === 'ca' ? { certificate: readFileSync(config.trust.certFile, 'utf8').trim() } : {}),
+        policy,
+        health,
+        log,
+      }) : null;
   const syncLoop = createSyncLoop({
     pushWorkers: () => datapath.update(registry.snapshot()),
     applyRules: hostRulesApplier(() => registry.all(), reconciler, { num: config.queueBase, count: config.queues, bypass: config.failOpen }),

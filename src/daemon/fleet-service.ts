@@ -22,6 +22,8 @@ export function startFleetService(o: {
   cluster: NonNullable<DaemonConfig['cluster']>;
   stateDir: string;
   hostId: string;
+  /** CA mode: this host's certificate, for the host directory. */
+  certificate?: string;
   policy: PolicyService;
   health: HealthService;
   log: Logger;
@@ -36,6 +38,7 @@ export function startFleetService(o: {
     hostId: o.hostId,
     ...(c.prefix ? { prefix: c.prefix } : {}),
     version: c.version ?? 'unknown',
+    ...(o.certificate !== undefined ? { certificate: o.certificate } : {}),
     validatePolicy: (text, source) => {
       try {
         loadPolicyText(text, source, 'check', source);

@@ -13,6 +13,8 @@ import { readOperatorPublicFile } from './files.js';
 import { Follower, type FollowerStatus } from './follower.js';
 import { createLayout, DEFAULT_PREFIX } from './layout.js';
 import { StatusPublisher } from './status.js';
+import { publishHostEntry } from './hosts.js';
+import { createBackoff } from './backoff.js';
 import { parseClusterUrl } from './url.js';
 
 export interface ClusterTlsFiles {
@@ -36,6 +38,8 @@ export interface FleetLinkOptions {
   applyPolicy: (text: string, name: string) => void;
   health: () => { state: 'ok' | 'degraded'; problems: string[] };
   log: (level: 'info' | 'warn', message: string) => void;
+  /** CA mode: this host's certificate, published in the host directory (hosts/<host>). */
+  certificate?: string;
   /** Tests shorten these. */
   progressIntervalMs?: number;
   progressTimeoutMs?: number;
@@ -132,10 +136,29 @@ export function startFleetLink(o: FleetLinkOptions): FleetLink {
   });
   follower.start();
   publisher.start();
+  // The directory entry outlives the daemon (no lease): peers look certificates up there.
+  let stopped = false;
+  let retry: NodeJS.Timeout | null = null;
+  const backoff = createBackoff({ baseMs: 500, maxMs: 30_000 });
+  const publishEntry = (): void => {
+    if (o.certificate === undefined || stopped) return;
+    publishHostEntry(client, layout, { host: o.hostId, certificate: o.certificate, handshakeKey: null, publishedAt: new Date().toISOString() }).then(
+      () => o.log('info', `fleet: published this host's directory entry ${layout.host(o.hostId)}`),
+      (err: unknown) => {
+        if (stopped) return;
+        const delay = backoff.next();
+        o.log('warn', `fleet: could not publish the host directory entry (${(err as Error).message}); retrying in ${delay} ms`);
+        retry = setTimeout(publishEntry, delay);
+      },
+    );
+  };
+  publishEntry();
   return {
     status: () => ({ ...follower.status(), url: o.url }),
     publish: () => void publisher.publish(),
     async stop() {
+      stopped = true;
+      if (retry) clearTimeout(retry);
       await follower.stop();
       await publisher.stop(true);
       client.close();

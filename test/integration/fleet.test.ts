@@ -17,6 +17,9 @@ import { createOperatorKey } from '../../src/fleet/operator-key.js';
 import { pushBundle } from '../../src/fleet/push.js';
 import { readHostStatuses, StatusPublisher } from '../../src/fleet/status.js';
 import { startFleetLink } from '../../src/fleet/link.js';
+import { checkHostEntry, readHostEntries } from '../../src/fleet/hosts.js';
+import { createCa, createHostKey, issueHostCertificate } from '../../src/identity/index.js';
+import { createPublicKey } from 'node:crypto';
 import { readClusterView, renderClusterView, writeOperatorKeyPair } from '../../src/fleet/operator.js';
 
 import { startEtcdCluster, type EtcdCluster } from './fleet-etcd.js';
@@ -195,6 +198,9 @@ describe('fleet on a real three-member etcd', () => {
 
   it('a daemon link applies pushed policies through its callback and shows up in the cluster view as in sync', async () => {
     const keys = writeOperatorKeyPair(join(dir, 'op2'));
+    const ca = await createCa('fleet-it-ca');
+    const hostKey = await createHostKey();
+    const certificate = await issueHostCertificate(ca, { host: 'host-link', hostPublicJwk: hostKey.publicJwk, validityDays: 1 });
     // A second operator key: the link trusts only it, so bundles signed by `op` are refused first.
     const appliedNames: string[] = [];
     const link = startFleetLink({
@@ -202,6 +208,7 @@ describe('fleet on a real three-member etcd', () => {
       operatorPubFiles: [keys.pubFile],
       cacheDir: join(dir, 'link'),
       hostId: 'host-link',
+      certificate,
       prefix: layout.prefix,
       version: 'test',
       validatePolicy: (text) => (text.includes('does-not-compile') ? 'line 1: does not compile' : null),
@@ -226,6 +233,12 @@ describe('fleet on a real three-member etcd', () => {
         return h && h.behind === false && h.health === 'ok' ? v : null;
       }, 15_000);
       expect(view.stored).toMatchObject({ revision: r.revision, verified: true });
+      // The host directory: the entry verifies against the CA, and not against another CA.
+      const entries = await waitFor('the host directory entry', async () => ((await readHostEntries(admin, layout)).length > 0 ? readHostEntries(admin, layout) : null), 15_000);
+      const caKey = createPublicKey({ key: { ...ca.publicJwk }, format: 'jwk' });
+      const otherCa = createPublicKey({ key: { ...(await createCa('other')).publicJwk }, format: 'jwk' });
+      expect(checkHostEntry(entries[0]!.key, entries[0]!.value, layout, [caKey])).toMatchObject({ ok: true, entry: { host: 'host-link', certificate } });
+      expect(checkHostEntry(entries[0]!.key, entries[0]!.value, layout, [otherCa])).toMatchObject({ ok: false });
       expect(renderClusterView(view)).toMatch(/host-link\s+\d+\s+in sync\s+ok/);
     } finally {
       await link.stop();

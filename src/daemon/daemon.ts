@@ -81,7 +81,19 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   const health = createHealth();
   const authorized = new AuthorizedFlows();
   const warn = rateLimited(log.child({ component: 'datapath' }));
-  const metrics = createMetrics({ workerStats: () => datapath.stats(), puCount: () => registry.all().length, ready: () => health.readiness().ready }, { processMetrics: true });
+  const metrics = createMetrics(
+    {
+      workerStats: () => datapath.stats(),
+      puCount: () => registry.all().length,
+      ready: () => health.readiness().ready,
+      fleet: () => {
+        if (!fleet) return null;
+        const f = fleet.link.status();
+        return { policyRevision: f.applied.policy?.revision ?? null, staleSeconds: f.staleSeconds, synced: f.state === 'synced', refused: f.counters.refused };
+      },
+    },
+    { processMetrics: true },
+  );
   const count = metrics.count;
   // Refuse to start with a policy file that does not compile: the error names line and column.
   const policy = createPolicyService({ ...(config.policyFile ? { file: config.policyFile } : {}), apply: (text) => datapath.setPolicy(text), log: log.child({ component: 'policy' }), health, count });

@@ -23,10 +23,10 @@ describe.runIf(isRoot)('fleet end to end: policy push through etcd to namespace 
   let url: string;
   const wget = (addr: string) => ['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', `http://${addr}/hostname`];
 
-  async function push(text: string, name: string): Promise<number> {
+  async function push(text: string, name: string, from: TesseraHost = a): Promise<number> {
     const file = join(dir, name);
     writeFileSync(file, text);
-    const r = await a.tessera(['policy', 'push', '--cluster', url, '--operator-key', join(dir, 'op.key.json'), '--json', file]);
+    const r = await from.tessera(['policy', 'push', '--cluster', url, '--operator-key', join(dir, 'op.key.json'), '--json', file]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     return (JSON.parse(r.stdout) as { revision: number }).revision;
@@ -106,6 +106,33 @@ describe.runIf(isRoot)('fleet end to end: policy push through etcd to namespace 
     expect(r.stderr.split('\n').filter((l) => l.includes('    at ')).length).toBe(0);
     expect(await revisionOf(b)).toBe(before);
   });
+
+  it('a host partitioned from etcd keeps its policy, says so, and converges when healed', async () => {
+    const e = cluster.host('e');
+    // Both directions: with only its output dropped, a would still receive the watch events.
+    const out = ['OUTPUT', '-d', e.addr, '-p', 'tcp', '--dport', '23797', '-j', 'DROP'];
+    const inp = ['INPUT', '-s', e.addr, '-p', 'tcp', '--sport', '23797', '-j', 'DROP'];
+    const heal = async (): Promise<void> => {
+      await a.exec(['iptables', '-D', ...out]);
+      await a.exec(['iptables', '-D', ...inp]);
+    };
+    const before = await revisionOf(a);
+    expect((await a.exec(['iptables', '-I', ...out])).code).toBe(0);
+    expect((await a.exec(['iptables', '-I', ...inp])).code).toBe(0);
+    let healed = false;
+    try {
+      const next = await push('version: 1\nrules:\n  - id: web-to-db\n    from: {app: web}\n    to: {app: db}\n    ports: [80, 8080]\n    action: allow\n', 'allow2.yaml', b);
+      await waitFor(`b to apply ${next}`, async () => (await revisionOf(b)) === String(next), 20_000);
+      expect(await revisionOf(a)).toBe(before);
+      await waitFor('a to report etcd away in its health', async () => ((await a.status()) as unknown as { health: { problems: { component: string }[] } }).health.problems.some((p) => p.component === 'fleet'), 40_000, 500);
+      expect(await revisionOf(a)).toBe(before);
+      await heal();
+      healed = true;
+      await waitFor(`a to converge on ${next} after the partition healed`, async () => (await revisionOf(a)) === String(next), 60_000, 500);
+    } finally {
+      if (!healed) await heal();
+    }
+  }, 150_000);
 
   it('etcd stopped: a restarted daemon enforces the last pushed policy from disk', async () => {
     const deny = await push('version: 1\nrules: []\n', 'deny.yaml');

@@ -129,7 +129,9 @@ export class Follower {
     this.stopped = true;
     this.abortWatch?.();
     this.wake?.();
-    await this.loop;
+    // An etcd call in flight ends when the caller closes the client; do not wait on it long.
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([this.loop, new Promise((r) => (t = setTimeout(r, 2000)))]).finally(() => clearTimeout(t));
     this.st.state = 'stopped';
   }
 

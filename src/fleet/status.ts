@@ -124,16 +124,16 @@ export class StatusPublisher {
   async stop(revoke = true): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    await this.busy;
+    // A daemon's stop must not wait on an etcd that is away: at most 2 s each, then the
+    // lease expires by itself within its TTL.
+    const bounded = (p: Promise<unknown>): Promise<unknown> => {
+      let t: NodeJS.Timeout | undefined;
+      return Promise.race([p.catch(() => undefined), new Promise((r) => (t = setTimeout(r, 2000)))]).finally(() => clearTimeout(t));
+    };
+    await bounded(this.busy);
     const lease = this.lease;
     this.dropLease();
-    if (revoke && lease !== null) {
-      try {
-        await this.o.client.leaseRevoke(lease);
-      } catch {
-        // etcd away: the lease expires by itself.
-      }
-    }
+    if (revoke && lease !== null) await bounded(this.o.client.leaseRevoke(lease));
   }
 }
 

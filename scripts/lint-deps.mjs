@@ -19,11 +19,12 @@ const ALLOWED = {
   monitors: ['monitors', 'identity'],
   api: ['api', 'identity', 'policy'],
   ui: ['ui', 'api'],
-  cli: ['cli', 'api', 'identity', 'policy'],
-  daemon: ['daemon', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors', 'api', 'ui'],
-  bin: ['bin', 'cli', 'daemon', 'api', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors'],
+  cli: ['cli', 'api', 'identity', 'policy', 'fleet'],
+  fleet: ['fleet', 'identity'],
+  daemon: ['daemon', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors', 'api', 'ui', 'fleet'],
+  bin: ['bin', 'cli', 'daemon', 'api', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors', 'fleet'],
 };
-const PURE = [/^packet\//, /^identity\//, /^policy\//, /^datapath\/handshake\//];
+const PURE = [/^packet\//, /^identity\//, /^policy\//, /^datapath\/handshake\//, /^fleet\/(bundle|layout|operator-key|url|backoff)\.ts$/];
 const IO_MODULES = /^(node:)?(fs|fs\/promises|child_process|net|dgram|http|https|http2|worker_threads|cluster|readline|tls)$/;
 
 function walk(dir) {

@@ -10,7 +10,8 @@ pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'insta
 
 # prometheus: for promtool, which checks our /metrics text in the tests (Debian has no smaller package with it).
 # chromium: the flow map's browser tests and bench drive Debian's build headless (playwright-core; no browser download).
-for p in iptables nftables libnetfilter-queue-dev libmnl-dev pkg-config build-essential python3 iproute2 conntrack busybox-static tshark prometheus chromium; do
+# etcd-server: the fleet's integration tests start a real three-member etcd (docs/cluster.md).
+for p in iptables nftables libnetfilter-queue-dev libmnl-dev pkg-config build-essential python3 iproute2 conntrack busybox-static tshark prometheus chromium etcd-server; do
   pkg_installed "$p" || need_pkgs+=("$p")
 done
 # systemd-analyze checks packaging/tessera.service (test/integration/package.test.ts).

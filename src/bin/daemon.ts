@@ -13,6 +13,7 @@ import { commandHelp, parseCommand, usageError, type CommandSpec } from '../cli/
 import type { Command } from '../cli/main.js';
 import { DEFAULTS, validateConfig, type DaemonConfig } from '../daemon/config.js';
 import { defaultHostId } from '../daemon/trust.js';
+import { version } from '../cli/version.js';
 
 export const daemonSpec = {
   name: 'daemon',
@@ -58,6 +59,18 @@ Key files must not be readable by group or others (chmod 600).`,
       defaultText: 'the built-in same-labels policy',
       help: 'YAML policy (docs/policy.md). The file is watched and re-read on change or SIGHUP; a file with errors is refused (logged with line and column) and the running policy stays',
     },
+    {
+      name: 'cluster',
+      kind: 'string',
+      arg: 'etcd://HOST:PORT,...',
+      section: 'Fleet (docs/cluster.md)',
+      help: 'follow the fleet in etcd: the policy comes from signed bundles (tessera policy push), the last verified ones kept in --state-dir and enforced when etcd is away; this host publishes its applied revision and health. etcds:// for TLS. Excludes --policy',
+    },
+    { name: 'operator-pub', kind: 'string', arg: 'FILE', multiple: true, section: 'Fleet (docs/cluster.md)', help: 'operator public key whose signature bundles need (tessera cluster keygen); repeat during a key rotation' },
+    { name: 'cluster-ca', kind: 'string', arg: 'FILE', section: 'Fleet (docs/cluster.md)', help: "CA (PEM) of etcd's TLS certificates" },
+    { name: 'cluster-cert', kind: 'string', arg: 'FILE', section: 'Fleet (docs/cluster.md)', help: 'TLS client certificate (PEM) for etcd' },
+    { name: 'cluster-key', kind: 'string', arg: 'FILE', section: 'Fleet (docs/cluster.md)', help: 'TLS client key (PEM, mode 600) for etcd' },
+    { name: 'cluster-prefix', kind: 'string', arg: 'PREFIX', default: '/tessera/v1/', section: 'Fleet (docs/cluster.md)', help: "the fleet's key prefix in etcd" },
     {
       name: 'docker',
       kind: 'string',
@@ -146,6 +159,19 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
     removeRulesOnStop: v['remove-rules-on-stop'],
     ...(v.policy ? { policyFile: v.policy } : {}),
     ...(v.docker !== undefined ? { docker: { socket: v.docker } } : {}),
+    ...(v.cluster !== undefined
+      ? {
+          cluster: {
+            url: v.cluster,
+            operatorPubFiles: v['operator-pub'],
+            prefix: v['cluster-prefix'],
+            version: version(),
+            ...(v['cluster-ca'] ? { caFile: v['cluster-ca'] } : {}),
+            ...(v['cluster-cert'] ? { certFile: v['cluster-cert'] } : {}),
+            ...(v['cluster-key'] ? { keyFile: v['cluster-key'] } : {}),
+          },
+        }
+      : {}),
     ...(v['metrics-listen'] !== undefined ? { metricsListen: v['metrics-listen'] } : {}),
     ...(v.ui !== undefined ? { ui: { listen: v.ui, ...(v['ui-token-file'] ? { tokenFile: v['ui-token-file'] } : {}) } } : {}),
   };

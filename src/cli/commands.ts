@@ -4,6 +4,7 @@
 // next to the daemon's defaults: src/cli does not import src/daemon (docs/architecture.md).
 
 import type { CommandSpec, GroupSpec, OptionSpec } from './spec.js';
+import { clusterSpec, policyPush } from './cluster-commands.js';
 
 export const DEFAULT_SOCKET = '/run/tessera/tessera.sock';
 
@@ -160,17 +161,19 @@ explain prints the decision for a client (--from) calling a server (--to) on a p
 the rules that produced it, for the server's ingress and the client's egress check. LABELS
 are key=value pairs separated by commas (or repeated flags), or "none" for a peer without
 Tessera (then --peer ADDR is its address). It uses --policy FILE, or the running daemon's.
-show prints the running daemon's policy.`,
-  subcommands: [policyCheck, policyExplain, policyShow],
+show prints the running daemon's policy.
+push validates FILE, signs it with the operator key and stores it in the fleet's etcd,
+where every daemon started with --cluster applies it (docs/cluster.md).`,
+  subcommands: [policyCheck, policyExplain, policyShow, policyPush],
 } as const satisfies GroupSpec;
 
 export const versionSpec = { name: 'version', summary: 'print the version', description: 'Prints the version of this tessera.', options: [json] } as const satisfies CommandSpec;
 
 /** The client commands. */
-export const COMMANDS: readonly (CommandSpec | GroupSpec)[] = [runSpec, statusSpec, flowsSpec, policySpec, caSpec, pskSpec, versionSpec];
+export const COMMANDS: readonly (CommandSpec | GroupSpec)[] = [runSpec, statusSpec, flowsSpec, policySpec, clusterSpec, caSpec, pskSpec, versionSpec];
 
 /** The order of the main help, privileged commands included. */
-export const ORDER = ['daemon', 'run', 'status', 'flows', 'cleanup', 'policy', 'ca', 'psk', 'version'];
+export const ORDER = ['daemon', 'run', 'status', 'flows', 'cleanup', 'policy', 'cluster', 'ca', 'psk', 'version'];
 
 export const MAIN_INTRO = `tessera — identity-based network authorization for containers and Linux processes
 

@@ -14,6 +14,7 @@ import { flowsCommand } from './flows.js';
 import { caCommand, pskCommand } from './keys.js';
 import { processIo, type CliIo } from './output.js';
 import { policyCommand } from './policy.js';
+import { clusterCommand } from './cluster.js';
 import { commandHelp, groupHelp, helpFor, mainHelp, parseCommand, suggest, type CommandSpec, type GroupSpec } from './spec.js';
 import { statusCommand } from './status.js';
 import { version } from './version.js';
@@ -68,6 +69,7 @@ const CLIENT: Record<string, Handler> = {
   ca: caCommand,
   psk: pskCommand,
   policy: policyCommand,
+  cluster: clusterCommand,
   version: versionCommand,
 };
 

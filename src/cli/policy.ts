@@ -9,6 +9,7 @@ import { createApiClient } from '../api/index.js';
 import { policyCheck, policyExplain, policyShow } from './commands.js';
 import { printHelp, socketPath, subcommandOf } from './common.js';
 import type { CliIo } from './output.js';
+import { policyPushCommand } from './cluster.js';
 import { parseCommand, usageError } from './spec.js';
 
 function readText(file: string): string {
@@ -90,5 +91,6 @@ export async function policyCommand(args: string[], io: CliIo): Promise<number> 
   const name = subcommandOf('policy', sub);
   if (name === 'check') return checkCommand(rest, io);
   if (name === 'explain') return explainCommand(rest, io);
+  if (name === 'push') return policyPushCommand(rest, io);
   return showCommand(rest, io);
 }

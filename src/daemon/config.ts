@@ -3,6 +3,7 @@
 
 import { TesseraError } from '../errors.js';
 import { checkUiListen } from '../ui/index.js';
+import { parseClusterUrl } from '../fleet/url.js';
 
 export interface DaemonConfig {
   /** Where the host secret and PU state live. */
@@ -30,6 +31,8 @@ export interface DaemonConfig {
   portScanMs: number;
   /** Policy file (YAML); absent: the built-in default policy. Watched and reloaded. */
   policyFile?: string;
+  /** Follow the fleet's signed bundles in etcd (docs/cluster.md); the policy then comes from there. */
+  cluster?: { url: string; caFile?: string; certFile?: string; keyFile?: string; operatorPubFiles: string[]; prefix?: string; version?: string };
   /** Follow this Docker engine and protect its running containers (off unless given). */
   docker?: { socket: string };
   /**
@@ -76,6 +79,15 @@ export function validateConfig(c: DaemonConfig): DaemonConfig {
   if (c.rejectMode !== 'reset' && c.rejectMode !== 'drop') bad(`--reject must be reset or drop, got "${c.rejectMode}"`);
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(c.hostId)) bad(`--host-id must be a host name, got "${c.hostId}"`);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(c.logLevel)) bad(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
+  if (c.cluster && c.policyFile) bad('--policy and --cluster exclude each other: with --cluster the policy comes from etcd (tessera policy push)');
+  if (c.cluster) {
+    try {
+      parseClusterUrl(c.cluster.url);
+    } catch (err) {
+      bad(`--cluster: ${(err as Error).message}`);
+    }
+  }
+  if (c.cluster && c.cluster.operatorPubFiles.length === 0) bad('--cluster needs --operator-pub FILE (the operator public key that signs fleet bundles)');
   if (c.docker && !c.docker.socket.startsWith('/')) bad(`--docker takes the absolute path of the engine's socket, got "${c.docker.socket}"`);
   if (c.ui) checkUiListen(c.ui.listen, c.ui.tokenFile);
   return c;

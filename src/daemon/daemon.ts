@@ -5,7 +5,7 @@
 // PUs are re-adopted with their ports; reconcile loops; a stop that leaves enforcement in
 // place unless removal is asked for.
 
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { TesseraError, errorMessage } from '../errors.js';
@@ -33,6 +33,7 @@ import { createShutdown } from './shutdown.js';
 import { serveProbes } from './probes.js';
 import { explain } from '../policy/index.js';
 import { readUiToken, startFlowMap } from '../ui/index.js';
+import { startFleetService } from './fleet-service.js';
 
 const FLOW_RING = 2000;
 const RECONCILE_EVERY_MS = 10_000;
@@ -82,7 +83,19 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   const health = createHealth();
   const authorized = new AuthorizedFlows();
   const warn = rateLimited(log.child({ component: 'datapath' }));
-  const metrics = createMetrics({ workerStats: () => datapath.stats(), puCount: () => registry.all().length, ready: () => health.readiness().ready }, { processMetrics: true });
+  const metrics = createMetrics(
+    {
+      workerStats: () => datapath.stats(),
+      puCount: () => registry.all().length,
+      ready: () => health.readiness().ready,
+      fleet: () => {
+        if (!fleet) return null;
+        const f = fleet.link.status();
+        return { policyRevision: f.applied.policy?.revision ?? null, staleSeconds: f.staleSeconds, synced: f.state === 'synced', refused: f.counters.refused };
+      },
+    },
+    { processMetrics: true },
+  );
   const count = metrics.count;
   // Refuse to start with a policy file that does not compile: the error names line and column.
   const policy = createPolicyService({ ...(config.policyFile ? { file: config.policyFile } : {}), apply: (text) => datapath.setPolicy(text), log: log.child({ component: 'policy' }), health, count });
@@ -113,6 +126,17 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     handshake: { rejectMode: config.rejectMode, maxPacketLength: config.mtu },
     policyText: policy.current().text,
   });
+  // --cluster: the last verified bundles on disk are adopted now (fail-static), before any
+  // worker starts; etcd is followed in the background (docs/cluster.md).
+  const fleet = config.cluster ? startFleetService({
+        cluster: config.cluster,
+        stateDir: config.stateDir,
+        hostId: trust.hostId,
+        ...(config.trust.mode === 'ca' ? { certificate: readFileSync(config.trust.certFile, 'utf8').trim() } : {}),
+        policy,
+        health,
+        log,
+      }) : null;
   const syncLoop = createSyncLoop({
     pushWorkers: () => datapath.update(registry.snapshot()),
     applyRules: hostRulesApplier(() => registry.all(), reconciler, { num: config.queueBase, count: config.queues, bypass: config.failOpen }),
@@ -243,7 +267,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     async quiesce() {
       for (const t of timers) clearInterval(t);
       stopWatching();
-      await Promise.all([api.close(), probes?.close(), ui?.close()]);
+      await Promise.all([api.close(), probes?.close(), ui?.close(), fleet?.stop()]);
     },
     saveState: () => store.save(),
     holdRules: () => syncLoop.hold(true),
@@ -255,7 +279,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   });
 
   log.info(
-    { host: trust.hostId, trust: trust.mode, policy: policy.current().name, queues: config.queues, failOpen: config.failOpen, socket: config.socket, cgroupRoot: config.cgroupRoot, mode: config.datapathMode, docker: config.docker?.socket ?? false },
+    { host: trust.hostId, trust: trust.mode, policy: policy.current().name, queues: config.queues, failOpen: config.failOpen, socket: config.socket, cgroupRoot: config.cgroupRoot, mode: config.datapathMode, docker: config.docker?.socket ?? false, cluster: config.cluster?.url ?? false },
     'tessera daemon running',
   );
   if (config.datapathMode === 'passes') log.warn('--accept-all: benchmark mode, every handshake is accepted unchecked; PUs are NOT protected');

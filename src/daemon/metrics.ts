@@ -26,6 +26,8 @@ export interface MetricsSources {
   puCount(): number;
   /** 1 when /readyz would answer 200. */
   ready(): boolean;
+  /** --cluster: the follower's view (docs/cluster.md); null without a fleet. */
+  fleet?(): { policyRevision: number | null; staleSeconds: number | null; synced: boolean; refused: number } | null;
 }
 
 export interface Metrics {
@@ -100,6 +102,15 @@ export function createMetrics(src: MetricsSources, opts: { processMetrics?: bool
   ));
   derived(registry, 'tessera_pus', 'Protected processing units.', 'gauge', () => [{ labels: {}, value: src.puCount() }]);
   derived(registry, 'tessera_ready', '1 when rules are applied, workers bound and a policy loaded (what /readyz answers).', 'gauge', () => [{ labels: {}, value: src.ready() ? 1 : 0 }]);
+  const fleet = (pick: (f: NonNullable<ReturnType<NonNullable<MetricsSources['fleet']>>>) => number | null) => () => {
+    const f = src.fleet?.() ?? null;
+    const v = f === null ? null : pick(f);
+    return v === null ? [] : [{ labels: {}, value: v }];
+  };
+  derived(registry, 'tessera_fleet_policy_revision', 'Signed revision of the policy bundle this host applied from the fleet (absent without --cluster).', 'gauge', fleet((f) => f.policyRevision));
+  derived(registry, 'tessera_fleet_stale_seconds', 'Seconds since etcd last answered this host; the last verified bundles are enforced meanwhile.', 'gauge', fleet((f) => f.staleSeconds));
+  derived(registry, 'tessera_fleet_synced', '1 while the fleet follower is synced with etcd.', 'gauge', fleet((f) => (f.synced ? 1 : 0)));
+  derived(registry, 'tessera_fleet_refused_bundles_total', 'Fleet bundles refused (bad signature, unknown key, rollback...).', 'counter', fleet((f) => f.refused));
 
   return {
     count(name, n = 1) {

@@ -31,6 +31,8 @@ export interface PolicyService {
   status(): PolicyStatus;
   /** Reload on file changes until the returned function is called. */
   watch(): () => void;
+  /** Run a policy that came from elsewhere (the fleet's verified bundle), already compiled. */
+  adopt(next: LoadedPolicy, why: string): void;
 }
 
 /** Throws (TESSERA_ERR_POLICY) when the file does not compile: the daemon refuses to start. */
@@ -64,18 +66,30 @@ export function createPolicyService(o: PolicyServiceOptions): PolicyService {
     }
     o.health.recover('policy');
     if (next.text === current.text) return true;
+    install(next, why);
+    return true;
+  }
+
+  /** A policy from elsewhere (the fleet), already compiled and verified. */
+  function adopt(next: LoadedPolicy, why: string): void {
+    o.health.recover('policy');
+    lastError = undefined;
+    if (next.text !== current.text || next.revision !== current.revision) install(next, why);
+  }
+
+  function install(next: LoadedPolicy, why: string): void {
     current = next;
     loadedAt = now().toISOString();
     o.apply(next.text);
     o.count('policy_reloads');
     o.log.info({ why, policy: next.name }, 'policy reloaded: applies to new connections');
     warnAbout(next, why);
-    return true;
   }
 
   return {
     current: () => current,
     reload,
+    adopt,
     status: () => ({ source: current.source, revision: current.revision, loadedAt, warnings: [...current.warnings], ...(lastError ? { lastError: { ...lastError } } : {}) }),
     watch: () => (o.file ? (o.watch ?? watchPolicyFile)(o.file, () => void reload('file changed')) : () => {}),
   };

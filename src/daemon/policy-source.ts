@@ -41,6 +41,14 @@ export function loadPolicyFile(file: string): LoadedPolicy {
   return { policy: r.policy, text, name: `${file} (sha256 ${hash})`, source: file, revision: hash, warnings };
 }
 
+/** Compile a policy text that came with a fleet bundle; throws TESSERA_ERR_POLICY like a file. */
+export function loadPolicyText(text: string, source: string, revision: string, name: string): LoadedPolicy {
+  const r = compilePolicy(text, { file: source });
+  if (!r.ok) throw new TesseraError('TESSERA_ERR_POLICY', `policy refused:\n  ${r.errors.map((e) => e.text).join('\n  ')}`);
+  const warnings = check(text, { file: source }).warnings.map((w) => w.text);
+  return { policy: r.policy, text, name, source, revision, warnings };
+}
+
 /**
  * Watch the file's directory (editors replace files by rename) and call `onChange` once per
  * burst of changes. Returns a function that stops watching.

@@ -1,0 +1,172 @@
+// The daemon's side of the fleet: connect to etcd, follow the bundles (fail-static cache in
+// the state directory), hand verified policy bundles to the daemon's reload path, and publish
+// this host's applied revision and health under its lease. The daemon passes in how to
+// validate and apply a policy (src/fleet does not import the policy compiler).
+
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { TesseraError } from '../errors.js';
+import type { PolicyPayload } from './bundle.js';
+import { createBundleCache } from './cache.js';
+import { EtcdClient, type EtcdTls } from './etcd.js';
+import { readOperatorPublicFile } from './files.js';
+import { Follower, type FollowerStatus } from './follower.js';
+import { createLayout, DEFAULT_PREFIX } from './layout.js';
+import { StatusPublisher } from './status.js';
+import { publishHostEntry } from './hosts.js';
+import { createBackoff } from './backoff.js';
+import { parseClusterUrl } from './url.js';
+
+export interface ClusterTlsFiles {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+}
+
+export interface FleetLinkOptions {
+  url: string;
+  tls?: ClusterTlsFiles;
+  operatorPubFiles: readonly string[];
+  /** Fail-static cache directory (the daemon's state dir + /fleet). */
+  cacheDir: string;
+  hostId: string;
+  prefix?: string;
+  version: string;
+  /** Null when the policy text compiles, else the reason. */
+  validatePolicy: (text: string, source: string) => string | null;
+  /** Apply a verified, valid policy (the daemon's hot-reload path); throw to refuse. */
+  applyPolicy: (text: string, name: string) => void;
+  health: () => { state: 'ok' | 'degraded'; problems: string[] };
+  log: (level: 'info' | 'warn', message: string) => void;
+  /** CA mode: this host's certificate, published in the host directory (hosts/<host>). */
+  certificate?: string;
+  /** Tests shorten these. */
+  progressIntervalMs?: number;
+  progressTimeoutMs?: number;
+  statusTtlSeconds?: number;
+}
+
+export interface FleetLink {
+  status(): FollowerStatus & { url: string };
+  /** Republish this host's status now (after a health change). */
+  publish(): void;
+  stop(): Promise<void>;
+}
+
+function readFile(path: string, what: string, secret: boolean): Buffer {
+  try {
+    if (secret && (statSync(path).mode & 0o077) !== 0) {
+      throw new TesseraError('TESSERA_ERR_KEY_FILE', `${what} ${path} is readable by group or others: run chmod 600 ${path}`);
+    }
+    return readFileSync(path);
+  } catch (err) {
+    if (err instanceof TesseraError) throw err;
+    throw new TesseraError('TESSERA_ERR_KEY_FILE', `${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** An etcd client for `url` (etcd:// or etcds://), with TLS files when given. */
+export function connectCluster(url: string, tls?: ClusterTlsFiles): EtcdClient {
+  let parsed;
+  try {
+    parsed = parseClusterUrl(url);
+  } catch (err) {
+    throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', (err as Error).message);
+  }
+  const useTls = parsed.tls || tls?.caFile !== undefined || tls?.certFile !== undefined;
+  let creds: EtcdTls | undefined;
+  if (useTls) {
+    if (!tls?.caFile) throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', 'TLS to etcd needs --cluster-ca FILE (the CA that signed the etcd members\' certificates)');
+    if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', '--cluster-cert and --cluster-key go together');
+    creds = {
+      ca: readFile(tls.caFile, 'cluster CA', false),
+      ...(tls.certFile ? { cert: readFile(tls.certFile, 'cluster client certificate', false), key: readFile(tls.keyFile!, 'cluster client key', true) } : {}),
+    };
+  }
+  return new EtcdClient({ endpoints: parsed.endpoints, ...(creds ? { tls: creds } : {}) });
+}
+
+export function startFleetLink(o: FleetLinkOptions): FleetLink {
+  if (o.operatorPubFiles.length === 0) throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', '--cluster needs --operator-pub FILE (the operator public key that signs fleet bundles)');
+  const trusted = o.operatorPubFiles.map((f) => readOperatorPublicFile(f));
+  const layout = createLayout(o.prefix ?? DEFAULT_PREFIX);
+  const client = connectCluster(o.url, o.tls);
+  const follower = new Follower({
+    client,
+    layout,
+    trusted,
+    cache: createBundleCache(o.cacheDir),
+    validate: (kind, b) => (kind === 'policy' ? o.validatePolicy((b.payload as PolicyPayload).text, (b.payload as PolicyPayload).source) : null),
+    onBundle: (a) => {
+      if (a.kind === 'policy') {
+        const p = a.bundle.payload as PolicyPayload;
+        o.applyPolicy(p.text, `etcd policy revision ${a.bundle.revision} (${p.source}, sha256 ${a.digest.slice(0, 12)}, from ${a.source})`);
+      }
+      // The trust bundle is verified and kept; feeding it to the handshake's CA list is issue 14's next step.
+      void publisher.publish();
+    },
+    onRefused: () => void publisher.publish(),
+    log: o.log,
+    ...(o.progressIntervalMs !== undefined ? { progressIntervalMs: o.progressIntervalMs } : {}),
+    ...(o.progressTimeoutMs !== undefined ? { progressTimeoutMs: o.progressTimeoutMs } : {}),
+  });
+  const publisher = new StatusPublisher({
+    client,
+    layout,
+    host: o.hostId,
+    ttlSeconds: o.statusTtlSeconds ?? 15,
+    log: o.log,
+    status: () => {
+      const s = follower.status();
+      const h = o.health();
+      const problems = [...h.problems];
+      const lastApplied = [s.applied.policy?.appliedAt, s.applied.trust?.appliedAt].filter((t): t is string => t !== undefined).sort().at(-1) ?? '';
+      // A refusal matters until a later bundle is applied.
+      if (s.lastRefusal && s.lastRefusal.at >= lastApplied) problems.push(`refused ${s.lastRefusal.kind} bundle: ${s.lastRefusal.reason}`);
+      return {
+        version: o.version,
+        health: problems.length > 0 ? 'degraded' : h.state,
+        problems,
+        policyRevision: s.applied.policy?.revision ?? null,
+        trustRevision: s.applied.trust?.revision ?? null,
+        etcdRevision: s.etcdRevision,
+        staleSeconds: s.staleSeconds,
+      };
+    },
+  });
+  follower.start();
+  publisher.start();
+  // The directory entry outlives the daemon (no lease): peers look certificates up there.
+  let stopped = false;
+  let retry: NodeJS.Timeout | null = null;
+  const backoff = createBackoff({ baseMs: 500, maxMs: 30_000 });
+  const publishEntry = (): void => {
+    if (o.certificate === undefined || stopped) return;
+    publishHostEntry(client, layout, { host: o.hostId, certificate: o.certificate, handshakeKey: null, publishedAt: new Date().toISOString() }).then(
+      () => o.log('info', `fleet: published this host's directory entry ${layout.host(o.hostId)}`),
+      (err: unknown) => {
+        if (stopped) return;
+        const delay = backoff.next();
+        o.log('warn', `fleet: could not publish the host directory entry (${(err as Error).message}); retrying in ${delay} ms`);
+        retry = setTimeout(publishEntry, delay);
+      },
+    );
+  };
+  publishEntry();
+  return {
+    status: () => ({ ...follower.status(), url: o.url }),
+    publish: () => void publisher.publish(),
+    async stop() {
+      stopped = true;
+      if (retry) clearTimeout(retry);
+      await follower.stop();
+      await publisher.stop(true);
+      client.close();
+    },
+  };
+}
+
+/** Where the daemon keeps its fail-static copies. */
+export function fleetCacheDir(stateDir: string): string {
+  return join(stateDir, 'fleet');
+}

@@ -12,9 +12,8 @@ import { TesseraError, errorMessage } from '../errors.js';
 import { createCommandRunner, createNetCls, createReconciler } from '../rules/index.js';
 import { createDatapath, type FlowRecord } from '../datapath/index.js';
 import { startApiServer, createApiClient } from '../api/index.js';
-import { createListenerSource, listeningPortsAsync, parseSsListeners, SS_LISTENERS, type ListenerDump } from '../monitors/process/index.js';
 import { createListenerDiscovery } from './discovery.js';
-import { loadNative } from '../datapath/native.js';
+import { createListenerSources } from './listener-sources.js';
 import { validateConfig, type DaemonConfig } from './config.js';
 import { createLogger, rateLimited } from './log.js';
 import { loadHostSecret, loadTrust } from './trust.js';
@@ -40,15 +39,6 @@ const RECONCILE_EVERY_MS = 10_000;
 const ROTATE_CHECK_MS = 15_000;
 /** Listener discovery ticks no faster than this, whatever --port-scan-ms says (issue 17: idle cost). */
 const DISCOVERY_MIN_MS = 2000;
-
-function nativeListenerDump(): ListenerDump | null {
-  try {
-    const native = loadNative();
-    return typeof native.listeningSockets === 'function' ? native.listeningSockets : null;
-  } catch {
-    return null;
-  }
-}
 
 export interface RunningDaemon {
   /** Stop; rules are removed only with config.removeRulesOnStop (or `removeRules: true` here). */
@@ -153,31 +143,13 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     warn('datapath', { err: err.message }, 'datapath worker error');
   });
 
-  // Listener discovery and PU liveness (discovery.ts, issue 17): per tick one dump of the
-  // listening sockets with their cgroup v2 (ss, sock_diag) and the process lists of a bounded
-  // batch of PUs; descriptors are read (asynchronously) only for PUs without a cgroup v2, against
-  // the addon's sock_diag dump of listening sockets (else /proc/net/tcp{,6}).
-  const listenerSockets = createListenerSource(nativeListenerDump(), (err) =>
-    log.warn({ err: errorMessage(err) }, 'sock_diag refused the listening-socket dump; reading /proc/net/tcp{,6} instead (slower with many sockets)'),
-  );
-  let cgroupDump = true;
+  // Listener discovery and PU liveness (discovery.ts, issue 17): per tick one socket dump and
+  // the process lists of a bounded batch of PUs; no /proc walk of every PU.
   const discovery = createListenerDiscovery(
     {
       pus: () => registry.all(),
       pidsOf: (pu) => (pu.kind === 'container' ? (containers ? containers.pidsOf(pu) : Promise.resolve([])) : netcls.pids(pu.id)),
-      async listeners() {
-        if (!cgroupDump) return null;
-        const parsed = await runner
-          .run(SS_LISTENERS, { timeoutMs: 10_000 })
-          .then((r) => parseSsListeners(r.stdout))
-          .catch((err: unknown) => {
-            log.warn({ err: errorMessage(err) }, 'ss --cgroup is not available: ports are read from each PU\'s processes (install iproute2 5.8 or later)');
-            return null;
-          });
-        if (parsed === null) cgroupDump = false;
-        return parsed;
-      },
-      portsOfPids: (pids) => listeningPortsAsync(pids, listenerSockets()),
+      ...createListenerSources(runner, log),
       setObserved: (pu, pids, ports) => registry.setObserved(pu, pids, ports),
       async end(pu) {
         if (!(await registry.remove(pu.id))) return;

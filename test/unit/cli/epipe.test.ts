@@ -52,3 +52,22 @@ describe('a closed stdout (EPIPE)', () => {
     expect(pushed).toBeLessThanOrEqual(2000);
   });
 });
+
+describe('a slow reader', () => {
+  let d: FakeDaemon;
+  afterEach(async () => d?.close());
+
+  it('gets all of a large output: the process does not exit before stdout is flushed', async () => {
+    // 4,000 flows as JSON lines are ~2 MB, far more than a pipe's buffer; the reader starts
+    // late (sleep 1), so the output is still queued when the command returns its status.
+    d = await startFakeDaemon({ status: STATUS, flows: Array.from({ length: 4000 }, (_, i) => flow({ remotePort: 1024 + i })) });
+    const lines = await new Promise<string>((resolve) => {
+      const script = '"$0" --import tsx "$1" "${@:2}" | (sleep 1; wc -l)';
+      const child = spawn('bash', ['-c', script, process.execPath, bin, 'flows', '--json', '--limit', '4000', '--socket', d.socket], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+      child.on('exit', () => resolve(out.trim()));
+    });
+    expect(lines).toBe('4000');
+  });
+});

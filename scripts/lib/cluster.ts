@@ -51,6 +51,9 @@ export interface FlowJson {
   remoteLabels: string[] | null;
   localLabels: string[] | null;
   localPu?: string | null;
+  localPort?: number;
+  remoteAddr?: string;
+  remotePort?: number;
   remoteHost: string | null;
 }
 

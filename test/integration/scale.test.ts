@@ -127,7 +127,7 @@ describe.runIf(isRoot)(`${COUNT} PUs on one host: each one's traffic is tagged a
   it("leaves the host's own connection alone: it succeeds and no worker judges it", async () => {
     // Records of a connection from outside any PU only: late records of the egress test's
     // refused PU connections (a's retransmitted SYN-ACKs, to the same port) may still arrive.
-    const ofThisConnection = async () => (await b.flows()).filter((f) => f.localPu === null && f.remoteAddr === a.addr && f.remotePort === SERVER_PORT);
+    const ofThisConnection = async () => (await b.flows()).filter((f) => !f.localPu && f.remoteAddr === a.addr && f.remotePort === SERVER_PORT);
     const before = (await ofThisConnection()).length;
     const r = await b.exec(['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', `http://${a.addr}:${SERVER_PORT}/`], { timeoutMs: 10_000 });
     expect(r.code, r.stderr).toBe(0);

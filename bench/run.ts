@@ -38,7 +38,14 @@ async function main(): Promise<number> {
     try {
       const bin = await buildPrograms(root, log);
       const concurrency = opts.concurrency === DEFAULTS.concurrency ? 8 : opts.concurrency;
-      process.stdout.write(await runScale(root, bin, { pus: opts.pus, runs: opts.runs, seconds: opts.seconds, concurrency, runSamples: 5, idleSeconds: 5 }, log));
+      const onSignal = (cleanup: () => Promise<void>) => (sig: NodeJS.Signals): void => {
+        log(`bench: ${sig}: cleaning up`);
+        void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+      };
+      const table = await runScale(root, bin, { pus: opts.pus, runs: opts.runs, seconds: opts.seconds, concurrency, runSamples: 5, idleSeconds: 5 }, log, (cleanup) => {
+        for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, onSignal(cleanup));
+      });
+      process.stdout.write(table);
       return 0;
     } catch (err) {
       log(`bench: scale failed: ${errorMessage(err)}`);

@@ -4,7 +4,8 @@
 // issue's "PUs created by API"), the same rows side by side:
 //   - conn/s between two processes outside any PU (the host's own traffic);
 //   - conn/s PU to PU (full mutual authentication);
-//   - idle CPU of each daemon (no connection at all), % of one core;
+//   - idle CPU of each daemon (no connection, no PU coming or going), % of one core, with the
+//     CPU of the commands it ran (ss, nft, iptables-save);
 //   - daemon memory (RSS), and per added PU;
 //   - `tessera run` until its command's first connection is done (p50 of several).
 // Medians of `runs` rounds. Everything started here is ended by PID; the cluster's destroy()
@@ -16,7 +17,7 @@ import { join } from 'node:path';
 import { createCluster, sleep, type Cluster, type TesseraHost } from '../scripts/lib/cluster.js';
 import { killAndWait, uniquePrefix } from '../scripts/lib/netns.js';
 import { createApiClient } from '../src/api/index.js';
-import { cpuMicros } from './lib/procstat.js';
+import { clkTck } from './lib/procstat.js';
 import { realPid } from './lib/harness.js';
 
 export interface ScaleOptions {
@@ -46,14 +47,40 @@ const median = (xs: readonly number[]): number => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
+/**
+ * CPU of a daemon (all its threads) plus that of the children it ran and reaped (ss, nft,
+ * iptables-save: cutime + cstime), in microseconds: what the daemon costs the host.
+ */
+function ownAndReaped(pid: number): number {
+  const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  return (ticks * 1e6) / clkTck();
+}
+
 const rssKb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
 
-export async function runScale(root: string, bin: string, o: ScaleOptions, log: (s: string) => void): Promise<string> {
+/** `onCleanup` receives the (idempotent) cleanup, for a signal handler: a killed run still ends what it started. */
+export async function runScale(root: string, bin: string, o: ScaleOptions, log: (s: string) => void, onCleanup?: (cleanup: () => Promise<void>) => void): Promise<string> {
   const HOST_PORT = 9100;
   const PU_PORT = 9101;
   const started: ChildProcess[] = [];
   const sleepers: number[] = [];
   let cluster: Cluster | undefined;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = (): Promise<void> =>
+    (cleaning ??= (async () => {
+      for (const pid of sleepers) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      await Promise.all(started.map((c) => killAndWait(c).catch(() => undefined)));
+      await cluster?.destroy();
+    })());
+  onCleanup?.(cleanup);
   try {
     cluster = await createCluster({ prefix: uniquePrefix('bs'), hosts: ['a', 'b'], subnet: 118, trust: 'psk', daemonArgs: ['--log-level', 'warn'] });
     const a = cluster.host('a');
@@ -80,15 +107,19 @@ export async function runScale(root: string, bin: string, o: ScaleOptions, log: 
         p.puConnPerSec.push(await rate(a, PU_PORT, true));
         log(`scale: ${pus} PUs, round ${r + 1}: outside ${p.hostConnPerSec.at(-1)!.toFixed(0)} conn/s, PU to PU ${p.puConnPerSec.at(-1)!.toFixed(0)} conn/s`);
       }
-      // Idle: no connection at all (the client PUs above may still be ending: wait a little).
-      await sleep(3000);
+      // Idle: no connection and no PU churn. The client PUs of the rounds above end when
+      // discovery's liveness batch reaches them (at most N/64 ticks): wait for that first.
+      const settled = async (): Promise<boolean> => (await a.status()).pus.length === (pus === 1 ? 0 : pus - 1) && (await b.status()).pus.length === pus;
+      for (let t = 0; t < 120 && !(await settled()); t++) await sleep(1000);
+      if (!(await settled())) log('scale: the client PUs have not all ended after 120 s; measuring idle anyway');
+      await sleep(1000);
       const pids = daemonPids();
       for (let r = 0; r < Math.max(1, Math.min(o.runs, 3)); r++) {
-        const c0 = pids.map((pid) => cpuMicros([pid]));
+        const c0 = pids.map(ownAndReaped);
         const t0 = process.hrtime.bigint();
         await sleep(o.idleSeconds * 1000);
         const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
-        p.idleCpuPct.push(pids.map((pid, i) => ((cpuMicros([pid]) - c0[i]!) / wallUs) * 100));
+        p.idleCpuPct.push(pids.map((pid, i) => ((ownAndReaped(pid) - c0[i]!) / wallUs) * 100));
       }
       p.rssKb = pids.map(rssKb);
       for (let r = 0; r < o.runSamples; r++) {
@@ -134,15 +165,7 @@ export async function runScale(root: string, bin: string, o: ScaleOptions, log: 
     const many = await phase(o.pus);
     return render(o, one, many, { first, last });
   } finally {
-    for (const pid of sleepers) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-    await Promise.all(started.map((c) => killAndWait(c).catch(() => undefined)));
-    await cluster?.destroy();
+    await cleanup();
   }
 }
 

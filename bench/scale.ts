@@ -112,7 +112,10 @@ export async function runScale(root: string, bin: string, o: ScaleOptions, log: 
       }
       // Idle: no connection and no PU churn. The client PUs of the rounds above end when
       // discovery's liveness batch reaches them (at most N/64 ticks): wait for that first.
-      const settled = async (): Promise<boolean> => (await a.status()).pus.length === (pus === 1 ? 0 : pus - 1) && (await b.status()).pus.length === pus;
+      // Through the API, not `tessera status --json`: the CLI's output of 1,000 PUs (~220 kB)
+      // reached a pipe truncated (the CLI exits before stdout drains).
+      const count = async (h: TesseraHost): Promise<number> => (await createApiClient(h.socket).status()).pus.length;
+      const settled = async (): Promise<boolean> => (await count(a)) === (pus === 1 ? 0 : pus - 1) && (await count(b)) === pus;
       for (let t = 0; t < 120 && !(await settled()); t++) await sleep(1000);
       if (!(await settled())) log('scale: the client PUs have not all ended after 120 s; measuring idle anyway');
       await sleep(1000);

@@ -36,6 +36,8 @@ interface Phase {
   hostConnPerSec: number[];
   puConnPerSec: number[];
   idleCpuPct: number[][];
+  /** Of idleCpuPct, the part of the commands the daemon ran and reaped (ss, nft, iptables-save). */
+  idleChildPct: number[][];
   rssKb: number[];
   runMs: number[];
 }
@@ -51,11 +53,12 @@ const median = (xs: readonly number[]): number => {
  * CPU of a daemon (all its threads) plus that of the children it ran and reaped (ss, nft,
  * iptables-save: cutime + cstime), in microseconds: what the daemon costs the host.
  */
-function ownAndReaped(pid: number): number {
+function ownAndReaped(pid: number): { total: number; reaped: number } {
   const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-  return (ticks * 1e6) / clkTck();
+  const reaped = Number(f[13]) + Number(f[14]);
+  const ticks = Number(f[11]) + Number(f[12]) + reaped;
+  return { total: (ticks * 1e6) / clkTck(), reaped: (reaped * 1e6) / clkTck() };
 }
 
 const rssKb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
@@ -101,7 +104,7 @@ export async function runScale(root: string, bin: string, o: ScaleOptions, log: 
     }
 
     async function phase(pus: number): Promise<Phase> {
-      const p: Phase = { pus, hostConnPerSec: [], puConnPerSec: [], idleCpuPct: [], rssKb: [], runMs: [] };
+      const p: Phase = { pus, hostConnPerSec: [], puConnPerSec: [], idleCpuPct: [], idleChildPct: [], rssKb: [], runMs: [] };
       for (let r = 0; r < o.runs; r++) {
         p.hostConnPerSec.push(await rate(a, HOST_PORT, false));
         p.puConnPerSec.push(await rate(a, PU_PORT, true));
@@ -109,7 +112,10 @@ export async function runScale(root: string, bin: string, o: ScaleOptions, log: 
       }
       // Idle: no connection and no PU churn. The client PUs of the rounds above end when
       // discovery's liveness batch reaches them (at most N/64 ticks): wait for that first.
-      const settled = async (): Promise<boolean> => (await a.status()).pus.length === (pus === 1 ? 0 : pus - 1) && (await b.status()).pus.length === pus;
+      // Through the API, not `tessera status --json`: the CLI's output of 1,000 PUs (~220 kB)
+      // reached a pipe truncated (the CLI exits before stdout drains).
+      const count = async (h: TesseraHost): Promise<number> => (await createApiClient(h.socket).status()).pus.length;
+      const settled = async (): Promise<boolean> => (await count(a)) === (pus === 1 ? 0 : pus - 1) && (await count(b)) === pus;
       for (let t = 0; t < 120 && !(await settled()); t++) await sleep(1000);
       if (!(await settled())) log('scale: the client PUs have not all ended after 120 s; measuring idle anyway');
       await sleep(1000);
@@ -119,7 +125,9 @@ export async function runScale(root: string, bin: string, o: ScaleOptions, log: 
         const t0 = process.hrtime.bigint();
         await sleep(o.idleSeconds * 1000);
         const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
-        p.idleCpuPct.push(pids.map((pid, i) => ((ownAndReaped(pid) - c0[i]!) / wallUs) * 100));
+        const c1 = pids.map(ownAndReaped);
+        p.idleCpuPct.push(c1.map((c, i) => ((c.total - c0[i]!.total) / wallUs) * 100));
+        p.idleChildPct.push(c1.map((c, i) => ((c.reaped - c0[i]!.reaped) / wallUs) * 100));
       }
       p.rssKb = pids.map(rssKb);
       for (let r = 0; r < o.runSamples; r++) {
@@ -128,7 +136,7 @@ export async function runScale(root: string, bin: string, o: ScaleOptions, log: 
         p.runMs.push(performance.now() - t0);
         if (res.code !== 0) log(`scale: tessera run sample failed: ${res.stderr.trim().split('\n').pop()}`);
       }
-      log(`scale: ${pus} PUs: idle CPU ${p.idleCpuPct.map((x) => x.map((v) => v.toFixed(2)).join('/')).join(' ')} %, RSS ${p.rssKb.join('/')} kB, tessera run ${p.runMs.map((x) => x.toFixed(0)).join(' ')} ms`);
+      log(`scale: ${pus} PUs: idle CPU ${p.idleCpuPct.map((x) => x.map((v) => v.toFixed(2)).join('/')).join(' ')} % (of which commands ${p.idleChildPct.map((x) => x.map((v) => v.toFixed(2)).join('/')).join(' ')}), RSS ${p.rssKb.join('/')} kB, tessera run ${p.runMs.map((x) => x.toFixed(0)).join(' ')} ms`);
       return p;
     }
 
@@ -171,11 +179,14 @@ export async function runScale(root: string, bin: string, o: ScaleOptions, log: 
 
 function render(o: ScaleOptions, one: Phase, many: Phase, create: { first: number; last: number }): string {
   const idle = (p: Phase, i: number): number => median(p.idleCpuPct.map((x) => x[i]!));
+  const child = (p: Phase, i: number): number => median(p.idleChildPct.map((x) => x[i]!));
   const rows: Array<[string, number, number, number]> = [
     ['conn/s outside PUs (host traffic), median', median(one.hostConnPerSec), median(many.hostConnPerSec), 0],
     ['conn/s PU to PU, median', median(one.puConnPerSec), median(many.puConnPerSec), 0],
     ['idle daemon CPU, client host (% of a core)', idle(one, 0), idle(many, 0), 2],
     ['idle daemon CPU, server host (% of a core)', idle(one, 1), idle(many, 1), 2],
+    ['of which its commands (ss, nft, iptables-save), client host', child(one, 0), child(many, 0), 2],
+    ['of which its commands (ss, nft, iptables-save), server host', child(one, 1), child(many, 1), 2],
     ['daemon RSS, client host (MB)', one.rssKb[0]! / 1024, many.rssKb[0]! / 1024, 1],
     ['daemon RSS, server host (MB)', one.rssKb[1]! / 1024, many.rssKb[1]! / 1024, 1],
     ['`tessera run` to first connection done, p50 (ms)', median(one.runMs), median(many.runMs), 0],

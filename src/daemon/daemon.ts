@@ -128,9 +128,9 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
         log,
       }) : null;
   const syncLoop = createSyncLoop({
-    pushWorkers: () => datapath.update(registry.snapshot()),
+    pushWorkers: () => datapath.apply(registry.changes()),
     applyRules: hostRulesApplier(() => registry.all(), reconciler, { num: config.queueBase, count: config.queues, bypass: config.failOpen }),
-    save: () => store.save(),
+    save: () => store.saveSoon(),
     health,
     log,
     count,

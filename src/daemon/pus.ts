@@ -7,7 +7,7 @@ import { TesseraError } from '../errors.js';
 import { MAX_PU_INDEX } from '../marks.js';
 import { canonicalLabels, createEphemeralKey, parseUserLabel, type TokenIssuer } from '../identity/index.js';
 import { classidFor, type Cgroup2Ref, type NetCls } from '../rules/index.js';
-import type { PuSnapshot, Snapshot } from '../datapath/messages.js';
+import type { PuSnapshot, Snapshot, SnapshotDelta } from '../datapath/messages.js';
 import type { PuInfo } from '../api/index.js';
 
 interface Token {
@@ -72,6 +72,11 @@ export class PuRegistry {
   readonly #reserved = new Set<number>();
   readonly #creating = new Set<string>();
   readonly #opts: PuRegistryOptions;
+  // What changed since the last changes() (the workers' delta): ids added or changed, the
+  // indexes of removed PUs, whether any port changed.
+  readonly #dirty = new Set<string>();
+  readonly #removed = new Set<number>();
+  #portsDirty = false;
 
   constructor(opts: PuRegistryOptions) {
     this.#opts = opts;
@@ -151,6 +156,7 @@ export class PuRegistry {
       pu.adopted = true;
     }
     this.#pus.set(id, pu);
+    this.#dirty.add(id);
     this.#opts.onChange();
     return pu;
   }
@@ -159,6 +165,9 @@ export class PuRegistry {
     const pu = this.#pus.get(id);
     if (!pu) return false;
     this.#pus.delete(id);
+    this.#dirty.delete(id);
+    this.#removed.add(pu.index);
+    if (pu.ports.length > 0 && !pu.netns) this.#portsDirty = true;
     this.#opts.onChange();
     try {
       if (pu.adopted && pu.cgroupPath) await this.#opts.netcls.release(pu.cgroupPath);
@@ -181,6 +190,7 @@ export class PuRegistry {
     if (labels.join('\n') === pu.labels.join('\n')) return false;
     pu.labels = labels;
     await this.#issue(pu);
+    this.#dirty.add(pu.id);
     this.#opts.onChange();
     return true;
   }
@@ -193,6 +203,7 @@ export class PuRegistry {
       const newest = pu.tokens[0];
       if (!newest || newest.exp - now < this.#opts.tokenTtlSeconds / 2) {
         await this.#issue(pu);
+        this.#dirty.add(pu.id);
         n++;
       }
     }
@@ -205,21 +216,44 @@ export class PuRegistry {
     pu.pids = pids;
     const changed = ports.length !== pu.ports.length || ports.some((p, i) => p !== pu.ports[i]);
     pu.ports = ports;
+    if (changed && !pu.netns) this.#portsDirty = true;
     if (changed) this.#opts.onChange();
     return changed;
   }
 
+  /** Every PU, for the workers at start; what changed until now is then already in it. */
   snapshot(): Snapshot {
-    const pus: PuSnapshot[] = [];
-    const ports: Array<[number, number]> = [];
-    for (const p of this.#pus.values()) {
-      // A namespace PU's ports are not this host's ports: its queue maps every port to it.
-      // The port map is the fallback for SYNs the kernel's socket lookup could not place
-      // (the worker ignores it when the lookup found a full socket of another owner).
-      pus.push({ index: p.index, id: p.id, labels: p.labels, tokens: p.tokens.map((t) => ({ bytes: t.bytes, hash: t.hash, epkPrivate: t.epkPrivate })) });
-      if (!p.netns) for (const port of p.ports) ports.push([port, p.index]);
+    this.changes();
+    return { pus: [...this.#pus.values()].map(puSnapshot), ports: this.#ports() };
+  }
+
+  /**
+   * What changed since the last call (or snapshot()), for the workers: the PUs added or
+   * changed, the indexes of those removed, the port map when a port changed. O(changes),
+   * except the port map (numbers only), sent only when it changed.
+   */
+  changes(): SnapshotDelta {
+    const set: PuSnapshot[] = [];
+    for (const id of this.#dirty) {
+      const p = this.#pus.get(id);
+      if (p) set.push(puSnapshot(p));
     }
-    return { pus, ports };
+    // An index removed and taken again in one batch: the delta removes it, then sets the new PU.
+    const delta: SnapshotDelta = { removed: [...this.#removed], set };
+    if (this.#portsDirty) delta.ports = this.#ports();
+    this.#dirty.clear();
+    this.#removed.clear();
+    this.#portsDirty = false;
+    return delta;
+  }
+
+  #ports(): Array<[number, number]> {
+    const ports: Array<[number, number]> = [];
+    // A namespace PU's ports are not this host's ports: its queue maps every port to it.
+    // The port map is the fallback for SYNs the kernel's socket lookup could not place
+    // (the worker ignores it when the lookup found a full socket of another owner).
+    for (const p of this.#pus.values()) if (!p.netns) for (const port of p.ports) ports.push([port, p.index]);
+    return ports;
   }
 
   info(pu: Pu): PuInfo {
@@ -238,4 +272,8 @@ export class PuRegistry {
       posture: pu.posture,
     };
   }
+}
+
+function puSnapshot(p: Pu): PuSnapshot {
+  return { index: p.index, id: p.id, labels: p.labels, tokens: p.tokens.map((t) => ({ bytes: t.bytes, hash: t.hash, epkPrivate: t.epkPrivate })) };
 }

@@ -14,11 +14,11 @@ import type { Pu } from './pus.js';
 export type RulesStatus = StatusResponse['rules'];
 
 export interface SyncLoopOptions {
-  /** Post the current PU snapshot to the workers (cheap; every run). */
+  /** Post what changed in the PUs to the workers (O(changes); nothing when nothing changed). */
   pushWorkers(): void;
   /** Apply the host rules for the current PUs; resolves whether the kernel changed. */
   applyRules(): Promise<boolean>;
-  /** Persist the PUs (after a run that was not held). */
+  /** Persist the PUs (after a run that was not held; asynchronous and coalesced by the store). */
   save(): void;
   health: HealthService;
   log: Logger;

@@ -41,6 +41,23 @@ export interface Snapshot {
 }
 
 /**
+ * What changed since the last update (issue 17: a create must not cost a copy of every PU and
+ * its keys per worker). Applied in order: `removed` indexes first (an index freed and taken
+ * again in one batch ends as its new PU), then `set` (added or changed PUs, whole), then
+ * `ports`, the complete port map, present only when it changed.
+ */
+export interface SnapshotDelta {
+  removed: number[];
+  set: PuSnapshot[];
+  ports?: Array<[number, number]>;
+}
+
+/** Whether a delta changes nothing (then nothing is posted). */
+export function emptyDelta(d: SnapshotDelta): boolean {
+  return d.removed.length === 0 && d.set.length === 0 && d.ports === undefined;
+}
+
+/**
  * A queue in another network namespace (a container's): the whole namespace is one PU, so
  * every SYN leaving it is that PU's (its index is in the nfmark, as on a host) and every
  * SYN reaching it is for that PU, whatever the port.
@@ -56,6 +73,7 @@ export interface NamespaceQueue {
 
 export type ToWorker =
   | { type: 'snapshot'; snapshot: Snapshot }
+  | { type: 'delta'; delta: SnapshotDelta }
   | { type: 'policy'; text: string | null }
   | { type: 'ns-open'; ns: NamespaceQueue }
   | { type: 'ns-close'; key: string }

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { TesseraError } from '../errors.js';
 import type { FlowRecord } from './handshake/handshake.js';
-import { flowFromTuple, type FromWorker, type NamespaceQueue, type Snapshot, type ToWorker, type WorkerConfig, type WorkerStats } from './messages.js';
+import { emptyDelta, flowFromTuple, type FromWorker, type NamespaceQueue, type PuSnapshot, type Snapshot, type SnapshotDelta, type ToWorker, type WorkerConfig, type WorkerStats } from './messages.js';
 
 export interface DatapathOptions extends Omit<WorkerConfig, 'queueNum'> {
   /** First queue number. */
@@ -46,7 +46,13 @@ export interface DatapathEvents {
 export interface Datapath extends EventEmitter<DatapathEvents> {
   /** Resolves once every worker has bound its queue; rejects with the first worker's error. */
   start(): Promise<void>;
+  /** Replace every worker's tables (at start). */
   update(snapshot: Snapshot): void;
+  /**
+   * Apply what changed (one PU added, say) in every worker: its cost follows the change, not
+   * the number of PUs. The pool keeps the whole state, and a restarted worker gets it whole.
+   */
+  apply(delta: SnapshotDelta): void;
   /** Replace the policy in every worker (text already validated by the caller; null = default). */
   setPolicy(text: string | null): void;
   stats(): WorkerStats[];
@@ -77,7 +83,10 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
   const emitter = new EventEmitter<DatapathEvents>() as Datapath;
   const workers = new Map<number, DatapathWorker>();
   const stats = new Map<number, WorkerStats>();
-  let snapshot: Snapshot = { pus: [], ports: [] };
+  // The workers' state, kept whole for a restarted worker: PUs by index, and the port map.
+  let pus = new Map<number, PuSnapshot>();
+  let ports: Array<[number, number]> = [];
+  const snapshot = (): Snapshot => ({ pus: [...pus.values()], ports });
   let policyText = options.policyText;
   let stopping = false;
   /** Namespace queues: key -> its spec and the worker (host queue number) owning it. */
@@ -102,7 +111,7 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
         switch (m.type) {
           case 'ready':
             ready = true;
-            w.postMessage({ type: 'snapshot', snapshot });
+            w.postMessage({ type: 'snapshot', snapshot: snapshot() });
             // A restarted worker takes back the namespace queues it owned.
             for (const e of namespaces.values()) if (e.owner === queueNum) w.postMessage({ type: 'ns-open', ns: e.ns });
             resolve();
@@ -175,8 +184,16 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
     }
   };
   emitter.update = (s) => {
-    snapshot = s;
+    pus = new Map(s.pus.map((p) => [p.index, p]));
+    ports = s.ports;
     for (const w of workers.values()) w.postMessage({ type: 'snapshot', snapshot: s });
+  };
+  emitter.apply = (d) => {
+    if (emptyDelta(d)) return;
+    for (const i of d.removed) pus.delete(i);
+    for (const p of d.set) pus.set(p.index, p);
+    if (d.ports) ports = d.ports;
+    for (const w of workers.values()) w.postMessage({ type: 'delta', delta: d });
   };
   emitter.setPolicy = (text) => {
     policyText = text;

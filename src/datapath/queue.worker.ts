@@ -8,7 +8,7 @@ import { createPassThrough } from './handshake/pass-through.js';
 import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
 import { createHandshakeCrypto } from './crypto.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
-import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type ToWorker, type WorkerConfig } from './messages.js';
+import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type SnapshotDelta, type ToWorker, type WorkerConfig } from './messages.js';
 
 const config = workerData as WorkerConfig;
 const port = parentPort!;
@@ -37,6 +37,22 @@ function applySnapshot(s: Snapshot): void {
     if (pu) byPort.set(localPort, pu);
   }
   pusByIndex = byIndex;
+  pusByPort = byPort;
+  portList = s.ports;
+}
+
+/** The port map of the last snapshot or delta: rebuilt after each delta (its LocalPu objects are replaced). */
+let portList: Array<[number, number]> = [];
+
+function applyDelta(d: SnapshotDelta): void {
+  for (const i of d.removed) pusByIndex.delete(i);
+  for (const p of d.set) pusByIndex.set(p.index, { index: p.index, id: p.id, labels: p.labels, tokens: p.tokens });
+  if (d.ports) portList = d.ports;
+  const byPort = new Map<number, LocalPu>();
+  for (const [localPort, index] of portList) {
+    const pu = pusByIndex.get(index);
+    if (pu) byPort.set(localPort, pu);
+  }
   pusByPort = byPort;
 }
 
@@ -203,6 +219,7 @@ const timer = setInterval(() => {
 
 port.on('message', (m: ToWorker) => {
   if (m.type === 'snapshot') applySnapshot(m.snapshot);
+  else if (m.type === 'delta') applyDelta(m.delta);
   else if (m.type === 'policy') policy = compile(m.text) ?? policy;
   else if (m.type === 'ns-open') openNamespace(m.ns);
   else if (m.type === 'ns-close') {

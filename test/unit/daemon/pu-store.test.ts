@@ -88,4 +88,38 @@ describe('PU store', () => {
     s.save();
     expect(t.warned).toEqual(['cannot save PU state']);
   });
+
+  it('saveSoon writes off the event loop, coalesces calls made while a write is in flight, and skips content already written', async () => {
+    const t = store({});
+    const a = await t.registry.create({ name: 'a', kind: 'process', labels: [] });
+    t.s.saveSoon();
+    // Two more changes while the first write is in flight: one more write, with both.
+    await t.registry.create({ name: 'b', kind: 'process', labels: [] });
+    t.s.saveSoon();
+    await t.registry.create({ name: 'c', kind: 'process', labels: [] });
+    t.s.saveSoon();
+    await t.s.flushed();
+    const names = () => (JSON.parse(readFileSync(path, 'utf8')) as SavedPu[]).map((p) => p.name);
+    expect(names()).toEqual(['a', 'b', 'c']);
+    // Nothing changed: nothing is written (the file replaced behind its back stays as it is).
+    writeFileSync(path, '[]');
+    t.s.saveSoon();
+    await t.s.flushed();
+    expect(readFileSync(path, 'utf8')).toBe('[]');
+    await t.registry.remove(a.id);
+    t.s.saveSoon();
+    await t.s.flushed();
+    expect(names()).toEqual(['b', 'c']);
+    expect(t.warned).toEqual([]);
+  });
+
+  it('a synchronous save (at stop) is not replaced by an older write still in flight', async () => {
+    const t = store({});
+    await t.registry.create({ name: 'a', kind: 'process', labels: [] });
+    t.s.saveSoon(); // in flight: [a]
+    await t.registry.create({ name: 'b', kind: 'process', labels: [] });
+    t.s.save(); // [a, b], now
+    await t.s.flushed();
+    expect((JSON.parse(readFileSync(path, 'utf8')) as SavedPu[]).map((p) => p.name)).toEqual(['a', 'b']);
+  });
 });

@@ -61,3 +61,41 @@ describe('PU registry: reported ports', () => {
     expect(s.registry.info(pu).ports).toEqual([]);
   });
 });
+
+describe('PU registry: changes for the workers', () => {
+  const ids = (d: { set: { id: string }[] }) => d.set.map((p) => p.id);
+
+  it('names only what changed since the last call: added, relabelled, rotated, removed, and the port map when a port changed', async () => {
+    const registry = registryOver(fakeNetCls().netcls, () => {});
+    const a = await registry.create({ name: 'a', kind: 'process', labels: [] });
+    const b = await registry.create({ name: 'b', kind: 'process', labels: [] });
+    expect(registry.snapshot().pus).toHaveLength(2); // the snapshot consumes the changes so far
+    expect(registry.changes()).toEqual({ removed: [], set: [] });
+    const c = await registry.create({ name: 'c', kind: 'process', labels: [] });
+    expect(ids(registry.changes())).toEqual([c.id]);
+    registry.setObserved(b, [1], [8080]);
+    expect(registry.changes()).toEqual({ removed: [], set: [], ports: [[8080, b.index]] });
+    registry.setObserved(b, [1], [8080]); // the same ports: no change
+    expect(registry.changes()).toEqual({ removed: [], set: [] });
+    await registry.relabel(a, { name: 'a', labels: ['app=web'], systemLabels: [] });
+    const d = registry.changes();
+    expect(ids(d)).toEqual([a.id]);
+    expect(d.set[0]!.labels).toEqual(['app=web']);
+    await registry.remove(b.id);
+    expect(registry.changes()).toEqual({ removed: [b.index], set: [], ports: [] });
+  });
+
+  it('an index freed and taken again in one batch is removed, then set to its new PU', async () => {
+    const registry = registryOver(fakeNetCls().netcls, () => {});
+    const a = await registry.create({ name: 'a', kind: 'process', labels: [] });
+    registry.changes();
+    await registry.remove(a.id);
+    const n = await registry.create({ name: 'n', kind: 'process', labels: [], index: a.index });
+    expect(n.index).toBe(a.index);
+    expect(registry.changes()).toMatchObject({ removed: [a.index], set: [{ id: n.id, index: a.index }] });
+    // Created and removed in one batch: only its index is removed.
+    const gone = await registry.create({ name: 'g', kind: 'process', labels: [] });
+    await registry.remove(gone.id);
+    expect(registry.changes()).toEqual({ removed: [gone.index], set: [] });
+  });
+});

@@ -97,6 +97,28 @@ describe('datapath pool', () => {
     for (const w of made) expect(w.sentOf('snapshot').map((m) => m.snapshot.pus[0]!.id)).toEqual(['before-start']);
   });
 
+  it('posts a delta (not every PU) per change, and gives a restarted worker the whole state the deltas made', async () => {
+    await started();
+    dp.update({ pus: [{ index: 1, id: 'a', labels: [], tokens: [] }, { index: 2, id: 'b', labels: [], tokens: [] }], ports: [[80, 1]] });
+    dp.apply({ removed: [], set: [{ index: 3, id: 'c', labels: [], tokens: [] }] });
+    dp.apply({ removed: [1], set: [{ index: 1, id: 'a2', labels: [], tokens: [] }], ports: [[443, 3]] });
+    dp.apply({ removed: [], set: [] });
+    for (const w of made) {
+      expect(w.sentOf('delta').map((m) => m.delta.set.map((p) => p.id))).toEqual([['c'], ['a2']]);
+      expect(w.sentOf('snapshot')).toHaveLength(2);
+    }
+    const dead = made[0]!;
+    dead.exit(1);
+    await vi.advanceTimersByTimeAsync(100);
+    const respawned = latest(dead.config.queueNum);
+    respawned.ready();
+    const replay = respawned.sentOf('snapshot');
+    expect(replay).toHaveLength(1);
+    expect(replay[0]!.snapshot.pus.map((p) => `${p.index}:${p.id}`).sort()).toEqual(['1:a2', '2:b', '3:c']);
+    expect(replay[0]!.snapshot.ports).toEqual([[443, 3]]);
+    expect(respawned.sentOf('delta')).toHaveLength(0);
+  });
+
   it('fails its start with the first worker error and stops the others', async () => {
     const p = dp.start();
     made[0]!.say({ type: 'fatal', message: 'queue 10 is bound by another process' });

@@ -221,8 +221,8 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   if (ui) log.info({ url: ui.url, token: !!uiToken }, 'flow map listening (docs/ui.md)');
   const stopWatching = policy.watch();
 
+  discovery.start();
   const timers = [
-    setInterval(() => void discovery.tick(), Math.max(config.portScanMs, DISCOVERY_MIN_MS)),
     setInterval(() => flows.flushSuppressed(), 1000),
     setInterval(() => {
       syncLoop.syncInBackground(); // heals rules someone else removed; retries a failed transaction
@@ -238,6 +238,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     removeRulesOnStop: config.removeRulesOnStop ?? false,
     async quiesce() {
       for (const t of timers) clearInterval(t);
+      discovery.stop();
       stopWatching();
       await Promise.all([api.close(), probes?.close(), ui?.close(), fleet?.stop()]);
     },

@@ -101,6 +101,7 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     const b = d.block;
     if (b.type !== V2Type.Syn) return refusal('malformed');
     const now = deps.now();
+    register.expire(now);
     const blockStart = d.blockStart;
     const none = new Uint8Array(0);
 

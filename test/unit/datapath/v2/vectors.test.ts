@@ -115,8 +115,9 @@ describe('protocol v2 test vectors (docs/protocol.md)', () => {
     // A by-reference SYN naming a token the server does not hold.
     const byRef = Buffer.from(VECTORS['second SYN']!.replaceAll(' ', ''), 'hex');
     const t2 = tuple(undefined, undefined, 40001);
-    expect(server.serverSynIn(t2, ISN_C, byRef).kind).toBe('retry');
-    const need = server.serverSynAckOut(t2, ISN_C, ISN_S, serverPu, out);
+    const { server: fresh } = engines();
+    expect(fresh.serverSynIn(t2, ISN_C, byRef).kind).toBe('retry');
+    const need = fresh.serverSynAckOut(t2, ISN_C, ISN_S, serverPu, out);
     expect(need.kind === 'retry' && hex(out.subarray(0, need.length))).toBe('02 02 04 0005'.replaceAll(' ', ''));
   });
 

@@ -157,3 +157,13 @@ describe('protocol v2 exchange', () => {
     expect(wrong.kind).not.toBe('proof');
   });
 });
+
+describe('protocol v2 options', () => {
+  it('are checked at construction, with the option named', async () => {
+    const { createV2Engine } = await import('../../../../src/datapath/handshake/v2/index.js');
+    const deps = { now: () => 0, random: () => undefined, verifyToken: () => null };
+    expect(() => createV2Engine({ ...deps, options: { registerEntries: 0 } })).toThrow(/registerEntries must be an integer in 1\.\./);
+    expect(() => createV2Engine({ ...deps, options: { skewMs: -1 } })).toThrow(/skewMs/);
+    expect(() => createV2Engine(deps)).not.toThrow();
+  });
+});

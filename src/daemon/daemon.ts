@@ -33,6 +33,9 @@ import { serveProbes } from './probes.js';
 import { explain } from '../policy/index.js';
 import { readUiToken, startFlowMap } from '../ui/index.js';
 import { startFleetService } from './fleet-service.js';
+import { createLearnService } from './learn-service.js';
+import { connectCluster } from '../fleet/link.js';
+import { puModes } from '../learn/modes-of.js';
 
 const FLOW_RING = 2000;
 const RECONCILE_EVERY_MS = 10_000;
@@ -138,6 +141,15 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   });
   const flows = createFlowLog({ size: FLOW_RING, refusalLinesPerSecond: 50, log: log.child({ component: 'flow' }), count, onRecord: (r: FlowRecord) => authorized.note(r) });
   datapath.on('flows', (records: FlowRecord[]) => flows.add(records));
+  // Learn mode: the workers' observed edges, kept in the state dir and (--cluster) the store.
+  const c = config.cluster;
+  const learn = createLearnService({
+    stateDir: config.stateDir,
+    host: trust.hostId,
+    log: log.child({ component: 'learn' }),
+    ...(c ? { etcd: { client: connectCluster(c.url, { ...(c.caFile ? { caFile: c.caFile } : {}), ...(c.certFile ? { certFile: c.certFile } : {}), ...(c.keyFile ? { keyFile: c.keyFile } : {}) }), ...(c.prefix ? { prefix: c.prefix } : {}) } } : {}),
+  });
+  datapath.on('edges', (t) => learn.add(t));
   datapath.on('error', (err: Error) => {
     count('datapath_errors');
     warn('datapath', { err: err.message }, 'datapath worker error');
@@ -196,6 +208,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     health,
     revoke: (dryRun) => revokeFlows(authorized, policy.current().policy, runner, dryRun),
     ...(containers ? { enrollContainer: containers.enroll } : {}),
+    learn: { status: () => ({ ...learn.status(), modes: puModes(policy.current().policy, registry.all()) }), edges: () => learn.edges() },
     log,
   });
   const api = await startApiServer(config.socket, routes);
@@ -222,6 +235,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   const stopWatching = policy.watch();
 
   discovery.start();
+  learn.start();
   const timers = [
     setInterval(() => flows.flushSuppressed(), 1000),
     setInterval(() => {
@@ -242,7 +256,10 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
       stopWatching();
       await Promise.all([api.close(), probes?.close(), ui?.close(), fleet?.stop()]);
     },
-    saveState: () => store.save(),
+    saveState: async () => {
+      await store.save();
+      await learn.stop();
+    },
     holdRules: () => syncLoop.hold(true),
     ...(containers ? { stopContainers: (o: { removeRules: boolean }) => containers.stop(o) } : {}),
     syncIdle: () => syncLoop.idle(),

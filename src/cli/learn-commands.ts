@@ -6,7 +6,7 @@ import type { CommandSpec, OptionSpec } from './spec.js';
 const socketOpt = { name: 'socket', kind: 'string', arg: 'PATH', defaultText: '$TESSERA_SOCKET or /run/tessera/tessera.sock', help: 'daemon socket' } as const satisfies OptionSpec;
 const jsonOpt = { name: 'json', kind: 'flag', help: 'machine-readable output (JSON), for scripts' } as const satisfies OptionSpec;
 const since = { name: 'since', kind: 'duration', arg: 'DURATION', defaultText: 'every recorded edge', help: 'only edges seen within this long before now (90s, 5m, 1h30m)' } as const satisfies OptionSpec;
-const edges = { name: 'edges', kind: 'string', arg: 'FILE', defaultText: "the running daemon's (and its cluster's)", help: 'read observed edges from this file (a saved edges.json)' } as const satisfies OptionSpec;
+const edges = { name: 'edges', kind: 'string', arg: 'FILE', multiple: true, defaultText: "the running daemon's (and its cluster's)", help: "read observed edges from saved tables (a daemon's <state-dir>/edges.json); repeat to merge several hosts'" } as const satisfies OptionSpec;
 
 export const policySuggest = {
   name: 'policy suggest',

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { TesseraError, asTesseraError } from '../errors.js';
 import { createApiClient } from '../api/index.js';
 import { loadPolicy } from '../policy/index.js';
-import { compare, describeEdge, diff, parseTable, suggest, type EdgeTableJson } from '../learn/index.js';
+import { EdgeTable, compare, describeEdge, diff, parseTable, suggest, type EdgeTableJson } from '../learn/index.js';
 import { parseSelectorArg, promoteText } from '../learn/promote.js';
 import type { PuMode } from '../policy/modes.js';
 import { printHelp, socketPath } from './common.js';
@@ -22,14 +22,18 @@ function readText(file: string): string {
   }
 }
 
-async function loadEdges(file: string | undefined, socket: string | undefined): Promise<EdgeTableJson> {
-  if (file === undefined) return parseTable(await createApiClient(socketPath(socket)).learnEdges());
-  try {
-    return parseTable(JSON.parse(readText(file)));
-  } catch (err) {
-    if (err instanceof TesseraError) throw err;
-    throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', `${file}: not a saved edge table (${(err as Error).message})`);
+async function loadEdges(files: readonly string[], socket: string | undefined): Promise<EdgeTableJson> {
+  if (files.length === 0) return parseTable(await createApiClient(socketPath(socket)).learnEdges());
+  const all = new EdgeTable();
+  for (const file of files) {
+    try {
+      all.merge(parseTable(JSON.parse(readText(file))));
+    } catch (err) {
+      if (err instanceof TesseraError) throw err;
+      throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', `${file}: not a saved edge table (${(err as Error).message})`);
+    }
   }
+  return all.toJSON();
 }
 
 export async function suggestCommand(args: string[], io: CliIo): Promise<number> {
@@ -64,7 +68,7 @@ export async function diffCommand(args: string[], io: CliIo): Promise<number> {
   const d = diff(policy, table, since);
   // Against the running policy, when there is a daemon to ask (not with --edges).
   let changes: ReturnType<typeof compare> | null = null;
-  if (v.edges === undefined) {
+  if (v.edges.length === 0) {
     const running = await createApiClient(socketPath(v.socket)).policy();
     changes = compare(loadPolicy(running.text, { file: running.name }), policy, table, since);
   }

@@ -15,7 +15,7 @@ import { MAX_FLOW_SLOTS, createLayout, type Layout } from '../fleet/layout.js';
 import { prefixEnd, type EtcdClient } from '../fleet/etcd.js';
 
 const SAVE_EVERY_MS = 10_000;
-const PUBLISH_EVERY_MS = 30_000;
+const PUBLISH_EVERY_MS = 10_000;
 
 export interface LearnServiceOptions {
   stateDir: string;

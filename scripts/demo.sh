@@ -10,6 +10,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 bash scripts/setup.sh
+# --learn: learn mode on a three-tier application (scripts/demo-learn.ts, docs/learning.md).
+for a in "$@"; do [ "$a" = --learn ] && exec node dist/scripts/demo-learn.js; done
 docker=0
 for a in "$@"; do [ "$a" = --docker ] && docker=1; done
 if [ "$docker" -eq 0 ]; then

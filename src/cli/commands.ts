@@ -5,7 +5,7 @@
 
 import type { CommandSpec, GroupSpec, OptionSpec } from './spec.js';
 import { clusterSpec, policyPush } from './cluster-commands.js';
-import { LEARN_HELP, policyDiff, policyPromote, policySuggest } from './learn-commands.js';
+import { LEARN_HELP, policyDiff, policyEdges, policyPromote, policySuggest } from './learn-commands.js';
 
 export const DEFAULT_SOCKET = '/run/tessera/tessera.sock';
 
@@ -166,7 +166,7 @@ show prints the running daemon's policy.
 push validates FILE, signs it with the operator key and stores it in the fleet's etcd,
 where every daemon started with --cluster applies it (docs/cluster.md).
 ${LEARN_HELP}`,
-  subcommands: [policyCheck, policyExplain, policyShow, policyPush, policySuggest, policyDiff, policyPromote],
+  subcommands: [policyCheck, policyExplain, policyShow, policyPush, policySuggest, policyDiff, policyPromote, policyEdges],
 } as const satisfies GroupSpec;
 
 export const versionSpec = { name: 'version', summary: 'print the version', description: 'Prints the version of this tessera.', options: [json] } as const satisfies CommandSpec;

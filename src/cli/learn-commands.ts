@@ -31,6 +31,13 @@ export const policyDiff = {
   positionals: { name: 'FILE', min: 1, max: 1 },
 } as const satisfies CommandSpec;
 
+export const policyEdges = {
+  name: 'policy edges',
+  summary: 'print the observed edges (the table suggest and diff read)',
+  description: '',
+  options: [{ name: 'out', kind: 'string', arg: 'FILE', defaultText: 'standard output', help: 'write the table here (refuses to overwrite), to merge with --edges elsewhere' }, socketOpt],
+} as const satisfies CommandSpec;
+
 export const policyPromote = {
   name: 'policy promote',
   summary: 'move PUs along learn → audit → enforce in the policy file',
@@ -52,4 +59,6 @@ edges flagged, evidence as comments (docs/learning.md).
 diff replays the observed edges through FILE: which of them it would refuse and by which
 rule, which of its rules no edge used, and what changes against the running policy.
 promote moves the PUs a SELECTOR (app=api,env=prod) names from learn to audit to enforce
-by editing the policy file's modes list; the daemon reloads it without a restart.`;
+by editing the policy file's modes list; the daemon reloads it without a restart.
+edges prints the daemon's observed edge table as JSON (give saved tables of several hosts
+to suggest or diff with --edges when there is no cluster store to merge them).`;

@@ -11,7 +11,7 @@ import { parseSelectorArg, promoteText } from '../learn/promote.js';
 import type { PuMode } from '../policy/modes.js';
 import { printHelp, socketPath } from './common.js';
 import type { CliIo } from './output.js';
-import { policyDiff, policyPromote, policySuggest } from './learn-commands.js';
+import { policyDiff, policyEdges, policyPromote, policySuggest } from './learn-commands.js';
 import { parseCommand } from './spec.js';
 
 function readText(file: string): string {
@@ -126,5 +126,20 @@ export async function promoteCommand(args: string[], io: CliIo): Promise<number>
   const what = Object.entries(r.selector).map(([k, val]) => `${k}=${val}`).join(',');
   if (v.json) io.out(JSON.stringify({ file, selector: r.selector, from: r.from, to: r.to, written: !v['dry-run'] }));
   else io.err(`${what}: ${r.from} → ${r.to}${v['dry-run'] ? ' (dry run: not written)' : ` in ${file} (a running daemon reloads it)`}`);
+  return 0;
+}
+
+export async function edgesCommand(args: string[], io: CliIo): Promise<number> {
+  const p = parseCommand(policyEdges, args);
+  if (p === 'help') return printHelp('policy', io);
+  const text = JSON.stringify(await loadEdges([], p.values.socket));
+  if (p.values.out === undefined) io.out(text);
+  else {
+    try {
+      writeFileSync(p.values.out, text + '\n', { flag: 'wx', mode: 0o600 });
+    } catch (err) {
+      throw asTesseraError(err);
+    }
+  }
   return 0;
 }

@@ -61,8 +61,9 @@ function labelSide(labels: readonly string[]): { key: string; labels: readonly s
   if (s === undefined) {
     const clean = [...new Set(labels.filter((l) => typeof l === 'string' && l.length <= MAX_LABEL_CHARS && l.indexOf('=') > 0))].sort().slice(0, MAX_LABELS);
     s = { key: `L${clean.join('\n')}`, labels: Object.freeze(clean) };
-    // Frozen arrays (tokens, the PU table) are reused: cache by identity.
-    if (Object.isFrozen(labels)) sideKeys.set(labels, s);
+    // Label arrays are reused (token claims, the worker's PU table) and treated as immutable,
+    // as the policy's label cache treats them: cached by identity.
+    sideKeys.set(labels, s);
   }
   return s;
 }
@@ -85,7 +86,23 @@ export class EdgeTable {
   readonly maxEdges: number;
   /** New edges not recorded because the table was full. */
   dropped = 0;
-  private readonly edges = new Map<string, Edge>();
+  /** client side key → server side key → port*2+udp → edge. Side keys are cached strings
+   *  (their hash is computed once), so a lookup never builds a key per record. */
+  private readonly edges = new Map<string, Map<string, Map<number, Edge>>>();
+  private count = 0;
+
+  private find(ck: string, sk: string, pp: number): Edge | undefined {
+    return this.edges.get(ck)?.get(sk)?.get(pp);
+  }
+
+  private insert(ck: string, sk: string, pp: number, e: Edge): void {
+    let byServer = this.edges.get(ck);
+    if (byServer === undefined) this.edges.set(ck, (byServer = new Map()));
+    let byPort = byServer.get(sk);
+    if (byPort === undefined) byServer.set(sk, (byPort = new Map()));
+    byPort.set(pp, e);
+    this.count++;
+  }
 
   constructor(maxEdges = DEFAULT_MAX_EDGES) {
     if (!Number.isInteger(maxEdges) || maxEdges < 1) throw new RangeError(`maxEdges must be a positive integer, not ${String(maxEdges)}`);
@@ -93,7 +110,7 @@ export class EdgeTable {
   }
 
   get size(): number {
-    return this.edges.size;
+    return this.count;
   }
 
   /** One flow record of a deciding step. Refusals are ignored. */
@@ -106,10 +123,12 @@ export class EdgeTable {
     const remoteKey = remote ? remote.key : `A${r.remoteAddr}`;
     const ingress = r.direction === 'ingress';
     const port = ingress ? r.localPort : r.remotePort;
-    const key = ingress ? `${remoteKey}|${local.key}|${port}|${protocol}` : `${local.key}|${remoteKey}|${port}|${protocol}`;
-    let e = this.edges.get(key);
+    const pp = port * 2 + (protocol === 'udp' ? 1 : 0);
+    const ck = ingress ? remoteKey : local.key;
+    const sk = ingress ? local.key : remoteKey;
+    let e = this.find(ck, sk, pp);
     if (e === undefined) {
-      if (this.edges.size >= this.maxEdges) {
+      if (this.count >= this.maxEdges) {
         this.dropped++;
         return;
       }
@@ -129,7 +148,7 @@ export class EdgeTable {
         morePus: 0,
         modes: [],
       };
-      this.edges.set(key, e);
+      this.insert(ck, sk, pp, e);
     }
     if (ingress) e.ingress++;
     else e.egress++;
@@ -142,17 +161,19 @@ export class EdgeTable {
 
   /** Adds another table's edges (another worker's, another host's, an older saved one). */
   merge(other: EdgeTable | EdgeTableJson): void {
-    const edges = other instanceof EdgeTable ? other.edges.values() : other.edges;
+    const edges = other instanceof EdgeTable ? other.list() : other.edges;
     this.dropped += other.dropped;
     for (const o of edges) {
-      const key = edgeKey(o);
-      const e = this.edges.get(key);
+      const ck = sideKey(o.client);
+      const sk = sideKey(o.server);
+      const pp = o.port * 2 + (o.protocol === 'udp' ? 1 : 0);
+      const e = this.find(ck, sk, pp);
       if (e === undefined) {
-        if (this.edges.size >= this.maxEdges) {
+        if (this.count >= this.maxEdges) {
           this.dropped += 1;
           continue;
         }
-        this.edges.set(key, cloneEdge(o));
+        this.insert(ck, sk, pp, cloneEdge(o));
         continue;
       }
       e.ingress += o.ingress;
@@ -168,7 +189,9 @@ export class EdgeTable {
 
   /** The edges, sorted by key (deterministic). */
   list(): Edge[] {
-    return [...this.edges.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([, e]) => e);
+    const out: Array<[string, Edge]> = [];
+    for (const byServer of this.edges.values()) for (const byPort of byServer.values()) for (const e of byPort.values()) out.push([edgeKey(e), e]);
+    return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([, e]) => e);
   }
 
   toJSON(): EdgeTableJson {
@@ -180,6 +203,7 @@ export class EdgeTable {
     if (this.edges.size === 0 && this.dropped === 0) return null;
     const j = this.toJSON();
     this.edges.clear();
+    this.count = 0;
     this.dropped = 0;
     return j;
   }

@@ -54,7 +54,7 @@ export interface StatusResponse {
   pus: PuInfo[];
   counters: Record<string, number>;
   /** Learn mode (docs/learning.md): each PU's mode under the running policy, and the edge table's fill. */
-  learn?: { edges: number; dropped: number; maxEdges: number; modes: Record<string, 'learn' | 'audit' | 'enforce'> };
+  learn?: { edges: number; dropped: number; maxEdges: number; modes: Record<string, 'learn' | 'audit' | 'enforce'>; guard?: { at: string; message: string } };
 }
 
 export interface ErrorBody {

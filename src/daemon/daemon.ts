@@ -91,7 +91,17 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   );
   const count = metrics.count;
   // Refuse to start with a policy file that does not compile: the error names line and column.
-  const policy = createPolicyService({ ...(config.policyFile ? { file: config.policyFile } : {}), apply: (text) => datapath.setPolicy(text), log: log.child({ component: 'policy' }), health, count });
+  let policyApplied = (): void => {};
+  const policy = createPolicyService({
+    ...(config.policyFile ? { file: config.policyFile } : {}),
+    apply: (text) => {
+      datapath.setPolicy(text);
+      policyApplied();
+    },
+    log: log.child({ component: 'policy' }),
+    health,
+    count,
+  });
 
   const trust = loadTrust(config);
   const hostSecret = loadHostSecret(config.stateDir);
@@ -147,9 +157,18 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     stateDir: config.stateDir,
     host: trust.hostId,
     log: log.child({ component: 'learn' }),
+    refusals: () => datapath.stats().reduce((s, w) => s + (w.handshake?.rejected ?? 0), 0),
     ...(c ? { etcd: { client: connectCluster(c.url, { ...(c.caFile ? { caFile: c.caFile } : {}), ...(c.certFile ? { certFile: c.certFile } : {}), ...(c.keyFile ? { keyFile: c.keyFile } : {}) }), ...(c.prefix ? { prefix: c.prefix } : {}) } } : {}),
   });
   datapath.on('edges', (t) => learn.add(t));
+  // The promotion guard: PUs that a policy change moved to enforce arm a watch on refusals.
+  let modesBefore = puModes(policy.current().policy, registry.all());
+  policyApplied = () => {
+    const now = puModes(policy.current().policy, registry.all());
+    const moved = Object.keys(now).filter((id) => now[id] === 'enforce' && modesBefore[id] !== undefined && modesBefore[id] !== 'enforce');
+    if (moved.length > 0) learn.arm(`${moved.length} PU(s) moved to enforce (${moved.slice(0, 3).join(', ')}${moved.length > 3 ? ', …' : ''})`);
+    modesBefore = now;
+  };
   datapath.on('error', (err: Error) => {
     count('datapath_errors');
     warn('datapath', { err: err.message }, 'datapath worker error');

@@ -13,6 +13,7 @@ import { errorMessage } from '../errors.js';
 import { EdgeTable, edgeKey, parseTable, type EdgeTableJson } from '../learn/edges.js';
 import { MAX_FLOW_SLOTS, createLayout, type Layout } from '../fleet/layout.js';
 import { prefixEnd, type EtcdClient } from '../fleet/etcd.js';
+import { RefusalGuard } from '../learn/guard.js';
 
 const SAVE_EVERY_MS = 10_000;
 const PUBLISH_EVERY_MS = 10_000;
@@ -24,6 +25,8 @@ export interface LearnServiceOptions {
   /** The cluster store, when the daemon runs with --cluster. */
   etcd?: { client: EtcdClient; prefix?: string };
   maxEdges?: number;
+  /** The workers' cumulative refusal counter, for the promotion guard. */
+  refusals?: () => number;
 }
 
 export interface LearnService {
@@ -31,8 +34,10 @@ export interface LearnService {
   add(t: EdgeTableJson): void;
   /** This host's table, merged with every host's published slots when there is a store. */
   edges(): Promise<EdgeTableJson>;
-  /** Edge count and overflow, for status. */
-  status(): { edges: number; dropped: number; maxEdges: number };
+  /** Edge count and overflow, and the guard's last report, for status. */
+  status(): { edges: number; dropped: number; maxEdges: number; guard?: { at: string; message: string } };
+  /** A policy change moved PUs to enforce: watch the refusals (learn/guard.ts). */
+  arm(why: string): void;
   start(): void;
   /** Saves (and publishes) what is pending. */
   stop(): Promise<void>;
@@ -53,6 +58,7 @@ export function createLearnService(o: LearnServiceOptions): LearnService {
   let unpublished = false;
   const layout: Layout | null = o.etcd ? createLayout(o.etcd.prefix) : null;
   const timers: NodeJS.Timeout[] = [];
+  const guard = new RefusalGuard();
 
   function save(): void {
     if (!dirty) return;
@@ -111,8 +117,21 @@ export function createLearnService(o: LearnServiceOptions): LearnService {
       }
       return all.toJSON();
     },
-    status: () => ({ edges: table.size, dropped: table.dropped, maxEdges: table.maxEdges }),
+    status: () => ({ edges: table.size, dropped: table.dropped, maxEdges: table.maxEdges, ...(guard.last ? { guard: { at: new Date(guard.last.at).toISOString(), message: guard.last.message } } : {}) }),
+    arm(why) {
+      guard.arm(Date.now(), why);
+      o.log.info({ why }, 'watching refusals after a promotion to enforce (10 min)');
+    },
     start() {
+      const refusals = o.refusals;
+      if (refusals) {
+        timers.push(
+          setInterval(() => {
+            const alert = guard.sample(Date.now(), refusals());
+            if (alert) o.log.warn({ refusals: alert.refusals, before: alert.before }, alert.message);
+          }, 5000),
+        );
+      }
       timers.push(setInterval(save, SAVE_EVERY_MS));
       if (o.etcd) timers.push(setInterval(() => void publish(), PUBLISH_EVERY_MS));
     },

@@ -103,6 +103,11 @@ describe.runIf(isRoot)('learn mode across three hosts: observe, restart, promote
     expect(p2.stderr).toMatch(/app=db: audit → enforce/);
     await waitFor('enforce on c', async () => (await c.tessera(['policy', 'show'])).stdout.includes('mode: enforce'), 10_000, 100);
     expect((await a.runPu(['app=web'], wget(c.addr, 5432))).stderr).toMatch(/refused|timed out/i);
+    // The guard: a burst of refusals right after the promotion to enforce is reported in status.
+    const burst = await a.runPu(['app=web'], ['sh', '-c', `for i in $(seq 30); do timeout 3 busybox wget -q -O /dev/null http://${c.addr}:5432/ 2>/dev/null; done; true`], 120_000);
+    expect(burst.code).toBe(0);
+    const guard = await waitFor('the guard report on c', async () => ((await c.status()) as unknown as { learn: { guard?: { message: string } } }).learn.guard, 15_000, 500);
+    expect(guard.message).toMatch(/refusals spiked after 1 PU\(s\) moved to enforce/);
   });
 
   it('suggest → enforce: every learned flow still works, web → db is refused by the rule named', async () => {

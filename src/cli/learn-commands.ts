@@ -57,7 +57,8 @@ observes; learn mode lets everything through while it does): labels generalized 
 replicas and restarts, server ports only, peers without Tessera as CIDR blocks, rare
 edges flagged, evidence as comments (docs/learning.md).
 diff replays the observed edges through FILE: which of them it would refuse and by which
-rule, which of its rules no edge used, and what changes against the running policy.
+rule, which of its rules no edge used, and what changes against the running policy; exit
+status 1 when FILE would refuse an observed edge.
 promote moves the PUs a SELECTOR (app=api,env=prod) names from learn to audit to enforce
 by editing the policy file's modes list; the daemon reloads it without a restart.
 edges prints the daemon's observed edge table as JSON (give saved tables of several hosts

@@ -16,7 +16,9 @@ import { prefixEnd, type EtcdClient } from '../fleet/etcd.js';
 import { RefusalGuard } from '../learn/guard.js';
 
 const SAVE_EVERY_MS = 10_000;
-const PUBLISH_EVERY_MS = 10_000;
+const PUBLISH_EVERY_MS = 30_000;
+/** One slot's value stays well under etcd's default request limit (1.5 MiB). */
+const MAX_SLOT_BYTES = 1_000_000;
 
 export interface LearnServiceOptions {
   stateDir: string;
@@ -59,6 +61,8 @@ export function createLearnService(o: LearnServiceOptions): LearnService {
   const layout: Layout | null = o.etcd ? createLayout(o.etcd.prefix) : null;
   const timers: NodeJS.Timeout[] = [];
   const guard = new RefusalGuard();
+  /** What each slot holds in the store, as last written: unchanged slots are not written again. */
+  const published: Array<string | undefined> = new Array(MAX_FLOW_SLOTS).fill(undefined);
 
   function save(): void {
     if (!dirty) return;
@@ -78,14 +82,26 @@ export function createLearnService(o: LearnServiceOptions): LearnService {
     if (!o.etcd || !layout || !unpublished) return;
     unpublished = false;
     const slots: EdgeTable[] = Array.from({ length: MAX_FLOW_SLOTS }, () => new EdgeTable(table.maxEdges));
+    const bytes = new Array<number>(MAX_FLOW_SLOTS).fill(0);
+    let left = 0;
     for (const e of table.list()) {
       const slot = createHash('sha256').update(edgeKey(e)).digest()[0]! % MAX_FLOW_SLOTS;
+      const size = JSON.stringify(e).length + 1;
+      // Bounded per key: an edge that does not fit is left out of the store (counted), not the local table.
+      if (bytes[slot]! + size > MAX_SLOT_BYTES) {
+        left++;
+        continue;
+      }
+      bytes[slot]! += size;
       slots[slot]!.merge({ version: 1, maxEdges: table.maxEdges, dropped: 0, edges: [e] });
     }
-    slots[0]!.dropped = table.dropped;
+    slots[0]!.dropped = table.dropped + left;
     try {
       for (let i = 0; i < MAX_FLOW_SLOTS; i++) {
-        await o.etcd.client.put(Buffer.from(layout.flowSlot(o.host, i)), Buffer.from(JSON.stringify(slots[i]!.toJSON())));
+        const value = JSON.stringify(slots[i]!.toJSON());
+        if (published[i] === value) continue;
+        await o.etcd.client.put(Buffer.from(layout.flowSlot(o.host, i)), Buffer.from(value));
+        published[i] = value;
       }
     } catch (err) {
       unpublished = true;

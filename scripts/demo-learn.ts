@@ -10,6 +10,9 @@
 // 3. `tessera policy suggest` over the three hosts' edges prints a policy with its evidence.
 // 4. The suggestion is installed (enforce): every learned flow still works, and web → db
 //    directly — never seen — is refused, by the rule the db host names in its flow record.
+// 5. With --docker (npm run demo -- --learn --docker): the same with containers in the
+//    namespace where dockerd runs — replicas, versions and a renamed container make one group
+//    (scripts/demo-learn-docker.ts).
 // Everything is torn down at the end, also on failure or Ctrl-C.
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCluster, waitFor, type Cluster, type TesseraHost } from './lib/cluster.js';
 import { isRoot, uniquePrefix } from './lib/netns.js';
+import { containersAct } from './demo-learn-docker.js';
 
 const tty = process.stdout.isTTY;
 const bold = (s: string): string => (tty ? `\x1b[1m${s}\x1b[0m` : s);
@@ -158,6 +162,9 @@ async function main(): Promise<number> {
     const d = await c.tessera(['policy', 'diff', policyFile, ...[a, b, c].flatMap((h) => ['--edges', edgesOf(h)])]);
     say(dim(`  $ tessera policy diff ${policyFile}  (the observed edges replayed through the enforced file)`));
     for (const l of d.stdout.trimEnd().split('\n')) say(dim(`    ${l}`));
+    // The processes' hosts go first: the containers act has its own daemon in tessera-docker.
+    await stop();
+    if (process.argv.includes('--docker')) await containersAct(say, bold, dim, check);
 
     const passed = results.every(Boolean);
     say(passed ? ok(bold('\nAll steps behaved as the learn walkthrough says: learned, suggested with evidence, enforced; the unseen web → db refused.')) : no(bold('\nSome step did not behave as expected (see above).')));

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # `npm run demo`: set up this checkout (packages, build), then run the multi-host demo.
+# `npm run demo -- --learn [--docker]`: learn mode (scripts/demo-learn.ts).
 # `npm run demo -- --docker`: the same walkthrough with Docker containers; starts our dockerd
 # (scripts/docker-setup.sh) and builds the local image first, and stops that dockerd at the
 # end only if this script started it.
@@ -10,10 +11,14 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 bash scripts/setup.sh
+# --learn: learn mode on a three-tier application (scripts/demo-learn.ts, docs/learning.md);
+# with --docker as well, its containers act follows (replicas and renamed containers).
+script=dist/scripts/demo.js
+for a in "$@"; do [ "$a" = --learn ] && script=dist/scripts/demo-learn.js; done
 docker=0
 for a in "$@"; do [ "$a" = --docker ] && docker=1; done
 if [ "$docker" -eq 0 ]; then
-  exec node dist/scripts/demo.js "$@"
+  exec node "$script" "$@"
 fi
 started=0
 if ! bash scripts/docker-setup.sh status >/dev/null 2>&1; then
@@ -23,4 +28,4 @@ fi
 stop_engine() { if [ "$started" -eq 1 ]; then bash scripts/docker-setup.sh stop || true; fi; }
 trap stop_engine EXIT
 bash scripts/docker-image.sh
-node dist/scripts/demo.js "$@"
+node "$script" "$@"

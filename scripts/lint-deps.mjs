@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Enforces the dependency direction of docs/architecture.md on every import under src/:
 //   cli -> api (+ the pure identity/policy modules); daemon -> everything but cli;
-//   datapath -> packet, identity, policy; nothing imports daemon or cli (only src/bin does);
-//   pure modules (packet, identity, policy, datapath/handshake) do no I/O.
+//   datapath -> packet, identity, policy, learn (the edge table); learn -> policy;
+//   nothing imports daemon or cli (only src/bin does);
+//   pure modules (packet, identity, policy, learn, datapath/handshake) do no I/O.
 // Exits non-zero with one line per violation.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, dirname, resolve, sep } from 'node:path';
@@ -14,17 +15,18 @@ const ALLOWED = {
   packet: ['packet'],
   identity: ['identity'],
   policy: ['policy', 'identity'],
-  datapath: ['datapath', 'packet', 'identity', 'policy'],
+  learn: ['learn', 'policy', 'identity'],
+  datapath: ['datapath', 'packet', 'identity', 'policy', 'learn'],
   rules: ['rules'],
   monitors: ['monitors', 'identity'],
-  api: ['api', 'identity', 'policy'],
+  api: ['api', 'identity', 'policy', 'learn'],
   ui: ['ui', 'api'],
-  cli: ['cli', 'api', 'identity', 'policy', 'fleet'],
+  cli: ['cli', 'api', 'identity', 'policy', 'fleet', 'learn'],
   fleet: ['fleet', 'identity'],
-  daemon: ['daemon', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors', 'api', 'ui', 'fleet'],
-  bin: ['bin', 'cli', 'daemon', 'api', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors', 'fleet'],
+  daemon: ['daemon', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors', 'api', 'ui', 'fleet', 'learn'],
+  bin: ['bin', 'cli', 'daemon', 'api', 'packet', 'identity', 'policy', 'datapath', 'rules', 'monitors', 'fleet', 'learn'],
 };
-const PURE = [/^packet\//, /^identity\//, /^policy\//, /^datapath\/handshake\//, /^fleet\/(bundle|layout|operator-key|url|backoff)\.ts$/];
+const PURE = [/^packet\//, /^identity\//, /^policy\//, /^learn\//, /^datapath\/handshake\//, /^fleet\/(bundle|layout|operator-key|url|backoff)\.ts$/];
 const IO_MODULES = /^(node:)?(fs|fs\/promises|child_process|net|dgram|http|https|http2|worker_threads|cluster|readline|tls)$/;
 
 function walk(dir) {

@@ -22,6 +22,8 @@ export interface FlowRecord {
   remoteLabels: readonly string[] | null;
   /** Ids of policy rules with action observe that matched on the way. */
   observed?: readonly string[];
+  /** The local PU's mode when it is not enforce (learn or audit; docs/learning.md). Absent: enforce. */
+  mode?: 'learn' | 'audit';
 }
 
 /**

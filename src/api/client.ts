@@ -1,5 +1,6 @@
 // Typed client of the local API, used by the CLI.
 
+import type { EdgeTableJson } from '../learn/edges.js';
 import { request } from 'node:http';
 import { ErrorCodes, TesseraError, type ErrorCode } from '../errors.js';
 import type { CreatePuRequest, ErrorBody, FlowEntry, PuInfo, RevokedFlowInfo, StatusResponse } from './schemas.js';
@@ -14,6 +15,7 @@ export interface ApiClient {
   metrics(): Promise<string>;
   policy(): Promise<{ name: string; text: string }>;
   revoke(dryRun: boolean): Promise<RevokedFlowInfo[]>;
+  learnEdges(): Promise<EdgeTableJson>;
 }
 
 export function createApiClient(socketPath: string): ApiClient {
@@ -71,6 +73,7 @@ export function createApiClient(socketPath: string): ApiClient {
     metrics: () => call('GET', '/metrics', undefined, true),
     policy: () => call('GET', '/v1/policy'),
     revoke: (dryRun) => call('POST', `/v1/flows/revoke?dry=${dryRun ? 1 : 0}`),
+    learnEdges: () => call('GET', '/v1/learn/edges'),
     followFlows: ({ deniedOnly }, onFlow) => {
       let stop = (): void => {};
       const done = new Promise<void>((resolve, reject) => {

@@ -53,6 +53,8 @@ export interface StatusResponse {
   rules: { ok: boolean; error?: string; since: string; lastFailure?: { error: string; at: string } };
   pus: PuInfo[];
   counters: Record<string, number>;
+  /** Learn mode (docs/learning.md): each PU's mode under the running policy, and the edge table's fill. */
+  learn?: { edges: number; dropped: number; maxEdges: number; modes: Record<string, 'learn' | 'audit' | 'enforce'>; guard?: { at: string; message: string } };
 }
 
 export interface ErrorBody {

@@ -1,6 +1,7 @@
 // The local control API: HTTP over a unix socket. The socket file is created 0600 in a 0700
 // directory, so only root (the daemon's user) can connect.
 
+import type { EdgeTableJson } from '../learn/edges.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { mkdirSync, chmodSync, rmSync, existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -19,6 +20,8 @@ export interface ApiHandlers {
   metrics(): Promise<string>;
   policy(): { name: string; text: string };
   revoke(dryRun: boolean): Promise<RevokedFlowInfo[]>;
+  /** Learn mode: the observed edges (this host's, merged with the cluster's when there is a store). */
+  learnEdges?(): Promise<EdgeTableJson>;
   /** Runtime shim: make a created container a PU before it starts (absent: the daemon does not follow Docker). */
   enrollContainer?(req: EnrollContainerRequest): Promise<EnrollContainerResponse>;
 }
@@ -132,6 +135,7 @@ export async function startApiServer(socketPath: string, h: ApiHandlers): Promis
       return;
     }
     if (req.method === 'GET' && path === '/v1/policy') return send(res, 200, h.policy());
+    if (req.method === 'GET' && path === '/v1/learn/edges' && h.learnEdges) return send(res, 200, await h.learnEdges());
     if (req.method === 'POST' && path === '/v1/flows/revoke') return send(res, 200, await h.revoke(url.searchParams.get('dry') === '1'));
     if (req.method === 'GET' && path === '/metrics') {
       const text = await h.metrics();

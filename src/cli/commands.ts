@@ -5,6 +5,7 @@
 
 import type { CommandSpec, GroupSpec, OptionSpec } from './spec.js';
 import { clusterSpec, policyPush } from './cluster-commands.js';
+import { LEARN_HELP, policyDiff, policyEdges, policyPromote, policySuggest } from './learn-commands.js';
 
 export const DEFAULT_SOCKET = '/run/tessera/tessera.sock';
 
@@ -153,7 +154,7 @@ export const policyShow = {
 
 export const policySpec = {
   name: 'policy',
-  summary: 'check a policy file, explain a decision, show the running policy',
+  summary: 'check a policy file, explain a decision, show the running policy, learn one',
   description: `check validates a policy file: schema and semantic errors with line and column, and
 warnings for rules that can never decide (shadowed) and conflicting networks. Exit status 1
 when there are errors.
@@ -163,8 +164,9 @@ are key=value pairs separated by commas (or repeated flags), or "none" for a pee
 Tessera (then --peer ADDR is its address). It uses --policy FILE, or the running daemon's.
 show prints the running daemon's policy.
 push validates FILE, signs it with the operator key and stores it in the fleet's etcd,
-where every daemon started with --cluster applies it (docs/cluster.md).`,
-  subcommands: [policyCheck, policyExplain, policyShow, policyPush],
+where every daemon started with --cluster applies it (docs/cluster.md).
+${LEARN_HELP}`,
+  subcommands: [policyCheck, policyExplain, policyShow, policyPush, policySuggest, policyDiff, policyPromote, policyEdges],
 } as const satisfies GroupSpec;
 
 export const versionSpec = { name: 'version', summary: 'print the version', description: 'Prints the version of this tessera.', options: [json] } as const satisfies CommandSpec;

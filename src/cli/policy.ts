@@ -10,6 +10,7 @@ import { policyCheck, policyExplain, policyShow } from './commands.js';
 import { printHelp, socketPath, subcommandOf } from './common.js';
 import type { CliIo } from './output.js';
 import { policyPushCommand } from './cluster.js';
+import { diffCommand, edgesCommand, promoteCommand, suggestCommand } from './learn.js';
 import { parseCommand, usageError } from './spec.js';
 
 function readText(file: string): string {
@@ -92,5 +93,9 @@ export async function policyCommand(args: string[], io: CliIo): Promise<number> 
   if (name === 'check') return checkCommand(rest, io);
   if (name === 'explain') return explainCommand(rest, io);
   if (name === 'push') return policyPushCommand(rest, io);
+  if (name === 'suggest') return suggestCommand(rest, io);
+  if (name === 'diff') return diffCommand(rest, io);
+  if (name === 'promote') return promoteCommand(rest, io);
+  if (name === 'edges') return edgesCommand(rest, io);
   return showCommand(rest, io);
 }

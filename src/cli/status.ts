@@ -72,6 +72,13 @@ export function renderStatus(s: StatusView, io: Pick<CliIo, 'tty' | 'color'>): s
     for (const w of p.warnings) out.push(`            ${paint(c, 'yellow', 'warning')}: ${w}`);
     if (p.lastError) out.push(`            ${paint(c, 'red', 'reload refused')} ${p.lastError.at}: ${p.lastError.message} (the policy above still runs)`);
   }
+  if (s.learn) {
+    // Learn mode (docs/learning.md): how many PUs run in each mode, and the edge table's fill.
+    const n: Record<string, number> = {};
+    for (const m of Object.values(s.learn.modes)) n[m] = (n[m] ?? 0) + 1;
+    const modes = Object.keys(n).sort().map((m) => `${m} ${n[m]}`).join(', ') || 'no PUs';
+    field('modes', `${modes}; ${s.learn.edges} edges observed (bound ${s.learn.maxEdges}${s.learn.dropped ? `, ${s.learn.dropped} not recorded: table full` : ''})`);
+  }
   out.push('', paint(c, 'bold', 'counters'));
   // One row per group, its counters in aligned columns: "flows  accepted 10  rejected 2".
   const rows = groupCounters(s.counters).map(([g, entries]) => [g, ...entries.map(([n, v]) => (n ? `${n} ${v}` : String(v)))]);

@@ -29,6 +29,7 @@ export interface ApiRoutesOptions {
   health: HealthService;
   revoke(dryRun: boolean): Promise<RevokedFlow[]>;
   enrollContainer?: ApiHandlers['enrollContainer'];
+  learn?: { status(): NonNullable<StatusResponse['learn']>; edges: NonNullable<ApiHandlers['learnEdges']> };
   log: Logger;
   now?: () => number;
 }
@@ -80,6 +81,7 @@ export function createApiRoutes(o: ApiRoutesOptions): ApiHandlers {
           queue_enobufs: sum((s) => s.queue.enobufs),
           handler_errors: sum((s) => s.errors),
         },
+        ...(o.learn ? { learn: o.learn.status() } : {}),
       };
     },
     recentFlows: (q) => o.flows.recent(q),
@@ -88,5 +90,6 @@ export function createApiRoutes(o: ApiRoutesOptions): ApiHandlers {
     policy: () => ({ name: o.policy.current().name, text: o.policy.current().text ?? DEFAULT_POLICY_TEXT }),
     revoke: (dryRun) => o.revoke(dryRun),
     ...(o.enrollContainer ? { enrollContainer: o.enrollContainer } : {}),
+    ...(o.learn ? { learnEdges: o.learn.edges } : {}),
   };
 }

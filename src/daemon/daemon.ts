@@ -33,6 +33,9 @@ import { serveProbes } from './probes.js';
 import { explain } from '../policy/index.js';
 import { readUiToken, startFlowMap } from '../ui/index.js';
 import { startFleetService } from './fleet-service.js';
+import { createLearnService } from './learn-service.js';
+import { connectCluster } from '../fleet/link.js';
+import { puModes } from '../learn/modes-of.js';
 
 const FLOW_RING = 2000;
 const RECONCILE_EVERY_MS = 10_000;
@@ -88,7 +91,17 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   );
   const count = metrics.count;
   // Refuse to start with a policy file that does not compile: the error names line and column.
-  const policy = createPolicyService({ ...(config.policyFile ? { file: config.policyFile } : {}), apply: (text) => datapath.setPolicy(text), log: log.child({ component: 'policy' }), health, count });
+  let policyApplied = (): void => {};
+  const policy = createPolicyService({
+    ...(config.policyFile ? { file: config.policyFile } : {}),
+    apply: (text) => {
+      datapath.setPolicy(text);
+      policyApplied();
+    },
+    log: log.child({ component: 'policy' }),
+    health,
+    count,
+  });
 
   const trust = loadTrust(config);
   const hostSecret = loadHostSecret(config.stateDir);
@@ -138,6 +151,24 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   });
   const flows = createFlowLog({ size: FLOW_RING, refusalLinesPerSecond: 50, log: log.child({ component: 'flow' }), count, onRecord: (r: FlowRecord) => authorized.note(r) });
   datapath.on('flows', (records: FlowRecord[]) => flows.add(records));
+  // Learn mode: the workers' observed edges, kept in the state dir and (--cluster) the store.
+  const c = config.cluster;
+  const learn = createLearnService({
+    stateDir: config.stateDir,
+    host: trust.hostId,
+    log: log.child({ component: 'learn' }),
+    refusals: () => datapath.stats().reduce((s, w) => s + (w.handshake?.rejected ?? 0), 0),
+    ...(c ? { etcd: { client: connectCluster(c.url, { ...(c.caFile ? { caFile: c.caFile } : {}), ...(c.certFile ? { certFile: c.certFile } : {}), ...(c.keyFile ? { keyFile: c.keyFile } : {}) }), ...(c.prefix ? { prefix: c.prefix } : {}) } } : {}),
+  });
+  datapath.on('edges', (t) => learn.add(t));
+  // The promotion guard: PUs that a policy change moved to enforce arm a watch on refusals.
+  let modesBefore = puModes(policy.current().policy, registry.all());
+  policyApplied = () => {
+    const now = puModes(policy.current().policy, registry.all());
+    const moved = Object.keys(now).filter((id) => now[id] === 'enforce' && modesBefore[id] !== undefined && modesBefore[id] !== 'enforce');
+    if (moved.length > 0) learn.arm(`${moved.length} PU(s) moved to enforce (${moved.slice(0, 3).join(', ')}${moved.length > 3 ? ', …' : ''})`);
+    modesBefore = now;
+  };
   datapath.on('error', (err: Error) => {
     count('datapath_errors');
     warn('datapath', { err: err.message }, 'datapath worker error');
@@ -196,6 +227,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     health,
     revoke: (dryRun) => revokeFlows(authorized, policy.current().policy, runner, dryRun),
     ...(containers ? { enrollContainer: containers.enroll } : {}),
+    learn: { status: () => ({ ...learn.status(), modes: puModes(policy.current().policy, registry.all()) }), edges: () => learn.edges() },
     log,
   });
   const api = await startApiServer(config.socket, routes);
@@ -222,6 +254,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   const stopWatching = policy.watch();
 
   discovery.start();
+  learn.start();
   const timers = [
     setInterval(() => flows.flushSuppressed(), 1000),
     setInterval(() => {
@@ -242,7 +275,10 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
       stopWatching();
       await Promise.all([api.close(), probes?.close(), ui?.close(), fleet?.stop()]);
     },
-    saveState: () => store.save(),
+    saveState: async () => {
+      await store.save();
+      await learn.stop();
+    },
     holdRules: () => syncLoop.hold(true),
     ...(containers ? { stopContainers: (o: { removeRules: boolean }) => containers.stop(o) } : {}),
     syncIdle: () => syncLoop.idle(),

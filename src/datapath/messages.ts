@@ -1,6 +1,7 @@
 // Messages between the control plane (main thread) and the datapath workers. Everything here
 // crosses postMessage, so it is structured-cloneable (KeyObjects are).
 
+import type { EdgeTableJson } from '../learn/edges.js';
 import type { KeyObject } from 'node:crypto';
 import type { FlowRecord, HandshakeOptions, HandshakeStats } from './handshake/handshake.js';
 
@@ -115,10 +116,11 @@ export type FlowTuple = [
   remotePu: string | null,
   remoteLabels: readonly string[] | null,
   observed: readonly string[] | null,
+  mode?: 'learn' | 'audit' | null,
 ];
 
 export function flowToTuple(r: FlowRecord): FlowTuple {
-  return [r.time, r.direction, r.stage, r.verdict, r.reason, r.ruleId, r.localPu, r.localLabels, r.localPort, r.remoteAddr, r.remotePort, r.remoteHost, r.remotePu, r.remoteLabels, r.observed ?? null];
+  return [r.time, r.direction, r.stage, r.verdict, r.reason, r.ruleId, r.localPu, r.localLabels, r.localPort, r.remoteAddr, r.remotePort, r.remoteHost, r.remotePu, r.remoteLabels, r.observed ?? null, r.mode ?? null];
 }
 
 export function flowFromTuple(t: FlowTuple): FlowRecord {
@@ -139,12 +141,15 @@ export function flowFromTuple(t: FlowTuple): FlowRecord {
     remoteLabels: t[13],
   };
   if (t[14] !== null) r.observed = t[14];
+  if (t[15]) r.mode = t[15];
   return r;
 }
 
 export type FromWorker =
   | { type: 'ready'; queueNum: number }
   | { type: 'flows'; records: FlowTuple[] }
+  /** Learn mode: the worker's observed edges since the last hand-over (src/learn/observer.ts). */
+  | { type: 'edges'; table: EdgeTableJson }
   | { type: 'stats'; stats: WorkerStats }
   | { type: 'fatal'; message: string; code?: string }
   | { type: 'policy-error'; message: string }

@@ -5,6 +5,7 @@
 // (the queue still bound by the dying thread, say) is retried with backoff until it holds.
 
 import { Worker } from 'node:worker_threads';
+import type { EdgeTableJson } from '../learn/edges.js';
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +41,8 @@ export interface DatapathDeps {
 
 export interface DatapathEvents {
   flows: [FlowRecord[]];
+  /** Learn mode: a worker's drained edge table (every ≥ 5 s, only when non-empty). */
+  edges: [EdgeTableJson];
   error: [Error];
 }
 
@@ -118,6 +121,9 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
             break;
           case 'flows':
             emitter.emit('flows', m.records.map(flowFromTuple));
+            break;
+          case 'edges':
+            emitter.emit('edges', m.table);
             break;
           case 'stats':
             stats.set(queueNum, m.stats);

@@ -8,9 +8,11 @@ import { createPassThrough } from './handshake/pass-through.js';
 import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
 import { createHandshakeCrypto } from './crypto.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
+import { drainObserved } from '../learn/observer.js';
 import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type SnapshotDelta, type ToWorker, type WorkerConfig } from './messages.js';
 
 const config = workerData as WorkerConfig;
+const EDGE_HANDOVER_MS = 5000;
 const port = parentPort!;
 const send = (m: FromWorker): void => port.postMessage(m);
 
@@ -217,6 +219,13 @@ const timer = setInterval(() => {
   });
 }, 250);
 
+/** Learn mode: observed edges go to the daemon on a slow timer, and only when there are some. */
+function sendEdges(): void {
+  const table = drainObserved();
+  if (table) send({ type: 'edges', table });
+}
+const edgeTimer = setInterval(sendEdges, EDGE_HANDOVER_MS);
+
 port.on('message', (m: ToWorker) => {
   if (m.type === 'snapshot') applySnapshot(m.snapshot);
   else if (m.type === 'delta') applyDelta(m.delta);
@@ -227,7 +236,9 @@ port.on('message', (m: ToWorker) => {
     send({ type: 'ns-closed', key: m.key });
   } else if (m.type === 'stop') {
     clearInterval(timer);
+    clearInterval(edgeTimer);
     flushFlows();
+    sendEdges();
     for (const key of [...nsQueues.keys()]) closeNamespace(key);
     queue.close();
     port.close();

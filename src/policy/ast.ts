@@ -5,6 +5,7 @@
 import type { Cidr } from './cidr.js';
 import type { Term } from './selector.js';
 import type { PolicyAction, PolicyError, RejectMode } from './types.js';
+import type { PuMode } from './modes.js';
 
 export const TOP_KEYS = ['version', 'name', 'description', 'mode', 'modes', 'rules'] as const;
 export const RULE_KEYS = [
@@ -55,12 +56,15 @@ export interface ModeAst {
   readonly line: number;
   readonly column: number;
   readonly terms: readonly Term[];
+  /** mode !== 'enforce': refusals are let through. */
   readonly audit: boolean;
+  readonly mode: PuMode;
 }
 
 export interface PolicyAst {
   readonly name: string;
   readonly defaultAudit: boolean;
+  readonly defaultMode: PuMode;
   readonly modes: readonly ModeAst[];
   readonly rules: readonly RuleAst[];
 }

@@ -7,6 +7,7 @@ import { cidrHas, parseAddressInto, v4Mapped, wordsFromBytes, type Cidr } from '
 import { parsePolicyText } from './parse.js';
 import { DIR_EGRESS, DIR_INGRESS, type PeerAst, type PolicyAst, type RuleAst } from './ast.js';
 import { compileTerms, labelInfo, termsMatch, type CompiledTerm, type LabelInfo } from './selector.js';
+import { hasLaxModes, modeOf, type PuMode } from './modes.js';
 import type { CompileOptions, CompileResult, Endpoint, Policy, PolicyDecision, PolicyRequest } from './types.js';
 
 export const DEFAULT_RULE_ID = 'default:reject';
@@ -32,11 +33,17 @@ export interface CompiledRule {
   readonly decision: PolicyDecision;
   /** The reject decision for a local PU in audit mode. */
   readonly auditDecision: PolicyDecision;
+  /** The decision for a local PU in learn mode (a refusal let through), and the allow decisions
+   *  of PUs in learn or audit mode (they carry `mode`, which the flow record shows). */
+  readonly learnDecision: PolicyDecision;
+  readonly allowAudit: PolicyDecision;
+  readonly allowLearn: PolicyDecision;
 }
 
 export interface CompiledMode {
   readonly terms: readonly CompiledTerm[];
   readonly audit: boolean;
+  readonly mode: PuMode;
 }
 
 export interface CompiledPolicy {
@@ -46,8 +53,12 @@ export interface CompiledPolicy {
   readonly egressRules: readonly CompiledRule[];
   readonly modes: readonly CompiledMode[];
   readonly defaultAudit: boolean;
+  readonly defaultMode: PuMode;
+  /** Some PU may run in learn or audit mode: the evaluator asks each PU's mode. */
+  readonly lax: boolean;
   readonly defaultDecision: PolicyDecision;
   readonly defaultAuditDecision: PolicyDecision;
+  readonly defaultLearnDecision: PolicyDecision;
 }
 
 /** Compiled form of each Policy made here: explain() needs the rules behind the closures. */
@@ -74,7 +85,8 @@ export function compileAst(ast: PolicyAst): CompiledPolicy {
     const decision: PolicyDecision = Object.freeze(
       action === 0 ? { allow: true, ruleId: r.id, action: 'allow' as const, audit: false } : { allow: false, ...base, action: 'reject' as const, audit: false },
     );
-    const auditDecision: PolicyDecision = Object.freeze({ allow: true, ...base, action: 'reject' as const, audit: true });
+    const auditDecision: PolicyDecision = Object.freeze({ allow: true, ...base, action: 'reject' as const, audit: true, mode: 'audit' as const });
+    const learnDecision: PolicyDecision = Object.freeze({ ...auditDecision, mode: 'learn' as const });
     return {
       ast: r,
       dirs: effectiveDirs(r),
@@ -85,17 +97,24 @@ export function compileAst(ast: PolicyAst): CompiledPolicy {
       action: action as 0 | 1 | 2,
       decision,
       auditDecision,
+      learnDecision,
+      allowAudit: Object.freeze({ ...decision, mode: 'audit' as const }),
+      allowLearn: Object.freeze({ ...decision, mode: 'learn' as const }),
     };
   });
+  const modes = ast.modes.map((m) => ({ terms: compileTerms(m.terms), audit: m.audit, mode: m.mode }));
   return {
     ast,
     rules,
     ingressRules: rules.filter((r) => r.dirs & DIR_INGRESS),
     egressRules: rules.filter((r) => r.dirs & DIR_EGRESS),
-    modes: ast.modes.map((m) => ({ terms: compileTerms(m.terms), audit: m.audit })),
+    modes,
     defaultAudit: ast.defaultAudit,
+    defaultMode: ast.defaultMode,
+    lax: hasLaxModes({ modes, defaultMode: ast.defaultMode }),
     defaultDecision: Object.freeze({ allow: false, ruleId: DEFAULT_RULE_ID, action: 'reject' as const, audit: false }),
-    defaultAuditDecision: Object.freeze({ allow: true, ruleId: DEFAULT_RULE_ID, action: 'reject' as const, audit: true }),
+    defaultAuditDecision: Object.freeze({ allow: true, ruleId: DEFAULT_RULE_ID, action: 'reject' as const, audit: true, mode: 'audit' as const }),
+    defaultLearnDecision: Object.freeze({ allow: true, ruleId: DEFAULT_RULE_ID, action: 'reject' as const, audit: true, mode: 'learn' as const }),
   };
 }
 
@@ -148,10 +167,14 @@ export function sameMatches(same: true | readonly string[], c: LabelInfo, s: Lab
 }
 
 export function isAudit(p: CompiledPolicy, local: LabelInfo | null): boolean {
-  if (local !== null) {
-    for (const m of p.modes) if (termsMatch(m.terms, local.map)) return m.audit;
-  }
-  return p.defaultAudit;
+  return modeOf(p, local) !== 'enforce';
+}
+
+/** The deciding rule's decision (null: the default) for a local PU in mode `mode`. */
+export function decisionIn(p: CompiledPolicy, r: CompiledRule | null, mode: PuMode): PolicyDecision {
+  if (r === null) return mode === 'enforce' ? p.defaultDecision : mode === 'audit' ? p.defaultAuditDecision : p.defaultLearnDecision;
+  if (r.action === 0) return mode === 'enforce' ? r.decision : mode === 'audit' ? r.allowAudit : r.allowLearn;
+  return mode === 'enforce' ? r.decision : mode === 'audit' ? r.auditDecision : r.learnDecision;
 }
 
 function info(e: Endpoint | null): LabelInfo | null {
@@ -203,10 +226,10 @@ function evaluator(p: CompiledPolicy, dir: number): (req: PolicyRequest) => Poli
         (observed ??= []).push(r.ast.id);
         continue;
       }
-      if (r.action === 0) return withObserved(r.decision, observed);
-      return withObserved(isAudit(p, ingress ? si : ci) ? r.auditDecision : r.decision, observed);
+      if (!p.lax) return withObserved(r.decision, observed);
+      return withObserved(decisionIn(p, r, modeOf(p, ingress ? si : ci)), observed);
     }
-    return withObserved(isAudit(p, ingress ? si : ci) ? p.defaultAuditDecision : p.defaultDecision, observed);
+    return withObserved(decisionIn(p, null, p.lax ? modeOf(p, ingress ? si : ci) : 'enforce'), observed);
   };
 }
 

@@ -6,7 +6,7 @@ import { TesseraError } from '../errors.js';
 import { DIR_EGRESS, DIR_INGRESS, type PeerAst, type RuleAst } from './ast.js';
 import {
   compiledOf,
-  isAudit,
+  decisionIn,
   networkMatches,
   newPeerAddr,
   portMatches,
@@ -16,6 +16,7 @@ import {
   type CompiledRule,
   type PeerMatcher,
 } from './compile.js';
+import { modeOf } from './modes.js';
 import { describeTerm, describeTerms, labelInfo, termMatches, type LabelInfo } from './selector.js';
 import type { Direction, ExplainQuery, ExplainStep, Explanation, Policy, PolicyDecision } from './types.js';
 
@@ -86,7 +87,7 @@ function explainSide(p: CompiledPolicy, dir: number, q: ExplainQuery): { decisio
     if (observed.length > 0) decision = Object.freeze({ ...d, observed: Object.freeze([...observed]) });
     if (d.audit) {
       const last = chain[chain.length - 1]!;
-      chain[chain.length - 1] = { ...last, why: `${last.why}; the local PU runs in audit mode: the refusal is recorded and the connection let through` };
+      chain[chain.length - 1] = { ...last, why: `${last.why}; the local PU runs in ${d.mode ?? 'audit'} mode: the refusal is recorded and the connection let through` };
     }
     return { decision, chain };
   };
@@ -129,17 +130,11 @@ function explainSide(p: CompiledPolicy, dir: number, q: ExplainQuery): { decisio
       step(r, true, `${ruleText(a)} — observed, evaluation continues`);
       continue;
     }
-    if (r.action === 0) {
-      step(r, true, ruleText(a));
-      return finish(r.decision);
-    }
-    const audit = isAudit(p, local);
     step(r, true, ruleText(a));
-    return finish(audit ? r.auditDecision : r.decision);
+    return finish(decisionIn(p, r, modeOf(p, local)));
   }
-  const audit = isAudit(p, local);
   chain.push({ direction, ruleId: p.defaultDecision.ruleId, line: 0, matched: true, why: 'no rule matched: the default is reject' });
-  return finish(audit ? p.defaultAuditDecision : p.defaultDecision);
+  return finish(decisionIn(p, null, modeOf(p, local)));
 }
 
 /**

@@ -11,6 +11,7 @@
 import { LineCounter, parseDocument, isScalar, isSeq, type Node } from 'yaml';
 import { parseCidr, cidrContains, type Cidr } from './cidr.js';
 import type { Op, Term } from './selector.js';
+import { PU_MODES, type PuMode } from './modes.js';
 import type { PolicyAction, PolicyError, RejectMode } from './types.js';
 import { DIR_EGRESS, DIR_INGRESS, MAX_RULES, MAX_TEXT, MODE_KEYS, OPERATORS, RULE_KEYS, TOP_KEYS, type ModeAst, type ParseResult, type PeerAst, type PolicyAst, type RuleAst } from './ast.js';
 import { Entries, Reader, didYouMean, entries, offsetOf, oneOf, scalar, scalarList, show, type Entry } from './yaml-reader.js';
@@ -76,9 +77,10 @@ function readPolicy(r: Reader, root: Node | null, file: string): PolicyAst | nul
   }
   const d = top.get('description');
   if (d) scalar(r, d, 'description');
-  let defaultAudit = false;
+  let defaultMode: PuMode = 'enforce';
   const m = top.get('mode');
-  if (m) defaultAudit = oneOf(r, m, 'mode', ['enforce', 'audit'] as const) === 'audit';
+  if (m) defaultMode = oneOf(r, m, 'mode', PU_MODES) ?? 'enforce';
+  const defaultAudit = defaultMode !== 'enforce';
   const modes: ModeAst[] = [];
   const ms = top.get('modes');
   if (ms) {
@@ -109,7 +111,7 @@ function readPolicy(r: Reader, root: Node | null, file: string): PolicyAst | nul
       rules.push(rule);
     });
   }
-  return { name, defaultAudit, modes, rules };
+  return { name, defaultAudit, defaultMode, modes, rules };
 }
 
 function readMode(r: Reader, node: Node | null, index: number, fallback: number): ModeAst | null {
@@ -120,13 +122,13 @@ function readMode(r: Reader, node: Node | null, index: number, fallback: number)
   const sel = e.get('select');
   const mode = e.get('mode');
   if (!sel) r.error('missing-key', node, at, `${what}: missing key "select" (a label selector; {} selects every PU)`);
-  if (!mode) r.error('missing-key', node, at, `${what}: missing key "mode" (enforce or audit)`);
+  if (!mode) r.error('missing-key', node, at, `${what}: missing key "mode" (learn, audit or enforce)`);
   if (!sel || !mode) return null;
   const terms = readSelector(r, sel, 'select');
-  const m = oneOf(r, mode, 'mode', ['enforce', 'audit'] as const);
+  const m = oneOf(r, mode, 'mode', PU_MODES);
   if (!terms || !m) return null;
   const pos = r.at(at);
-  return { index, line: pos.line, column: pos.column, terms, audit: m === 'audit' };
+  return { index, line: pos.line, column: pos.column, terms, audit: m !== 'enforce', mode: m };
 }
 
 function readRule(r: Reader, node: Node | null, index: number, fallback: number): RuleAst | null {

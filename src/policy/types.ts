@@ -39,6 +39,8 @@ export interface PolicyDecision {
   readonly reject?: RejectMode;
   /** Ids of `observe` rules that matched before the deciding rule, in order. */
   readonly observed?: readonly string[];
+  /** The local PU's mode when it is not enforce (src/policy/modes.ts); absent: enforce. */
+  readonly mode?: 'learn' | 'audit';
 }
 
 export interface Policy {

@@ -14,6 +14,7 @@
 import { findOption, formatAddress, rebuild, toReset, type TcpPacket } from '../../packet/index.js';
 import type { PolicyDecision } from '../../policy/index.js';
 import type { FlowRecord } from '../../flow.js';
+import { observeFlow } from '../../learn/observer.js';
 import { REJECT_BIT } from '../../marks.js';
 import { VERDICT_ACCEPT, VERDICT_DROP, verdictMark } from './verdict.js';
 import { MARKER_EXID, MARKER_KIND } from './wire.js';
@@ -89,7 +90,7 @@ export function createOutcomes(opt: HandshakeOptions, now: () => number, onFlow:
   /** The flow record of a deciding step. Records are made only on inbound packets: the remote end is the source. */
   function record(c: PacketContext, verdict: FlowRecord['verdict'], reason: Reason, decision: PolicyDecision | null): void {
     const { buf, pkt, local, peer } = c;
-    onFlow({
+    const r: FlowRecord = {
       time: now(),
       direction: c.direction,
       stage: c.stage,
@@ -105,7 +106,11 @@ export function createOutcomes(opt: HandshakeOptions, now: () => number, onFlow:
       remotePu: peer?.pu ?? null,
       remoteLabels: peer?.labels ?? null,
       ...(decision?.observed?.length ? { observed: decision.observed } : {}),
-    });
+      ...(decision?.mode ? { mode: decision.mode } : {}),
+    };
+    // Learn mode's edge table sees every deciding record, whether or not the record is sent on.
+    observeFlow(r);
+    onFlow(r);
   }
 
   return {
@@ -121,7 +126,7 @@ export function createOutcomes(opt: HandshakeOptions, now: () => number, onFlow:
     },
     accept(c, verdict, ours, length, decision) {
       counters.accepted++;
-      const reason: Reason = decision?.audit ? 'audit' : 'ok';
+      const reason: Reason = decision?.audit ? (decision.mode === 'learn' ? 'learn' : 'audit') : 'ok';
       if (decision) record(c, 'accept', reason, decision);
       return settle(c, 'accept', verdict, ours, length, reason);
     },

@@ -19,6 +19,7 @@ export type Reason =
   | 'missing-proof'
   | 'policy'
   | 'audit'
+  | 'learn'
   | 'no-pu'
   | 'no-state'
   | 'too-large'

@@ -325,12 +325,13 @@ describe('audit mode', () => {
       audit: true,
       reject: 'drop',
       observed: ['db-probe'],
+      mode: 'audit',
     });
     expect(p.ingress(req(web, db, 5432))).toMatchObject({ allow: false, ruleId: 'db-closed', audit: false });
   });
 
-  it('an allow in audit mode is a plain allow', () => {
-    expect(p.ingress(req(api, stagingDb, 5432))).toEqual({ allow: true, ruleId: 'api-to-db', action: 'allow', audit: false });
+  it('an allow in audit mode is a plain allow, marked with the mode', () => {
+    expect(p.ingress(req(api, stagingDb, 5432))).toEqual({ allow: true, ruleId: 'api-to-db', action: 'allow', audit: false, mode: 'audit' });
   });
 
   it('the mode is the local PU’s: the server on ingress, the client on egress', () => {

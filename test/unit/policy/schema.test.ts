@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { check } from '../../../src/policy/index.js';
 import { MODE_KEYS, OPERATORS, RULE_KEYS, TOP_KEYS } from '../../../src/policy/ast.js';
 import { ROOT } from './helpers.js';
+import { PU_MODES } from '../../../src/policy/modes.js';
 
 const schema = JSON.parse(readFileSync(join(ROOT, 'policy/schema.json'), 'utf8'));
 
@@ -26,7 +27,7 @@ describe('policy/schema.json and the validator agree', () => {
     expect(schema.$defs.rule.properties.action.enum).toEqual(['allow', 'reject', 'observe']);
     expect(schema.$defs.rule.properties.reject.enum).toEqual(['reset', 'drop']);
     expect(schema.$defs.rule.properties.direction.enum).toEqual(['ingress', 'egress', 'both']);
-    expect(schema.$defs.mode.enum).toEqual(['enforce', 'audit']);
+    expect([...schema.$defs.mode.enum].sort()).toEqual([...PU_MODES].sort());
   });
 });
 

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { TesseraError, errorMessage } from '../errors.js';
-import { createCommandRunner, createNetCls, createReconciler } from '../rules/index.js';
+import { createCommandRunner, createNetCls, createReconciler, watchRuleset, type RulesetWatch } from '../rules/index.js';
 import { createDatapath, type FlowRecord } from '../datapath/index.js';
 import { startApiServer, createApiClient } from '../api/index.js';
 import { createListenerDiscovery } from './discovery.js';
@@ -95,7 +95,10 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   const uiToken = config.ui?.tokenFile ? readUiToken(config.ui.tokenFile) : undefined;
   const runner = createCommandRunner();
   const rulesLog = log.child({ component: 'rules' });
-  const reconciler = createReconciler({ runner, log: { debug: (o, m) => rulesLog.debug(o, m), info: (o, m) => rulesLog.info(o, m), warn: (o, m) => rulesLog.warn(o, m) } });
+  // Started once running (below): the reconcile loop re-reads the kernel's rules only when
+  // nft monitor saw a change (issue 17), else on its 10 min backstop.
+  let rulesWatch: RulesetWatch | undefined;
+  const reconciler = createReconciler({ runner, generation: () => rulesWatch?.generation(), log: { debug: (o, m) => rulesLog.debug(o, m), info: (o, m) => rulesLog.info(o, m), warn: (o, m) => rulesLog.warn(o, m) } });
   const netcls = createNetCls({ root: config.cgroupRoot, runner });
   // Rules of an earlier run (stopped, killed or crashed) stay in force, fail-closed, until the
   // first apply below replaces them in place, table by table, once the PUs still running are
@@ -222,8 +225,8 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   const stopWatching = policy.watch();
 
   discovery.start();
+  rulesWatch = watchRuleset({ runner, log: rulesLog });
   const timers = [
-    setInterval(() => flows.flushSuppressed(), 1000),
     setInterval(() => {
       syncLoop.syncInBackground(); // heals rules someone else removed; retries a failed transaction
       void containers?.reconcile();
@@ -239,6 +242,8 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     async quiesce() {
       for (const t of timers) clearInterval(t);
       discovery.stop();
+      flows.stop();
+      rulesWatch?.stop();
       stopWatching();
       await Promise.all([api.close(), probes?.close(), ui?.close(), fleet?.stop()]);
     },

@@ -135,6 +135,7 @@ function consumer(get: () => NativeQueue, hs: Handshake | null): (count: number)
         if (errors <= 10 || errors % 1000 === 0) console.error(`tessera worker ${config.queueNum}: handler error: ${(err as Error).stack}`);
       }
     }
+    statsChanged();
   };
 }
 
@@ -159,6 +160,7 @@ function openNamespace(ns: NamespaceQueue): void {
     q = new native.Queue({ queueNum: ns.queueNum, maxLen: config.maxLen, netns: ns.netns, rcvBufBytes: 1 << 20, batchSize: 16 }, consumer(() => q, hs));
     nsQueues.set(ns.key, { queue: q, handshake: hs });
     send({ type: 'ns-opened', key: ns.key });
+    statsChanged();
   } catch (err) {
     send({ type: 'ns-error', key: ns.key, message: (err as Error).message });
   }
@@ -202,8 +204,9 @@ function sumStats(): { handshake: HandshakeStats | null; queue: ReturnType<Nativ
   return { handshake: h, queue: q };
 }
 
-const timer = setInterval(() => {
-  flushFlows();
+function sendStats(): void {
+  if (statsTimer) clearTimeout(statsTimer);
+  statsTimer = null;
   const c = crypto?.verifierStats();
   send({
     type: 'stats',
@@ -215,7 +218,18 @@ const timer = setInterval(() => {
       errors,
     },
   });
-}, 250);
+}
+
+/**
+ * Stats are pushed when they changed, never on an idle clock (issue 17: an idle daemon does
+ * nothing): the first batch after a quiet spell arms one 250 ms timer, whose send covers every
+ * batch until then. So the daemon's figures lag the packets by at most 250 ms, as with the old
+ * fixed timer, and a worker without packets never wakes.
+ */
+let statsTimer: NodeJS.Timeout | null = null;
+function statsChanged(): void {
+  statsTimer ??= setTimeout(sendStats, 250);
+}
 
 port.on('message', (m: ToWorker) => {
   if (m.type === 'snapshot') applySnapshot(m.snapshot);
@@ -225,8 +239,9 @@ port.on('message', (m: ToWorker) => {
   else if (m.type === 'ns-close') {
     closeNamespace(m.key);
     send({ type: 'ns-closed', key: m.key });
+    statsChanged();
   } else if (m.type === 'stop') {
-    clearInterval(timer);
+    if (statsTimer) clearTimeout(statsTimer);
     flushFlows();
     for (const key of [...nsQueues.keys()]) closeNamespace(key);
     queue.close();
@@ -235,3 +250,5 @@ port.on('message', (m: ToWorker) => {
 });
 
 send({ type: 'ready', queueNum: config.queueNum });
+// The first figures (all zero), so that status and metrics list every queue from the start.
+sendStats();

@@ -25,4 +25,5 @@ module.exports = {
   sha256: binding.sha256,
   hmacSha256: binding.hmacSha256,
   listeningSockets: binding.listeningSockets,
+  listeningSocketsCgroup: binding.listeningSocketsCgroup,
 };

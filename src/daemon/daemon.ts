@@ -152,7 +152,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     {
       pus: () => registry.all(),
       pidsOf: (pu) => (pu.kind === 'container' ? (containers ? containers.pidsOf(pu) : Promise.resolve([])) : netcls.pids(pu.id)),
-      ...createListenerSources(runner, log),
+      ...createListenerSources(runner, log, () => registry.all()),
       setObserved: (pu, pids, ports) => registry.setObserved(pu, pids, ports),
       async end(pu) {
         if (!(await registry.remove(pu.id))) return;

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { TesseraError, errorMessage } from '../errors.js';
-import { createCommandRunner, createNetCls, createReconciler, watchRuleset, type RulesetWatch } from '../rules/index.js';
+import { createCommandRunner, createNetCls, createNftSession, createReconciler, watchRuleset, type RulesetWatch } from '../rules/index.js';
 import { createDatapath, type FlowRecord } from '../datapath/index.js';
 import { startApiServer, createApiClient } from '../api/index.js';
 import { createListenerDiscovery } from './discovery.js';
@@ -98,7 +98,9 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   // Started once running (below): the reconcile loop re-reads the kernel's rules only when
   // nft monitor saw a change (issue 17), else on its 10 min backstop.
   let rulesWatch: RulesetWatch | undefined;
-  const reconciler = createReconciler({ runner, generation: () => rulesWatch?.generation(), log: { debug: (o, m) => rulesLog.debug(o, m), info: (o, m) => rulesLog.info(o, m), warn: (o, m) => rulesLog.warn(o, m) } });
+  // A PU's element delta goes to one long-lived `nft -i`, not a process per transaction.
+  const nftSession = createNftSession({ runner });
+  const reconciler = createReconciler({ runner, nftSession, generation: () => rulesWatch?.generation(), log: { debug: (o, m) => rulesLog.debug(o, m), info: (o, m) => rulesLog.info(o, m), warn: (o, m) => rulesLog.warn(o, m) } });
   const netcls = createNetCls({ root: config.cgroupRoot, runner });
   // Rules of an earlier run (stopped, killed or crashed) stay in force, fail-closed, until the
   // first apply below replaces them in place, table by table, once the PUs still running are
@@ -253,7 +255,10 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     syncIdle: () => syncLoop.idle(),
     stopDatapath: () => datapath.stop(),
     removeRules: () => reconciler.removeAll(),
-    releaseLocks: () => locks.release(),
+    releaseLocks: () => {
+      nftSession?.stop();
+      return locks.release();
+    },
   });
 
   log.info(

@@ -106,7 +106,7 @@ export function watchRuleset(o: RulesetWatchOptions): RulesetWatch {
 }
 
 let setprivFound: boolean | undefined;
-function defaultSetpriv(): boolean {
+export function defaultSetpriv(): boolean {
   if (setprivFound === undefined) {
     // Resolved once; the runner reports a missing binary as an exit, which restarts without it.
     setprivFound = ['/usr/bin/setpriv', '/bin/setpriv'].some((p) => {

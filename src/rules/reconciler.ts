@@ -18,6 +18,7 @@ import { parseSave, planFamily, renderPlan } from './restore.js';
 import type { CommandRunner } from './runner.js';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { NftSession } from './nft-session.js';
 import { NFT_DELETE, NFT_LIST_BASE, NFT_TABLE, nftModel, renderNftDelta, renderNftTable, type NftModel, type NftSpec } from './nft.js';
 
 /** The subset of a pino logger the reconciler uses. */
@@ -48,6 +49,8 @@ export interface ReconcilerOptions {
   generation?: () => number | undefined;
   /** The longest time without a re-read while the generation stands still (ms, default 600 000). */
   quietMs?: number;
+  /** A long-lived `nft -i` (nft-session.ts) for element deltas; without it, each is an `nft -f` process. */
+  nftSession?: NftSession | null;
   now?: () => number;
 }
 
@@ -182,6 +185,13 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     }
   }
 
+  /** An element delta: through the session when there is one (a failure there rewrites the table, below). */
+  async function nftDeltaRun(text: string): Promise<void> {
+    const session = options.nftSession;
+    if (!session || !session.fits(text)) return nftRun(text);
+    await session.run(text);
+  }
+
   /** The cgroup keys (`level path`) of `keys` whose cgroup is gone; checked in parallel, bounded. */
   async function goneOf(keys: Iterable<string>): Promise<Set<string>> {
     const list = [...keys];
@@ -233,7 +243,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       if (delta) {
         if (delta.text === '') return false;
         try {
-          await nftRun(delta.text);
+          await nftDeltaRun(delta.text);
           const stale = [...nft.model.cgroups.keys()].filter((k) => gone.has(k) && next.cgroups.get(k) !== nft!.model.cgroups.get(k)).length;
           for (const k of gone) next.cgroups.delete(k);
           nft = { ...nft, model: next, chains: delta.chains, stale: nft.stale + stale };

@@ -16,7 +16,7 @@ function fakeRunner() {
     stream(argv, on) {
       const s = { argv, on, stopped: false };
       streams.push(s);
-      return { stop: () => void (s.stopped = true) };
+      return { write() {}, stop: () => void (s.stopped = true) };
     },
   };
   return { runner, streams, runs };

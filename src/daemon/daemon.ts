@@ -141,8 +141,19 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     count,
     retryEverySeconds: RECONCILE_EVERY_MS / 1000,
   });
-  const flows = createFlowLog({ size: FLOW_RING, refusalLinesPerSecond: 50, log: log.child({ component: 'flow' }), count, onRecord: (r: FlowRecord) => authorized.note(r) });
+  // Accept records cross from the workers only while someone follows them or they are logged
+  // (issue 12 item 6); otherwise workers count them and keep them for revoke.
+  const flows = createFlowLog({
+    size: FLOW_RING,
+    refusalLinesPerSecond: 50,
+    log: log.child({ component: 'flow' }),
+    count,
+    onRecord: (r: FlowRecord) => authorized.note(r),
+    onFollowers: (n) => datapath.setFollow(n > 0 || flows.logsFlows()),
+  });
+  datapath.setFollow(flows.logsFlows());
   datapath.on('flows', (records: FlowRecord[]) => flows.add(records));
+  datapath.on('unsentAccepts', (n: number) => count('flows_accepted', n));
   datapath.on('error', (err: Error) => {
     count('datapath_errors');
     warn('datapath', { err: err.message }, 'datapath worker error');
@@ -199,7 +210,10 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     flows,
     policy,
     health,
-    revoke: (dryRun) => revokeFlows(authorized, policy.current().policy, runner, dryRun),
+    revoke: async (dryRun) => {
+      for (const r of await datapath.acceptedFlows()) authorized.note(r);
+      return revokeFlows(authorized, policy.current().policy, runner, dryRun);
+    },
     ...(containers ? { enrollContainer: containers.enroll } : {}),
     log,
   });

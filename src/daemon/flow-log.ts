@@ -18,6 +18,8 @@ export interface FlowLogOptions {
   count(name: CounterName): void;
   /** Also told every record (revoke's memory of authorized flows). */
   onRecord?(r: FlowRecord): void;
+  /** Told the number of followers whenever it changes (the daemon lets accept records cross only while someone follows or logs them). */
+  onFollowers?(n: number): void;
   now?: () => number;
 }
 
@@ -27,6 +29,8 @@ export interface FlowLog {
   recent(opts: { deniedOnly: boolean; limit: number }): FlowEntry[];
   /** Calls `fn` for every new record until the returned function is called. */
   subscribe(fn: (f: FlowEntry) => void): () => void;
+  /** Whether every record becomes a log line (info level). */
+  logsFlows(): boolean;
   /**
    * One summary line for the refusals the budget kept out of the log. Called by a timer armed
    * by the first refusal kept out (one second later), not on an idle clock.
@@ -81,8 +85,12 @@ export function createFlowLog(o: FlowLogOptions): FlowLog {
     recent: ({ deniedOnly, limit }) => ring.filter((f) => !deniedOnly || f.verdict !== 'accept').slice(-Math.min(limit, o.size)).map(entryOf),
     subscribe(fn) {
       subscribers.add(fn);
-      return () => void subscribers.delete(fn);
+      o.onFollowers?.(subscribers.size);
+      return () => {
+        if (subscribers.delete(fn)) o.onFollowers?.(subscribers.size);
+      };
     },
+    logsFlows: () => o.log.isLevelEnabled('info'),
     flushSuppressed,
     stop() {
       if (summary) clearTimeout(summary);

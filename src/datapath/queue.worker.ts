@@ -8,6 +8,7 @@ import { createPassThrough } from './handshake/pass-through.js';
 import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
 import { createHandshakeCrypto } from './crypto.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
+import { Lru } from '../identity/lru.js';
 import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type SnapshotDelta, type ToWorker, type WorkerConfig } from './messages.js';
 
 const config = workerData as WorkerConfig;
@@ -62,7 +63,24 @@ const handling = { buckets: new Array<number>(HANDLING_BUCKETS_US.length + 1).fi
 // The addon's SHA-256/HMAC: the same results as node:crypto (test/unit/native-hash.test.ts), ~8x cheaper per call.
 if (config.mode === 'handshake') crypto = createHandshakeCrypto(config.trust, config.hostSecret, config.clockSkewSeconds, native);
 
+/**
+ * Whether accept records cross to the main thread: only while someone follows or logs them
+ * (the pool says; true until it does). Otherwise an accept is counted (unsentAccepts, in the
+ * stats) and, when it names a local PU, kept here for revoke (`accepted` request), so the
+ * connection costs no structured clone on this thread and no work on the main one. Refusals
+ * always cross: `tessera flows` shows every one of them.
+ */
+let follow = true;
+let unsentAccepts = 0;
+/** Accept records not sent, by connection (the main thread's revoke memory has the same bound). */
+const unsent = new Lru<string, FlowTuple>(65_536);
+
 function onFlow(r: FlowRecord): void {
+  if (!follow && r.verdict === 'accept') {
+    unsentAccepts++;
+    if (r.localLabels) unsent.set(`${r.remoteAddr}|${r.remotePort}|${r.localPort}|${r.stage}`, flowToTuple(r));
+    return;
+  }
   flows.push(flowToTuple(r));
   // Decisions reach the daemon within ~20 ms (so `tessera flows` right after a refusal
   // shows it), yet a burst costs one message, not one per connection.
@@ -216,6 +234,7 @@ function sendStats(): void {
       caches: c ? { tokenHits: c.tokens.hits, tokenMisses: c.tokens.misses, x25519Hits: c.x25519.hits, x25519Misses: c.x25519.misses } : null,
       handling,
       errors,
+      unsentAccepts,
     },
   });
 }
@@ -235,13 +254,15 @@ port.on('message', (m: ToWorker) => {
   if (m.type === 'snapshot') applySnapshot(m.snapshot);
   else if (m.type === 'delta') applyDelta(m.delta);
   else if (m.type === 'policy') policy = compile(m.text) ?? policy;
+  else if (m.type === 'follow') follow = m.on;
+  else if (m.type === 'accepted') send({ type: 'accepted', id: m.id, records: [...unsent.values()] });
   else if (m.type === 'ns-open') openNamespace(m.ns);
   else if (m.type === 'ns-close') {
     closeNamespace(m.key);
     send({ type: 'ns-closed', key: m.key });
     statsChanged();
   } else if (m.type === 'stop') {
-    if (statsTimer) clearTimeout(statsTimer);
+    sendStats(); // the last figures, unsentAccepts included
     flushFlows();
     for (const key of [...nsQueues.keys()]) closeNamespace(key);
     queue.close();

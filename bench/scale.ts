@@ -229,6 +229,22 @@ function threadCpu(pid: number): Map<number, { name: string; us: number }> {
   return out;
 }
 
+/** CPU (µs) of the daemon's live children (its long-lived `nft -i`): not in cutime until reaped. */
+function liveChildrenCpu(pid: number): number {
+  let us = 0;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const text = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      if (Number(f[1]) === pid) us += ((Number(f[11]) + Number(f[12])) * 1e6) / clkTck();
+    } catch {
+      /* gone */
+    }
+  }
+  return us;
+}
+
 export interface IdleProbeOptions {
   pus: number;
   windows: number;
@@ -286,23 +302,25 @@ export async function runIdleProbe(o: IdleProbeOptions, log: (s: string) => void
     const rows: string[] = [];
     for (let w = 0; w < o.windows; w++) {
       const c0 = pids.map(ownAndReaped);
+      const l0 = pids.map(liveChildrenCpu);
       const t0s = pids.map(threadCpu);
       const t0 = process.hrtime.bigint();
       await sleep(o.seconds * 1000);
       const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
       const c1 = pids.map(ownAndReaped);
+      const l1 = pids.map(liveChildrenCpu);
       const t1s = pids.map(threadCpu);
       pids.forEach((pid, i) => {
         const pct = (us: number): string => ((us / wallUs) * 100).toFixed(2);
         const threads = [...t1s[i]!].map(([tid, t]) => ({ tid, name: tid === pid ? 'main' : t.name, us: t.us - (t0s[i]!.get(tid)?.us ?? 0) })).filter((t) => t.us > 0);
         const byName = new Map<string, number>();
         for (const t of threads) byName.set(t.name, (byName.get(t.name) ?? 0) + t.us);
-        const line = `| ${hosts[i]!.name} | ${w + 1} | ${pct(c1[i]!.total - c0[i]!.total)} | ${pct(c1[i]!.reaped - c0[i]!.reaped)} | ${[...byName].sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${pct(v)}`).join(', ') || '—'} |`;
+        const line = `| ${hosts[i]!.name} | ${w + 1} | ${pct(c1[i]!.total - c0[i]!.total)} | ${pct(c1[i]!.reaped - c0[i]!.reaped)} | ${pct(l1[i]! - l0[i]!)} | ${[...byName].sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${pct(v)}`).join(', ') || '—'} |`;
         rows.push(line);
         log(`idle probe: ${line}`);
       });
     }
-    return [`idle probe: ${o.pus} PUs per host, ${o.windows} windows of ${o.seconds} s`, '', '| host | window | daemon CPU % (all) | its commands % | threads % |', '|---|---:|---:|---:|---|', ...rows, ''].join('\n');
+    return [`idle probe: ${o.pus} PUs per host, ${o.windows} windows of ${o.seconds} s`, '', '| host | window | daemon CPU % (threads + commands reaped) | of which commands reaped % | live children (nft -i) % | threads % |', '|---|---:|---:|---:|---:|---|', ...rows, ''].join('\n');
   } finally {
     await cleanup();
   }

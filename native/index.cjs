@@ -26,4 +26,5 @@ module.exports = {
   hmacSha256: binding.hmacSha256,
   listeningSockets: binding.listeningSockets,
   listeningSocketsCgroup: binding.listeningSocketsCgroup,
+  nftGeneration: binding.nftGeneration,
 };

@@ -97,3 +97,9 @@ export declare function listeningSockets(): Uint32Array;
  * kernel did not say. Absent in addons built before it (the caller then runs `ss --cgroup`).
  */
 export declare function listeningSocketsCgroup(): Uint32Array;
+/**
+ * The nf_tables ruleset generation id of the calling thread's network namespace
+ * (NFT_MSG_GETGEN): every committed transaction (nft or iptables-nft) moves it. Throws
+ * TESSERA_ERR_SOCK_DIAG when the kernel refuses. Absent in addons built before it.
+ */
+export declare function nftGeneration(): number;

@@ -27,6 +27,8 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/inet_diag.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nf_tables.h>
 #include <libmnl/libmnl.h>
 #include <node_api.h>
 
@@ -186,6 +188,72 @@ static napi_value listening_sockets_cgroup(napi_env env, napi_callback_info info
   return listening_dump(env, 1);
 }
 
+// nftGeneration(): the nf_tables ruleset generation id of the calling thread's network
+// namespace (NFT_MSG_GETGEN). Every committed nf_tables transaction moves it — nft's and
+// iptables-nft's alike — so an unchanged id says nothing was changed since it was read: the
+// reconcile loop's cheap check (src/rules/reconciler.ts) instead of listing the rules.
+static napi_value nft_generation(napi_env env, napi_callback_info info) {
+  (void)info;
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  char err[256];
+  struct mnl_socket *nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+  if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+    int e = errno;
+    if (nl) mnl_socket_close(nl);
+    snprintf(err, sizeof(err), "nftGeneration: cannot open a NETLINK_NETFILTER socket: %s", strerror(e));
+    tessera_throw_coded(env, CODE_DIAG, err, e);
+    return NULL;
+  }
+  uint32_t portid = mnl_socket_get_portid(nl);
+  struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN;
+  nlh->nlmsg_flags = NLM_F_REQUEST;
+  nlh->nlmsg_seq = 1;
+  struct nfgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+  g->nfgen_family = AF_UNSPEC;
+  g->version = NFNETLINK_V0;
+  g->res_id = 0;
+  int64_t id = -1;
+  int rc = 0;
+  if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) rc = -errno;
+  while (rc == 0 && id < 0) {
+    ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      rc = -errno;
+      break;
+    }
+    int len = (int)n;
+    for (const struct nlmsghdr *h = (const struct nlmsghdr *)buf; mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len)) {
+      if (!mnl_nlmsg_portid_ok(h, portid)) continue;
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        const struct nlmsgerr *e = mnl_nlmsg_get_payload(h);
+        rc = e->error < 0 ? e->error : -EBADMSG;
+        break;
+      }
+      if (h->nlmsg_type != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN)) continue;
+      const struct nlattr *a;
+      mnl_attr_for_each(a, h, sizeof(struct nfgenmsg)) {
+        if (mnl_attr_get_type(a) == NFTA_GEN_ID && mnl_attr_get_payload_len(a) >= sizeof(uint32_t)) id = ntohl(mnl_attr_get_u32(a));
+      }
+      if (id < 0) rc = -EBADMSG;
+      break;
+    }
+  }
+  mnl_socket_close(nl);
+  if (rc < 0) {
+    snprintf(err, sizeof(err), "nftGeneration: NFT_MSG_GETGEN failed: %s", strerror(-rc));
+    tessera_throw_coded(env, CODE_DIAG, err, -rc);
+    return NULL;
+  }
+  napi_value out;
+  if (napi_create_uint32(env, (uint32_t)id, &out) != napi_ok) {
+    tessera_throw_last_error(env);
+    return NULL;
+  }
+  return out;
+}
+
 napi_status diag_init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_status st = napi_create_function(env, "listeningSockets", NAPI_AUTO_LENGTH, listening_sockets, NULL, &fn);
@@ -194,5 +262,9 @@ napi_status diag_init(napi_env env, napi_value exports) {
   if (st != napi_ok) return st;
   st = napi_create_function(env, "listeningSocketsCgroup", NAPI_AUTO_LENGTH, listening_sockets_cgroup, NULL, &fn);
   if (st != napi_ok) return st;
-  return napi_set_named_property(env, exports, "listeningSocketsCgroup", fn);
+  st = napi_set_named_property(env, exports, "listeningSocketsCgroup", fn);
+  if (st != napi_ok) return st;
+  st = napi_create_function(env, "nftGeneration", NAPI_AUTO_LENGTH, nft_generation, NULL, &fn);
+  if (st != napi_ok) return st;
+  return napi_set_named_property(env, exports, "nftGeneration", fn);
 }

@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { TesseraError, errorMessage } from '../errors.js';
-import { createCommandRunner, createNetCls, createNftSession, createReconciler, watchRuleset, type RulesetWatch } from '../rules/index.js';
+import { createCommandRunner, createNetCls, createNftSession, createReconciler, rulesGeneration } from '../rules/index.js';
 import { createDatapath, type FlowRecord } from '../datapath/index.js';
 import { startApiServer, createApiClient } from '../api/index.js';
 import { createListenerDiscovery } from './discovery.js';
@@ -95,12 +95,12 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   const uiToken = config.ui?.tokenFile ? readUiToken(config.ui.tokenFile) : undefined;
   const runner = createCommandRunner();
   const rulesLog = log.child({ component: 'rules' });
-  // Started once running (below): the reconcile loop re-reads the kernel's rules only when
-  // nft monitor saw a change (issue 17), else on its 10 min backstop.
-  let rulesWatch: RulesetWatch | undefined;
+  // The reconcile loop re-reads the kernel's rules only when the nf_tables generation id moved
+  // (issue 17), else on its 10 min backstop.
+  const generation = await rulesGeneration(runner, rulesLog);
   // A PU's element delta goes to one long-lived `nft -i`, not a process per transaction.
   const nftSession = createNftSession({ runner });
-  const reconciler = createReconciler({ runner, nftSession, generation: () => rulesWatch?.generation(), log: { debug: (o, m) => rulesLog.debug(o, m), info: (o, m) => rulesLog.info(o, m), warn: (o, m) => rulesLog.warn(o, m) } });
+  const reconciler = createReconciler({ runner, nftSession, ...(generation ? { generation } : {}), log: { debug: (o, m) => rulesLog.debug(o, m), info: (o, m) => rulesLog.info(o, m), warn: (o, m) => rulesLog.warn(o, m) } });
   const netcls = createNetCls({ root: config.cgroupRoot, runner });
   // Rules of an earlier run (stopped, killed or crashed) stay in force, fail-closed, until the
   // first apply below replaces them in place, table by table, once the PUs still running are
@@ -241,7 +241,6 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   const stopWatching = policy.watch();
 
   discovery.start();
-  rulesWatch = watchRuleset({ runner, log: rulesLog });
   const timers = [
     setInterval(() => {
       syncLoop.syncInBackground(); // heals rules someone else removed; retries a failed transaction
@@ -259,7 +258,6 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
       for (const t of timers) clearInterval(t);
       discovery.stop();
       flows.stop();
-      rulesWatch?.stop();
       stopWatching();
       await Promise.all([api.close(), probes?.close(), ui?.close(), fleet?.stop()]);
     },

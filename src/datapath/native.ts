@@ -39,6 +39,8 @@ export interface NativeModule {
   listeningSockets(): Uint32Array;
   /** The same with each socket's cgroup v2 id: [inode, port, idLow, idHigh, ...]; absent in older builds. */
   listeningSocketsCgroup?(): Uint32Array;
+  /** The nf_tables ruleset generation id of this namespace; absent in older builds. */
+  nftGeneration?(): number;
 }
 
 function findNativeDir(): string {

@@ -6,6 +6,6 @@ export { buildRuleset, type Ruleset, type RulesetSpec, type Family, type TableNa
 export { createReconciler, type Reconciler, type ReconcilerOptions, type ApplyResult, type RemoveResult, type RulesLog } from './reconciler.js';
 export { createCommandRunner, type CommandRunner, type CommandRunnerOptions, type RunResult, type LineStream } from './runner.js';
 export { createNftSession, type NftSession } from './nft-session.js';
-export { watchRuleset, type RulesetWatch, type RulesetWatchOptions } from './monitor.js';
+export { rulesGeneration, type RulesGeneration } from './generation.js';
 export { createNetCls, classidFor, type NetCls, type NetClsOptions } from './cgroups.js';
 export { buildNftTable, type Cgroup2Ref } from './nft.js';

@@ -11,7 +11,7 @@
 // session. The child runs under `setpriv --pdeathsig KILL` where setpriv exists.
 
 import { TesseraError } from '../errors.js';
-import { defaultSetpriv } from './monitor.js';
+import { accessSync } from 'node:fs';
 import type { CommandRunner, LineStream } from './runner.js';
 
 export interface NftSession {
@@ -43,6 +43,20 @@ interface Pending {
   resolve(): void;
   reject(e: Error): void;
   timer: NodeJS.Timeout;
+}
+
+let setprivFound: boolean | undefined;
+/** Whether setpriv exists (resolved once): the session runs under `setpriv --pdeathsig KILL`. */
+function defaultSetpriv(): boolean {
+  setprivFound ??= ['/usr/bin/setpriv', '/bin/setpriv'].some((p) => {
+    try {
+      accessSync(p);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  return setprivFound;
 }
 
 export function createNftSession(o: NftSessionOptions): NftSession | null {

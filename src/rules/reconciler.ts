@@ -7,7 +7,7 @@
 // changes only nft elements: one small `nft -f` transaction of element adds, no iptables-save
 // and no rewrite. What is in the kernel is checked again at most every verifyMs (the daemon's
 // reconcile loop calls apply every 10 s), which heals rules someone else removed — and, given a
-// change signal (`generation`, monitor.ts: nft monitor), only when the ruleset changed since
+// change signal (`generation`, generation.ts: the nf_tables generation id), only when the ruleset changed since
 // the last read, or when that read is older than quietMs (a backstop, 10 min by default). So
 // an idle daemon runs no iptables-save and lists no chain; a rule someone removes is still put
 // back on the next pass after the change.

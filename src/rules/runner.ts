@@ -15,7 +15,7 @@ export interface CommandRunner {
   /** Run argv, feed `input` on stdin, resolve when it exits 0; otherwise reject with a TesseraError. */
   run(argv: string[], opts?: { input?: string; timeoutMs?: number }): Promise<RunResult>;
   /**
-   * Start a long-lived command (e.g. `nft monitor`) and hand each line of its stdout to
+   * Start a long-lived command (e.g. `nft -i`, nft-session.ts) and hand each line of its stdout to
    * `on.line`; `on.exit` is told once when it ends (not after stop()). Optional: fakes need not.
    */
   stream?(argv: string[], on: StreamHandlers, opts?: { stdin?: boolean }): LineStream;

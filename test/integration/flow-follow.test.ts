@@ -67,7 +67,6 @@ describe.runIf(isRoot)('flow records cross only while followed or logged; revoke
     // Nobody followed and the daemon logs at warn: the record did not cross (docs/operations.md).
     expect((await b.flows()).filter((f) => f.verdict === 'accept')).toEqual([]);
 
-    writeFileSync(policyFile + '.tmp', 'version: 1\nrules: []\n');
     rmSync(policyFile, { force: true });
     writeFileSync(policyFile, 'version: 1\nrules: []\n');
     await waitFor('b to load the deny-all policy', async () => (await b.tessera(['policy', 'show'])).stdout.includes('rules: []'), 5000, 50);

@@ -12,7 +12,8 @@
 // removes rules, cgroups and namespaces.
 
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { createCluster, sleep, type Cluster, type TesseraHost } from '../scripts/lib/cluster.js';
 import { killAndWait, uniquePrefix } from '../scripts/lib/netns.js';
@@ -204,4 +205,143 @@ function render(o: ScaleOptions, one: Phase, many: Phase, create: { first: numbe
     '',
   ];
   return lines.join('\n');
+}
+
+/** CPU (µs) of each thread of `pid`, by thread id, with its name (main thread: the pid). */
+function threadCpu(pid: number): Map<number, { name: string; us: number }> {
+  const out = new Map<number, { name: string; us: number }>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const t of tids) {
+    try {
+      const text = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      const name = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(t), { name, us: ((Number(f[11]) + Number(f[12])) * 1e6) / clkTck() });
+    } catch {
+      /* thread gone */
+    }
+  }
+  return out;
+}
+
+/** CPU (µs) of the daemon's live children (its long-lived `nft -i`): not in cutime until reaped. */
+function liveChildrenCpu(pid: number): number {
+  let us = 0;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const text = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      if (Number(f[1]) === pid) us += ((Number(f[11]) + Number(f[12])) * 1e6) / clkTck();
+    } catch {
+      /* gone */
+    }
+  }
+  return us;
+}
+
+export interface IdleProbeOptions {
+  pus: number;
+  windows: number;
+  seconds: number;
+  subnet: number;
+}
+
+/**
+ * The idle probe alone (no connection rounds): two namespace hosts with a daemon each, N-1
+ * idle PUs added through the API per host (N=1: none), then `windows` windows of `seconds`
+ * with no traffic and no PU churn, per daemon: total CPU, the commands it ran and reaped, and
+ * each thread's share (main, the datapath workers, libuv's pool, V8's).
+ */
+export async function runIdleProbe(o: IdleProbeOptions, log: (s: string) => void, onCleanup?: (cleanup: () => Promise<void>) => void): Promise<string> {
+  const sleepers: number[] = [];
+  const started: ChildProcess[] = [];
+  let cluster: Cluster | undefined;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = (): Promise<void> =>
+    (cleaning ??= (async () => {
+      for (const pid of sleepers) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+      await Promise.all(started.map((c) => killAndWait(c).catch(() => undefined)));
+      await cluster?.destroy();
+    })());
+  onCleanup?.(cleanup);
+  try {
+    cluster = await createCluster({ prefix: uniquePrefix('idl'), hosts: ['a', 'b'], subnet: o.subnet, trust: 'psk', daemonArgs: ['--log-level', 'warn'] });
+    const hosts = [cluster.host('a'), cluster.host('b')];
+    const n = o.pus - 1;
+    await Promise.all(
+      hosts.map(async (h) => {
+        if (n <= 0) return;
+        const sh = h.spawn(['sh', '-c', `i=0; while [ $i -lt ${n} ]; do sleep 3600 & echo $!; i=$((i+1)); done; wait`]);
+        started.push(sh);
+        let out = '';
+        sh.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        for (let t = 0; t < 600 && out.split('\n').filter(Boolean).length < n; t++) await sleep(100);
+        const pids = out.split('\n').filter(Boolean).map(Number);
+        sleepers.push(...pids);
+        const api = createApiClient(h.socket);
+        for (let i = 0; i < pids.length; i += 8) await Promise.all(pids.slice(i, i + 8).map((pid, k) => api.createPu({ pid, labels: [`idle=${i + k}`], name: `idle ${i + k}` })));
+      }),
+    );
+    const count = async (h: TesseraHost): Promise<number> => (await createApiClient(h.socket).status()).pus.length;
+    for (const h of hosts) log(`idle probe: ${h.name}: ${await count(h)} PUs`);
+    // Let the creation's aftermath (a reconcile pass, coalesced saves) pass first.
+    await sleep(12_000);
+    const pids = hosts.map((h) => realPid(h.daemon!.pid!));
+    const rows: string[] = [];
+    for (let w = 0; w < o.windows; w++) {
+      const c0 = pids.map(ownAndReaped);
+      const l0 = pids.map(liveChildrenCpu);
+      const t0s = pids.map(threadCpu);
+      const t0 = process.hrtime.bigint();
+      await sleep(o.seconds * 1000);
+      const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
+      const c1 = pids.map(ownAndReaped);
+      const l1 = pids.map(liveChildrenCpu);
+      const t1s = pids.map(threadCpu);
+      pids.forEach((pid, i) => {
+        const pct = (us: number): string => ((us / wallUs) * 100).toFixed(2);
+        const threads = [...t1s[i]!].map(([tid, t]) => ({ tid, name: tid === pid ? 'main' : t.name, us: t.us - (t0s[i]!.get(tid)?.us ?? 0) })).filter((t) => t.us > 0);
+        const byName = new Map<string, number>();
+        for (const t of threads) byName.set(t.name, (byName.get(t.name) ?? 0) + t.us);
+        const line = `| ${hosts[i]!.name} | ${w + 1} | ${pct(c1[i]!.total - c0[i]!.total)} | ${pct(c1[i]!.reaped - c0[i]!.reaped)} | ${pct(l1[i]! - l0[i]!)} | ${[...byName].sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${pct(v)}`).join(', ') || '—'} |`;
+        rows.push(line);
+        log(`idle probe: ${line}`);
+      });
+    }
+    return [`idle probe: ${o.pus} PUs per host, ${o.windows} windows of ${o.seconds} s`, '', '| host | window | daemon CPU % (threads + commands reaped) | of which commands reaped % | live children (nft -i) % | threads % |', '|---|---:|---:|---:|---:|---|', ...rows, ''].join('\n');
+  } finally {
+    await cleanup();
+  }
+}
+
+// `npx tsx bench/scale.ts --idle-probe [--pus N] [--windows W] [--seconds S]` (as root, under
+// the shared lock): the idle probe alone.
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1] && process.argv.includes('--idle-probe')) {
+  const arg = (name: string, dflt: number): number => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? Number(process.argv[i + 1]) : dflt;
+  };
+  const o = { pus: arg('--pus', 1000), windows: arg('--windows', 3), seconds: arg('--seconds', 20), subnet: arg('--subnet', 140) };
+  const log = (s: string): void => void process.stderr.write(s + '\n');
+  runIdleProbe(o, log, (cleanup) => {
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void cleanup().finally(() => process.exit(130)));
+  }).then(
+    (t) => process.stdout.write(t),
+    (err: unknown) => {
+      log(`idle probe failed: ${String(err)}`);
+      process.exitCode = 1;
+    },
+  );
 }

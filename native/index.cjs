@@ -25,4 +25,6 @@ module.exports = {
   sha256: binding.sha256,
   hmacSha256: binding.hmacSha256,
   listeningSockets: binding.listeningSockets,
+  listeningSocketsCgroup: binding.listeningSocketsCgroup,
+  nftGeneration: binding.nftGeneration,
 };

@@ -91,3 +91,15 @@ export declare function hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8
  * TESSERA_ERR_SOCK_DIAG, errno set) when the kernel refuses.
  */
 export declare function listeningSockets(): Uint32Array;
+/**
+ * The same dump with each socket's cgroup v2 id (INET_DIAG_CGROUP_ID: the inode number of the
+ * cgroup's directory in the v2 hierarchy): [inode, port, idLow, idHigh, ...]; id 0 when the
+ * kernel did not say. Absent in addons built before it (the caller then runs `ss --cgroup`).
+ */
+export declare function listeningSocketsCgroup(): Uint32Array;
+/**
+ * The nf_tables ruleset generation id of the calling thread's network namespace
+ * (NFT_MSG_GETGEN): every committed transaction (nft or iptables-nft) moves it. Throws
+ * TESSERA_ERR_SOCK_DIAG when the kernel refuses. Absent in addons built before it.
+ */
+export declare function nftGeneration(): number;

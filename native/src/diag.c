@@ -7,6 +7,10 @@
 // nothing. With only TCPF_LISTEN in idiag_states the kernel walks only the listening hash
 // (inet_diag_dump_icsk skips the established part when no other state is asked for).
 //
+// listeningSocketsCgroup(): the same dump with each socket's cgroup v2 id (INET_DIAG_CGROUP_ID,
+// the inode number of the cgroup's directory): what `ss -Hltn --cgroup` prints, without a
+// process per call (listener discovery, src/daemon/listener-sources.ts).
+//
 // Context-aware: no global or static state. Each call opens its own netlink socket (so it
 // answers for the namespace the calling thread is in at that moment) and closes it.
 #define NAPI_VERSION 8
@@ -23,6 +27,8 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/inet_diag.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nf_tables.h>
 #include <libmnl/libmnl.h>
 #include <node_api.h>
 
@@ -41,7 +47,7 @@ struct diag_vec {
 };
 
 static int vec_push(struct diag_vec *v, uint32_t inode, uint32_t port) {
-  if (v->len + 2 > v->cap) {
+  if (v->len + 4 > v->cap) {
     size_t cap = v->cap ? v->cap * 2 : 128;
     uint32_t *w = realloc(v->words, cap * sizeof(*w));
     if (!w) return -ENOMEM;
@@ -56,7 +62,7 @@ static int vec_push(struct diag_vec *v, uint32_t inode, uint32_t port) {
 // Sends one SOCK_DIAG_BY_FAMILY dump request and reads every part of the answer up to
 // NLMSG_DONE. Returns 0 or -errno (the kernel's, from NLMSG_ERROR or NLMSG_DONE).
 static int dump_family(struct mnl_socket *nl, uint32_t portid, uint8_t family, uint32_t seq, char *buf,
-                       struct diag_vec *out) {
+                       struct diag_vec *out, int cgroup) {
   struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
   nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
   nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
@@ -99,12 +105,25 @@ static int dump_family(struct mnl_socket *nl, uint32_t portid, uint8_t family, u
       if (m->idiag_state != TCP_LISTEN) continue;
       int rc = vec_push(out, m->idiag_inode, ntohs(m->id.idiag_sport));
       if (rc < 0) return rc;
+      if (cgroup) {
+        // 0 when the kernel did not say (no CONFIG_SOCK_CGROUP_DATA): the caller falls back.
+        uint64_t id = 0;
+        const struct nlattr *a;
+        mnl_attr_for_each(a, h, sizeof(*m)) {
+          if (mnl_attr_get_type(a) == INET_DIAG_CGROUP_ID && mnl_attr_get_payload_len(a) >= sizeof(uint64_t)) {
+            memcpy(&id, mnl_attr_get_payload(a), sizeof(id));
+          }
+        }
+        // vec_push keeps room for four words.
+        out->words[out->len++] = (uint32_t)(id & 0xffffffffu);
+        out->words[out->len++] = (uint32_t)(id >> 32);
+      }
     }
   }
 }
 
 // Both families, on one socket. Returns 0, or -errno with a message in err.
-static int diag_listening(struct diag_vec *out, char *err, size_t errlen) {
+static int diag_listening(struct diag_vec *out, char *err, size_t errlen, int cgroup) {
   char *buf = malloc(DIAG_BUF_SIZE);
   if (!buf) {
     snprintf(err, errlen, "listeningSockets: out of memory");
@@ -122,7 +141,7 @@ static int diag_listening(struct diag_vec *out, char *err, size_t errlen) {
   const uint8_t families[] = {AF_INET, AF_INET6};
   int rc = 0;
   for (size_t i = 0; i < sizeof(families) && rc == 0; i++) {
-    rc = dump_family(nl, portid, families[i], (uint32_t)i + 1, buf, out);
+    rc = dump_family(nl, portid, families[i], (uint32_t)i + 1, buf, out, cgroup);
     if (rc < 0)
       snprintf(err, errlen, "listeningSockets: sock_diag dump of %s TCP listeners failed: %s%s",
                families[i] == AF_INET ? "IPv4" : "IPv6", strerror(-rc),
@@ -134,11 +153,11 @@ static int diag_listening(struct diag_vec *out, char *err, size_t errlen) {
 }
 
 // listeningSockets(): Uint32Array [inode, port, inode, port, ...]; IPv4 first, then IPv6.
-static napi_value listening_sockets(napi_env env, napi_callback_info info) {
-  (void)info;
+// listeningSocketsCgroup(): [inode, port, cgroupIdLow, cgroupIdHigh, ...].
+static napi_value listening_dump(napi_env env, int cgroup) {
   struct diag_vec v = {0};
   char err[256];
-  int rc = diag_listening(&v, err, sizeof(err));
+  int rc = diag_listening(&v, err, sizeof(err), cgroup);
   if (rc < 0) {
     free(v.words);
     tessera_throw_coded(env, CODE_DIAG, err, -rc);
@@ -159,9 +178,93 @@ static napi_value listening_sockets(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+static napi_value listening_sockets(napi_env env, napi_callback_info info) {
+  (void)info;
+  return listening_dump(env, 0);
+}
+
+static napi_value listening_sockets_cgroup(napi_env env, napi_callback_info info) {
+  (void)info;
+  return listening_dump(env, 1);
+}
+
+// nftGeneration(): the nf_tables ruleset generation id of the calling thread's network
+// namespace (NFT_MSG_GETGEN). Every committed nf_tables transaction moves it — nft's and
+// iptables-nft's alike — so an unchanged id says nothing was changed since it was read: the
+// reconcile loop's cheap check (src/rules/reconciler.ts) instead of listing the rules.
+static napi_value nft_generation(napi_env env, napi_callback_info info) {
+  (void)info;
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  char err[256];
+  struct mnl_socket *nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+  if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+    int e = errno;
+    if (nl) mnl_socket_close(nl);
+    snprintf(err, sizeof(err), "nftGeneration: cannot open a NETLINK_NETFILTER socket: %s", strerror(e));
+    tessera_throw_coded(env, CODE_DIAG, err, e);
+    return NULL;
+  }
+  uint32_t portid = mnl_socket_get_portid(nl);
+  struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN;
+  nlh->nlmsg_flags = NLM_F_REQUEST;
+  nlh->nlmsg_seq = 1;
+  struct nfgenmsg *g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+  g->nfgen_family = AF_UNSPEC;
+  g->version = NFNETLINK_V0;
+  g->res_id = 0;
+  int64_t id = -1;
+  int rc = 0;
+  if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) rc = -errno;
+  while (rc == 0 && id < 0) {
+    ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      rc = -errno;
+      break;
+    }
+    int len = (int)n;
+    for (const struct nlmsghdr *h = (const struct nlmsghdr *)buf; mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len)) {
+      if (!mnl_nlmsg_portid_ok(h, portid)) continue;
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        const struct nlmsgerr *e = mnl_nlmsg_get_payload(h);
+        rc = e->error < 0 ? e->error : -EBADMSG;
+        break;
+      }
+      if (h->nlmsg_type != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN)) continue;
+      const struct nlattr *a;
+      mnl_attr_for_each(a, h, sizeof(struct nfgenmsg)) {
+        if (mnl_attr_get_type(a) == NFTA_GEN_ID && mnl_attr_get_payload_len(a) >= sizeof(uint32_t)) id = ntohl(mnl_attr_get_u32(a));
+      }
+      if (id < 0) rc = -EBADMSG;
+      break;
+    }
+  }
+  mnl_socket_close(nl);
+  if (rc < 0) {
+    snprintf(err, sizeof(err), "nftGeneration: NFT_MSG_GETGEN failed: %s", strerror(-rc));
+    tessera_throw_coded(env, CODE_DIAG, err, -rc);
+    return NULL;
+  }
+  napi_value out;
+  if (napi_create_uint32(env, (uint32_t)id, &out) != napi_ok) {
+    tessera_throw_last_error(env);
+    return NULL;
+  }
+  return out;
+}
+
 napi_status diag_init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_status st = napi_create_function(env, "listeningSockets", NAPI_AUTO_LENGTH, listening_sockets, NULL, &fn);
   if (st != napi_ok) return st;
-  return napi_set_named_property(env, exports, "listeningSockets", fn);
+  st = napi_set_named_property(env, exports, "listeningSockets", fn);
+  if (st != napi_ok) return st;
+  st = napi_create_function(env, "listeningSocketsCgroup", NAPI_AUTO_LENGTH, listening_sockets_cgroup, NULL, &fn);
+  if (st != napi_ok) return st;
+  st = napi_set_named_property(env, exports, "listeningSocketsCgroup", fn);
+  if (st != napi_ok) return st;
+  st = napi_create_function(env, "nftGeneration", NAPI_AUTO_LENGTH, nft_generation, NULL, &fn);
+  if (st != napi_ok) return st;
+  return napi_set_named_property(env, exports, "nftGeneration", fn);
 }

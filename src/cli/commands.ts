@@ -51,6 +51,10 @@ Filters apply to recent decisions and to followed ones alike; a filter given mor
 matches any of its values, different filters must all match. "From" is the client of the
 connection, "to" the server.
 
+Refusals are always listed; accepts only while the daemon logs at info (the default)
+or someone follows (--follow, the UI): at --log-level warn they are counted, not kept
+here (docs/operations.md).
+
 A policy change applies to new connections; --revoke re-judges the established
 connections this host authorized against the running policy and cuts those it now
 refuses (the local socket is destroyed and the peer gets a reset).`,

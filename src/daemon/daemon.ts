@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { TesseraError, errorMessage } from '../errors.js';
-import { createCommandRunner, createNetCls, createReconciler } from '../rules/index.js';
+import { createCommandRunner, createNetCls, createNftSession, createReconciler, rulesGeneration } from '../rules/index.js';
 import { createDatapath, type FlowRecord } from '../datapath/index.js';
 import { startApiServer, createApiClient } from '../api/index.js';
 import { createListenerDiscovery } from './discovery.js';
@@ -108,7 +108,12 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   const uiToken = config.ui?.tokenFile ? readUiToken(config.ui.tokenFile) : undefined;
   const runner = createCommandRunner();
   const rulesLog = log.child({ component: 'rules' });
-  const reconciler = createReconciler({ runner, log: { debug: (o, m) => rulesLog.debug(o, m), info: (o, m) => rulesLog.info(o, m), warn: (o, m) => rulesLog.warn(o, m) } });
+  // The reconcile loop re-reads the kernel's rules only when the nf_tables generation id moved
+  // (issue 17), else on its 10 min backstop.
+  const generation = await rulesGeneration(runner, rulesLog);
+  // A PU's element delta goes to one long-lived `nft -i`, not a process per transaction.
+  const nftSession = createNftSession({ runner });
+  const reconciler = createReconciler({ runner, nftSession, ...(generation ? { generation } : {}), log: { debug: (o, m) => rulesLog.debug(o, m), info: (o, m) => rulesLog.info(o, m), warn: (o, m) => rulesLog.warn(o, m) } });
   const netcls = createNetCls({ root: config.cgroupRoot, runner });
   // Rules of an earlier run (stopped, killed or crashed) stay in force, fail-closed, until the
   // first apply below replaces them in place, table by table, once the PUs still running are
@@ -149,7 +154,17 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     count,
     retryEverySeconds: RECONCILE_EVERY_MS / 1000,
   });
-  const flows = createFlowLog({ size: FLOW_RING, refusalLinesPerSecond: 50, log: log.child({ component: 'flow' }), count, onRecord: (r: FlowRecord) => authorized.note(r) });
+  // Accept records cross from the workers only while someone follows them or they are logged
+  // (issue 12 item 6); otherwise workers count them and keep them for revoke.
+  const flows = createFlowLog({
+    size: FLOW_RING,
+    refusalLinesPerSecond: 50,
+    log: log.child({ component: 'flow' }),
+    count,
+    onRecord: (r: FlowRecord) => authorized.note(r),
+    onFollowers: (n) => datapath.setFollow(n > 0 || flows.logsFlows()),
+  });
+  datapath.setFollow(flows.logsFlows());
   datapath.on('flows', (records: FlowRecord[]) => flows.add(records));
   // Learn mode: the workers' observed edges, kept in the state dir and (--cluster) the store.
   const c = config.cluster;
@@ -169,6 +184,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     if (moved.length > 0) learn.arm(`${moved.length} PU(s) moved to enforce (${moved.slice(0, 3).join(', ')}${moved.length > 3 ? ', …' : ''})`);
     modesBefore = now;
   };
+  datapath.on('unsentAccepts', (n: number) => count('flows_accepted', n));
   datapath.on('error', (err: Error) => {
     count('datapath_errors');
     warn('datapath', { err: err.message }, 'datapath worker error');
@@ -180,7 +196,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     {
       pus: () => registry.all(),
       pidsOf: (pu) => (pu.kind === 'container' ? (containers ? containers.pidsOf(pu) : Promise.resolve([])) : netcls.pids(pu.id)),
-      ...createListenerSources(runner, log),
+      ...createListenerSources(runner, log, () => registry.all()),
       setObserved: (pu, pids, ports) => registry.setObserved(pu, pids, ports),
       async end(pu) {
         if (!(await registry.remove(pu.id))) return;
@@ -225,7 +241,10 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     flows,
     policy,
     health,
-    revoke: (dryRun) => revokeFlows(authorized, policy.current().policy, runner, dryRun),
+    revoke: async (dryRun) => {
+      for (const r of await datapath.acceptedFlows()) authorized.note(r);
+      return revokeFlows(authorized, policy.current().policy, runner, dryRun);
+    },
     ...(containers ? { enrollContainer: containers.enroll } : {}),
     learn: { status: () => ({ ...learn.status(), modes: puModes(policy.current().policy, registry.all()) }), edges: () => learn.edges() },
     log,
@@ -256,7 +275,6 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   discovery.start();
   learn.start();
   const timers = [
-    setInterval(() => flows.flushSuppressed(), 1000),
     setInterval(() => {
       syncLoop.syncInBackground(); // heals rules someone else removed; retries a failed transaction
       void containers?.reconcile();
@@ -272,6 +290,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     async quiesce() {
       for (const t of timers) clearInterval(t);
       discovery.stop();
+      flows.stop();
       stopWatching();
       await Promise.all([api.close(), probes?.close(), ui?.close(), fleet?.stop()]);
     },
@@ -284,7 +303,10 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     syncIdle: () => syncLoop.idle(),
     stopDatapath: () => datapath.stop(),
     removeRules: () => reconciler.removeAll(),
-    releaseLocks: () => locks.release(),
+    releaseLocks: () => {
+      nftSession?.stop();
+      return locks.release();
+    },
   });
 
   log.info(

@@ -78,6 +78,10 @@ export type ToWorker =
   | { type: 'policy'; text: string | null }
   | { type: 'ns-open'; ns: NamespaceQueue }
   | { type: 'ns-close'; key: string }
+  /** Whether accept records cross to the main thread (someone follows or logs them). */
+  | { type: 'follow'; on: boolean }
+  /** Send back the accept records kept while they did not cross (revoke's memory). */
+  | { type: 'accepted'; id: number }
   | { type: 'stop' };
 
 /** Upper bounds (µs) of the per-packet handling-time histogram; the last bucket is +Inf. */
@@ -92,6 +96,8 @@ export interface WorkerStats {
   handling: { buckets: number[]; sumUs: number; count: number };
   queue: { received: number; verdicts: number; enobufs: number; sendErrors: number; recvErrors: number; batches: number };
   errors: number;
+  /** Accept records counted but not sent (nobody followed or logged them), cumulative. */
+  unsentAccepts?: number;
 }
 
 /**
@@ -151,6 +157,7 @@ export type FromWorker =
   /** Learn mode: the worker's observed edges since the last hand-over (src/learn/observer.ts). */
   | { type: 'edges'; table: EdgeTableJson }
   | { type: 'stats'; stats: WorkerStats }
+  | { type: 'accepted'; id: number; records: FlowTuple[] }
   | { type: 'fatal'; message: string; code?: string }
   | { type: 'policy-error'; message: string }
   | { type: 'ns-opened'; key: string }

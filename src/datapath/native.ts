@@ -37,6 +37,10 @@ export interface NativeModule {
   hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
   /** This namespace's LISTEN TCP sockets as [inode, port, inode, port, ...] (sock_diag dump); throws TESSERA_ERR_SOCK_DIAG. */
   listeningSockets(): Uint32Array;
+  /** The same with each socket's cgroup v2 id: [inode, port, idLow, idHigh, ...]; absent in older builds. */
+  listeningSocketsCgroup?(): Uint32Array;
+  /** The nf_tables ruleset generation id of this namespace; absent in older builds. */
+  nftGeneration?(): number;
 }
 
 function findNativeDir(): string {

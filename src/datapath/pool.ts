@@ -43,6 +43,8 @@ export interface DatapathEvents {
   flows: [FlowRecord[]];
   /** Learn mode: a worker's drained edge table (every ≥ 5 s, only when non-empty). */
   edges: [EdgeTableJson];
+  /** Accept records the workers counted without sending them (setFollow(false)): how many more. */
+  unsentAccepts: [number];
   error: [Error];
 }
 
@@ -58,6 +60,13 @@ export interface Datapath extends EventEmitter<DatapathEvents> {
   apply(delta: SnapshotDelta): void;
   /** Replace the policy in every worker (text already validated by the caller; null = default). */
   setPolicy(text: string | null): void;
+  /**
+   * Whether accept records cross to the main thread ('flows' events). Off: workers count them
+   * ('unsentAccepts' events) and keep those of local PUs for acceptedFlows(); refusals always cross.
+   */
+  setFollow(on: boolean): void;
+  /** The accept records the workers kept while they did not send them (for revoke); a worker that does not answer in 2 s is left out. */
+  acceptedFlows(): Promise<FlowRecord[]>;
   stats(): WorkerStats[];
   /**
    * Open a queue in another network namespace (a container's), owned by the least loaded
@@ -91,6 +100,11 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
   let ports: Array<[number, number]> = [];
   const snapshot = (): Snapshot => ({ pus: [...pus.values()], ports });
   let policyText = options.policyText;
+  let follow = true;
+  /** Per worker: its last cumulative unsentAccepts (a restarted worker counts from 0). */
+  const unsentSeen = new Map<number, number>();
+  let requestId = 0;
+  const acceptedWaits = new Map<number, { left: Set<number>; records: FlowRecord[]; done(): void }>();
   let stopping = false;
   /** Namespace queues: key -> its spec and the worker (host queue number) owning it. */
   const namespaces = new Map<string, { ns: NamespaceQueue; owner: number }>();
@@ -114,7 +128,9 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
         switch (m.type) {
           case 'ready':
             ready = true;
+            unsentSeen.set(queueNum, 0);
             w.postMessage({ type: 'snapshot', snapshot: snapshot() });
+            if (!follow) w.postMessage({ type: 'follow', on: false });
             // A restarted worker takes back the namespace queues it owned.
             for (const e of namespaces.values()) if (e.owner === queueNum) w.postMessage({ type: 'ns-open', ns: e.ns });
             resolve();
@@ -125,9 +141,22 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
           case 'edges':
             emitter.emit('edges', m.table);
             break;
-          case 'stats':
+          case 'stats': {
             stats.set(queueNum, m.stats);
+            const n = m.stats.unsentAccepts ?? 0;
+            const more = n - (unsentSeen.get(queueNum) ?? 0);
+            unsentSeen.set(queueNum, n);
+            if (more > 0) emitter.emit('unsentAccepts', more);
             break;
+          }
+          case 'accepted': {
+            const wait = acceptedWaits.get(m.id);
+            if (!wait) break;
+            for (const t of m.records) wait.records.push(flowFromTuple(t));
+            wait.left.delete(queueNum);
+            if (wait.left.size === 0) wait.done();
+            break;
+          }
           case 'ns-opened':
           case 'ns-closed':
             settle(m.key);
@@ -205,6 +234,25 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
     policyText = text;
     for (const w of workers.values()) w.postMessage({ type: 'policy', text });
   };
+  emitter.setFollow = (on) => {
+    if (on === follow) return;
+    follow = on;
+    for (const w of workers.values()) w.postMessage({ type: 'follow', on });
+  };
+  emitter.acceptedFlows = () =>
+    new Promise<FlowRecord[]>((resolve) => {
+      const id = ++requestId;
+      const records: FlowRecord[] = [];
+      const done = (): void => {
+        clearTimeout(t);
+        acceptedWaits.delete(id);
+        resolve(records);
+      };
+      const t = setTimeout(done, 2000);
+      acceptedWaits.set(id, { left: new Set(workers.keys()), records, done });
+      if (workers.size === 0) return done();
+      for (const w of workers.values()) w.postMessage({ type: 'accepted', id });
+    });
   emitter.stats = () => [...stats.values()];
   emitter.openNamespace = (ns) => {
     const load = new Map<number, number>([...workers.keys()].map((q) => [q, 0]));

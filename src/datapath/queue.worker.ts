@@ -9,6 +9,7 @@ import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type 
 import { createHandshakeCrypto } from './crypto.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
 import { drainObserved } from '../learn/observer.js';
+import { Lru } from '../identity/lru.js';
 import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type SnapshotDelta, type ToWorker, type WorkerConfig } from './messages.js';
 
 const config = workerData as WorkerConfig;
@@ -64,7 +65,24 @@ const handling = { buckets: new Array<number>(HANDLING_BUCKETS_US.length + 1).fi
 // The addon's SHA-256/HMAC: the same results as node:crypto (test/unit/native-hash.test.ts), ~8x cheaper per call.
 if (config.mode === 'handshake') crypto = createHandshakeCrypto(config.trust, config.hostSecret, config.clockSkewSeconds, native);
 
+/**
+ * Whether accept records cross to the main thread: only while someone follows or logs them
+ * (the pool says; true until it does). Otherwise an accept is counted (unsentAccepts, in the
+ * stats) and, when it names a local PU, kept here for revoke (`accepted` request), so the
+ * connection costs no structured clone on this thread and no work on the main one. Refusals
+ * always cross: `tessera flows` shows every one of them.
+ */
+let follow = true;
+let unsentAccepts = 0;
+/** Accept records not sent, by connection (the main thread's revoke memory has the same bound). */
+const unsent = new Lru<string, FlowTuple>(65_536);
+
 function onFlow(r: FlowRecord): void {
+  if (!follow && r.verdict === 'accept') {
+    unsentAccepts++;
+    if (r.localLabels) unsent.set(`${r.remoteAddr}|${r.remotePort}|${r.localPort}|${r.stage}`, flowToTuple(r));
+    return;
+  }
   flows.push(flowToTuple(r));
   // Decisions reach the daemon within ~20 ms (so `tessera flows` right after a refusal
   // shows it), yet a burst costs one message, not one per connection.
@@ -137,6 +155,7 @@ function consumer(get: () => NativeQueue, hs: Handshake | null): (count: number)
         if (errors <= 10 || errors % 1000 === 0) console.error(`tessera worker ${config.queueNum}: handler error: ${(err as Error).stack}`);
       }
     }
+    statsChanged();
   };
 }
 
@@ -161,6 +180,7 @@ function openNamespace(ns: NamespaceQueue): void {
     q = new native.Queue({ queueNum: ns.queueNum, maxLen: config.maxLen, netns: ns.netns, rcvBufBytes: 1 << 20, batchSize: 16 }, consumer(() => q, hs));
     nsQueues.set(ns.key, { queue: q, handshake: hs });
     send({ type: 'ns-opened', key: ns.key });
+    statsChanged();
   } catch (err) {
     send({ type: 'ns-error', key: ns.key, message: (err as Error).message });
   }
@@ -204,8 +224,9 @@ function sumStats(): { handshake: HandshakeStats | null; queue: ReturnType<Nativ
   return { handshake: h, queue: q };
 }
 
-const timer = setInterval(() => {
-  flushFlows();
+function sendStats(): void {
+  if (statsTimer) clearTimeout(statsTimer);
+  statsTimer = null;
   const c = crypto?.verifierStats();
   send({
     type: 'stats',
@@ -215,28 +236,45 @@ const timer = setInterval(() => {
       caches: c ? { tokenHits: c.tokens.hits, tokenMisses: c.tokens.misses, x25519Hits: c.x25519.hits, x25519Misses: c.x25519.misses } : null,
       handling,
       errors,
+      unsentAccepts,
     },
   });
-}, 250);
+}
+
+/**
+ * Stats are pushed when they changed, never on an idle clock (issue 17: an idle daemon does
+ * nothing): the first batch after a quiet spell arms one 250 ms timer, whose send covers every
+ * batch until then. So the daemon's figures lag the packets by at most 250 ms, as with the old
+ * fixed timer, and a worker without packets never wakes.
+ */
+let statsTimer: NodeJS.Timeout | null = null;
+function statsChanged(): void {
+  statsTimer ??= setTimeout(sendStats, 250);
+  edgeTimer ??= setTimeout(sendEdges, EDGE_HANDOVER_MS);
+}
 
 /** Learn mode: observed edges go to the daemon on a slow timer, and only when there are some. */
 function sendEdges(): void {
+  edgeTimer = null;
   const table = drainObserved();
   if (table) send({ type: 'edges', table });
 }
-const edgeTimer = setInterval(sendEdges, EDGE_HANDOVER_MS);
+let edgeTimer: NodeJS.Timeout | null = null;
 
 port.on('message', (m: ToWorker) => {
   if (m.type === 'snapshot') applySnapshot(m.snapshot);
   else if (m.type === 'delta') applyDelta(m.delta);
   else if (m.type === 'policy') policy = compile(m.text) ?? policy;
+  else if (m.type === 'follow') follow = m.on;
+  else if (m.type === 'accepted') send({ type: 'accepted', id: m.id, records: [...unsent.values()] });
   else if (m.type === 'ns-open') openNamespace(m.ns);
   else if (m.type === 'ns-close') {
     closeNamespace(m.key);
     send({ type: 'ns-closed', key: m.key });
+    statsChanged();
   } else if (m.type === 'stop') {
-    clearInterval(timer);
-    clearInterval(edgeTimer);
+    if (edgeTimer) clearTimeout(edgeTimer);
+    sendStats(); // the last figures, unsentAccepts included
     flushFlows();
     sendEdges();
     for (const key of [...nsQueues.keys()]) closeNamespace(key);
@@ -246,3 +284,5 @@ port.on('message', (m: ToWorker) => {
 });
 
 send({ type: 'ready', queueNum: config.queueNum });
+// The first figures (all zero), so that status and metrics list every queue from the start.
+sendStats();

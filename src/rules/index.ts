@@ -4,6 +4,8 @@
 
 export { buildRuleset, type Ruleset, type RulesetSpec, type Family, type TableName, type TableRules, type Rule } from './ruleset.js';
 export { createReconciler, type Reconciler, type ReconcilerOptions, type ApplyResult, type RemoveResult, type RulesLog } from './reconciler.js';
-export { createCommandRunner, type CommandRunner, type CommandRunnerOptions, type RunResult } from './runner.js';
+export { createCommandRunner, type CommandRunner, type CommandRunnerOptions, type RunResult, type LineStream } from './runner.js';
+export { createNftSession, type NftSession } from './nft-session.js';
+export { rulesGeneration, type RulesGeneration } from './generation.js';
 export { createNetCls, classidFor, type NetCls, type NetClsOptions } from './cgroups.js';
 export { buildNftTable, type Cgroup2Ref } from './nft.js';

@@ -5,8 +5,12 @@
 //
 // The iptables rules do not depend on the PUs (table inet tessera classifies), so a new PU
 // changes only nft elements: one small `nft -f` transaction of element adds, no iptables-save
-// and no rewrite. What is in the kernel is checked again at most every VERIFY_MS (the daemon's
-// reconcile loop calls apply every 10 s), which heals rules someone else removed.
+// and no rewrite. What is in the kernel is checked again at most every verifyMs (the daemon's
+// reconcile loop calls apply every 10 s), which heals rules someone else removed — and, given a
+// change signal (`generation`, generation.ts: the nf_tables generation id), only when the ruleset changed since
+// the last read, or when that read is older than quietMs (a backstop, 10 min by default). So
+// an idle daemon runs no iptables-save and lists no chain; a rule someone removes is still put
+// back on the next pass after the change.
 
 import { TesseraError, errorMessage } from '../errors.js';
 import { FAMILIES, emptyRuleset, type Family, type Ruleset } from './ruleset.js';
@@ -14,6 +18,7 @@ import { parseSave, planFamily, renderPlan } from './restore.js';
 import type { CommandRunner } from './runner.js';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { NftSession } from './nft-session.js';
 import { NFT_DELETE, NFT_LIST_BASE, NFT_TABLE, nftModel, renderNftDelta, renderNftTable, type NftModel, type NftSpec } from './nft.js';
 
 /** The subset of a pino logger the reconciler uses. */
@@ -36,6 +41,16 @@ export interface ReconcilerOptions {
   cgroupExists?: (path: string) => Promise<boolean>;
   /** Re-read what is in the kernel when the last read is older than this (ms, default 5 000); before, an unchanged desired state costs nothing. */
   verifyMs?: number;
+  /**
+   * A number that moves whenever the kernel's rules may have changed (undefined: unknown). With
+   * it, an unchanged desired state is re-read only when the number moved since the last read,
+   * or once that read is older than quietMs.
+   */
+  generation?: () => number | undefined;
+  /** The longest time without a re-read while the generation stands still (ms, default 600 000). */
+  quietMs?: number;
+  /** A long-lived `nft -i` (nft-session.ts) for element deltas; without it, each is an `nft -f` process. */
+  nftSession?: NftSession | null;
   now?: () => number;
 }
 
@@ -84,6 +99,15 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   const timeoutMs = options.timeoutMs ?? 30_000;
   const verifyMs = options.verifyMs ?? 5_000;
   const now = options.now ?? Date.now;
+  const quietMs = options.quietMs ?? 600_000;
+  const generation = options.generation ?? ((): number | undefined => undefined);
+  /** Whether a read taken at `at` (generation `gen` just before it) still stands: recent, or nothing changed since. */
+  const fresh = (at: number, gen: number | undefined): boolean => {
+    const age = now() - at;
+    if (age < verifyMs) return true;
+    const g = generation();
+    return g !== undefined && gen === g && age < quietMs;
+  };
   const cgroupExists =
     options.cgroupExists ??
     ((path: string) =>
@@ -92,7 +116,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         () => false,
       ));
   // Per family: the desired state last committed (or found in place) and when it was last read.
-  const applied = new Map<Family, { key: string; at: number }>();
+  const applied = new Map<Family, { key: string; at: number; gen: number | undefined }>();
   // Warn once per family, not on every pass.
   const warned = new Set<Family>();
   // apply() and removeAll() read then write: two at once would act on a stale read.
@@ -138,7 +162,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   // table inet tessera: what we last wrote (the model, the per-index chains that exist, stale
   // elements left behind) and how nft listed the base chains right after. A later listing that
   // differs (or no table) means someone changed or removed it: it is written again, whole.
-  let nft: { model: NftModel; chains: Set<number>; stale: number; listing: string | null; at: number } | undefined;
+  let nft: { model: NftModel; chains: Set<number>; stale: number; listing: string | null; at: number; gen: number | undefined } | undefined;
   const absent = (err: unknown): boolean => /No such file or directory/.test(errorMessage(err));
 
   async function nftListBase(): Promise<string | null> {
@@ -159,6 +183,13 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       const shown = text.length > 4000 ? `${text.slice(0, 4000)}\n... (${text.length} characters)` : text;
       throw new TesseraError('TESSERA_ERR_RULES', `nft: table inet ${NFT_TABLE} was refused: ${errorMessage(err)}\ninput was:\n${shown}`, { cause: err });
     }
+  }
+
+  /** An element delta: through the session when there is one (a failure there rewrites the table, below). */
+  async function nftDeltaRun(text: string): Promise<void> {
+    const session = options.nftSession;
+    if (!session || !session.fits(text)) return nftRun(text);
+    await session.run(text);
   }
 
   /** The cgroup keys (`level path`) of `keys` whose cgroup is gone; checked in parallel, bounded. */
@@ -192,12 +223,16 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       return true;
     }
     const next = nftModel(spec);
-    if (nft && now() - nft.at >= verifyMs) {
+    if (nft && !fresh(nft.at, nft.gen)) {
+      const gen = generation();
       const listing = await nftListBase();
       if (listing === null || listing !== nft.listing) {
         log.info({ reason: listing === null ? 'absent' : 'changed by someone else' }, `rewriting table inet ${NFT_TABLE}`);
         nft = undefined;
-      } else nft.at = now();
+      } else {
+        nft.at = now();
+        nft.gen = gen;
+      }
     }
     if (nft && nft.stale <= STALE_LIMIT) {
       // Only the cgroups that come or go are checked: nft must not be asked to resolve a gone one.
@@ -208,7 +243,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       if (delta) {
         if (delta.text === '') return false;
         try {
-          await nftRun(delta.text);
+          await nftDeltaRun(delta.text);
           const stale = [...nft.model.cgroups.keys()].filter((k) => gone.has(k) && next.cgroups.get(k) !== nft!.model.cgroups.get(k)).length;
           for (const k of gone) next.cgroups.delete(k);
           nft = { ...nft, model: next, chains: delta.chains, stale: nft.stale + stale };
@@ -223,7 +258,8 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
     for (const k of await goneOf(next.cgroups.keys())) next.cgroups.delete(k);
     log.info({ reason: nft === undefined ? 'first write or repair' : 'cgroup depths or stale elements' }, `rewriting table inet ${NFT_TABLE}`);
     await nftRun(renderNftTable(next));
-    nft = { model: next, chains: new Set(next.indexes), stale: 0, listing: await nftListBase(), at: now() };
+    const gen = generation();
+    nft = { model: next, chains: new Set(next.indexes), stale: 0, listing: await nftListBase(), at: now(), gen };
     return true;
   }
 
@@ -238,11 +274,13 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       const key = JSON.stringify(ruleset[family]);
       const last = applied.get(family);
       applied.delete(family);
-      if (last && last.key === key && now() - last.at < verifyMs) {
+      if (last && last.key === key && fresh(last.at, last.gen)) {
         applied.set(family, last);
         continue;
       }
       for (let attempt = 1; ; attempt++) {
+        // Taken before the read: a change during it moves the generation past this one.
+        const gen = generation();
         const text = await save(family, reason === 'removeAll');
         if (text === undefined) {
           skipped.push(family);
@@ -250,7 +288,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         }
         const plan = planFamily(parseSave(text), ruleset[family], { jumpsFirst });
         if (plan.differences.length === 0) {
-          applied.set(family, { key, at: now() });
+          applied.set(family, { key, at: now(), gen });
           break;
         }
         const input = renderPlan(plan);
@@ -278,7 +316,8 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
         }
         changed = true;
         removed += plan.removedChains + plan.unlinked;
-        applied.set(family, { key, at: now() });
+        // Our own write moves the generation: the next pass after verifyMs reads once more.
+        applied.set(family, { key, at: now(), gen });
         break;
       }
     }

@@ -14,6 +14,27 @@ export interface RunResult {
 export interface CommandRunner {
   /** Run argv, feed `input` on stdin, resolve when it exits 0; otherwise reject with a TesseraError. */
   run(argv: string[], opts?: { input?: string; timeoutMs?: number }): Promise<RunResult>;
+  /**
+   * Start a long-lived command (e.g. `nft -i`, nft-session.ts) and hand each line of its stdout to
+   * `on.line`; `on.exit` is told once when it ends (not after stop()). Optional: fakes need not.
+   */
+  stream?(argv: string[], on: StreamHandlers, opts?: { stdin?: boolean }): LineStream;
+}
+
+export interface StreamHandlers {
+  /** Each line of stdout. */
+  line(text: string): void;
+  /** Each chunk of stderr (default: the first 4 KiB are kept for the exit message). */
+  stderr?(chunk: string): void;
+  exit(why: string): void;
+}
+
+/** A running stream() command. */
+export interface LineStream {
+  /** Write to its stdin (opened with `stdin: true`; ignored otherwise). */
+  write(text: string): void;
+  /** Kill it (by its PID); no exit callback follows. */
+  stop(): void;
 }
 
 export interface CommandRunnerOptions {
@@ -50,6 +71,42 @@ export function createCommandRunner(options: CommandRunnerOptions = {}): Command
   }
 
   return {
+    stream(argv, on, opts = {}) {
+      const full = [...prefix, ...argv];
+      const child = spawn(full[0]!, full.slice(1), { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+      child.stdin?.on('error', () => {}); // EPIPE after it died: its exit tells the story
+      let stopped = false;
+      let ended = false;
+      let rest = '';
+      let stderr = '';
+      const end = (why: string): void => {
+        if (ended) return;
+        ended = true;
+        if (!stopped) on.exit(why);
+      };
+      child.stdout!.setEncoding('utf8');
+      child.stdout!.on('data', (chunk: string) => {
+        const lines = (rest + chunk).split('\n');
+        rest = lines.pop() ?? '';
+        for (const l of lines) if (!stopped) on.line(l);
+      });
+      child.stderr!.setEncoding('utf8');
+      child.stderr!.on('data', (chunk: string) => {
+        if (on.stderr) on.stderr(chunk);
+        else if (stderr.length < 4096) stderr += chunk;
+      });
+      child.on('error', (e) => end(`${argv.join(' ')}: cannot start: ${e.message}`));
+      child.on('close', (code, signal) => end(`${argv.join(' ')} exited (${code === null ? `signal ${signal}` : `status ${code}`}): ${stderr.trim().split('\n')[0] || '(no output)'}`));
+      return {
+        write(text) {
+          if (!stopped && !ended) child.stdin?.write(text);
+        },
+        stop() {
+          stopped = true;
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        },
+      };
+    },
     run(argv, opts = {}) {
       const cmd = argv[0];
       if (!cmd) return Promise.reject(new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', 'command runner: empty argv'));

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { createServer, type AddressInfo } from 'node:net';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as Native from '../../native/index.js';
@@ -46,7 +46,7 @@ function runWorker(barrier: SharedArrayBuffer, parties: number): Promise<{ repor
 describe('native addon loading', () => {
   it('loads in the main thread with the documented exports', () => {
     const native = require(join(nativeDir, 'index.cjs')) as typeof Native;
-    expect(Object.keys(native).sort()).toEqual(['META_FIELDS', 'Queue', 'VERDICT', 'hmacSha256', 'listeningSockets', 'sha256']);
+    expect(Object.keys(native).sort()).toEqual(['META_FIELDS', 'Queue', 'VERDICT', 'hmacSha256', 'listeningSockets', 'listeningSocketsCgroup', 'nftGeneration', 'sha256']);
     expect(native.VERDICT).toEqual({ DROP: 0, ACCEPT: 1, REPEAT: 4 });
     expect(Object.isFrozen(native.VERDICT)).toBe(true);
     expect(native.META_FIELDS).toBe(8);
@@ -87,7 +87,7 @@ describe('native addon loading', () => {
     const results = await Promise.all(Array.from({ length: parties }, () => runWorker(barrier, parties)));
     for (const { report, exitCode } of results) {
       expect(exitCode).toBe(0);
-      expect(report.exports).toEqual(['META_FIELDS', 'Queue', 'VERDICT', 'hmacSha256', 'listeningSockets', 'sha256']);
+      expect(report.exports).toEqual(['META_FIELDS', 'Queue', 'VERDICT', 'hmacSha256', 'listeningSockets', 'listeningSocketsCgroup', 'nftGeneration', 'sha256']);
       expect(report.listeningWords % 2).toBe(0); // listeningSockets() runs in a worker too
       expect(report.verdict).toEqual({ DROP: 0, ACCEPT: 1, REPEAT: 4 });
       expect(report.metaFields).toBe(8);
@@ -110,6 +110,27 @@ describe('native addon loading', () => {
       expect(words).toBeInstanceOf(Uint32Array);
       const ports = words.filter((_, i) => i % 2 === 1);
       expect([...ports]).toContain(port);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('listeningSocketsCgroup() names each socket with its cgroup v2 id: the inode of the cgroup directory of this process', async () => {
+    const { listeningSocketsCgroup } = require(join(nativeDir, 'index.cjs')) as typeof Native;
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const words = listeningSocketsCgroup();
+      expect(words.length % 4).toBe(0);
+      const at = [...words].findIndex((w, i) => i % 4 === 1 && w === port);
+      expect(at).toBeGreaterThan(0);
+      const id = words[at + 1]! + words[at + 2]! * 2 ** 32;
+      // The unified hierarchy's path of this process, from /proc/self/cgroup ("0::/path").
+      const line = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'));
+      const mount = ['/sys/fs/cgroup/unified', '/sys/fs/cgroup'].find((m) => existsSync(join(m, 'cgroup.procs')) && existsSync(join(m, line!.slice(3))));
+      if (mount) expect(id).toBe(statSync(join(mount, line!.slice(3))).ino);
+      else expect(id).toBeGreaterThan(0);
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }

@@ -1,6 +1,6 @@
 // The flow log: a bounded ring served newest-last, followers that see each new record once,
 // counters by verdict, and refusal log lines within their per-second budget.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createFlowLog } from '../../../src/daemon/flow-log.js';
 import type { FlowRecord } from '../../../src/datapath/index.js';
 import type { FlowEntry } from '../../../src/api/index.js';
@@ -72,5 +72,25 @@ describe('flow log', () => {
     expect(warns).toHaveLength(1);
     expect(warns[0]).toMatchObject({ suppressed: { 'bad-signature': 3 } });
     expect(warns[0]!.msg).toMatch(/^3 refusals not logged/);
+  });
+
+  it('arms its summary only when a refusal is kept out, and sends it a second later (no idle timer)', () => {
+    vi.useFakeTimers();
+    try {
+      const t = setup(8, 1);
+      t.flows.add([rec(1, 'reject', 'bad-signature')]);
+      expect(vi.getTimerCount()).toBe(0); // within the budget: nothing pending
+      t.flows.add([rec(2, 'reject', 'bad-signature'), rec(3, 'reject', 'bad-signature')]);
+      expect(vi.getTimerCount()).toBe(1); // one timer for the whole second
+      vi.advanceTimersByTime(1000);
+      expect(t.l.at('warn')).toHaveLength(1);
+      expect(t.l.at('warn')[0]).toMatchObject({ suppressed: { 'bad-signature': 2 } });
+      expect(vi.getTimerCount()).toBe(0);
+      t.flows.add([rec(4, 'reject', 'bad-signature')]);
+      t.flows.stop();
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -207,4 +207,40 @@ describe('datapath pool', () => {
     made[1]!.say({ type: 'stats', stats: { queueNum: 11, handshake: null, caches: null, handling: { buckets: [], sumUs: 0, count: 0 }, queue: { received: 5, verdicts: 5, enobufs: 0, sendErrors: 0, recvErrors: 0, batches: 1 }, errors: 0 } });
     expect(dp.stats().map((s) => s.queue.received)).toEqual([5]);
   });
+
+  it('tells workers whether accept records cross, also a restarted one; counts the unsent ones; gathers the kept ones for revoke', async () => {
+    const started = dp.start();
+    made.forEach((w) => w.ready());
+    await started;
+    dp.setFollow(false);
+    dp.setFollow(false); // no repeat
+    expect(made.map((w) => w.sentOf('follow'))).toEqual([[{ type: 'follow', on: false }], [{ type: 'follow', on: false }]]);
+    const unsent: number[] = [];
+    dp.on('unsentAccepts', (n) => void unsent.push(n));
+    const stats = (q: number, n: number) => ({ queueNum: q, handshake: null, caches: null, handling: { buckets: [], sumUs: 0, count: 0 }, queue: { received: 0, verdicts: 0, enobufs: 0, sendErrors: 0, recvErrors: 0, batches: 0 }, errors: 0, unsentAccepts: n });
+    made[0]!.say({ type: 'stats', stats: stats(10, 3) });
+    made[0]!.say({ type: 'stats', stats: stats(10, 5) });
+    made[0]!.say({ type: 'stats', stats: stats(10, 5) });
+    expect(unsent).toEqual([3, 2]);
+    // A restarted worker is told at once, and counts from zero again.
+    made[1]!.exit(1);
+    await vi.advanceTimersByTimeAsync(100);
+    latest(11).ready();
+    expect(latest(11).sentOf('follow')).toEqual([{ type: 'follow', on: false }]);
+    latest(11).say({ type: 'stats', stats: stats(11, 4) });
+    expect(unsent).toEqual([3, 2, 4]);
+    // Revoke's request: every worker's kept records, merged.
+    const tuple = (port: number) => [1, 'ingress', 'ack', 'accept', 'ok', 'r1', 'pu-1', ['app=db'], 80, '10.213.0.1', port, 'b', 'pu-2', ['app=web'], null] as never;
+    const asked = dp.acceptedFlows();
+    const id = made[0]!.sentOf('accepted')[0]!.id;
+    made[0]!.say({ type: 'accepted', id, records: [tuple(40001)] });
+    latest(11).say({ type: 'accepted', id, records: [tuple(40002)] });
+    expect((await asked).map((r) => r.remotePort).sort()).toEqual([40001, 40002]);
+    // A worker that does not answer is left out after 2 s.
+    const late = dp.acceptedFlows();
+    const id2 = made[0]!.sentOf('accepted')[1]!.id;
+    made[0]!.say({ type: 'accepted', id: id2, records: [tuple(40003)] });
+    await vi.advanceTimersByTimeAsync(2000);
+    expect((await late).map((r) => r.remotePort)).toEqual([40003]);
+  });
 });

@@ -233,4 +233,47 @@ describe('reconciler', () => {
     expect((await rec.apply(buildRuleset({ ...base, pus: [pu(1)] }))).changed).toBe(true);
     expect(fake.nftTable).toContain('"unified/t/p1" : goto in_1');
   });
+
+  it('with a change signal, an idle pass reads nothing until the generation moves or the quiet backstop ends', async () => {
+    const fake = new FakeIptables();
+    let clock = 0;
+    let gen: number | undefined = 7;
+    const rec = createReconciler({ runner: fake.runner, verifyMs: 5000, quietMs: 600_000, generation: () => gen, now: () => clock, cgroupExists: async () => true });
+    const pu = (i: number) => ({ index: i, classid: 0x7e550000 + i, cgroup2: { path: `unified/t/p${i}`, cgroup: `t/p${i}`, level: 2 } });
+    const rules = buildRuleset({ queue: { num: 0, count: 1, bypass: false }, serverPorts: [], pus: [pu(1)] });
+    await rec.apply(rules);
+    gen = 9; // our own writes were seen
+    clock = 1000;
+    await rec.apply(rules); // within verifyMs: nothing read
+    clock = 6000;
+    let before = fake.calls.length;
+    await rec.apply(rules); // generation moved since the read: read once (save both families, list the chains)
+    expect(fake.calls.slice(before).map((c) => c.argv[0])).toEqual(['iptables-save', 'ip6tables-save', 'nft', 'nft']);
+    // Idle: the generation stands still; many passes later, not one command.
+    before = fake.calls.length;
+    for (clock = 20_000; clock < 590_000; clock += 10_000) await rec.apply(rules);
+    expect(fake.calls.length).toBe(before);
+    // Someone removes a chain of ours: the monitor moves the generation, the next pass repairs it.
+    fake.nftTable = null;
+    gen = 10;
+    expect((await rec.apply(rules)).changed).toBe(true);
+    expect(fake.nftTable).toContain('"unified/t/p1" : goto in_1');
+    // Unknown generation (the monitor is gone): reads on the verifyMs clock again.
+    gen = undefined;
+    clock += 10_000;
+    before = fake.calls.length;
+    await rec.apply(rules);
+    expect(fake.calls.slice(before).map((c) => c.argv[0])).toContain('iptables-save');
+    // The backstop: a generation that never moves still gets a read after quietMs.
+    gen = 11;
+    clock += 10_000;
+    await rec.apply(rules);
+    before = fake.calls.length;
+    clock += 10_000;
+    await rec.apply(rules);
+    expect(fake.calls.length).toBe(before);
+    clock += 600_000;
+    await rec.apply(rules);
+    expect(fake.calls.slice(before).map((c) => c.argv[0])).toContain('iptables-save');
+  });
 });

@@ -115,10 +115,14 @@ export type FlowTuple = [
   remotePu: string | null,
   remoteLabels: readonly string[] | null,
   observed: readonly string[] | null,
+  /** Absent or null: tcp. */
+  protocol?: 'udp' | null,
 ];
 
 export function flowToTuple(r: FlowRecord): FlowTuple {
-  return [r.time, r.direction, r.stage, r.verdict, r.reason, r.ruleId, r.localPu, r.localLabels, r.localPort, r.remoteAddr, r.remotePort, r.remoteHost, r.remotePu, r.remoteLabels, r.observed ?? null];
+  const t: FlowTuple = [r.time, r.direction, r.stage, r.verdict, r.reason, r.ruleId, r.localPu, r.localLabels, r.localPort, r.remoteAddr, r.remotePort, r.remoteHost, r.remotePu, r.remoteLabels, r.observed ?? null];
+  if (r.protocol === 'udp') t.push('udp');
+  return t;
 }
 
 export function flowFromTuple(t: FlowTuple): FlowRecord {
@@ -139,6 +143,7 @@ export function flowFromTuple(t: FlowTuple): FlowRecord {
     remoteLabels: t[13],
   };
   if (t[14] !== null) r.observed = t[14];
+  if (t[15] === 'udp') r.protocol = 'udp';
   return r;
 }
 

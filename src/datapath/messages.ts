@@ -1,6 +1,8 @@
 // Messages between the control plane (main thread) and the datapath workers. Everything here
 // crosses postMessage, so it is structured-cloneable (KeyObjects are).
 
+import type { UdpPathStats } from './udp/path.js';
+import type { UdpOptions } from './udp/exchange.js';
 import type { KeyObject } from 'node:crypto';
 import type { FlowRecord, HandshakeOptions, HandshakeStats } from './handshake/handshake.js';
 
@@ -23,6 +25,8 @@ export interface WorkerConfig {
   hostSecret: Uint8Array;
   clockSkewSeconds: number;
   handshake: Partial<HandshakeOptions>;
+  /** UDP exchange options (issue 13); absent: its defaults. */
+  udp?: Partial<UdpOptions>;
   /** Policy file text (the daemon validated it), or null for the built-in default. */
   policyText: string | null;
 }
@@ -91,6 +95,8 @@ export interface WorkerStats {
   handling: { buckets: number[]; sumUs: number; count: number };
   queue: { received: number; verdicts: number; enobufs: number; sendErrors: number; recvErrors: number; batches: number };
   errors: number;
+  /** The UDP exchange (issue 13), when this worker judges UDP. */
+  udp?: UdpPathStats;
 }
 
 /**

@@ -8,6 +8,7 @@ import { createPassThrough } from './handshake/pass-through.js';
 import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
 import { createHandshakeCrypto } from './crypto.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
+import { createUdpPath } from './udp/path.js';
 import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type SnapshotDelta, type ToWorker, type WorkerConfig } from './messages.js';
 
 const config = workerData as WorkerConfig;
@@ -89,6 +90,8 @@ function makeHandshake(nsPuIndex?: number): Handshake | null {
 }
 
 const handshake = makeHandshake();
+/** UDP of PUs (issue 13): its own exchange and raw sender, host queue only. */
+const udp = crypto ? createUdpPath({ crypto, policy: () => policy, puByIndex: (i) => pusByIndex.get(i), onFlow, options: config.udp }) : null;
 
 let flushTimer: NodeJS.Timeout | null = null;
 function flushFlows(): void {
@@ -116,6 +119,7 @@ function consumer(get: () => NativeQueue, hs: Handshake | null): (count: number)
       }
       const off = meta[base + 1]!;
       const len = meta[base + 2]!;
+      if (udp && hs === handshake && udp.take(queue, id, data, off, len, meta[base + 4]!, meta[base + 3]!, out)) continue;
       try {
         const t0 = performance.now();
         // A plain Uint8Array view (not a Buffer), so that .slice() in pure code copies.
@@ -213,6 +217,7 @@ const timer = setInterval(() => {
       caches: c ? { tokenHits: c.tokens.hits, tokenMisses: c.tokens.misses, x25519Hits: c.x25519.hits, x25519Misses: c.x25519.misses } : null,
       handling,
       errors,
+      ...(udp ? { udp: udp.stats() } : {}),
     },
   });
 }, 250);

@@ -63,6 +63,11 @@ export interface UdpDecision {
 }
 
 export interface UdpOptions {
+  /**
+   * The application's first datagram while the exchange runs: held and carried in the Confirm
+   * (default), or dropped for the application to retry (measured in bench/udp.ts, not used).
+   */
+  first: 'hold' | 'drop';
   /** Refusal: silence (default) or an ICMP port unreachable from the kernel (ingress only). */
   reject: 'drop' | 'icmp';
   maxPacketLength: number;
@@ -74,6 +79,7 @@ export interface UdpOptions {
 }
 
 export const DEFAULT_UDP_OPTIONS: UdpOptions = {
+  first: 'hold',
   reject: 'drop',
   maxPacketLength: 1500,
   stateEntries: 16_384,
@@ -361,7 +367,7 @@ export function createUdpExchange(deps: UdpDeps): UdpExchange {
     const d = deps.policy().egress({ client: pu, server: peer, port: p.srcPort, peerAddr: buf.subarray(p.srcAddrOffset, p.srcAddrOffset + p.addrLength), protocol: 'udp' });
     if (!d.allow) return refuse(c, 'policy', d);
     const macC = crypto.mac(k, macInput(TAG_CONFIRM, st.token.hash, peer.tokenHash));
-    const confirm = encodeControl({ type: CONFIRM, macC, data: st.held });
+    const confirm = encodeControl({ type: CONFIRM, macC, data: opt.first === 'hold' ? st.held : new Uint8Array(0) });
     const pkt = packet(c, true, confirm);
     if (!pkt) return drop('too-large');
     clients.delete(key);

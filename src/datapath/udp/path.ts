@@ -22,7 +22,9 @@ export interface UdpPath {
 }
 
 export function createUdpPath(deps: { crypto: HandshakeCrypto; policy: () => Policy; puByIndex(i: number): LocalPu | undefined; onFlow(r: FlowRecord): void; options?: Partial<UdpOptions> }): UdpPath {
-  const exchange = createUdpExchange({ ...deps, now: Date.now });
+  // TESSERA_UDP_FIRST=drop: the design alternative bench/udp.ts measures (docs/performance.md).
+  const first = process.env.TESSERA_UDP_FIRST === 'drop' ? { first: 'drop' as const } : {};
+  const exchange = createUdpExchange({ ...deps, options: { ...deps.options, ...first }, now: Date.now });
   const sender = createUdpSender((m) => console.error(`tessera worker: ${m}`));
   let errors = 0;
   return {

@@ -416,6 +416,12 @@ export function createUdpExchange(deps: UdpDeps): UdpExchange {
     }
     // Our own client is mid-exchange on this tuple: the server answered before the proof.
     if (clients.get(key, now, opt.stateTtlMs)) return drop('pending');
+    // The server's answer to a flow our client just confirmed, queued before that verdict took
+    // effect: the flow is authorized (again: idempotent), the answer delivered.
+    if (confirmed.get(key, now, CONFIRMED_TTL_MS)) {
+      counters.passed++;
+      return settle(VERDICT_REPEAT, verdictMark(c.mark, OP_AUTHORIZE), 0, 'ok');
+    }
     // No token: only a network rule can allow it.
     const d = deps.policy().ingress({ client: null, server: pu, port: p.dstPort, peerAddr: buf.subarray(p.srcAddrOffset, p.srcAddrOffset + p.addrLength), protocol: 'udp' });
     if (!d.allow) return refuse(c, 'missing-token', d);

@@ -35,7 +35,12 @@ export function createUdpPath(deps: { crypto: HandshakeCrypto; policy: () => Pol
         const d = exchange.handle(view, hook, mark, out);
         if (d.length > 0) queue.verdict(id, d.verdict, d.mark, out, d.length);
         else queue.verdict(id, d.verdict, d.mark);
-        for (const p of d.emit) sender.send(p);
+        if (d.emit.length > 0) {
+          // Our verdict first (it authorizes the flow here), then what it answers: the peer's
+          // next datagram must not overtake a verdict still waiting in the batch.
+          queue.flush();
+          for (const p of d.emit) sender.send(p);
+        }
       } catch (err) {
         // A bug must not wedge the queue: refuse the datagram and keep going.
         errors++;

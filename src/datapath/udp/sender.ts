@@ -12,7 +12,7 @@ const IPPROTO_RAW = 255;
 const IPV6_HDRINCL = 36;
 
 interface RawWrap {
-  send(buf: Buffer, offset: number, length: number, address: string, cb: (err?: Error) => void): void;
+  send(buf: Buffer, offset: number, length: number, address: string, cb: (bytes: number) => void): void;
 }
 interface RawSocket {
   wrap: RawWrap;
@@ -77,9 +77,8 @@ export function createUdpSender(log: (message: string) => void): UdpSender {
       }
       try {
         const b = Buffer.from(packet.buffer, packet.byteOffset, packet.length);
-        s.wrap.send(b, 0, b.length, addressOf(packet), (err?: Error) => {
-          if (err) errors++;
-        });
+        // Synchronous sendto: an error throws; the callback only gets the byte count.
+        s.wrap.send(b, 0, b.length, addressOf(packet), () => undefined);
         sent++;
         return true;
       } catch {

@@ -21,21 +21,19 @@ export const UDP_CHAINS = {
   apply: 'TESSERA-UDP-APPLY',
 } as const;
 
-/** The exchange's magic (udp/wire.ts MAGIC), as iptables-save prints a hex string. */
-const MAGIC_HEX = '"|7e557501|"';
-
 const mark = (value: number, mask: number): string[] => ['-m', 'mark', '--mark', `${hex(value)}/${hex(mask)}`];
 const AUTHORIZED = ['-m', 'connmark', '--mark', `${hex(CT_AUTHORIZED)}/${hex(CT_AUTHORIZED | CT_PENDING)}`];
 
 /**
- * The first bytes of the UDP payload are our magic. The offset assumes the plain header
- * (IPv4 without options: 28; IPv6 without extension headers: 48); a datagram with options or
- * extension headers is not taken for a control packet, and on a flow that is not authorized
- * it is queued anyway.
+ * The first 4 bytes of the UDP payload are the exchange's magic (udp/wire.ts MAGIC 7e557501),
+ * read with u32 (a few loads per packet; measured cheaper than a string search, and it is
+ * paid by every inbound datagram of an authorized flow). IPv4: after the header, whatever its
+ * options (IHL); IPv6: after a plain 40-byte header (a datagram behind extension headers is not
+ * taken for a control packet; on a flow not authorized it is queued anyway). Spelled as
+ * iptables-save prints it back.
  */
 function magic(family: Family): string[] {
-  const from = family === 'ipv4' ? 28 : 48;
-  return ['-m', 'string', '--hex-string', MAGIC_HEX, '--algo', 'bm', '--from', String(from), '--to', String(from + 4)];
+  return ['-m', 'u32', '--u32', family === 'ipv4' ? '"0x0>>0x16&0x3c@0x8=0x7e557501"' : '"0x30=0x7e557501"'];
 }
 
 /** The jump that leads every UDP packet of a hook into its chain (first rule of TESSERA-INPUT / -POSTROUTING). */

@@ -83,12 +83,9 @@ export function walk(table: TableRules, start: string, pkt: Pkt): Walk {
           if (r[++i] !== 'INVALID,UNTRACKED') throw new Error(`walk: unknown ctstate ${r[i]}`);
           m = pkt.tracked === false;
         }
-        else if (a === '--hex-string') {
-          if (r[++i] !== '"|7e557501|"') throw new Error(`walk: unknown hex-string ${r[i]}`);
+        else if (a === '--u32') {
+          if (!/=0x7e557501"$/.test(r[++i]!)) throw new Error(`walk: unknown u32 ${r[i]}`);
           m = pkt.protocol === 'udp' && !!pkt.magic;
-        } else if (a === '--algo' || a === '--from' || a === '--to') {
-          i++; // the string match's window (one per family): its result is --hex-string's
-          continue;
         }
         else if (a === '--tcp-option') m = !!pkt.tagged && r[++i] === '253';
         else if (a === '--cgroup') m = (pkt.classid ?? 0) === Number(r[++i]) && (pkt.classid ?? 0) !== 0;

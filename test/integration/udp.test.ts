@@ -65,7 +65,7 @@ describe.runIf(isRoot)('UDP between PUs on the real kernel path', () => {
       const r = await h.exec(['ip', 'addr', 'add', `${v6(i + 1)}/64`, 'dev', 'eth0', 'nodad']);
       expect(r.code, r.stderr).toBe(0);
     }
-    await Promise.all([a.startDaemon(), b.startDaemon()]); // c has no daemon
+    await Promise.all([a.startDaemon(), b.startDaemon(['--metrics-listen', '127.0.0.1:9713'])]); // c has no daemon
     children.push(b.spawnPu(['app=dns'], udpEcho(4, 5353)));
     children.push(b.spawnPu(['app=dns'], udpEcho(6, 5363)));
     children.push(b.spawn(udpEcho(4, 5355))); // the host's own service on b
@@ -132,5 +132,49 @@ describe.runIf(isRoot)('UDP between PUs on the real kernel path', () => {
     console.log(`b's UDP flow records: ${udp.length} (${[...new Set(udp.map((f) => `${f.verdict}/${f.reason}`))].join(', ')})`);
     expect(udp.some((f) => f.verdict === 'accept' && f.remoteLabels?.includes('app=dns'))).toBe(true);
     expect(udp.some((f) => f.verdict === 'reject' && f.remoteLabels?.includes('app=other'))).toBe(true);
+  });
+
+  it('hostile third host: forged, truncated and oversized control packets, 3,000 flows of them, authorize nothing, state stays bounded, legit flows still work', async () => {
+    // c (no Tessera) crafts control packets to b's PU port: the magic, a Hello with junk for a
+    // token, truncated ones, an oversized one, a Confirm nobody asked for; then 3,000 Hellos
+    // from as many source ports (each a new flow), and every query of c goes unanswered.
+    const attack = [
+      'import socket,os,struct',
+      'M=bytes.fromhex("7e557501")',
+      `dst=("${'B'}",5353)`,
+      'pk=[M+bytes([1,0])+struct.pack(">H",64)+os.urandom(16)+os.urandom(64),',
+      '    M+bytes([1,0,0,200])+os.urandom(20),',
+      '    M+bytes([2,0]),',
+      '    M+bytes([1,0])+struct.pack(">H",3000)+os.urandom(16)+os.urandom(1400),',
+      '    M+bytes([3,0,0,40])+os.urandom(16)+b"q"*40]',
+      'n=0',
+      'for i in range(3000):',
+      '  s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(0)',
+      '  s.sendto(pk[i%len(pk)],dst); n+=1',
+      '  try:',
+      '    d=s.recv(4096); print("answered"); n=-100000',
+      '  except OSError: pass',
+      '  s.close()',
+      'print("sent",n)',
+    ].join('\n').replace('"B"', `"${b.addr}"`);
+    const r = await c.exec(['python3', '-c', attack], { timeoutMs: 60_000 });
+    console.log(`hostile c -> b: ${r.stdout.trim().split('\n').join(', ')}`);
+    expect(r.stdout).toContain('sent 3000');
+    expect(r.stdout).not.toContain('answered');
+    // b's exchange state is bounded and the legit client still gets through.
+    // Worker statistics reach the daemon every 250 ms: read until the flood shows.
+    let m = { stdout: '' };
+    for (let i = 0; i < 40 && !/tessera_udp_reasons_total\{[^}]*reason="malformed"\} [1-9]/.test(m.stdout); i++) {
+      await new Promise((res) => setTimeout(res, 250));
+      m = await b.exec(['curl', '-s', 'http://127.0.0.1:9713/metrics']);
+    }
+    const state = m.stdout.split('\n').filter((l) => l.startsWith('tessera_udp_state')).map((l) => Number(l.split(' ').pop()));
+    const reasons = m.stdout.split('\n').filter((l) => l.startsWith('tessera_udp_reasons_total')).map((l) => l.replace(/.*reason="([^"]+)"\} /, '$1=')).join(' ');
+    console.log(`b after the flood: UDP state entries ${JSON.stringify(state)}; reasons ${reasons}`);
+    expect(state.length).toBeGreaterThan(0);
+    for (const n of state) expect(n).toBeLessThanOrEqual(16_384);
+    expect(reasons).toMatch(/malformed=\d+/);
+    const ok = await a.runPu(['app=dns'], udpQuery(b.addr, 5353));
+    expect(answered(ok)).toBe(true);
   });
 });

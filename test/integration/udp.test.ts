@@ -177,4 +177,23 @@ describe.runIf(isRoot)('UDP between PUs on the real kernel path', () => {
     const ok = await a.runPu(['app=dns'], udpQuery(b.addr, 5353));
     expect(answered(ok)).toBe(true);
   });
+
+  it('no window at a crash or restart: with the daemon killed, a PU server refuses every new UDP flow; restarted, it serves again', async () => {
+    const d = b.daemon!;
+    const gone = new Promise((res) => d.once('exit', res));
+    d.kill('SIGKILL'); // a crash: rules stay, no queue reader
+    await gone;
+    const same = await a.runPu(['app=dns'], udpQuery(b.addr, 5353));
+    const unprotected = await c.exec(udpQuery(b.addr, 5353));
+    console.log(`b crashed: same-label PU ${same.stdout.trim()}, unprotected ${unprotected.stdout.trim()}`);
+    expect(same.stdout.trim()).toBe('none');
+    expect(unprotected.stdout.trim()).toBe('none');
+    await b.startDaemon(['--metrics-listen', '127.0.0.1:9713']);
+    let back = '';
+    for (let i = 0; i < 20 && back !== 'echo:'; i++) back = (await a.runPu(['app=dns'], udpQuery(b.addr, 5353))).stdout.trim();
+    const after = await c.exec(udpQuery(b.addr, 5353));
+    console.log(`b restarted: same-label PU ${back}, unprotected ${after.stdout.trim()}`);
+    expect(back).toBe('echo:');
+    expect(after.stdout.trim()).toBe('none');
+  });
 });

@@ -11,6 +11,8 @@
 // `tessera-docker` where scripts/docker-setup.sh runs dockerd (demo.sh starts it, and stops
 // it at the end if it started it). That namespace is "the host": a daemon with --docker runs
 // there, a --net=host web container serves, bridge containers and host processes connect.
+// Then the seeds' UDP case (issue 13): a --net=host DNS container app=dns answers a same-label
+// --net=host container, not an app=other one nor an unprotected process.
 
 import { mkdtempSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';

@@ -10,6 +10,7 @@ import { Bench, renderTable } from './lib/harness.js';
 import { DEFAULTS, USAGE, parseOptions, type BenchOptions } from './lib/options.js';
 import { buildPrograms } from './lib/build.js';
 import { runScale } from './scale.js';
+import { runUdpBench } from './udp.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const log = (s: string): void => {
@@ -31,6 +32,16 @@ async function main(): Promise<number> {
   if (!isRoot) {
     log('bench: needs root (network namespaces, iptables, NFQUEUE): run as root, e.g. sudo npm run bench');
     return 1;
+  }
+
+  if (opts.udp) {
+    try {
+      process.stdout.write(await runUdpBench(root, { runs: opts.runs, seconds: opts.seconds, queries: 200 }, log));
+      return 0;
+    } catch (err) {
+      log(`bench: udp failed: ${errorMessage(err)}`);
+      return 1;
+    }
   }
 
   if (opts.pus > 0) {

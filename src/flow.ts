@@ -7,7 +7,8 @@ export interface FlowRecord {
   time: number;
   /** Which host's view: 'ingress' = we are the server, 'egress' = we are the client. */
   direction: 'ingress' | 'egress';
-  stage: 'syn' | 'syn-ack' | 'ack';
+  /** TCP: the handshake packet that decided. UDP: 'hello' / 'reply' / 'confirm' (the exchange's control packets) or 'datagram' (no exchange: a network rule, or a refusal of an untagged datagram). */
+  stage: 'syn' | 'syn-ack' | 'ack' | 'hello' | 'reply' | 'confirm' | 'datagram';
   verdict: 'accept' | 'reject' | 'drop';
   /** A reason code of docs/errors.md. */
   reason: string;
@@ -20,6 +21,8 @@ export interface FlowRecord {
   remoteHost: string | null;
   remotePu: string | null;
   remoteLabels: readonly string[] | null;
+  /** The transport; absent: 'tcp' (records made before UDP existed). */
+  protocol?: 'tcp' | 'udp';
   /** Ids of policy rules with action observe that matched on the way. */
   observed?: readonly string[];
   /** The local PU's mode when it is not enforce (learn or audit; docs/learning.md). Absent: enforce. */

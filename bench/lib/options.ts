@@ -24,6 +24,8 @@ export interface BenchOptions {
   pin: boolean;
   /** The scale scenario (bench/scale.ts): PUs per host in its second phase; 0 = the scenario table instead. */
   pus: number;
+  /** The UDP rows instead (bench/udp.ts, issue 13). */
+  udp: boolean;
 }
 
 export const DEFAULTS: BenchOptions = {
@@ -39,6 +41,7 @@ export const DEFAULTS: BenchOptions = {
   verbose: false,
   pin: false,
   pus: 0,
+  udp: false,
 };
 
 export const USAGE = `usage: npx tsx bench/run.ts [options]
@@ -54,6 +57,7 @@ export const USAGE = `usage: npx tsx bench/run.ts [options]
   --out FILE           write the JSON to FILE (the table still goes to stdout)
   --pin                client on CPU 0, server on CPU 1 (steadier, less like a real box)
   --pus N              the scale scenario instead: daemons with 1 PU, then N PUs per host (bench/README.md)
+  --udp                the UDP rows instead: first-datagram latency, new flows/s, datagrams/s (bench/udp.ts)
   --verbose            handler and server output on stderr
   --help`;
 
@@ -128,6 +132,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions | null {
       }
       case '--pin':
         o.pin = true;
+        break;
+      case '--udp':
+        o.udp = true;
         break;
       case '--pus':
         o.pus = num(a, next(), 2, true);

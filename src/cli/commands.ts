@@ -135,12 +135,13 @@ export const policyCheck = {
 export const policyExplain = {
   name: 'policy explain',
   summary: 'explain a decision',
-  usage: ['policy explain --from LABELS --to LABELS --port N [--peer ADDR]\n                         [--direction both|ingress|egress] [--policy FILE] [--json] [--socket PATH]'],
+  usage: ['policy explain --from LABELS --to LABELS --port N [--protocol tcp|udp] [--peer ADDR]\n                         [--direction both|ingress|egress] [--policy FILE] [--json] [--socket PATH]'],
   description: '',
   options: [
     { name: 'from', kind: 'string', arg: 'LABELS', multiple: true, help: "the client's labels (key=value,...), or none for a peer without Tessera; needed" },
     { name: 'to', kind: 'string', arg: 'LABELS', multiple: true, help: "the server's labels (key=value,...), or none for a peer without Tessera; needed" },
     { name: 'port', kind: 'int', min: 1, max: 65_535, required: true, help: 'the server port' },
+    { name: 'protocol', kind: 'enum', arg: 'P', choices: ['tcp', 'udp'], default: 'tcp', help: 'the transport: tcp or udp' },
     { name: 'peer', kind: 'string', arg: 'ADDR', help: 'the address of a peer without Tessera (network rules)' },
     { name: 'direction', kind: 'enum', arg: 'D', choices: ['both', 'ingress', 'egress'], default: 'both', help: 'both, ingress (server side) or egress (client side)' },
     { name: 'policy', kind: 'string', arg: 'FILE', defaultText: "the running daemon's policy", help: 'explain against this file' },

@@ -61,14 +61,14 @@ async function explainCommand(args: string[], io: CliIo): Promise<number> {
     source = running.name;
     policy = loadPolicy(running.text, { file: running.name });
   }
-  const e = explain(policy, { from, to, port: v.port, direction: v.direction as 'both' | 'ingress' | 'egress', ...(v.peer ? { peerAddr: v.peer } : {}) });
+  const e = explain(policy, { from, to, port: v.port, protocol: v.protocol as 'tcp' | 'udp', direction: v.direction as 'both' | 'ingress' | 'egress', ...(v.peer ? { peerAddr: v.peer } : {}) });
   if (v.json) {
     io.out(JSON.stringify(e, null, 2));
     return 0;
   }
   const d = e.decision;
   io.out(`policy: ${source}`);
-  io.out(`${from ? from.join(',') : 'peer without tessera'} -> ${to ? to.join(',') : 'peer without tessera'} port ${v.port}: ${d.allow ? (d.audit ? 'ALLOW (audit: enforcing would refuse)' : 'ALLOW') : 'REJECT'} by ${d.ruleId}${d.reject ? ` (${d.reject})` : ''}`);
+  io.out(`${from ? from.join(',') : 'peer without tessera'} -> ${to ? to.join(',') : 'peer without tessera'} ${v.protocol === 'udp' ? 'udp ' : ''}port ${v.port}: ${d.allow ? (d.audit ? 'ALLOW (audit: enforcing would refuse)' : 'ALLOW') : 'REJECT'} by ${d.ruleId}${d.reject ? ` (${d.reject})` : ''}`);
   for (const step of e.chain) io.out(`  ${step.direction.padEnd(7)} ${step.matched ? 'match' : '  -  '} ${step.ruleId}${step.line ? ` (line ${step.line})` : ''}: ${step.why}`);
   return 0;
 }

@@ -103,6 +103,19 @@ export function createMetrics(src: MetricsSources, opts: { processMetrics?: bool
   derived(registry, 'tessera_handshake_state', 'Per-flow handshake entries held by each worker (bounded).', 'gauge', perQueue((s) =>
     s.handshake ? [[{ map: 'server' }, s.handshake.serverState], [{ map: 'client' }, s.handshake.clientState]] : [],
   ));
+  // UDP (issue 13): the exchange's outcomes and reasons, its state, and control packets sent.
+  derived(registry, 'tessera_udp_verdicts_total', 'UDP datagrams judged per outcome (authorized, refused, dropped, passed: a control packet consumed).', 'counter', perQueue((s) =>
+    s.udp ? [[{ verdict: 'authorized' }, s.udp.authorized], [{ verdict: 'refused' }, s.udp.refused], [{ verdict: 'dropped' }, s.udp.dropped], [{ verdict: 'passed' }, s.udp.passed]] : [],
+  ));
+  derived(registry, 'tessera_udp_reasons_total', 'UDP datagrams per reason code.', 'counter', perQueue((s) =>
+    s.udp ? Object.entries(s.udp.byReason).map(([reason, n]) => [{ reason }, n] as [Record<string, string>, number]) : [],
+  ));
+  derived(registry, 'tessera_udp_state', 'Per-flow UDP exchange entries held by each worker (bounded).', 'gauge', perQueue((s) =>
+    s.udp ? [[{ map: 'server' }, s.udp.serverState], [{ map: 'client' }, s.udp.clientState]] : [],
+  ));
+  derived(registry, 'tessera_udp_control_sent_total', 'UDP exchange control packets sent by raw socket (Reply, Confirm), and send errors.', 'counter', perQueue((s) =>
+    s.udp ? [[{ result: 'sent' }, s.udp.sent], [{ result: 'error' }, s.udp.sendErrors]] : [],
+  ));
   derived(registry, 'tessera_pus', 'Protected processing units.', 'gauge', () => [{ labels: {}, value: src.puCount() }]);
   derived(registry, 'tessera_ready', '1 when rules are applied, workers bound and a policy loaded (what /readyz answers).', 'gauge', () => [{ labels: {}, value: src.ready() ? 1 : 0 }]);
   const fleet = (pick: (f: NonNullable<ReturnType<NonNullable<MetricsSources['fleet']>>>) => number | null) => () => {

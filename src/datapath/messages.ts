@@ -2,6 +2,8 @@
 // crosses postMessage, so it is structured-cloneable (KeyObjects are).
 
 import type { EdgeTableJson } from '../learn/edges.js';
+import type { UdpPathStats } from './udp/path.js';
+import type { UdpOptions } from './udp/exchange.js';
 import type { KeyObject } from 'node:crypto';
 import type { FlowRecord, HandshakeOptions, HandshakeStats } from './handshake/handshake.js';
 
@@ -24,6 +26,8 @@ export interface WorkerConfig {
   hostSecret: Uint8Array;
   clockSkewSeconds: number;
   handshake: Partial<HandshakeOptions>;
+  /** UDP exchange options (issue 13); absent: its defaults. */
+  udp?: Partial<UdpOptions>;
   /** Policy file text (the daemon validated it), or null for the built-in default. */
   policyText: string | null;
 }
@@ -98,6 +102,8 @@ export interface WorkerStats {
   errors: number;
   /** Accept records counted but not sent (nobody followed or logged them), cumulative. */
   unsentAccepts?: number;
+  /** The UDP exchange (issue 13), when this worker judges UDP. */
+  udp?: UdpPathStats;
 }
 
 /**
@@ -123,10 +129,14 @@ export type FlowTuple = [
   remoteLabels: readonly string[] | null,
   observed: readonly string[] | null,
   mode?: 'learn' | 'audit' | null,
+  /** Absent or null: tcp. */
+  protocol?: 'udp' | null,
 ];
 
 export function flowToTuple(r: FlowRecord): FlowTuple {
-  return [r.time, r.direction, r.stage, r.verdict, r.reason, r.ruleId, r.localPu, r.localLabels, r.localPort, r.remoteAddr, r.remotePort, r.remoteHost, r.remotePu, r.remoteLabels, r.observed ?? null, r.mode ?? null];
+  const t: FlowTuple = [r.time, r.direction, r.stage, r.verdict, r.reason, r.ruleId, r.localPu, r.localLabels, r.localPort, r.remoteAddr, r.remotePort, r.remoteHost, r.remotePu, r.remoteLabels, r.observed ?? null, r.mode ?? null];
+  if (r.protocol === 'udp') t.push('udp');
+  return t;
 }
 
 export function flowFromTuple(t: FlowTuple): FlowRecord {
@@ -148,6 +158,7 @@ export function flowFromTuple(t: FlowTuple): FlowRecord {
   };
   if (t[14] !== null) r.observed = t[14];
   if (t[15]) r.mode = t[15];
+  if (t[16] === 'udp') r.protocol = 'udp';
   return r;
 }
 

@@ -10,6 +10,7 @@ import { createHandshakeCrypto } from './crypto.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
 import { drainObserved } from '../learn/observer.js';
 import { Lru } from '../identity/lru.js';
+import { createUdpPath } from './udp/path.js';
 import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type SnapshotDelta, type ToWorker, type WorkerConfig } from './messages.js';
 
 const config = workerData as WorkerConfig;
@@ -109,6 +110,8 @@ function makeHandshake(nsPuIndex?: number): Handshake | null {
 }
 
 const handshake = makeHandshake();
+/** UDP of PUs (issue 13): its own exchange and raw sender, host queue only. */
+const udp = crypto ? createUdpPath({ crypto, policy: () => policy, puByIndex: (i) => pusByIndex.get(i), onFlow, options: config.udp }) : null;
 
 let flushTimer: NodeJS.Timeout | null = null;
 function flushFlows(): void {
@@ -136,6 +139,7 @@ function consumer(get: () => NativeQueue, hs: Handshake | null): (count: number)
       }
       const off = meta[base + 1]!;
       const len = meta[base + 2]!;
+      if (udp && hs === handshake && udp.take(queue, id, data, off, len, meta[base + 4]!, meta[base + 3]!, out)) continue;
       try {
         const t0 = performance.now();
         // A plain Uint8Array view (not a Buffer), so that .slice() in pure code copies.
@@ -237,6 +241,7 @@ function sendStats(): void {
       handling,
       errors,
       unsentAccepts,
+      ...(udp ? { udp: udp.stats() } : {}),
     },
   });
 }

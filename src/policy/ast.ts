@@ -20,6 +20,7 @@ export const RULE_KEYS = [
   'ports',
   'action',
   'reject',
+  'protocol',
 ] as const;
 export const MODE_KEYS = ['select', 'mode'] as const;
 export const OPERATORS = ['eq', 'ne', 'in', 'notIn', 'exists'] as const;
@@ -29,6 +30,10 @@ export const MAX_RULES = 10_000;
 
 export const DIR_INGRESS = 1;
 export const DIR_EGRESS = 2;
+/** Rule protocols (RuleAst.protocols), a bit each; a rule without `protocol:` has both. */
+export const PROTO_TCP = 1;
+export const PROTO_UDP = 2;
+export const PROTO_ANY = PROTO_TCP | PROTO_UDP;
 
 export type PeerAst =
   | { readonly kind: 'any' }
@@ -47,6 +52,8 @@ export interface RuleAst {
   readonly same: null | true | readonly string[];
   /** Sorted, merged [lo, hi] pairs; null = every port. */
   readonly ports: Int32Array | null;
+  /** PROTO_TCP | PROTO_UDP as written (`protocol`); PROTO_ANY when absent. */
+  readonly protocols: number;
   readonly action: PolicyAction;
   readonly reject: RejectMode | undefined;
 }

@@ -98,6 +98,7 @@ function analyze(rules: readonly CompiledRule[], file: string): PolicyError[] {
       if (ra.action === 2 || !a.satisfiable) continue;
       const covered =
         (rb.dirs & ~ra.dirs) === 0 &&
+        (rb.ast.protocols & ~ra.ast.protocols) === 0 &&
         portsCover(ra.ports, rb.ports) &&
         coversPeer(a.from, b.from) &&
         coversPeer(a.to, b.to) &&
@@ -111,7 +112,7 @@ function analyze(rules: readonly CompiledRule[], file: string): PolicyError[] {
         break;
       }
       if (rb.action === 2 || outcome(ra) === outcome(rb)) continue;
-      if ((ra.dirs & rb.dirs) === 0 || !portsIntersect(ra.ports, rb.ports)) continue;
+      if ((ra.dirs & rb.dirs) === 0 || (ra.ast.protocols & rb.ast.protocols) === 0 || !portsIntersect(ra.ports, rb.ports)) continue;
       for (const side of ['from', 'to'] as const) {
         const pa = a[side];
         const pb = b[side];

@@ -5,7 +5,7 @@
 
 import { cidrHas, parseAddressInto, v4Mapped, wordsFromBytes, type Cidr } from './cidr.js';
 import { parsePolicyText } from './parse.js';
-import { DIR_EGRESS, DIR_INGRESS, type PeerAst, type PolicyAst, type RuleAst } from './ast.js';
+import { DIR_EGRESS, DIR_INGRESS, PROTO_TCP, PROTO_UDP, type PeerAst, type PolicyAst, type RuleAst } from './ast.js';
 import { compileTerms, labelInfo, termsMatch, type CompiledTerm, type LabelInfo } from './selector.js';
 import { hasLaxModes, modeOf, type PuMode } from './modes.js';
 import type { CompileOptions, CompileResult, Endpoint, Policy, PolicyDecision, PolicyRequest } from './types.js';
@@ -191,6 +191,7 @@ function evaluator(p: CompiledPolicy, dir: number): (req: PolicyRequest) => Poli
   const addr = newPeerAddr();
   return (req) => {
     const port = req.port;
+    const proto = req.protocol === 'udp' ? PROTO_UDP : PROTO_TCP;
     const ci = info(req.client);
     const si = info(req.server);
     const remote = ingress ? ci : si;
@@ -199,6 +200,7 @@ function evaluator(p: CompiledPolicy, dir: number): (req: PolicyRequest) => Poli
     for (let i = 0; i < list.length; i++) {
       const r = list[i]!;
       if (r.ports !== null && !portMatches(r.ports, port)) continue;
+      if ((r.ast.protocols & proto) === 0) continue;
       const cm = r.client;
       if (cm.kind === 1) {
         if (ci === null || !termsMatch(cm.terms, ci.map)) continue;

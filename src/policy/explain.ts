@@ -3,7 +3,7 @@
 // decision always equals the fast path's.
 
 import { TesseraError } from '../errors.js';
-import { DIR_EGRESS, DIR_INGRESS, type PeerAst, type RuleAst } from './ast.js';
+import { DIR_EGRESS, DIR_INGRESS, PROTO_ANY, PROTO_TCP, PROTO_UDP, type PeerAst, type RuleAst } from './ast.js';
 import {
   compiledOf,
   decisionIn,
@@ -33,9 +33,13 @@ function peerText(p: PeerAst): string {
   return p.cidrs.map((c) => c.text).join(', ');
 }
 
+function protoText(p: number): string {
+  return p === PROTO_ANY ? 'tcp and udp' : p === PROTO_UDP ? 'udp' : 'tcp';
+}
+
 function ruleText(r: RuleAst): string {
   const same = r.same === null ? '' : r.same === true ? ', same user labels' : `, same ${r.same.join(', ')}`;
-  return `${r.action}${r.reject ? ` (${r.reject})` : ''}: from ${peerText(r.from)} to ${peerText(r.to)}, ${portsText(r.ports)}${same}`;
+  return `${r.action}${r.reject ? ` (${r.reject})` : ''}: from ${peerText(r.from)} to ${peerText(r.to)}, ${portsText(r.ports)}${r.protocols === PROTO_ANY ? '' : ` (${protoText(r.protocols)})`}${same}`;
 }
 
 /** Why a side does not match, or null when it matches. */
@@ -103,6 +107,10 @@ function explainSide(p: CompiledPolicy, dir: number, q: ExplainQuery): { decisio
     }
     if (!portMatches(r.ports, q.port)) {
       step(r, false, `port ${q.port} is not in ${portsText(r.ports)}`);
+      continue;
+    }
+    if ((a.protocols & (q.protocol === 'udp' ? PROTO_UDP : PROTO_TCP)) === 0) {
+      step(r, false, `protocol ${q.protocol ?? 'tcp'}: the rule is for ${protoText(a.protocols)} only`);
       continue;
     }
     const fm = peerMismatch('from', r.client, a.from, ci, ingress, q.peerAddr, addr);

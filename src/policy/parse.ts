@@ -13,7 +13,7 @@ import { parseCidr, cidrContains, type Cidr } from './cidr.js';
 import type { Op, Term } from './selector.js';
 import { PU_MODES, type PuMode } from './modes.js';
 import type { PolicyAction, PolicyError, RejectMode } from './types.js';
-import { DIR_EGRESS, DIR_INGRESS, MAX_RULES, MAX_TEXT, MODE_KEYS, OPERATORS, RULE_KEYS, TOP_KEYS, type ModeAst, type ParseResult, type PeerAst, type PolicyAst, type RuleAst } from './ast.js';
+import { DIR_EGRESS, DIR_INGRESS, PROTO_ANY, PROTO_TCP, PROTO_UDP, MAX_RULES, MAX_TEXT, MODE_KEYS, OPERATORS, RULE_KEYS, TOP_KEYS, type ModeAst, type ParseResult, type PeerAst, type PolicyAst, type RuleAst } from './ast.js';
 import { Entries, Reader, didYouMean, entries, offsetOf, oneOf, scalar, scalarList, show, type Entry } from './yaml-reader.js';
 
 const USER_KEY = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/;
@@ -204,9 +204,16 @@ function readRule(r: Reader, node: Node | null, index: number, fallback: number)
   let ports: Int32Array | null = null;
   const pE = e.get('ports');
   if (pE) ports = readPorts(r, pE);
+  // protocol: tcp, udp or any (the default): a rule about identities holds for both.
+  let protocols = PROTO_ANY;
+  const prE = e.get('protocol');
+  if (prE) {
+    const p = oneOf(r, prE, 'protocol', ['tcp', 'udp', 'any'] as const);
+    protocols = p === 'tcp' ? PROTO_TCP : p === 'udp' ? PROTO_UDP : PROTO_ANY;
+  }
 
   if (r.errors.length > errorsBefore || !action || !from || !to) return null;
-  return { index, id, line: pos.line, column: pos.column, dirs, from, to, same, ports, action, reject };
+  return { index, id, line: pos.line, column: pos.column, dirs, from, to, same, ports, protocols, action, reject };
 }
 
 function readPeer(r: Reader, e: Entries, labelsKey: 'from' | 'to', netKey: 'fromNetworks' | 'toNetworks'): PeerAst | null {

@@ -11,8 +11,10 @@ export interface PolicyRequest {
   readonly client: Endpoint | null;
   /** The server; null when the peer does not run Tessera. */
   readonly server: Endpoint | null;
-  /** Server TCP port. */
+  /** Server port (TCP or UDP). */
   readonly port: number;
+  /** The flow's transport; absent: 'tcp' (every TCP caller predates UDP). */
+  readonly protocol?: 'tcp' | 'udp';
   /**
    * The remote peer's IP address: the client on ingress, the server on egress. As text
    * ("10.0.0.53", "2001:db8::1") or as the 4 or 16 bytes of the packet (the datapath passes
@@ -84,6 +86,8 @@ export interface ExplainQuery {
   /** Server labels; null for a peer without Tessera. */
   readonly to: readonly string[] | null;
   readonly port: number;
+  /** The flow's transport; default 'tcp'. */
+  readonly protocol?: 'tcp' | 'udp';
   /** Which host's check to explain; default both (each side that runs Tessera). */
   readonly direction?: Direction | 'both';
   /** Address of the side that is null, for external-network rules. */

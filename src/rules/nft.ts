@@ -100,6 +100,20 @@ const inChainRule = (index: number): string => `meta mark set meta mark & ${hex(
 const outChainRule = (index: number): string => `meta mark set meta mark & ${hex(~PU_INDEX_MASK)} | ${hex(markForPuIndex(index))}`;
 const cgElem = (path: string, dir: 'in' | 'out', index: number): string => `"${path}" : goto ${dir}_${index}`;
 
+/**
+ * UDP's lines of a base chain: an authorized flow skips the lookup (iptables' TESSERA-UDP-*
+ * read only the connmark then); otherwise the socket's PU, as for TCP. No HOST_SOCK, no port
+ * sets: a datagram to no PU's socket is the host's own.
+ */
+function udpLookup(dir: 'in' | 'out', levels: readonly number[]): string[] {
+  return [
+    `    meta l4proto udp ct mark & ${hex(CT_AUTHORIZED | CT_PENDING)} == ${hex(CT_AUTHORIZED)} return`,
+    ...(dir === 'in' ? [`    meta l4proto udp meta mark set meta mark & ${hex(~LOOKUP_BITS)}`] : []),
+    ...levels.map((l) => `    meta l4proto udp socket cgroupv2 level ${l} vmap @${dir}_l${l}`),
+    ...(dir === 'out' ? ['    meta l4proto udp meta cgroup vmap @out_classid'] : []),
+  ];
+}
+
 /** The two base chains: the same rules whatever the PUs, a lookup per map. */
 function baseChains(levels: readonly number[]): string[] {
   return [
@@ -117,12 +131,15 @@ function baseChains(levels: readonly number[]): string[] {
     // Not on a port judged by number (a PU the lookup cannot name listens there): the worker
     // then consults its port map.
     `    meta l4proto tcp meta mark & ${hex(PORT_SERVER)} == 0 socket wildcard { 0, 1 } meta mark set meta mark | ${hex(HOST_SOCK)}`,
+    // UDP (issue 13): the local socket a datagram is for, a PU's or not (PU_DEST).
+    ...udpLookup('in', levels),
     '  }',
     '  chain lookup_out {',
     `    type filter hook output priority ${OUTPUT_PRIORITY}; policy accept;`,
     `    ${authorizedReturn}`,
     ...levels.map((l) => `    meta l4proto tcp socket cgroupv2 level ${l} vmap @out_l${l}`),
     '    meta l4proto tcp meta cgroup vmap @out_classid',
+    ...udpLookup('out', levels),
     '  }',
   ];
 }

@@ -10,6 +10,7 @@
 
 import { TesseraError } from '../errors.js';
 import { isRulePath, type Cgroup2Ref, type NftSpec } from './nft.js';
+import { UDP_CHAINS, udpChains, udpJump, udpReject } from './udp.js';
 import {
   CT_AUTHORIZED,
   CT_CLIENT_PENDING,
@@ -279,9 +280,27 @@ export function buildRuleset(spec: RulesetSpec): Ruleset {
   validate(spec);
   // Same rules for both families today; bridge PUs (-d IP) will make them differ.
   const tables = (): Partial<Record<TableName, TableRules>> => ({ mangle: buildMangle(spec), filter: buildFilter() });
+  // UDP (issue 13): chains of its own, entered first from INPUT and POSTROUTING, on the host
+  // (a container namespace's UDP is not judged yet: docs/security-model.md).
+  const withUdp = (family: Family, t: Partial<Record<TableName, TableRules>>): Partial<Record<TableName, TableRules>> => {
+    if (spec.namespacePu !== undefined || !t.mangle || !t.filter) return t;
+    const queue = queueTarget(spec.queue);
+    const m = t.mangle.chains;
+    const mangle: TableRules = {
+      chains: {
+        ...m,
+        [CHAINS.input]: [udpJump(UDP_CHAINS.in), ...m[CHAINS.input]!],
+        [CHAINS.postrouting]: [udpJump(UDP_CHAINS.out), ...m[CHAINS.postrouting]!],
+        ...udpChains(family, queue),
+      },
+      jumps: t.mangle.jumps,
+    };
+    const filter: TableRules = { chains: { ...t.filter.chains, [CHAINS.reject]: [...t.filter.chains[CHAINS.reject]!, udpReject(family)] }, jumps: t.filter.jumps };
+    return { ...t, mangle, filter };
+  };
   // A container namespace is all one PU: no lookup needed there.
   const nft: NftSpec = { pus: spec.pus, serverPorts: spec.serverPorts, guardPorts: spec.guardPorts ?? spec.serverPorts };
-  return { ipv4: tables(), ipv6: tables(), ...(spec.namespacePu === undefined ? { nft } : {}) };
+  return { ipv4: withUdp('ipv4', tables()), ipv6: withUdp('ipv6', tables()), ...(spec.namespacePu === undefined ? { nft } : {}) };
 }
 
 /** A ruleset with no chains: the reconciler then removes everything of ours. */

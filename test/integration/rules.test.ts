@@ -145,7 +145,7 @@ describe.runIf(isRoot)('rules reconciler on real iptables', () => {
     const { removed, skipped } = await rec.removeAll();
     expect(skipped).toEqual([]);
     // ipv4: 7 chains + 5 jumps + 2 stale chains + 1 raw jump + 1 DOCKER reference; ipv6: 7 + 5; table inet tessera.
-    expect(removed).toBe(7 + 5 + 2 + 1 + 1 + 7 + 5 + 1);
+    expect(removed).toBe(10 + 5 + 2 + 1 + 1 + 10 + 5 + 1); // 10 chains a family: 3 of them UDP's (issue 13)
     const after4 = await save('iptables-save');
     const after6 = await save('ip6tables-save');
     expect(after4).not.toMatch(/TESSERA/);

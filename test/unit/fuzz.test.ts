@@ -30,6 +30,12 @@ import { createDefaultPolicy } from '../../src/policy/index.js';
 import { createCa, createEphemeralKey, createSecret, createTokenIssuer, type TokenIssuer } from '../../src/identity/index.js';
 import { markForPuIndex, OP_SET_SERVER_PENDING } from '../../src/marks.js';
 import { build } from './packet/helpers.js';
+import { createUdpExchange, type UdpExchange } from '../../src/datapath/udp/exchange.js';
+import { parseUdp, writeUdp } from '../../src/datapath/udp/packet.js';
+import { decodeControl } from '../../src/datapath/udp/wire.js';
+import { HOOK_LOCAL_IN } from '../../src/datapath/handshake/verdict.js';
+import { PU_DEST } from '../../src/marks.js';
+import { issue } from './datapath/handshake-helpers.js';
 import { repair } from './datapath/handshake-helpers.js';
 import { caHost } from './identity/helpers.js';
 
@@ -287,6 +293,82 @@ describe('fuzz: parsers and handshake never throw on hostile bytes', () => {
     expect(outcomes['bad-mac'] ?? 0).toBeGreaterThan(0);
     expect(outcomes['malformed'] ?? 0).toBeGreaterThan(0);
     expect(accepted).toBeLessThan(50_000 / 10);
+  });
+
+  it('UDP exchange (issue 13): control decoder on random bytes, and the whole exchange on mutated Hello/Reply/Confirm', async () => {
+    const psk = createSecret();
+    const mk = async (name: string): Promise<() => UdpExchange> => {
+      const issuer = createTokenIssuer({ mode: 'psk', hostId: name, psk });
+      const pu = { index: 1, id: `${name}-1`, labels: ['app=dns'], tokens: [await issue(issuer, `${name}-1`, ['app=dns'])] };
+      const crypto = createHandshakeCrypto({ mode: 'psk', secret: psk }, createSecret(), 30);
+      const policy = createDefaultPolicy();
+      return () => createUdpExchange({ crypto, policy: () => policy, puByIndex: (i) => (i === 1 ? pu : undefined), now: Date.now, onFlow: () => undefined });
+    };
+    const [freshA, freshB] = [await mk('ua'), await mk('ub')];
+    const out = new Uint8Array(65536);
+    const dg = (src: number[], dst: number[], sport: number, dport: number, payload: Uint8Array): Uint8Array => {
+      const t = new Uint8Array(28);
+      t.set([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, ...src, ...dst, sport >> 8, sport & 0xff, dport >> 8, dport & 0xff, 0, 8]);
+      const o = new Uint8Array(4000);
+      return o.slice(0, writeUdp(t, parseUdp(t) as never, false, payload, o, 4000));
+    };
+    /** Recompute both checksums of a mutated datagram, as its sender would. */
+    const fix = (b: Uint8Array): Uint8Array => {
+      const p = parseUdp(b);
+      if (p === 'bad-packet') return b;
+      const o = new Uint8Array(4000);
+      const n = writeUdp(b, p, false, b.slice(p.payloadOffset, p.payloadOffset + p.payloadLength), o, 4000);
+      return n < 0 ? b : o.slice(0, n);
+    };
+    const SERVER = (PU_DEST | markForPuIndex(1)) >>> 0;
+    // An intact exchange to mutate.
+    const a = freshA();
+    const b = freshB();
+    const q = new Uint8Array(40).fill(0x71);
+    const hello = new Uint8Array(out.subarray(0, a.handle(dg([10, 213, 130, 1], [10, 213, 130, 2], 40000, 53, q), HOOK_POST_ROUTING, markForPuIndex(1), out).length));
+    const reply = b.handle(hello, HOOK_LOCAL_IN, SERVER, out).emit[0]!;
+    const confirm = a.handle(reply, HOOK_LOCAL_IN, SERVER, out).emit[0]!;
+    expect(b.handle(confirm, HOOK_LOCAL_IN, SERVER, out).reason).toBe('ok');
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+        guard(() => {
+          if (typeof decodeControl(bytes) === 'string') counts.refused++;
+          if (parseUdp(bytes) === 'bad-packet') counts.refused++;
+          else counts.parsedOk++;
+        });
+      }),
+      { numRuns: 200_000 },
+    );
+    const reasons: Record<string, Record<string, number>> = { hello: {}, reply: {}, confirm: {} };
+    const RUNS = 6_000;
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 }), fc.array(fc.tuple(fc.nat(), fc.nat(255)), { minLength: 1, maxLength: 4 }), (which, flips) => {
+        guard(() => {
+          const m = [hello, reply, confirm][which]!.slice();
+          for (const [at, v] of flips) m[at % m.length] = v;
+          const pkt = fix(m);
+          // The receiver in the state an intact exchange leaves it in.
+          let d;
+          if (which === 1) {
+            const c = freshA();
+            c.handle(dg([10, 213, 130, 1], [10, 213, 130, 2], 40000, 53, q), HOOK_POST_ROUTING, markForPuIndex(1), out);
+            d = c.handle(pkt, HOOK_LOCAL_IN, SERVER, out);
+          } else {
+            const s = freshB();
+            if (which === 2) s.handle(hello, HOOK_LOCAL_IN, SERVER, out);
+            d = s.handle(pkt, HOOK_LOCAL_IN, SERVER, out);
+          }
+          const r = reasons[['hello', 'reply', 'confirm'][which]!]!;
+          r[d.reason] = (r[d.reason] ?? 0) + 1;
+          if (d.reason !== 'ok') counts.refused++;
+        });
+      }),
+      { numRuns: RUNS },
+    );
+    console.log(`fuzz (udp): 200000 random control packets and datagrams, ${RUNS} mutated exchange packets; reasons per step: ${JSON.stringify(reasons)}`);
+    expect(reasons.reply!['bad-mac'] ?? 0).toBeGreaterThan(0);
+    expect(reasons.confirm!['replay'] ?? 0).toBeGreaterThan(0);
+    expect((reasons.hello!['bad-signature'] ?? 0) + (reasons.hello!['malformed'] ?? 0)).toBeGreaterThan(0);
   });
 
   it('summary', () => {

@@ -184,14 +184,52 @@ describe('default deny, as the rules say it', () => {
 
   it('--fail-open (queue bypass) leaves the refusing rules out: unjudged handshakes would never be authorized', () => {
     const open = buildRuleset({ ...spec, queue: { ...spec.queue, bypass: true } }).ipv4.mangle!;
-    const drops = Object.values(open.chains).flat().filter((r) => r.includes('DROP'));
+    // (TESSERA-UDP-APPLY's DROP consumes our own control packets after a verdict: not a refusal.)
+    const drops = Object.entries(open.chains).filter(([c]) => c !== 'TESSERA-UDP-APPLY').flatMap(([, r]) => r).filter((r) => r.includes('DROP'));
     expect(drops).toEqual([]);
     expect(Object.values(host.mangle.chains).flat().filter((r) => r.includes('DROP')).length).toBeGreaterThan(0);
   });
 
-  it('UDP and other protocols are not touched (UDP is not authorized yet: docs/security-model.md)', () => {
-    expect(egress(host, { flags: [], dport: 53, classid: PU.classid, protocol: 'udp' }).outcome).toBe('pass');
-    expect(ingress(host, { flags: [], dport: 80, protocol: 'udp' }).outcome).toBe('pass');
+  it("UDP of a PU is authorized, queued, or (with no worker) dropped; the host's own UDP is never touched (issue 13)", () => {
+    const P4S = { cgroup: 't/p4' };
+    // Egress: a PU's datagram of a flow not authorized goes to the queue (no worker: dropped
+    // by NFQUEUE without --queue-bypass); authorized flows stay in the kernel.
+    for (const connmark of CONNMARKS) {
+      for (const sender of [{ classid: PU.classid }, P4S]) {
+        const o = egress(host, { flags: [], dport: 53, protocol: 'udp', connmark, ...sender });
+        const auth = ((connmark & (CT_AUTHORIZED | CT_PENDING)) >>> 0) === CT_AUTHORIZED;
+        expect(o.outcome, `udp out connmark ${connmark}`).toBe(auth ? 'pass' : 'queue');
+      }
+      // The host's own (resolver, NTP, our raw control packets): never.
+      for (const nfmark of [0, markForPuIndex(3), 0x4000]) {
+        const h = egress(host, { flags: [], dport: 53, protocol: 'udp', connmark, nfmark });
+        expect(h.outcome, `host udp out connmark ${connmark} mark ${nfmark}`).toBe('pass');
+        expect(h.nfmark & NFMARK_MASK).toBe(0);
+      }
+      // Ingress to a PU's socket: queued unless authorized; to the host's socket: untouched.
+      const toPu = ingress(host, { flags: [], dport: 5353, protocol: 'udp', connmark, socketOf: P4.index });
+      const auth = ((connmark & (CT_AUTHORIZED | CT_PENDING)) >>> 0) === CT_AUTHORIZED;
+      expect(toPu.outcome, `udp in connmark ${connmark}`).toBe(auth ? 'pass' : 'queue');
+      for (const socketOf of ['host', undefined] as const) {
+        for (const magic of [false, true]) {
+          const h = ingress(host, { flags: [], dport: 53, protocol: 'udp', connmark: auth ? 0 : connmark, socketOf, magic });
+          expect(h.outcome, `host udp in ${String(socketOf)} magic ${magic}`).toBe('pass');
+        }
+      }
+    }
+    // A control packet on an authorized flow is queued, never delivered.
+    expect(ingress(host, { flags: [], dport: 5353, protocol: 'udp', connmark: CT_AUTHORIZED, socketOf: P4.index, magic: true }).outcome).toBe('queue');
+    // A verdict with an op authorizes the flow; with REJECT_BIT the control packet is consumed.
+    const ok = walk(host.mangle, 'TESSERA-INPUT', { flags: [], dport: 5353, protocol: 'udp', nfmark: OP_SET_CLIENT_PENDING });
+    expect(ok.outcome).toBe('accept');
+    expect((ok.connmark & CT_AUTHORIZED) >>> 0).toBe(CT_AUTHORIZED);
+    const eaten = walk(host.mangle, 'TESSERA-INPUT', { flags: [], dport: 5353, protocol: 'udp', nfmark: (OP_SET_CLIENT_PENDING | 0x2000_0000) >>> 0 });
+    expect(eaten.outcome).toBe('drop');
+    expect((eaten.connmark & CT_AUTHORIZED) >>> 0).toBe(CT_AUTHORIZED);
+    // A PU's SO_MARK cannot forge the op: TESSERA-OUTPUT cleared it before POSTROUTING.
+    const forged = egress(host, { flags: [], dport: 53, protocol: 'udp', nfmark: OP_SET_CLIENT_PENDING | markForPuIndex(3) });
+    expect(forged.outcome).toBe('pass');
+    expect(forged.connmark).toBe(0);
   });
 });
 

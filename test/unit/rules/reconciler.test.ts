@@ -111,8 +111,8 @@ describe('reconciler', () => {
     // Stale leftovers of an older version, in raw and nat, with a conditional jump.
     fake.restore('ipv4', '*raw\n:TESSERA-RAW - [0:0]\n-A TESSERA-RAW -j RETURN\n-A PREROUTING -p tcp -j TESSERA-RAW\nCOMMIT\n*nat\n:TESSERA-NAT - [0:0]\n-A DOCKER -j TESSERA-NAT\nCOMMIT\n');
     const { removed, skipped } = await rec.removeAll();
-    // ipv4: 7 chains + 5 jumps in mangle/filter, 2 stale chains + 2 references; ipv6: 7 + 5; table inet tessera.
-    expect(removed).toBe(7 + 5 + 2 + 2 + 7 + 5 + 1);
+    // ipv4: 10 chains (3 of them UDP's) + 5 jumps in mangle/filter, 2 stale chains + 2 references; ipv6: 10 + 5; table inet tessera.
+    expect(removed).toBe(10 + 5 + 2 + 2 + 10 + 5 + 1);
     expect(fake.nftTable).toBeNull();
     expect(skipped).toEqual([]);
     const after = (['ipv4', 'ipv6'] as const).map((f) => ['filter', 'nat', 'mangle', 'raw'].map((t) => withoutOurs(fake.dump(f, t))));

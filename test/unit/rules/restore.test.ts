@@ -87,7 +87,7 @@ describe('restore text', () => {
 
   it('notices a jump that is no longer first, or present twice', () => {
     const rs = buildRuleset(spec);
-    const base = `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:TESSERA-REJECT - [0:0]\n-A TESSERA-REJECT ${rs.ipv4.filter!.chains['TESSERA-REJECT']![0]!.join(' ')}\n`;
+    const base = `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:TESSERA-REJECT - [0:0]\n${rs.ipv4.filter!.chains['TESSERA-REJECT']!.map((r) => `-A TESSERA-REJECT ${r.join(' ')}\n`).join('')}`;
     const notFirst = base + '-A INPUT -j DROP_FOREIGN\n-A INPUT -j TESSERA-REJECT\nCOMMIT\n';
     const d1 = planFamily(parseSave(notFirst), { filter: rs.ipv4.filter! }).differences;
     expect(d1).toEqual(['filter: jump INPUT -> TESSERA-REJECT is rule 2, not 1']);

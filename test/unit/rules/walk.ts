@@ -22,6 +22,8 @@ export interface Pkt {
   tracked?: boolean;
   /** The packet goes in conntrack's reply direction (e.g. a reset answering the peer). */
   reply?: boolean;
+  /** UDP: the payload starts with the exchange's magic (udp/wire.ts) at the plain-header offset. */
+  magic?: boolean;
 }
 
 export type Outcome = 'queue' | 'drop' | 'accept' | 'pass';
@@ -80,6 +82,10 @@ export function walk(table: TableRules, start: string, pkt: Pkt): Walk {
         } else if (a === '--ctstate') {
           if (r[++i] !== 'INVALID,UNTRACKED') throw new Error(`walk: unknown ctstate ${r[i]}`);
           m = pkt.tracked === false;
+        }
+        else if (a === '--u32') {
+          if (!/=0x7e557501"$/.test(r[++i]!)) throw new Error(`walk: unknown u32 ${r[i]}`);
+          m = pkt.protocol === 'udp' && !!pkt.magic;
         }
         else if (a === '--tcp-option') m = !!pkt.tagged && r[++i] === '253';
         else if (a === '--cgroup') m = (pkt.classid ?? 0) === Number(r[++i]) && (pkt.classid ?? 0) !== 0;
@@ -206,19 +212,25 @@ export function walkNft(text: string, chain: 'lookup_in' | 'lookup_out', pkt: Nf
       if ((m = r.match(/^tcp flags & \(fin \| syn \| rst \| ack\) != syn ct mark & (0x[0-9a-f]+) == (0x[0-9a-f]+) return$/))) {
         const tracked = pkt.tracked !== false;
         if (tcp && (flags & 0x17) !== FLAG.SYN && tracked && ((pkt.connmark ?? 0) & Number(m[1])) >>> 0 === Number(m[2])) return;
-      } else if ((m = r.match(/^meta l4proto tcp (meta mark set .*)$/))) {
-        if (tcp) setMark(m[1]!);
+      } else if ((m = r.match(/^meta l4proto udp ct mark & (0x[0-9a-f]+) == (0x[0-9a-f]+) return$/))) {
+        if (!tcp && pkt.tracked !== false && ((pkt.connmark ?? 0) & Number(m[1])) >>> 0 === Number(m[2])) return;
+      } else if ((m = r.match(/^meta l4proto (tcp|udp) (meta mark set .*)$/))) {
+        if (tcp === (m[1] === 'tcp')) setMark(m[2]!);
       } else if ((m = r.match(/^tcp dport @(\w+) (meta mark set .*)$/))) {
         if (tcp && sets.get(m[1]!)!.has(pkt.dport)) setMark(m[2]!);
-      } else if ((m = r.match(/^meta l4proto tcp socket cgroupv2 level (\d+) vmap @(\w+)$/))) {
+      } else if ((m = r.match(/^meta l4proto (tcp|udp) socket cgroupv2 level (\d+) vmap @(\w+)$/))) {
+        if (tcp !== (m[1] === 'tcp')) continue;
+        m = [m[0], m[2]!, m[3]!] as unknown as RegExpMatchArray;
         const level = Number(m[1]);
         const parts = (pkt.cgroup ?? '').split('/').filter(Boolean);
         const found = chain === 'lookup_out' || pkt.fullSocket !== false;
-        if (!tcp || !found || pkt.cgroup === undefined || parts.length < level) continue;
+        if (!found || pkt.cgroup === undefined || parts.length < level) continue;
         const target = maps.get(m[2]!)!.get(`${mount}/${parts.slice(0, level).join('/')}`);
         if (target) return run(target, depth + 1);
-      } else if ((m = r.match(/^meta l4proto tcp meta cgroup vmap @(\w+)$/))) {
-        const target = tcp && pkt.classid ? maps.get(m[1]!)!.get(`0x${pkt.classid.toString(16)}`) : undefined;
+      } else if ((m = r.match(/^meta l4proto (tcp|udp) meta cgroup vmap @(\w+)$/))) {
+        if (tcp !== (m[1] === 'tcp')) continue;
+        m = [m[0], m[2]!] as unknown as RegExpMatchArray;
+        const target = pkt.classid ? maps.get(m[1]!)!.get(`0x${pkt.classid.toString(16)}`) : undefined;
         if (target) return run(target, depth + 1);
       } else if ((m = r.match(/^meta l4proto tcp meta mark & (0x[0-9a-f]+) == 0 socket wildcard \{ 0, 1 \} (meta mark set .*)$/))) {
         if (tcp && (nfmark & Number(m[1])) === 0 && pkt.cgroup !== undefined && pkt.fullSocket !== false) setMark(m[2]!);

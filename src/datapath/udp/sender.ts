@@ -1,0 +1,100 @@
+// Sends the UDP exchange's control packets (complete IP packets the pure exchange built) from
+// a worker, with raw sockets of protocol IPPROTO_RAW: send-only (nothing is ever received on
+// them), the IP header ours (IPv4: IP_HDRINCL is implied; IPv6: IPV6_HDRINCL). The packets
+// leave from no PU's socket, so our egress rules call them the host's own.
+//
+// raw-socket is an optional dependency: without it the exchange cannot answer, and every
+// PU's UDP flow stays refused (fail closed), with one log line.
+
+import { createRequire } from 'node:module';
+
+const IPPROTO_RAW = 255;
+const IPV6_HDRINCL = 36;
+
+interface RawWrap {
+  send(buf: Buffer, offset: number, length: number, address: string, cb: (bytes: number) => void): void;
+}
+interface RawSocket {
+  wrap: RawWrap;
+  pauseRecv(): void;
+  setOption(level: number, option: number, value: Buffer, length: number): void;
+  on(ev: 'error', f: (err: Error) => void): void;
+  close(): void;
+}
+
+export interface UdpSender {
+  /** Send one packet; false when it could not be (no raw socket, a send error). */
+  send(packet: Uint8Array): boolean;
+  readonly sent: number;
+  readonly errors: number;
+  close(): void;
+}
+
+function addressOf(p: Uint8Array): string {
+  if (p[0]! >> 4 === 4) return `${p[16]}.${p[17]}.${p[18]}.${p[19]}`;
+  const g: string[] = [];
+  for (let i = 24; i < 40; i += 2) g.push(((p[i]! << 8) | p[i + 1]!).toString(16));
+  return g.join(':');
+}
+
+export function createUdpSender(log: (message: string) => void): UdpSender {
+  let v4: RawSocket | null = null;
+  let v6: RawSocket | null = null;
+  let sent = 0;
+  let errors = 0;
+  let warned = false;
+  try {
+    const raw = createRequire(import.meta.url)('raw-socket') as {
+      createSocket(o: { protocol: number; addressFamily: number }): RawSocket;
+      AddressFamily: { IPv4: number; IPv6: number };
+      SocketLevel: { IPPROTO_IPV6: number };
+    };
+    v4 = raw.createSocket({ protocol: IPPROTO_RAW, addressFamily: raw.AddressFamily.IPv4 });
+    v4.pauseRecv();
+    v4.on('error', () => errors++);
+    try {
+      v6 = raw.createSocket({ protocol: IPPROTO_RAW, addressFamily: raw.AddressFamily.IPv6 });
+      v6.pauseRecv();
+      v6.setOption(raw.SocketLevel.IPPROTO_IPV6, IPV6_HDRINCL, Buffer.from([1, 0, 0, 0]), 4);
+      v6.on('error', () => errors++);
+    } catch {
+      v6 = null; // a kernel without IPv6
+    }
+  } catch (err) {
+    log(`UDP exchange cannot send control packets (raw-socket: ${(err as Error).message}); UDP flows of PUs stay refused`);
+    warned = true;
+  }
+  return {
+    send(packet) {
+      const s = packet[0]! >> 4 === 4 ? v4 : v6;
+      if (!s) {
+        errors++;
+        if (!warned) {
+          warned = true;
+          log('UDP exchange: no raw socket for this address family; UDP flows of PUs stay refused');
+        }
+        return false;
+      }
+      try {
+        const b = Buffer.from(packet.buffer, packet.byteOffset, packet.length);
+        // Synchronous sendto: an error throws; the callback only gets the byte count.
+        s.wrap.send(b, 0, b.length, addressOf(packet), () => undefined);
+        sent++;
+        return true;
+      } catch {
+        errors++;
+        return false;
+      }
+    },
+    get sent() {
+      return sent;
+    },
+    get errors() {
+      return errors;
+    },
+    close() {
+      v4?.close();
+      v6?.close();
+    },
+  };
+}

@@ -124,6 +124,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
         hostId: trust.hostId,
         ...(config.trust.mode === 'ca' ? { certificate: readFileSync(config.trust.certFile, 'utf8').trim() } : {}),
         policy,
+        applyTrust: (u) => datapath.apply({ removed: [], set: [], ...u }),
         health,
         log,
       }) : null;

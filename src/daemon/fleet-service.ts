@@ -10,6 +10,7 @@ import type { DaemonConfig } from './config.js';
 import type { HealthService } from './health.js';
 import { loadPolicyText } from './policy-source.js';
 import type { PolicyService } from './policy-service.js';
+import type { TrustUpdate } from '../datapath/messages.js';
 
 const CHECK_EVERY_MS = 5000;
 
@@ -25,6 +26,8 @@ export function startFleetService(o: {
   /** CA mode: this host's certificate, for the host directory. */
   certificate?: string;
   policy: PolicyService;
+  /** Hand a verified trust bundle to the workers (a snapshot delta: revoked, labelBindings, cas). */
+  applyTrust: (update: TrustUpdate) => void;
   health: HealthService;
   log: Logger;
 }): FleetService {
@@ -51,6 +54,10 @@ export function startFleetService(o: {
       const rev = /revision (\d+)/.exec(name)?.[1] ?? 'fleet';
       o.policy.adopt(loadPolicyText(text, name, rev, name), 'fleet bundle');
       o.health.recover('fleet-bundle');
+    },
+    applyTrust: (u, name) => {
+      o.applyTrust(u);
+      log.info({ revoked: u.revoked.length, labelBindings: u.labelBindings.length, cas: u.cas.length }, `applied ${name}`);
     },
     health: () => {
       const h = o.health.health();

@@ -6,7 +6,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { TesseraError } from '../errors.js';
-import type { PolicyPayload } from './bundle.js';
+import type { PolicyPayload, TrustPayload } from './bundle.js';
+import { trustUpdateOf } from './trust-ops.js';
 import { createBundleCache } from './cache.js';
 import { EtcdClient, type EtcdTls } from './etcd.js';
 import { readOperatorPublicFile } from './files.js';
@@ -36,6 +37,8 @@ export interface FleetLinkOptions {
   validatePolicy: (text: string, source: string) => string | null;
   /** Apply a verified, valid policy (the daemon's hot-reload path); throw to refuse. */
   applyPolicy: (text: string, name: string) => void;
+  /** Apply a verified trust bundle (revocations, label bindings, CAs) to the datapath, hot. */
+  applyTrust?: (update: ReturnType<typeof trustUpdateOf>, name: string) => void;
   health: () => { state: 'ok' | 'degraded'; problems: string[] };
   log: (level: 'info' | 'warn', message: string) => void;
   /** CA mode: this host's certificate, published in the host directory (hosts/<host>). */
@@ -102,7 +105,9 @@ export function startFleetLink(o: FleetLinkOptions): FleetLink {
         const p = a.bundle.payload as PolicyPayload;
         o.applyPolicy(p.text, `etcd policy revision ${a.bundle.revision} (${p.source}, sha256 ${a.digest.slice(0, 12)}, from ${a.source})`);
       }
-      // The trust bundle is verified and kept; feeding it to the handshake's CA list is issue 14's next step.
+      if (a.kind === 'trust' && o.applyTrust) {
+        o.applyTrust(trustUpdateOf(a.bundle.payload as TrustPayload), `etcd trust revision ${a.bundle.revision} (sha256 ${a.digest.slice(0, 12)}, from ${a.source})`);
+      }
       void publisher.publish();
     },
     onRefused: () => void publisher.publish(),

@@ -25,7 +25,9 @@ export type Reason =
   | 'bad-packet'
   | 'fast-open'
   | 'simultaneous-open'
-  | 'rate-limited';
+  | 'rate-limited'
+  | 'revoked'
+  | 'label-not-allowed';
 
 /** A token this host issued for one of its PUs (newest first in LocalPu.tokens). */
 export interface IssuedToken {
@@ -54,7 +56,7 @@ export interface VerifiedPeer {
 }
 export interface VerifyFailure {
   readonly ok: false;
-  readonly reason: 'malformed' | 'bad-signature' | 'untrusted-issuer' | 'expired' | 'not-yet-valid';
+  readonly reason: 'malformed' | 'bad-signature' | 'untrusted-issuer' | 'expired' | 'not-yet-valid' | 'revoked' | 'label-not-allowed';
 }
 
 /** The crypto the handshake needs; all synchronous (node:crypto), all cached by the provider. */

@@ -44,6 +44,24 @@ export const clusterRevoke = {
   positionals: { name: 'HOST', min: 1, max: 1 },
 } as const satisfies CommandSpec;
 
+export const clusterJoin = {
+  name: 'cluster join',
+  summary: "enroll a host: issue its certificate (short lifetime; again before expiry renews it) and publish its directory entry",
+  description: '',
+  options: [
+    cluster,
+    { name: 'ca', kind: 'string', arg: 'DIR/ca.json', required: true, help: 'the CA private file (mode 600)' },
+    { name: 'host', kind: 'string', arg: 'HOST', required: true, help: 'the host id the certificate is for' },
+    { name: 'out', kind: 'string', arg: 'DIR', required: true, help: 'writes DIR/HOST.cert and DIR/HOST.key.json (mode 600); an existing key is kept (renewal)' },
+    { name: 'days', kind: 'int', min: 1, max: 365, default: 7, help: 'certificate lifetime in days' },
+    { name: 'address', kind: 'string', arg: 'ADDR', multiple: true, defaultText: "this machine's non-loopback addresses", help: "the host's address, published with its handshake key" },
+    { name: 'state-dir', kind: 'string', arg: 'DIR', help: "the daemon's state directory: publish its handshake key (DIR/handshake.key) if it has one" },
+    ...tls,
+    prefix,
+    json,
+  ],
+} as const satisfies CommandSpec;
+
 export const trustPush = {
   name: 'trust push',
   summary: "sign and store the fleet's trust bundle: CA keys and labels bound to hosts (revocations are kept)",
@@ -80,8 +98,12 @@ the policy revision it applied, whether that is the stored one, its health and h
 its view of etcd is. A host that stops renewing its lease disappears from the list.
 keygen creates the operator key pair (Ed25519, separate from the CA's): bundles are
 signed with the private file (tessera policy push), daemons verify with the public one.
+join enrolls a host: a CA-issued certificate with a short lifetime (7 days by default;
+running join again with the same --out renews it, same key) and its entry in the host
+directory (certificate, handshake key, addresses). A daemon whose certificate has a third
+of its lifetime left reports health degraded (component certificate) until renewed.
 revoke HOST adds HOST to the signed trust bundle: every peer refuses its tokens (new
 connections, cached tokens included) with reason revoked once the bundle reaches it;
 --undo lifts it.`,
-  subcommands: [clusterStatus, clusterKeygen, clusterRevoke],
+  subcommands: [clusterStatus, clusterKeygen, clusterJoin, clusterRevoke],
 } as const satisfies GroupSpec;

@@ -10,6 +10,7 @@ import { readOperatorPublicFile } from '../fleet/files.js';
 import { clusterKeygen, clusterRevoke, clusterStatus, policyPush, trustPush } from './cluster-commands.js';
 import { parseBindArg, pushTrust, revokeHost } from '../fleet/trust-ops.js';
 import { parseCaPublicFile } from '../identity/index.js';
+import { joinCommand } from './cluster-join.js';
 import { printHelp, subcommandOf } from './common.js';
 import type { CliIo } from './output.js';
 import { parseCommand } from './spec.js';
@@ -140,5 +141,6 @@ export async function clusterCommand(args: string[], io: CliIo): Promise<number>
   const name = subcommandOf('cluster', sub);
   if (name === 'status') return statusCommand(rest, io);
   if (name === 'revoke') return revokeCommand(rest, io);
+  if (name === 'join') return joinCommand(rest, io, etcdError);
   return keygenCommand(rest, io);
 }

@@ -46,6 +46,11 @@ export interface TrustUpdate {
   labelBindings?: LabelBinding[];
   /** CA mode: the trusted CA public keys (replacing the configured ones); [] = the configured ones. */
   cas?: Record<string, unknown>[];
+  /**
+   * Server host keys the fleet publishes: address (RFC 5952 text, as src/flow.ts) → base64url
+   * raw X25519 key (src/fleet/directory.ts HostKeyDirectory), the complete map.
+   */
+  hostKeys?: Record<string, string>;
 }
 
 export interface Snapshot extends TrustUpdate {
@@ -68,7 +73,7 @@ export interface SnapshotDelta extends TrustUpdate {
 
 /** Whether a delta changes nothing (then nothing is posted). */
 export function emptyDelta(d: SnapshotDelta): boolean {
-  return d.removed.length === 0 && d.set.length === 0 && d.ports === undefined && d.revoked === undefined && d.labelBindings === undefined && d.cas === undefined;
+  return d.removed.length === 0 && d.set.length === 0 && d.ports === undefined && d.revoked === undefined && d.labelBindings === undefined && d.cas === undefined && d.hostKeys === undefined;
 }
 
 /**

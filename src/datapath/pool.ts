@@ -92,6 +92,7 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
     if (u.revoked !== undefined) trustState.revoked = u.revoked;
     if (u.labelBindings !== undefined) trustState.labelBindings = u.labelBindings;
     if (u.cas !== undefined) trustState.cas = u.cas;
+    if (u.hostKeys !== undefined) trustState.hostKeys = u.hostKeys;
   };
   const snapshot = (): Snapshot => ({ pus: [...pus.values()], ports, ...trustState });
   let policyText = options.policyText;

@@ -47,6 +47,7 @@ export const clusterRevoke = {
 export const clusterJoin = {
   name: 'cluster join',
   summary: "enroll a host: issue its certificate (short lifetime; again before expiry renews it) and publish its directory entry",
+  usage: ['cluster join --cluster URL --ca DIR/ca.json --host HOST --out DIR [options]'],
   description: '',
   options: [
     cluster,

@@ -7,7 +7,7 @@
 //   refused with `label-not-allowed`, while its other labels still pass.
 
 import { type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -131,6 +131,34 @@ describe.runIf(isRoot)('fleet trust bundle: revocation and labels bound to hosts
     await applied(again.revision as number);
     expect((await a.runPu(['app=admin'], wget(b.addr))).stderr).toBe('');
   }, 120_000);
+
+  it('cluster join enrolls a host with a short-lived certificate, renews it with the same key; daemons publish their entries', async () => {
+    type View = { directory: { host: string; addresses: string[]; handshakeKey: boolean; expires: string | null; revoked: boolean }[] };
+    const view = async (): Promise<View> => (await cli(a, ['cluster', 'status', '--cluster', url, '--operator-pub', join(dir, 'op.pub.json')])) as unknown as View;
+    const both = await waitFor('both daemons in the directory', async () => {
+      const v = await view();
+      return v.directory.filter((d) => d.host === 'host-a' || d.host === 'host-b').length === 2 ? v : null;
+    }, 20_000, 300);
+    expect(both.directory.find((d) => d.host === 'host-a')!.addresses).toEqual([a.addr]);
+    expect(both.directory.find((d) => d.host === 'host-b')!.addresses).toEqual([b.addr]);
+
+    const args = ['cluster', 'join', '--cluster', url, '--ca', join(cluster.dir, 'keys', 'ca.json'), '--host', 'host-j', '--out', join(dir, 'j'), '--address', '10.213.150.99'];
+    const first = await cli(a, args);
+    expect(first).toMatchObject({ host: 'host-j', renewed: false, addresses: ['10.213.150.99'] });
+    const days = (Date.parse(first.expires as string) - Date.now()) / 86_400_000;
+    expect(Math.round(days)).toBe(7);
+    const keyOf = () => (JSON.parse(readFileSync(join(dir, 'j', 'host-j.key.json'), 'utf8')) as { publicJwk: unknown }).publicJwk;
+    const key = keyOf();
+    const again = await cli(a, args);
+    expect(again).toMatchObject({ renewed: true });
+    expect(keyOf()).toEqual(key);
+    expect((await view()).directory.find((d) => d.host === 'host-j')).toMatchObject({ addresses: ['10.213.150.99'], revoked: false });
+    // A bad address is one clear error, nothing published.
+    const bad = await a.tessera([...args.slice(0, -1), 'not-an-ip']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/not an IP address/);
+    expect(bad.stderr).not.toMatch(/\n\s+at /);
+  }, 60_000);
 
   it('a trust bundle with a bad signature written straight into etcd is refused and reported; the applied one stays', async () => {
     const before = await trustRevisionOf(b);

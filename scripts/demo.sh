@@ -3,6 +3,7 @@
 # `npm run demo -- --docker`: the same walkthrough with Docker containers; starts our dockerd
 # (scripts/docker-setup.sh) and builds the local image first, and stops that dockerd at the
 # end only if this script started it.
+# `npm run demo -- --cluster`: three namespace hosts following a three-member etcd (docs/cluster.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -10,6 +11,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 bash scripts/setup.sh
+# --cluster: the fleet demo (scripts/demo-cluster.ts); setup.sh installed etcd-server.
+for a in "$@"; do [ "$a" = --cluster ] && exec node dist/scripts/demo-cluster.js "$@"; done
 docker=0
 for a in "$@"; do [ "$a" = --docker ] && docker=1; done
 if [ "$docker" -eq 0 ]; then

@@ -97,6 +97,9 @@ export function startFleetService(o: {
     log: (level, message) => (level === 'warn' ? log.warn(message) : log.info(message)),
   });
   let wasConnected = true;
+  // --cluster-max-stale: counted from the last answer of etcd, or from this start when none yet.
+  const started = Date.now();
+  let refusingNew = false;
   const certExp = o.certificate ? inspectCertificate(o.certificate) : null;
   const timer = setInterval(() => {
     // Renewal is the operator's (tessera cluster join again, same key): say so while a third of the lifetime is left.
@@ -115,6 +118,21 @@ export function startFleetService(o: {
       o.health.recover('fleet');
     }
     wasConnected = connected;
+    const max = c.maxStaleSeconds;
+    if (max !== undefined && max > 0) {
+      const stale = connected ? 0 : (s.staleSeconds ?? (Date.now() - started) / 1000);
+      if (stale > max && !refusingNew) {
+        refusingNew = true;
+        o.applyTrust({ refuseNew: true });
+        o.health.degrade('fleet-stale', `no contact with etcd for ${Math.round(stale)}s (bound ${max}s): peers not verified before are refused (stale-trust)`);
+        log.warn({ staleSeconds: Math.round(stale), bound: max }, 'fleet staleness bound passed: refusing identities not verified before');
+      } else if (stale <= max && refusingNew) {
+        refusingNew = false;
+        o.applyTrust({ refuseNew: false });
+        o.health.recover('fleet-stale');
+        log.info('fleet in contact again: new identities accepted');
+      }
+    }
   }, CHECK_EVERY_MS);
   return {
     link,

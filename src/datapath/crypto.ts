@@ -31,6 +31,7 @@ export function createHandshakeCrypto(
   let hostTrust: HostTrust = createHostTrust({ revoked: [] });
   let revoked: string[] = [];
   let bindings: NonNullable<TrustUpdate['labelBindings']> = [];
+  let refuseNew = false;
   const make = (cas: Record<string, unknown>[]) =>
     trust.mode === 'psk'
       ? createTokenVerifier({ mode: 'psk', psk: trust.secret, clockSkewSeconds, hostTrust })
@@ -74,10 +75,11 @@ export function createHandshakeCrypto(
     // The fleet's trust bundle (messages.ts TrustUpdate): revocations and bindings apply to
     // cached tokens at once; a new CA list starts a new verifier (its caches were for the old CAs).
     setTrust(u: TrustUpdate): void {
-      if (u.revoked !== undefined || u.labelBindings !== undefined) {
+      if (u.revoked !== undefined || u.labelBindings !== undefined || u.refuseNew !== undefined) {
         revoked = u.revoked ?? revoked;
         bindings = u.labelBindings ?? bindings;
-        hostTrust = createHostTrust({ revoked, labelBindings: bindings });
+        refuseNew = u.refuseNew ?? refuseNew;
+        hostTrust = createHostTrust({ revoked, labelBindings: bindings, refuseNew });
         verifier.setHostTrust(hostTrust);
       }
       if (u.cas !== undefined && trust.mode === 'ca' && JSON.stringify(u.cas) !== casText) {

@@ -51,6 +51,8 @@ export interface TrustUpdate {
    * raw X25519 key (src/fleet/directory.ts HostKeyDirectory), the complete map.
    */
   hostKeys?: Record<string, string>;
+  /** The fleet's staleness bound passed: refuse tokens not verified before (`stale-trust`). */
+  refuseNew?: boolean;
 }
 
 export interface Snapshot extends TrustUpdate {
@@ -73,7 +75,7 @@ export interface SnapshotDelta extends TrustUpdate {
 
 /** Whether a delta changes nothing (then nothing is posted). */
 export function emptyDelta(d: SnapshotDelta): boolean {
-  return d.removed.length === 0 && d.set.length === 0 && d.ports === undefined && d.revoked === undefined && d.labelBindings === undefined && d.cas === undefined && d.hostKeys === undefined;
+  return d.removed.length === 0 && d.set.length === 0 && d.ports === undefined && d.revoked === undefined && d.labelBindings === undefined && d.cas === undefined && d.hostKeys === undefined && d.refuseNew === undefined;
 }
 
 /**

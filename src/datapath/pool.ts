@@ -93,6 +93,7 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
     if (u.labelBindings !== undefined) trustState.labelBindings = u.labelBindings;
     if (u.cas !== undefined) trustState.cas = u.cas;
     if (u.hostKeys !== undefined) trustState.hostKeys = u.hostKeys;
+    if (u.refuseNew !== undefined) trustState.refuseNew = u.refuseNew;
   };
   const snapshot = (): Snapshot => ({ pus: [...pus.values()], ports, ...trustState });
   let policyText = options.policyText;

@@ -11,7 +11,7 @@ import { hash } from 'node:crypto';
 export const CERT_ID_PREFIX = 'sha256:';
 
 /** Why a token whose signatures verified is still refused. Stable strings (reason codes). */
-export type HostTrustRefusal = 'revoked' | 'label-not-allowed';
+export type HostTrustRefusal = 'revoked' | 'label-not-allowed' | 'stale-trust';
 
 /**
  * "Only these hosts may claim this label": `label` is "key=value" (that value) or "key=*" (any
@@ -26,6 +26,11 @@ export interface HostTrustInput {
   /** Host ids and certificate ids ("sha256:<hex>") no longer accepted. */
   readonly revoked: readonly string[];
   readonly labelBindings?: readonly LabelBinding[];
+  /**
+   * The staleness bound passed (no contact with the fleet for too long): tokens not verified
+   * before are refused with `stale-trust`, since a revocation may be missing; cached ones pass.
+   */
+  readonly refuseNew?: boolean;
 }
 
 /** The compiled form: built once per trust update, asked per verified token. */
@@ -34,6 +39,7 @@ export interface HostTrust {
   readonly generation: number;
   readonly revokedCount: number;
   readonly bindingCount: number;
+  readonly refuseNew: boolean;
   check(host: string, certId: string | null, labels: readonly string[]): HostTrustRefusal | null;
 }
 
@@ -73,6 +79,7 @@ export function createHostTrust(input: HostTrustInput): HostTrust {
     generation: ++generations,
     revokedCount: revoked.size,
     bindingCount,
+    refuseNew: input.refuseNew === true,
     check(host: string, certId: string | null, labels: readonly string[]): HostTrustRefusal | null {
       if (revoked.size > 0 && (revoked.has(host) || (certId !== null && revoked.has(certId)))) return 'revoked';
       if (bindingCount === 0) return null;

@@ -54,7 +54,7 @@ export interface TokenIssuer {
   issue(pu: TokenPu, now: number, ttlSeconds: number): Promise<string>;
 }
 
-export type VerifyFailureReason = 'malformed' | 'bad-signature' | 'untrusted-issuer' | 'expired' | 'not-yet-valid' | 'revoked' | 'label-not-allowed';
+export type VerifyFailureReason = 'malformed' | 'bad-signature' | 'untrusted-issuer' | 'expired' | 'not-yet-valid' | 'revoked' | 'label-not-allowed' | 'stale-trust';
 
 export interface VerifiedToken {
   readonly ok: true;
@@ -230,6 +230,7 @@ const FAIL: Readonly<Record<VerifyFailureReason, VerifyFailure>> = Object.freeze
   'not-yet-valid': Object.freeze({ ok: false, reason: 'not-yet-valid' }),
   revoked: Object.freeze({ ok: false, reason: 'revoked' }),
   'label-not-allowed': Object.freeze({ ok: false, reason: 'label-not-allowed' }),
+  'stale-trust': Object.freeze({ ok: false, reason: 'stale-trust' }),
 });
 
 function claimString(v: unknown): v is string {
@@ -333,6 +334,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     'not-yet-valid': 0,
     revoked: 0,
     'label-not-allowed': 0,
+    'stale-trust': 0,
   };
   let hostTrust: HostTrust = options.hostTrust ?? NO_HOST_TRUST;
   const fail = (reason: VerifyFailureReason): VerifyFailure => {
@@ -462,6 +464,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         const t = now();
         const known = fromCaches(bytes, key, t);
         if (known !== null) return known;
+        // Past the fleet's staleness bound only identities verified before are accepted.
+        if (hostTrust.refuseNew) return fail('stale-trust');
         misses++;
         const len = bytes.length;
         const parts = splitCompactBytes(bytes, 0, len);

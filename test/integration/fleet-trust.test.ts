@@ -190,4 +190,37 @@ describe.runIf(isRoot)('fleet trust bundle: revocation and labels bound to hosts
     // The binding of the applied bundle still holds: host-a may claim app=admin, as bound before.
     expect((await a.runPu(['app=admin'], wget(b.addr))).stderr).toBe('');
   }, 120_000);
+
+  it('past --cluster-max-stale without etcd, b refuses identities it has not verified before (stale-trust); known ones continue', async () => {
+    await b.stopDaemon();
+    await b.startDaemon(['--cluster', url, '--operator-pub', join(dir, 'op.pub.json'), '--cluster-max-stale', '3']);
+    await b.waitForListener(80).catch(async () => {
+      b.spawnPu(['app=db'], ['busybox', 'httpd', '-f', '-p', '80', '-h', '/etc']);
+      await b.waitForListener(80);
+    });
+    const loop = a.spawnPu(['app=web'], ['sh', '-c', `for i in $(seq 1 400); do if timeout 3 busybox wget -q -O /dev/null http://${b.addr}/hostname; then echo ok; else echo fail; fi; sleep 0.3; done`]);
+    loops.push(loop);
+    let out = '';
+    loop.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor('the looping PU on a to reach b', async () => out.includes('ok'), 20_000, 100);
+
+    const p = etcd!;
+    etcd = null;
+    const gone = new Promise((r) => p.once('exit', r));
+    process.kill(p.pid!, 'SIGKILL');
+    await gone;
+    await waitFor('b to pass its staleness bound', async () => {
+      const st = (await b.status()) as unknown as { health: { problems: { component: string }[] } };
+      return st.health.problems.some((x) => x.component === 'fleet-stale');
+    }, 40_000, 300).catch(async (err: unknown) => {
+      console.log(JSON.stringify((await b.status() as unknown as { health: unknown }).health), readFileSync(b.logFile, 'utf8').split('\n').slice(-30).join('\n'));
+      throw err;
+    });
+    expect((await a.runPu(['app=web'], wget(b.addr))).stderr).toMatch(/refused|timed out/i);
+    await refusedOnB('stale-trust');
+    const mark = out.length;
+    await waitFor('the looping PU (verified before) to keep reaching b', async () => out.slice(mark).includes('ok\nok\n'), 20_000, 100);
+    expect(out.slice(mark)).not.toMatch(/fail/);
+    loop.kill('SIGKILL');
+  }, 120_000);
 });

@@ -27,7 +27,8 @@ export type Reason =
   | 'simultaneous-open'
   | 'rate-limited'
   | 'revoked'
-  | 'label-not-allowed';
+  | 'label-not-allowed'
+  | 'stale-trust';
 
 /** A token this host issued for one of its PUs (newest first in LocalPu.tokens). */
 export interface IssuedToken {
@@ -56,7 +57,7 @@ export interface VerifiedPeer {
 }
 export interface VerifyFailure {
   readonly ok: false;
-  readonly reason: 'malformed' | 'bad-signature' | 'untrusted-issuer' | 'expired' | 'not-yet-valid' | 'revoked' | 'label-not-allowed';
+  readonly reason: 'malformed' | 'bad-signature' | 'untrusted-issuer' | 'expired' | 'not-yet-valid' | 'revoked' | 'label-not-allowed' | 'stale-trust';
 }
 
 /** The crypto the handshake needs; all synchronous (node:crypto), all cached by the provider. */

@@ -81,4 +81,19 @@ describe('token verification consults the host trust', () => {
     v.setHostTrust(createHostTrust({ revoked: [], labelBindings: [{ label: 'app=db', hosts: ['host-db', 'host-a'] }] }));
     expect(reason(v.verify(db))).toBe('ok');
   });
+
+  it('past the staleness bound (refuseNew) a token not verified before is refused (stale-trust); a cached one passes', async () => {
+    const v = createTokenVerifier({ mode: 'ca', caPublicJwk: w.ca.publicJwk, now });
+    const issuer = createTokenIssuer(w.hostA);
+    const known = bytes(await issuer.issue({ id: 'pu-1', labels: LABELS, epkPublicRaw: w.epk.publicRaw }, NOW, 300));
+    const fresh = bytes(await issuer.issue({ id: 'pu-2', labels: LABELS, epkPublicRaw: w.epk.publicRaw }, NOW, 300));
+    expect(reason(v.verify(known))).toBe('ok');
+    v.setHostTrust(createHostTrust({ revoked: [], refuseNew: true }));
+    expect(reason(v.verify(known))).toBe('ok');
+    expect(reason(v.verify(fresh))).toBe('stale-trust');
+    expect(v.verifyStats().misses).toBe(1);
+    // Not remembered as a failure: back in contact, the same token verifies.
+    v.setHostTrust(createHostTrust({ revoked: [] }));
+    expect(reason(v.verify(fresh))).toBe('ok');
+  });
 });

@@ -4,6 +4,7 @@
 # `npm run demo -- --docker`: the same walkthrough with Docker containers; starts our dockerd
 # (scripts/docker-setup.sh) and builds the local image first, and stops that dockerd at the
 # end only if this script started it.
+# `npm run demo -- --cluster`: three namespace hosts following a three-member etcd (docs/cluster.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -11,6 +12,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 bash scripts/setup.sh
+# --cluster: the fleet demo (scripts/demo-cluster.ts); setup.sh installed etcd-server.
+for a in "$@"; do [ "$a" = --cluster ] && exec node dist/scripts/demo-cluster.js "$@"; done
 # --learn: learn mode on a three-tier application (scripts/demo-learn.ts, docs/learning.md);
 # with --docker as well, its containers act follows (replicas and renamed containers).
 script=dist/scripts/demo.js

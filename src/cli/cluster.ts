@@ -7,7 +7,10 @@ import { compilePolicy } from '../policy/index.js';
 import { connectCluster, type ClusterTlsFiles } from '../fleet/link.js';
 import { pushPolicy, readClusterView, renderClusterView, writeOperatorKeyPair } from '../fleet/operator.js';
 import { readOperatorPublicFile } from '../fleet/files.js';
-import { clusterKeygen, clusterStatus, policyPush } from './cluster-commands.js';
+import { clusterKeygen, clusterRevoke, clusterStatus, policyPush, trustPush } from './cluster-commands.js';
+import { parseBindArg, pushTrust, revokeHost } from '../fleet/trust-ops.js';
+import { parseCaPublicFile } from '../identity/index.js';
+import { joinCommand } from './cluster-join.js';
 import { printHelp, subcommandOf } from './common.js';
 import type { CliIo } from './output.js';
 import { parseCommand } from './spec.js';
@@ -81,10 +84,63 @@ function keygenCommand(args: string[], io: CliIo): number {
   return 0;
 }
 
+async function revokeCommand(args: string[], io: CliIo): Promise<number> {
+  const p = parseCommand(clusterRevoke, args);
+  if (p === 'help') return printHelp('cluster', io);
+  const v = p.values;
+  const host = p.positionals[0]!;
+  const client = connectCluster(v.cluster, tlsOf(v));
+  try {
+    const r = await revokeHost(client, { keyFile: v['operator-key'], host, undo: v.undo, prefix: v['cluster-prefix'] }).catch((err: unknown) => {
+      throw etcdError(v.cluster, err);
+    });
+    if (v.json) io.out(JSON.stringify({ host, revoked: !v.undo, ...r }));
+    else io.out(`${host}: ${v.undo ? 'revocation lifted' : 'revoked'}${r.changed ? '' : ' (already so)'} in trust revision ${r.revision} (etcd revision ${r.etcdRevision})`);
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
+export async function trustCommand(args: string[], io: CliIo): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') return printHelp('trust', io);
+  subcommandOf('trust', sub);
+  const p = parseCommand(trustPush, rest);
+  if (p === 'help') return printHelp('trust', io);
+  const v = p.values;
+  const cas = v.ca.map((f) => {
+    let text: string;
+    try {
+      text = readFileSync(f, 'utf8');
+    } catch (err) {
+      throw asTesseraError(err);
+    }
+    const ca = parseCaPublicFile(text);
+    return { name: ca.name, publicJwk: { ...ca.publicJwk } };
+  });
+  if (v['no-bind'] && v.bind.length > 0) throw new TesseraError('TESSERA_ERR_INVALID_ARGUMENT', '--bind and --no-bind exclude each other');
+  const bindings = v['no-bind'] ? [] : v.bind.length > 0 ? v.bind.map(parseBindArg) : undefined;
+  const client = connectCluster(v.cluster, tlsOf(v));
+  try {
+    const r = await pushTrust(client, { keyFile: v['operator-key'], ...(cas.length > 0 ? { cas } : {}), ...(bindings ? { labelBindings: bindings } : {}), prefix: v['cluster-prefix'] }).catch((err: unknown) => {
+      throw etcdError(v.cluster, err);
+    });
+    const p2 = r.payload;
+    if (v.json) io.out(JSON.stringify({ revision: r.revision, etcdRevision: r.etcdRevision, cas: p2.cas.map((c) => c.name), revoked: p2.revoked.map((e) => e.host), labelBindings: p2.labelBindings ?? [] }));
+    else io.out(`pushed as trust revision ${r.revision} (etcd revision ${r.etcdRevision}): ${p2.cas.length === 0 ? "each daemon's --ca" : `CAs ${p2.cas.map((c) => c.name).join(', ')}`}, ${p2.revoked.length} revoked, ${(p2.labelBindings ?? []).length} label binding(s)`);
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
 export async function clusterCommand(args: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') return printHelp('cluster', io);
   const name = subcommandOf('cluster', sub);
   if (name === 'status') return statusCommand(rest, io);
+  if (name === 'revoke') return revokeCommand(rest, io);
+  if (name === 'join') return joinCommand(rest, io, etcdError);
   return keygenCommand(rest, io);
 }

@@ -4,7 +4,7 @@
 // next to the daemon's defaults: src/cli does not import src/daemon (docs/architecture.md).
 
 import type { CommandSpec, GroupSpec, OptionSpec } from './spec.js';
-import { clusterSpec, policyPush } from './cluster-commands.js';
+import { clusterSpec, policyPush, trustSpec } from './cluster-commands.js';
 import { LEARN_HELP, policyDiff, policyEdges, policyPromote, policySuggest } from './learn-commands.js';
 
 export const DEFAULT_SOCKET = '/run/tessera/tessera.sock';
@@ -177,10 +177,10 @@ ${LEARN_HELP}`,
 export const versionSpec = { name: 'version', summary: 'print the version', description: 'Prints the version of this tessera.', options: [json] } as const satisfies CommandSpec;
 
 /** The client commands. */
-export const COMMANDS: readonly (CommandSpec | GroupSpec)[] = [runSpec, statusSpec, flowsSpec, policySpec, clusterSpec, caSpec, pskSpec, versionSpec];
+export const COMMANDS: readonly (CommandSpec | GroupSpec)[] = [runSpec, statusSpec, flowsSpec, policySpec, clusterSpec, trustSpec, caSpec, pskSpec, versionSpec];
 
 /** The order of the main help, privileged commands included. */
-export const ORDER = ['daemon', 'run', 'status', 'flows', 'cleanup', 'policy', 'cluster', 'ca', 'psk', 'version'];
+export const ORDER = ['daemon', 'run', 'status', 'flows', 'cleanup', 'policy', 'cluster', 'trust', 'ca', 'psk', 'version'];
 
 export const MAIN_INTRO = `tessera — identity-based network authorization for containers and Linux processes
 

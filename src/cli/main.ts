@@ -14,7 +14,7 @@ import { flowsCommand } from './flows.js';
 import { caCommand, pskCommand } from './keys.js';
 import { processIo, type CliIo } from './output.js';
 import { policyCommand } from './policy.js';
-import { clusterCommand } from './cluster.js';
+import { clusterCommand, trustCommand } from './cluster.js';
 import { commandHelp, groupHelp, helpFor, mainHelp, parseCommand, suggest, type CommandSpec, type GroupSpec } from './spec.js';
 import { statusCommand } from './status.js';
 import { version } from './version.js';
@@ -70,6 +70,7 @@ const CLIENT: Record<string, Handler> = {
   psk: pskCommand,
   policy: policyCommand,
   cluster: clusterCommand,
+  trust: trustCommand,
   version: versionCommand,
 };
 

@@ -32,7 +32,7 @@ export interface DaemonConfig {
   /** Policy file (YAML); absent: the built-in default policy. Watched and reloaded. */
   policyFile?: string;
   /** Follow the fleet's signed bundles in etcd (docs/cluster.md); the policy then comes from there. */
-  cluster?: { url: string; caFile?: string; certFile?: string; keyFile?: string; operatorPubFiles: string[]; prefix?: string; version?: string };
+  cluster?: { url: string; caFile?: string; certFile?: string; keyFile?: string; operatorPubFiles: string[]; prefix?: string; version?: string; maxStaleSeconds?: number };
   /** Follow this Docker engine and protect its running containers (off unless given). */
   docker?: { socket: string };
   /**

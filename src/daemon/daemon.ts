@@ -142,6 +142,8 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
         hostId: trust.hostId,
         ...(config.trust.mode === 'ca' ? { certificate: readFileSync(config.trust.certFile, 'utf8').trim() } : {}),
         policy,
+        applyTrust: (u) => datapath.apply({ removed: [], set: [], ...u }),
+        ...(trust.datapath.mode === 'ca' ? { caPublicJwk: trust.datapath.caPublicJwk } : {}),
         health,
         log,
       }) : null;

@@ -4,6 +4,8 @@
 
 import {
   createTokenVerifier,
+  createHostTrust,
+  type HostTrust,
   createNonceSource,
   createKeyAgreement,
   sessionKey,
@@ -16,7 +18,7 @@ import {
   type KeyAgreementStats,
 } from '../identity/index.js';
 import type { HandshakeCrypto, VerifiedPeer, VerifyFailure } from './handshake/handshake.js';
-import type { TrustConfig } from './messages.js';
+import type { TrustConfig, TrustUpdate } from './messages.js';
 
 const SESSION_INFO = new TextEncoder().encode('tessera/1 session');
 
@@ -25,11 +27,17 @@ export function createHandshakeCrypto(
   hostSecret: Uint8Array,
   clockSkewSeconds: number,
   digests: Digests = NODE_DIGESTS,
-): HandshakeCrypto & { verifierStats(): { tokens: VerifyStats; x25519: KeyAgreementStats } } {
-  const verifier =
+): HandshakeCrypto & { verifierStats(): { tokens: VerifyStats; x25519: KeyAgreementStats }; setTrust(u: TrustUpdate): void } {
+  let hostTrust: HostTrust = createHostTrust({ revoked: [] });
+  let revoked: string[] = [];
+  let bindings: NonNullable<TrustUpdate['labelBindings']> = [];
+  let refuseNew = false;
+  const make = (cas: Record<string, unknown>[]) =>
     trust.mode === 'psk'
-      ? createTokenVerifier({ mode: 'psk', psk: trust.secret, clockSkewSeconds })
-      : createTokenVerifier({ mode: 'ca', caPublicJwk: trust.caPublicJwk as never, clockSkewSeconds });
+      ? createTokenVerifier({ mode: 'psk', psk: trust.secret, clockSkewSeconds, hostTrust })
+      : createTokenVerifier({ mode: 'ca', caPublicJwk: (cas.length > 0 ? cas : trust.caPublicJwk) as never, clockSkewSeconds, hostTrust });
+  let verifier = make([]);
+  let casText = '[]';
   const nonces = createNonceSource(hostSecret, digests);
   const agreement = createKeyAgreement({ cacheSize: 4096 });
   // Verified peers are cached alongside the verifier's own cache so that the handshake gets
@@ -64,5 +72,20 @@ export function createHandshakeCrypto(
     },
     equal: macEqual,
     verifierStats: () => ({ tokens: verifier.verifyStats(), x25519: agreement.stats() }),
+    // The fleet's trust bundle (messages.ts TrustUpdate): revocations and bindings apply to
+    // cached tokens at once; a new CA list starts a new verifier (its caches were for the old CAs).
+    setTrust(u: TrustUpdate): void {
+      if (u.revoked !== undefined || u.labelBindings !== undefined || u.refuseNew !== undefined) {
+        revoked = u.revoked ?? revoked;
+        bindings = u.labelBindings ?? bindings;
+        refuseNew = u.refuseNew ?? refuseNew;
+        hostTrust = createHostTrust({ revoked, labelBindings: bindings, refuseNew });
+        verifier.setHostTrust(hostTrust);
+      }
+      if (u.cas !== undefined && trust.mode === 'ca' && JSON.stringify(u.cas) !== casText) {
+        casText = JSON.stringify(u.cas);
+        verifier = make(u.cas);
+      }
+    },
   };
 }

@@ -6,6 +6,7 @@ import type { UdpPathStats } from './udp/path.js';
 import type { UdpOptions } from './udp/exchange.js';
 import type { KeyObject } from 'node:crypto';
 import type { FlowRecord, HandshakeOptions, HandshakeStats } from './handshake/handshake.js';
+import type { LabelBinding } from '../identity/index.js';
 
 export type TrustConfig =
   | { mode: 'psk'; secret: Uint8Array }
@@ -39,7 +40,27 @@ export interface PuSnapshot {
   tokens: Array<{ bytes: Uint8Array; hash: Uint8Array; epkPrivate: KeyObject }>;
 }
 
-export interface Snapshot {
+/**
+ * The fleet's trust bundle as workers apply it (src/identity/revocation.ts, docs/cluster.md):
+ * in a snapshot, the current values; in a delta, only what changed. Absent = unchanged.
+ */
+export interface TrustUpdate {
+  /** Revoked host ids and certificate ids ("sha256:<hex>"): their tokens are refused (`revoked`). */
+  revoked?: string[];
+  /** Labels only some hosts may claim (`label-not-allowed`). */
+  labelBindings?: LabelBinding[];
+  /** CA mode: the trusted CA public keys (replacing the configured ones); [] = the configured ones. */
+  cas?: Record<string, unknown>[];
+  /**
+   * Server host keys the fleet publishes: address (RFC 5952 text, as src/flow.ts) → base64url
+   * raw X25519 key (src/fleet/directory.ts HostKeyDirectory), the complete map.
+   */
+  hostKeys?: Record<string, string>;
+  /** The fleet's staleness bound passed: refuse tokens not verified before (`stale-trust`). */
+  refuseNew?: boolean;
+}
+
+export interface Snapshot extends TrustUpdate {
   pus: PuSnapshot[];
   /** Local TCP port -> PU index, for PUs that serve. */
   ports: Array<[number, number]>;
@@ -51,7 +72,7 @@ export interface Snapshot {
  * again in one batch ends as its new PU), then `set` (added or changed PUs, whole), then
  * `ports`, the complete port map, present only when it changed.
  */
-export interface SnapshotDelta {
+export interface SnapshotDelta extends TrustUpdate {
   removed: number[];
   set: PuSnapshot[];
   ports?: Array<[number, number]>;
@@ -59,7 +80,7 @@ export interface SnapshotDelta {
 
 /** Whether a delta changes nothing (then nothing is posted). */
 export function emptyDelta(d: SnapshotDelta): boolean {
-  return d.removed.length === 0 && d.set.length === 0 && d.ports === undefined;
+  return d.removed.length === 0 && d.set.length === 0 && d.ports === undefined && d.revoked === undefined && d.labelBindings === undefined && d.cas === undefined && d.hostKeys === undefined && d.refuseNew === undefined;
 }
 
 /**

@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { TesseraError } from '../errors.js';
 import type { FlowRecord } from './handshake/handshake.js';
-import { emptyDelta, flowFromTuple, type FromWorker, type NamespaceQueue, type PuSnapshot, type Snapshot, type SnapshotDelta, type ToWorker, type WorkerConfig, type WorkerStats } from './messages.js';
+import { emptyDelta, flowFromTuple, type FromWorker, type NamespaceQueue, type PuSnapshot, type Snapshot, type SnapshotDelta, type ToWorker, type TrustUpdate, type WorkerConfig, type WorkerStats } from './messages.js';
 
 export interface DatapathOptions extends Omit<WorkerConfig, 'queueNum'> {
   /** First queue number. */
@@ -98,7 +98,16 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
   // The workers' state, kept whole for a restarted worker: PUs by index, and the port map.
   let pus = new Map<number, PuSnapshot>();
   let ports: Array<[number, number]> = [];
-  const snapshot = (): Snapshot => ({ pus: [...pus.values()], ports });
+  // The fleet's trust bundle (revocations, label bindings, CAs): kept apart from the PU tables.
+  const trustState: TrustUpdate = {};
+  const keepTrust = (u: TrustUpdate): void => {
+    if (u.revoked !== undefined) trustState.revoked = u.revoked;
+    if (u.labelBindings !== undefined) trustState.labelBindings = u.labelBindings;
+    if (u.cas !== undefined) trustState.cas = u.cas;
+    if (u.hostKeys !== undefined) trustState.hostKeys = u.hostKeys;
+    if (u.refuseNew !== undefined) trustState.refuseNew = u.refuseNew;
+  };
+  const snapshot = (): Snapshot => ({ pus: [...pus.values()], ports, ...trustState });
   let policyText = options.policyText;
   let follow = true;
   /** Per worker: its last cumulative unsentAccepts (a restarted worker counts from 0). */
@@ -221,13 +230,16 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
   emitter.update = (s) => {
     pus = new Map(s.pus.map((p) => [p.index, p]));
     ports = s.ports;
-    for (const w of workers.values()) w.postMessage({ type: 'snapshot', snapshot: s });
+    keepTrust(s);
+    const whole = snapshot();
+    for (const w of workers.values()) w.postMessage({ type: 'snapshot', snapshot: whole });
   };
   emitter.apply = (d) => {
     if (emptyDelta(d)) return;
     for (const i of d.removed) pus.delete(i);
     for (const p of d.set) pus.set(p.index, p);
     if (d.ports) ports = d.ports;
+    keepTrust(d);
     for (const w of workers.values()) w.postMessage({ type: 'delta', delta: d });
   };
   emitter.setPolicy = (text) => {

@@ -43,6 +43,7 @@ function applySnapshot(s: Snapshot): void {
   pusByIndex = byIndex;
   pusByPort = byPort;
   portList = s.ports;
+  crypto?.setTrust(s);
 }
 
 /** The port map of the last snapshot or delta: rebuilt after each delta (its LocalPu objects are replaced). */
@@ -58,6 +59,7 @@ function applyDelta(d: SnapshotDelta): void {
     if (pu) byPort.set(localPort, pu);
   }
   pusByPort = byPort;
+  crypto?.setTrust(d);
 }
 
 const native = loadNative();

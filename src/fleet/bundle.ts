@@ -11,6 +11,7 @@
 import { createHash, sign, verify, type KeyObject } from 'node:crypto';
 import { BUNDLE_KINDS, type BundleKind } from './layout.js';
 import type { OperatorKey, OperatorPublicKey } from './operator-key.js';
+import { labelBindingProblem, type LabelBinding } from '../identity/revocation.js';
 
 export const BUNDLE_FORMAT = 'tessera-bundle/1';
 const DOMAIN = Buffer.from(`${BUNDLE_FORMAT}\0`);
@@ -27,8 +28,13 @@ export interface PolicyPayload {
 export interface TrustPayload {
   /** CA public keys every host accepts certificates from. */
   readonly cas: readonly { readonly name: string; readonly publicJwk: Readonly<Record<string, string>> }[];
-  /** Host certificates no longer accepted, by host id and certificate SHA-256 (hex). */
-  readonly revoked: readonly { readonly host: string; readonly certSha256: string; readonly at: string }[];
+  /**
+   * Hosts no longer accepted: certSha256 null revokes the host id (every certificate of it,
+   * renewed ones too); a hex SHA-256 revokes that one certificate (a replaced key).
+   */
+  readonly revoked: readonly { readonly host: string; readonly certSha256: string | null; readonly at: string }[];
+  /** Labels only the listed hosts may claim (identity/revocation.ts); absent = none bound. */
+  readonly labelBindings?: readonly LabelBinding[];
 }
 
 export interface PayloadOf {
@@ -102,8 +108,15 @@ function payloadProblem(kind: BundleKind, p: unknown): string | null {
   }
   for (const r of o.revoked as unknown[]) {
     const c = r as Record<string, unknown> | null;
-    if (!c || typeof c.host !== 'string' || typeof c.certSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(c.certSha256) || typeof c.at !== 'string') {
-      return 'each revoked entry needs host, certSha256 (64 hex digits) and at';
+    if (!c || typeof c.host !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(c.host) || !(c.certSha256 === null || (typeof c.certSha256 === 'string' && /^[0-9a-f]{64}$/.test(c.certSha256))) || typeof c.at !== 'string') {
+      return 'each revoked entry needs host (a host id), certSha256 (64 hex digits, or null for the whole host) and at';
+    }
+  }
+  if (o.labelBindings !== undefined) {
+    if (!Array.isArray(o.labelBindings)) return 'payload.labelBindings must be an array';
+    for (const b of o.labelBindings as unknown[]) {
+      const problem = labelBindingProblem(b);
+      if (problem) return problem;
     }
   }
   return null;

@@ -6,7 +6,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { TesseraError } from '../errors.js';
-import type { PolicyPayload } from './bundle.js';
+import type { PolicyPayload, TrustPayload } from './bundle.js';
+import { trustUpdateOf } from './trust-ops.js';
 import { createBundleCache } from './cache.js';
 import { EtcdClient, type EtcdTls } from './etcd.js';
 import { readOperatorPublicFile } from './files.js';
@@ -16,6 +17,11 @@ import { StatusPublisher } from './status.js';
 import { publishHostEntry } from './hosts.js';
 import { createBackoff } from './backoff.js';
 import { parseClusterUrl } from './url.js';
+import { buildDirectory, type DirectoryView } from './directory.js';
+import { readHostEntries } from './hosts.js';
+import { createHostTrust } from '../identity/revocation.js';
+import { ecPublicKey, type EcPublicJwk } from '../identity/jws.js';
+import type { KeyObject } from 'node:crypto';
 
 export interface ClusterTlsFiles {
   caFile?: string;
@@ -36,10 +42,21 @@ export interface FleetLinkOptions {
   validatePolicy: (text: string, source: string) => string | null;
   /** Apply a verified, valid policy (the daemon's hot-reload path); throw to refuse. */
   applyPolicy: (text: string, name: string) => void;
+  /** Apply a verified trust bundle (revocations, label bindings, CAs) to the datapath, hot. */
+  applyTrust?: (update: ReturnType<typeof trustUpdateOf>, name: string) => void;
   health: () => { state: 'ok' | 'degraded'; problems: string[] };
   log: (level: 'info' | 'warn', message: string) => void;
   /** CA mode: this host's certificate, published in the host directory (hosts/<host>). */
   certificate?: string;
+  /** This host's static handshake public key (base64url of the raw 32 bytes), or null. */
+  handshakeKey?: string | null;
+  /** This host's addresses, published with the entry. */
+  addresses?: string[];
+  /** CA mode: the configured CA keys (--ca), used for directory entries until a trust bundle lists CAs. */
+  caPublicJwks?: EcPublicJwk[];
+  /** The directory changed (entries that verify, minus revoked): the workers' `hostKeys`. */
+  applyDirectory?: (view: DirectoryView) => void;
+  directoryIntervalMs?: number;
   /** Tests shorten these. */
   progressIntervalMs?: number;
   progressTimeoutMs?: number;
@@ -50,6 +67,8 @@ export interface FleetLink {
   status(): FollowerStatus & { url: string };
   /** Republish this host's status now (after a health change). */
   publish(): void;
+  /** The last host directory built (null before the first read). */
+  directory(): DirectoryView | null;
   stop(): Promise<void>;
 }
 
@@ -91,6 +110,29 @@ export function startFleetLink(o: FleetLinkOptions): FleetLink {
   const trusted = o.operatorPubFiles.map((f) => readOperatorPublicFile(f));
   const layout = createLayout(o.prefix ?? DEFAULT_PREFIX);
   const client = connectCluster(o.url, o.tls);
+  let trustPayload: TrustPayload | null = null;
+  let lastKeys = '';
+  let lastDirectory: DirectoryView | null = null;
+  let stopped = false;
+  const refreshDirectory = async (): Promise<void> => {
+    if (!o.applyDirectory || stopped) return;
+    const fromBundle = (trustPayload?.cas ?? []).map((c) => ecPublicKey(c.publicJwk as unknown as EcPublicJwk)).filter((k): k is KeyObject => k !== null);
+    const caKeys = fromBundle.length > 0 ? fromBundle : (o.caPublicJwks ?? []).map((j) => ecPublicKey(j)).filter((k): k is KeyObject => k !== null);
+    if (caKeys.length === 0) return;
+    let raw;
+    try {
+      raw = await readHostEntries(client, layout);
+    } catch {
+      return; // etcd away: the directory the workers have stays (fail-static), retried at the next refresh
+    }
+    const u = trustPayload ? trustUpdateOf(trustPayload) : { revoked: [] };
+    const view = buildDirectory(raw, { layout, caKeys, trust: createHostTrust({ revoked: u.revoked }), now: Date.now() / 1000 });
+    lastDirectory = view;
+    const text = JSON.stringify(view.hostKeys);
+    if (text === lastKeys) return;
+    lastKeys = text;
+    o.applyDirectory(view);
+  };
   const follower = new Follower({
     client,
     layout,
@@ -102,7 +144,12 @@ export function startFleetLink(o: FleetLinkOptions): FleetLink {
         const p = a.bundle.payload as PolicyPayload;
         o.applyPolicy(p.text, `etcd policy revision ${a.bundle.revision} (${p.source}, sha256 ${a.digest.slice(0, 12)}, from ${a.source})`);
       }
-      // The trust bundle is verified and kept; feeding it to the handshake's CA list is issue 14's next step.
+      if (a.kind === 'trust') {
+        trustPayload = a.bundle.payload as TrustPayload;
+        o.applyTrust?.(trustUpdateOf(trustPayload), `etcd trust revision ${a.bundle.revision} (sha256 ${a.digest.slice(0, 12)}, from ${a.source})`);
+        // Revoked hosts leave the directory at once, not at the next refresh.
+        void refreshDirectory();
+      }
       void publisher.publish();
     },
     onRefused: () => void publisher.publish(),
@@ -137,13 +184,15 @@ export function startFleetLink(o: FleetLinkOptions): FleetLink {
   follower.start();
   publisher.start();
   // The directory entry outlives the daemon (no lease): peers look certificates up there.
-  let stopped = false;
   let retry: NodeJS.Timeout | null = null;
   const backoff = createBackoff({ baseMs: 500, maxMs: 30_000 });
   const publishEntry = (): void => {
     if (o.certificate === undefined || stopped) return;
-    publishHostEntry(client, layout, { host: o.hostId, certificate: o.certificate, handshakeKey: null, publishedAt: new Date().toISOString() }).then(
-      () => o.log('info', `fleet: published this host's directory entry ${layout.host(o.hostId)}`),
+    publishHostEntry(client, layout, { host: o.hostId, certificate: o.certificate, handshakeKey: o.handshakeKey ?? null, addresses: o.addresses ?? [], publishedAt: new Date().toISOString() }).then(
+      () => {
+        o.log('info', `fleet: published this host's directory entry ${layout.host(o.hostId)}`);
+        void refreshDirectory();
+      },
       (err: unknown) => {
         if (stopped) return;
         const delay = backoff.next();
@@ -153,12 +202,23 @@ export function startFleetLink(o: FleetLinkOptions): FleetLink {
     );
   };
   publishEntry();
+  // The directory is read, not watched: every 20-30 s (jittered) and after each trust bundle.
+  const every = o.directoryIntervalMs ?? 20_000;
+  let dirTimer: NodeJS.Timeout | null = null;
+  const scheduleDirectory = (): void => {
+    if (stopped || !o.applyDirectory) return;
+    dirTimer = setTimeout(() => void refreshDirectory().finally(scheduleDirectory), every + Math.floor(Math.random() * every * 0.5));
+  };
+  void refreshDirectory();
+  scheduleDirectory();
   return {
+    directory: () => lastDirectory,
     status: () => ({ ...follower.status(), url: o.url }),
     publish: () => void publisher.publish(),
     async stop() {
       stopped = true;
       if (retry) clearTimeout(retry);
+      if (dirTimer) clearTimeout(dirTimer);
       await follower.stop();
       await publisher.stop(true);
       client.close();

@@ -10,6 +10,9 @@ import { createLayout, DEFAULT_PREFIX } from './layout.js';
 import { createOperatorKey, operatorKeyToJson, operatorPublicToJson, type OperatorPublicKey } from './operator-key.js';
 import { pushBundle, type PushResult } from './push.js';
 import { readHostStatuses, type HostStatus } from './status.js';
+import { readHostEntries } from './hosts.js';
+import { parseCertificate } from '../identity/certificate.js';
+import type { TrustPayload } from './bundle.js';
 
 /** Write OUT.key.json (0600) and OUT.pub.json (0644); refuses to overwrite. */
 export function writeOperatorKeyPair(out: string): { keyFile: string; pubFile: string; keyId: string } {
@@ -42,6 +45,8 @@ export interface ClusterView {
   etcdRevision: number;
   /** `behind`: the host applied an older revision than the stored one (null: unknown). */
   hosts: (HostStatus & { behind: boolean | null })[];
+  /** The host directory (hosts/): enrolled hosts, whether revoked by the stored trust bundle. */
+  directory: { host: string; addresses: string[]; handshakeKey: boolean; expires: string | null; revoked: boolean }[];
 }
 
 export async function readClusterView(client: EtcdClient, opts: { prefix?: string; trusted?: readonly OperatorPublicKey[] } = {}): Promise<ClusterView> {
@@ -64,11 +69,27 @@ export async function readClusterView(client: EtcdClient, opts: { prefix?: strin
     }
   }
   const { statuses, etcdRevision } = await readHostStatuses(client, layout);
+  const trustKv = (await client.get(Buffer.from(layout.bundle('trust')))).kv;
+  let revoked = new Set<string>();
+  if (trustKv && opts.trusted && opts.trusted.length > 0) {
+    const t = verifyBundle(trustKv.value, 'trust', opts.trusted, null);
+    if (t.ok) revoked = new Set((t.bundle.payload as TrustPayload).revoked.filter((e) => e.certSha256 === null).map((e) => e.host));
+  }
+  const directory = (await readHostEntries(client, layout)).flatMap((kv) => {
+    try {
+      const e = JSON.parse(kv.value) as { host?: unknown; certificate?: unknown; handshakeKey?: unknown; addresses?: unknown };
+      if (typeof e.host !== 'string') return [];
+      const exp = typeof e.certificate === 'string' ? parseCertificate(e.certificate)?.claims.exp : undefined;
+      return [{ host: e.host, addresses: Array.isArray(e.addresses) ? e.addresses.filter((a): a is string => typeof a === 'string') : [], handshakeKey: typeof e.handshakeKey === 'string', expires: exp ? new Date(exp * 1000).toISOString() : null, revoked: revoked.has(e.host) }];
+    } catch {
+      return [];
+    }
+  });
   const storedRev = stored && Number.isFinite(stored.revision) ? stored.revision : null;
   const hosts = statuses
     .sort((a, b) => a.host.localeCompare(b.host))
     .map((h) => ({ ...h, behind: storedRev !== null && h.policyRevision !== null ? h.policyRevision < storedRev : null }));
-  return { stored, etcdRevision, hosts };
+  return { stored, etcdRevision, hosts, directory: directory.sort((a, b) => a.host.localeCompare(b.host)) };
 }
 
 /** The table `tessera cluster status` prints in a terminal. */
@@ -91,5 +112,9 @@ export function renderClusterView(v: ClusterView): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) lines.push(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
   if (v.hosts.length === 0) lines.push('(no host has published its status)');
+  if (v.directory.length > 0) {
+    lines.push('', 'directory:');
+    for (const d of v.directory) lines.push(`  ${d.host}${d.revoked ? ' REVOKED' : ''}  ${d.addresses.join(',') || '-'}  handshake key: ${d.handshakeKey ? 'yes' : 'no'}  certificate until ${d.expires ?? '?'}`);
+  }
   return `${lines.join('\n')}\n`;
 }

@@ -80,3 +80,16 @@ export {
 } from './session.js';
 
 export { Lru } from './lru.js';
+
+export {
+  createHostTrust,
+  checkHostTrust,
+  certificateId,
+  labelBindingProblem,
+  NO_HOST_TRUST,
+  CERT_ID_PREFIX,
+  type HostTrust,
+  type HostTrustInput,
+  type HostTrustRefusal,
+  type LabelBinding,
+} from './revocation.js';

@@ -20,6 +20,7 @@ import { decodeB64url, decodeJsonObject, ecPublicKey, isTime, splitCompactBytes,
 import { MIN_SECRET_BYTES, type HostIdentity } from './keys.js';
 import { canonicalLabels, isCanonical, type CanonicalLabels, type Label } from './labels.js';
 import { Lru } from './lru.js';
+import { CERT_ID_PREFIX, NO_HOST_TRUST, checkHostTrust, type HostTrust } from './revocation.js';
 
 /** Tokens longer than this are refused by the issuer and reported malformed by verifiers. */
 export const MAX_TOKEN_BYTES = 1200;
@@ -61,7 +62,7 @@ export interface TokenIssuer {
   issue(pu: TokenPu, now: number, ttlSeconds: number): Promise<string>;
 }
 
-export type VerifyFailureReason = 'malformed' | 'bad-signature' | 'untrusted-issuer' | 'expired' | 'not-yet-valid';
+export type VerifyFailureReason = 'malformed' | 'bad-signature' | 'untrusted-issuer' | 'expired' | 'not-yet-valid' | 'revoked' | 'label-not-allowed' | 'stale-trust';
 
 export interface VerifiedToken {
   readonly ok: true;
@@ -107,6 +108,11 @@ export interface TokenVerifier {
    */
   cached(tokenBytes: Uint8Array, offset?: number, length?: number): VerifyResult | null;
   verifyStats(): VerifyStats;
+  /**
+   * Replace the revocations and label bindings (revocation.ts). Applies at once to every
+   * token, cached ones included: the next hit of a token verified earlier is refused.
+   */
+  setHostTrust(trust: HostTrust): void;
 }
 
 export type TokenVerifierOptions = {
@@ -118,6 +124,8 @@ export type TokenVerifierOptions = {
   readonly negativeCacheSize?: number;
   /** Clock in seconds since the epoch (tests inject one). */
   readonly now?: () => number;
+  /** Revoked hosts/certificates and label bindings (default: none). */
+  readonly hostTrust?: HostTrust;
 } & (
   | {
       readonly mode: 'psk';
@@ -222,6 +230,11 @@ interface CacheEntry {
   /** Certificate validity (CA mode), rechecked on every hit like the token's. */
   readonly certIat: number;
   readonly certExp: number;
+  /** Certificate id ("sha256:<hex>", CA mode) for revocation lists; null in PSK mode. */
+  readonly certId: string | null;
+  /** The host-trust verdict for this token, valid while `trustGeneration` is the verifier's. */
+  trustGeneration: number;
+  trustRefusal: VerifyFailureReason | null;
 }
 
 const FAIL: Readonly<Record<VerifyFailureReason, VerifyFailure>> = Object.freeze({
@@ -230,6 +243,9 @@ const FAIL: Readonly<Record<VerifyFailureReason, VerifyFailure>> = Object.freeze
   'untrusted-issuer': Object.freeze({ ok: false, reason: 'untrusted-issuer' }),
   expired: Object.freeze({ ok: false, reason: 'expired' }),
   'not-yet-valid': Object.freeze({ ok: false, reason: 'not-yet-valid' }),
+  revoked: Object.freeze({ ok: false, reason: 'revoked' }),
+  'label-not-allowed': Object.freeze({ ok: false, reason: 'label-not-allowed' }),
+  'stale-trust': Object.freeze({ ok: false, reason: 'stale-trust' }),
 });
 
 function claimString(v: unknown): v is string {
@@ -337,7 +353,11 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     'untrusted-issuer': 0,
     expired: 0,
     'not-yet-valid': 0,
+    revoked: 0,
+    'label-not-allowed': 0,
+    'stale-trust': 0,
   };
+  let hostTrust: HostTrust = options.hostTrust ?? NO_HOST_TRUST;
   const fail = (reason: VerifyFailureReason): VerifyFailure => {
     rejected[reason]++;
     return FAIL[reason];
@@ -347,6 +367,12 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const checkTime = (entry: CacheEntry, t: number): VerifyResult => {
     if (t >= entry.certExp + skew || t < entry.certIat - skew) return fail('untrusted-issuer');
     const c = entry.result.claims;
+    // Revocations and label bindings: re-asked only when they changed since this entry's last answer.
+    if (entry.trustGeneration !== hostTrust.generation) {
+      entry.trustRefusal = checkHostTrust(hostTrust, c.iss, entry.certId, c.lbl);
+      entry.trustGeneration = hostTrust.generation;
+    }
+    if (entry.trustRefusal !== null) return fail(entry.trustRefusal);
     if (t >= c.exp + skew) return fail('expired');
     if (t < c.iat - skew) return fail('not-yet-valid');
     return entry.result;
@@ -375,12 +401,12 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     token: string,
     dot1: number,
     dot2: number,
-  ): { claims: TokenClaims; epkRaw: Buffer; hkRaw: Buffer | null; cert: VerifiedCertificate } | VerifyFailureReason => {
+  ): { claims: TokenClaims; epkRaw: Buffer; hkRaw: Buffer | null; cert: VerifiedCertificate; certId: string } | VerifyFailureReason => {
     const header = decodeJsonObject(token.slice(0, dot1));
     if (header === null || header.alg !== 'ES256' || header.crit !== undefined || typeof header.hc !== 'string') return 'malformed';
     const sig = decodeB64url(token.slice(dot2 + 1));
     if (sig === null || sig.length !== 64) return 'malformed';
-    const certKey = cryptoHash('sha256', header.hc, 'base64');
+    const certKey = cryptoHash('sha256', header.hc, 'hex');
     let cert = certCache.get(certKey);
     if (cert !== undefined) certHits++;
     else {
@@ -401,7 +427,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     if (parsed === null) return 'malformed';
     // The certificate vouches for one host: it cannot speak for another.
     if (parsed.claims.iss !== cert.claims.sub) return 'untrusted-issuer';
-    return { ...parsed, cert };
+    return { ...parsed, cert, certId: CERT_ID_PREFIX + certKey };
   };
 
   // What locate() found, in two variables rather than a result object: it runs per packet.
@@ -459,6 +485,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         const t = now();
         const known = fromCaches(bytes, key, t);
         if (known !== null) return known;
+        // Past the fleet's staleness bound only identities verified before are accepted.
+        if (hostTrust.refuseNew) return fail('stale-trust');
         misses++;
         const len = bytes.length;
         const parts = splitCompactBytes(bytes, 0, len);
@@ -469,6 +497,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         let hkRaw: Buffer | null;
         let certIat = 0;
         let certExp = Number.MAX_SAFE_INTEGER;
+        let certId: string | null = null;
         if (mode === 'psk') {
           const r = verifyPsk(bytes, token, parts.dot1, parts.dot2);
           if (typeof r === 'string') return failBytes(bytes, key, r);
@@ -479,6 +508,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
           ({ claims, epkRaw, hkRaw } = r);
           certIat = r.cert.claims.iat;
           certExp = r.cert.claims.exp;
+          certId = r.certId;
         }
         const epkKey = x25519Key(epkRaw);
         if (epkKey === null) return failBytes(bytes, key, 'malformed');
@@ -486,7 +516,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         const hostKey = hkRaw === null ? null : new Uint8Array(hkRaw);
         const result: VerifiedToken = Object.freeze({ ok: true, claims, epkKey, tokenHash, hostKey, validUntil: Math.min(claims.exp, certExp) });
         // A copy: `bytes` may be a view of a queue's receive buffer, reused by the next batch.
-        const entry: CacheEntry = { bytes: Buffer.from(bytes), result, certIat, certExp };
+        const entry: CacheEntry = { bytes: Buffer.from(bytes), result, certIat, certExp, certId, trustGeneration: -1, trustRefusal: null };
         cache.set(key, entry);
         return checkTime(entry, t);
       } catch {
@@ -506,6 +536,9 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         negativeCacheSize: failed.size,
         rejected: { ...rejected },
       };
+    },
+    setHostTrust(trust: HostTrust): void {
+      hostTrust = trust;
     },
   });
 }

@@ -26,7 +26,10 @@ export type Reason =
   | 'bad-packet'
   | 'fast-open'
   | 'simultaneous-open'
-  | 'rate-limited';
+  | 'rate-limited'
+  | 'revoked'
+  | 'label-not-allowed'
+  | 'stale-trust';
 
 /** A token this host issued for one of its PUs (newest first in LocalPu.tokens). */
 export interface IssuedToken {
@@ -55,7 +58,7 @@ export interface VerifiedPeer {
 }
 export interface VerifyFailure {
   readonly ok: false;
-  readonly reason: 'malformed' | 'bad-signature' | 'untrusted-issuer' | 'expired' | 'not-yet-valid';
+  readonly reason: 'malformed' | 'bad-signature' | 'untrusted-issuer' | 'expired' | 'not-yet-valid' | 'revoked' | 'label-not-allowed' | 'stale-trust';
 }
 
 /** The crypto the handshake needs; all synchronous (node:crypto), all cached by the provider. */

@@ -49,7 +49,10 @@ export type UdpReason =
   | 'too-large'
   | 'bad-packet'
   | 'rate-limited'
-  | 'pending';
+  | 'pending'
+  | 'revoked'
+  | 'label-not-allowed'
+  | 'stale-trust';
 
 export interface UdpDecision {
   verdict: number;

@@ -27,12 +27,14 @@ describe('operator side', () => {
         { ...base, host: 'b', health: 'degraded', problems: ['refused policy bundle: bad-signature'], policyRevision: 19, behind: true },
         { ...base, host: 'c', health: 'ok', policyRevision: null, staleSeconds: null, behind: null },
       ],
+      directory: [{ host: 'a', addresses: ['10.0.0.1'], handshakeKey: true, expires: '2030-01-01T00:00:00.000Z', revoked: true }],
     });
     expect(text).toMatch(/^stored policy: revision 20 \(signature verified\)/);
     expect(text).toMatch(/\na\s+20\s+in sync\s+ok\s+0\.4s/);
     expect(text).toMatch(/\nb\s+19\s+behind\s+degraded \(refused policy bundle: bad-signature\)/);
     expect(text).toMatch(/\nc\s+-\s+-\s+ok\s+-/);
-    expect(renderClusterView({ stored: null, etcdRevision: 1, hosts: [] })).toMatch(/stored policy: none\n[^]*no host has published/);
+    expect(text).toMatch(/\ndirectory:\n  a REVOKED  10\.0\.0\.1  handshake key: yes/);
+    expect(renderClusterView({ stored: null, etcdRevision: 1, hosts: [], directory: [] })).toMatch(/stored policy: none\n[^]*no host has published/);
   });
 
   it('refuses a bad cluster URL, TLS without a CA, and a client key others can read', () => {

@@ -27,32 +27,12 @@ import { Lru } from '../../identity/index.js';
 import { Bounded, SourceBudget } from '../handshake/tables.js';
 import { createFlowKeys } from '../handshake/keys.js';
 import { HOOK_LOCAL_OUT, HOOK_POST_ROUTING, VERDICT_ACCEPT, VERDICT_DROP, VERDICT_REPEAT, verdictMark } from '../handshake/verdict.js';
-import type { HandshakeCrypto, IssuedToken, LocalPu, VerifiedPeer, VerifyFailure } from '../handshake/types.js';
+import type { HandshakeCrypto, IssuedToken, LocalPu, Reason, VerifiedPeer, VerifyFailure } from '../handshake/types.js';
 import { parseUdp, udpChecksumOk, writeUdp, type UdpPacket } from './packet.js';
 import { CONFIRM, HELLO, REPLY, decodeControl, encodeControl, hasMagic } from './wire.js';
 
-export type UdpReason =
-  | 'ok'
-  | 'missing-token'
-  | 'malformed'
-  | 'bad-signature'
-  | 'untrusted-issuer'
-  | 'expired'
-  | 'not-yet-valid'
-  | 'bad-mac'
-  | 'replay'
-  | 'missing-proof'
-  | 'policy'
-  | 'audit'
-  | 'no-pu'
-  | 'no-state'
-  | 'too-large'
-  | 'bad-packet'
-  | 'rate-limited'
-  | 'pending'
-  | 'revoked'
-  | 'label-not-allowed'
-  | 'stale-trust';
+/** The TCP handshake's reasons that apply to UDP, and `pending` (a datagram held while its flow's exchange runs). */
+export type UdpReason = Exclude<Reason, 'fast-open' | 'simultaneous-open'> | 'pending';
 
 export interface UdpDecision {
   verdict: number;

@@ -37,6 +37,12 @@ export interface TokenClaims {
   readonly iat: number;
   readonly exp: number;
   readonly v: 1;
+  /**
+   * base64url of the issuing host's raw 32-byte X25519 static handshake key (protocol v2):
+   * a client that verified this token learns the key proofs to this host are made under.
+   * Optional: tokens without it (older issuers) verify as before.
+   */
+  readonly hk?: string;
 }
 
 export interface TokenPu {
@@ -44,6 +50,8 @@ export interface TokenPu {
   readonly labels: Iterable<string | Label>;
   /** Raw X25519 public key, 32 bytes. */
   readonly epkPublicRaw: Uint8Array;
+  /** The host's raw 32-byte X25519 static handshake key, signed into the token as `hk` (protocol v2). */
+  readonly hostKeyRaw?: Uint8Array;
 }
 
 export interface TokenIssuer {
@@ -62,6 +70,8 @@ export interface VerifiedToken {
   readonly epkKey: KeyObject;
   /** SHA-256 of the token bytes. Shared with the cache: do not modify. */
   readonly tokenHash: Uint8Array;
+  /** The `hk` claim decoded (32 bytes), or null when the token has none. Shared: do not modify. */
+  readonly hostKey?: Uint8Array | null;
 }
 
 export interface VerifyFailure {
@@ -167,6 +177,8 @@ export function createTokenIssuer(identity: HostIdentity): TokenIssuer {
       if (!(pu.epkPublicRaw instanceof Uint8Array) || pu.epkPublicRaw.byteLength !== 32) throw tokenError('epkPublicRaw must be a 32-byte X25519 public key');
       if (!(typeof now === 'number' && Number.isFinite(now) && now >= 0)) throw tokenError(`now must be seconds since the epoch, got ${String(now)}`);
       if (!(Number.isInteger(ttlSeconds) && ttlSeconds > 0 && ttlSeconds <= 86400)) throw tokenError(`ttlSeconds must be an integer in 1..86400, got ${String(ttlSeconds)}`);
+      const hk = pu.hostKeyRaw;
+      if (hk !== undefined && !(hk instanceof Uint8Array && hk.byteLength === 32)) throw tokenError('hostKeyRaw must be a 32-byte X25519 public key');
       const lbl = canonicalLabels(pu.labels);
       const iat = Math.floor(now);
       const claims = {
@@ -177,6 +189,7 @@ export function createTokenIssuer(identity: HostIdentity): TokenIssuer {
         iat,
         exp: iat + ttlSeconds,
         v: TOKEN_VERSION,
+        ...(hk ? { hk: Buffer.from(hk.buffer, hk.byteOffset, 32).toString('base64url') } : {}),
       };
       let token: string;
       try {
@@ -222,13 +235,18 @@ function claimString(v: unknown): v is string {
 }
 
 /** Token claims from a signed payload; null if any claim is missing or of the wrong shape. */
-function parseClaims(payloadB64: string): { claims: TokenClaims; epkRaw: Buffer } | null {
+function parseClaims(payloadB64: string): { claims: TokenClaims; epkRaw: Buffer; hkRaw: Buffer | null } | null {
   const p = decodeJsonObject(payloadB64);
   if (p === null) return null;
   if (p.v !== TOKEN_VERSION || !claimString(p.iss) || !claimString(p.sub) || !isTime(p.iat) || !isTime(p.exp)) return null;
   if (p.exp <= p.iat || typeof p.epk !== 'string' || !Array.isArray(p.lbl) || !isCanonical(p.lbl)) return null;
   const epkRaw = decodeB64url(p.epk);
   if (epkRaw === null || epkRaw.length !== 32) return null;
+  let hkRaw: Buffer | null = null;
+  if (p.hk !== undefined) {
+    hkRaw = typeof p.hk === 'string' ? decodeB64url(p.hk) : null;
+    if (hkRaw === null || hkRaw.length !== 32) return null;
+  }
   const claims: TokenClaims = Object.freeze({
     iss: p.iss,
     sub: p.sub,
@@ -237,8 +255,9 @@ function parseClaims(payloadB64: string): { claims: TokenClaims; epkRaw: Buffer 
     iat: p.iat,
     exp: p.exp,
     v: TOKEN_VERSION,
+    ...(hkRaw ? { hk: p.hk as string } : {}),
   });
-  return { claims, epkRaw };
+  return { claims, epkRaw, hkRaw };
 }
 
 function x25519Key(raw: Buffer): KeyObject | null {
@@ -331,7 +350,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     return entry.result;
   };
 
-  const verifyPsk = (bytes: Buffer, token: string, dot1: number, dot2: number): { claims: TokenClaims; epkRaw: Buffer } | VerifyFailureReason => {
+  const verifyPsk = (bytes: Buffer, token: string, dot1: number, dot2: number): { claims: TokenClaims; epkRaw: Buffer; hkRaw: Buffer | null } | VerifyFailureReason => {
     const header = decodeJsonObject(token.slice(0, dot1));
     if (header === null || header.alg !== 'HS256' || header.crit !== undefined) return 'malformed';
     const sig = decodeB64url(token.slice(dot2 + 1));
@@ -354,7 +373,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     token: string,
     dot1: number,
     dot2: number,
-  ): { claims: TokenClaims; epkRaw: Buffer; cert: VerifiedCertificate } | VerifyFailureReason => {
+  ): { claims: TokenClaims; epkRaw: Buffer; hkRaw: Buffer | null; cert: VerifiedCertificate } | VerifyFailureReason => {
     const header = decodeJsonObject(token.slice(0, dot1));
     if (header === null || header.alg !== 'ES256' || header.crit !== undefined || typeof header.hc !== 'string') return 'malformed';
     const sig = decodeB64url(token.slice(dot2 + 1));
@@ -445,23 +464,25 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         const token = bytes.toString('latin1');
         let claims: TokenClaims;
         let epkRaw: Buffer;
+        let hkRaw: Buffer | null;
         let certIat = 0;
         let certExp = Number.MAX_SAFE_INTEGER;
         if (mode === 'psk') {
           const r = verifyPsk(bytes, token, parts.dot1, parts.dot2);
           if (typeof r === 'string') return failBytes(bytes, key, r);
-          ({ claims, epkRaw } = r);
+          ({ claims, epkRaw, hkRaw } = r);
         } else {
           const r = verifyCa(bytes, token, parts.dot1, parts.dot2);
           if (typeof r === 'string') return failBytes(bytes, key, r);
-          ({ claims, epkRaw } = r);
+          ({ claims, epkRaw, hkRaw } = r);
           certIat = r.cert.claims.iat;
           certExp = r.cert.claims.exp;
         }
         const epkKey = x25519Key(epkRaw);
         if (epkKey === null) return failBytes(bytes, key, 'malformed');
         const tokenHash = new Uint8Array(cryptoHash('sha256', bytes, 'buffer'));
-        const result: VerifiedToken = Object.freeze({ ok: true, claims, epkKey, tokenHash });
+        const hostKey = hkRaw === null ? null : new Uint8Array(hkRaw);
+        const result: VerifiedToken = Object.freeze({ ok: true, claims, epkKey, tokenHash, hostKey });
         // A copy: `bytes` may be a view of a queue's receive buffer, reused by the next batch.
         const entry: CacheEntry = { bytes: Buffer.from(bytes), result, certIat, certExp };
         cache.set(key, entry);

@@ -72,6 +72,8 @@ export interface VerifiedToken {
   readonly tokenHash: Uint8Array;
   /** The `hk` claim decoded (32 bytes), or null when the token has none. Shared: do not modify. */
   readonly hostKey?: Uint8Array | null;
+  /** The earlier of the token's `exp` and (CA mode) its host certificate's `exp`, seconds: for callers that reuse a verified token. */
+  readonly validUntil?: number;
 }
 
 export interface VerifyFailure {
@@ -482,7 +484,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         if (epkKey === null) return failBytes(bytes, key, 'malformed');
         const tokenHash = new Uint8Array(cryptoHash('sha256', bytes, 'buffer'));
         const hostKey = hkRaw === null ? null : new Uint8Array(hkRaw);
-        const result: VerifiedToken = Object.freeze({ ok: true, claims, epkKey, tokenHash, hostKey });
+        const result: VerifiedToken = Object.freeze({ ok: true, claims, epkKey, tokenHash, hostKey, validUntil: Math.min(claims.exp, certExp) });
         // A copy: `bytes` may be a view of a queue's receive buffer, reused by the next batch.
         const entry: CacheEntry = { bytes: Buffer.from(bytes), result, certIat, certExp };
         cache.set(key, entry);

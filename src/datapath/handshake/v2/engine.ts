@@ -1,21 +1,43 @@
 // Protocol v2's engine: both roles of the four queue passes, pure (node:crypto only).
-// docs/protocol.md describes the exchange; types.ts the contract.
+// docs/protocol.md describes the exchange; types.ts the contract; client.ts and server.ts
+// the two roles; keys.ts the cached keys and tokens; register.ts the strike register.
 
+import { NODE_DIGESTS } from '../../../identity/index.js';
+import { createClientRole } from './client.js';
+import { ClientPairKeys, PeerTokens } from './keys.js';
+import { createProofs } from './proof.js';
+import { StrikeRegister } from './register.js';
+import { createServerRole } from './server.js';
 import { DEFAULT_V2_OPTIONS, type V2Deps, type V2Engine, type V2Options } from './types.js';
 
 export function createV2Engine(deps: V2Deps): V2Engine {
   const opt: V2Options = { ...DEFAULT_V2_OPTIONS, ...deps.options };
-  void opt;
-  const todo = (): never => {
-    throw new Error('protocol v2 engine: not implemented yet');
-  };
+  const digests = deps.digests ?? NODE_DIGESTS;
+  const proofs = createProofs(digests);
+  const peers = new PeerTokens(opt.peerTokens);
+  // An accepted proof's timestamp passes the freshness check for at most skew + maxAge + skew
+  // after its arrival: that long, its strike must stay (docs/protocol.md, "No replay").
+  const register = new StrikeRegister(opt.registerEntries, 2 * opt.skewMs + opt.maxAgeMs);
+  const pairKeys = new ClientPairKeys(digests);
+  const server = createServerRole(deps, opt, proofs, peers, register, digests);
+  const client = createClientRole(deps, opt, proofs, peers, pairKeys);
   return {
-    clientSynOut: todo,
-    serverSynIn: todo,
-    serverSynAckOut: todo,
-    clientSynAckIn: todo,
-    setHostKeys: todo,
-    clearPeerTokens: todo,
-    stats: todo,
+    clientSynOut: client.synOut,
+    serverSynIn: server.synIn,
+    serverSynAckOut: server.synAckOut,
+    clientSynAckIn: client.synAckIn,
+    setHostKeys: server.setHostKeys,
+    clearPeerTokens: () => peers.clear(),
+    stats: () => ({
+      registerSize: register.size,
+      registerFull: register.full,
+      peerTokens: peers.size,
+      peerTokenHits: peers.hits,
+      peerTokenMisses: peers.misses,
+      pairKeys: server.derivations() + pairKeys.derivations,
+      pairKeyDerivations: server.derivations() + pairKeys.derivations,
+      serverState: server.state.size,
+      clientState: client.state.size,
+    }),
   };
 }

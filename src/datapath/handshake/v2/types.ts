@@ -37,7 +37,7 @@ export type V2NewReason =
   /** A retry exchange (first contact, key or token unknown): nothing authorized, TCP retransmits. */
   | 'retry';
 
-export type V2Reason = V2NewReason | VerifyFailureReason | 'bad-mac' | 'replay' | 'no-state' | 'missing-token' | 'too-large';
+export type V2Reason = V2NewReason | VerifyFailureReason | 'bad-mac' | 'replay' | 'no-state' | 'missing-token' | 'too-large' | 'rate-limited';
 
 /**
  * The connection's 4-tuple, always named from the CLIENT's point of view, whichever side
@@ -121,8 +121,9 @@ export interface V2Deps {
   /**
    * Full token verification (signature, certificate, time): src/identity's cached
    * TokenVerifier.verify. Called only for tokens sent in full; by-reference hits skip it.
+   * null = the caller's budget for this source is spent (the engine refuses 'rate-limited').
    */
-  verifyToken(bytes: Uint8Array): VerifiedToken | { readonly ok: false; readonly reason: VerifyFailureReason };
+  verifyToken(bytes: Uint8Array): VerifiedToken | { readonly ok: false; readonly reason: VerifyFailureReason } | null;
   /** The brief's revocation contract: true when the token's host (or certificate) is revoked. Checked on every use, cached or not. */
   revoked?(token: VerifiedToken): boolean;
   /** Host keys published by the fleet (optional; learned keys are used when it has none). */

@@ -1,0 +1,162 @@
+// Protocol v2's long-lived keys and caches: host static keys (ours and the servers' we know),
+// per-pair keys (one X25519 + HKDF per client token × server host key, then cached), and
+// verified peer tokens by reference. Everything bounded; nothing here runs per packet except
+// lookups.
+
+import { createPublicKey, diffieHellman, hash as cryptoHash, type KeyObject } from 'node:crypto';
+import { Lru, sessionKey, x25519PublicKey, type Digests, type VerifiedToken } from '../../../identity/index.js';
+import { KEY_ID_LENGTH, TOKEN_REF_LENGTH } from './wire.js';
+import type { HostStaticKey } from './types.js';
+import type { IssuedToken } from '../types.js';
+
+/** HKDF info of the pair key (docs/protocol.md, "Keys"). */
+export const PAIR_INFO = 'tessera/2 pair';
+
+/** Bytes as a string of 16-bit units (even lengths): a compact Map key. */
+export function unitsKey(b: Uint8Array, start = 0, end = b.length): string {
+  let s = '';
+  for (let i = start; i < end; i += 2) s += String.fromCharCode((b[i]! << 8) | b[i + 1]!);
+  return s;
+}
+
+/** A host static public key as a client knows it. */
+export interface KnownHostKey {
+  readonly raw: Uint8Array;
+  /** First 4 bytes of SHA-256(raw): what a SYN names it by. */
+  readonly id: Uint8Array;
+  readonly idKey: string;
+  readonly key: KeyObject;
+  /** The host it belongs to (directory entry, or the `iss` of the token that taught it). */
+  readonly host: string;
+}
+
+export function keyIdOf(raw: Uint8Array): Uint8Array {
+  return new Uint8Array(cryptoHash('sha256', raw, 'buffer').subarray(0, KEY_ID_LENGTH));
+}
+
+/** null when `raw` is no X25519 public key. */
+export function knownHostKey(raw: Uint8Array, host: string): KnownHostKey | null {
+  try {
+    const copy = new Uint8Array(raw);
+    const id = keyIdOf(copy);
+    return { raw: copy, id, idKey: unitsKey(id), key: x25519PublicKey(copy), host };
+  } catch {
+    return null;
+  }
+}
+
+/** One of our own static keys, ready for the server side. */
+export interface OwnHostKey {
+  readonly raw: Uint8Array;
+  readonly idKey: string;
+  readonly privateKey: KeyObject;
+  readonly notAfter: number;
+}
+
+export function ownHostKeys(keys: readonly HostStaticKey[]): OwnHostKey[] {
+  return keys.map((k) => ({
+    raw: new Uint8Array(k.publicRaw),
+    idKey: unitsKey(keyIdOf(k.publicRaw)),
+    privateKey: k.privateKey,
+    notAfter: k.notAfter ?? Number.POSITIVE_INFINITY,
+  }));
+}
+
+/**
+ * PK = HKDF-SHA256(ikm = X25519(own private, peer public), salt = epkC ‖ hk, info = PAIR_INFO).
+ * The same on both sides: the client holds epkC's private key, the server hk's. null when the
+ * agreement fails (a low-order point).
+ */
+export function derivePairKey(own: KeyObject, peer: KeyObject, epkC: Uint8Array, hk: Uint8Array, digests?: Digests): Uint8Array | null {
+  let shared: Buffer;
+  try {
+    shared = diffieHellman({ privateKey: own, publicKey: peer });
+  } catch {
+    return null;
+  }
+  return sessionKey(shared, epkC, hk, PAIR_INFO, digests);
+}
+
+/** A peer token verified once, then accepted by reference; holds the pair keys derived for it. */
+export interface PeerEntry {
+  readonly token: VerifiedToken;
+  /** First 16 bytes of the token's SHA-256: its reference on the wire. */
+  readonly ref: Uint8Array;
+  readonly epkRaw: Uint8Array;
+  /** Server side: pair key per own host key id. */
+  readonly pairKeys: Map<string, Uint8Array>;
+}
+
+/** Verified peer tokens by reference, bounded (LRU). */
+export class PeerTokens {
+  readonly #lru: Lru<string, PeerEntry>;
+  hits = 0;
+  misses = 0;
+
+  constructor(entries: number) {
+    this.#lru = new Lru(entries);
+  }
+
+  get size(): number {
+    return this.#lru.size;
+  }
+
+  get(ref: Uint8Array): PeerEntry | undefined {
+    const e = this.#lru.get(unitsKey(ref, 0, TOKEN_REF_LENGTH));
+    if (e === undefined) this.misses++;
+    else this.hits++;
+    return e;
+  }
+
+  /** The entry for a token just verified in full (the existing one when already known: its pair keys stay). */
+  add(token: VerifiedToken): PeerEntry {
+    const key = unitsKey(token.tokenHash, 0, TOKEN_REF_LENGTH);
+    const known = this.#lru.get(key);
+    if (known !== undefined && known.token === token) return known;
+    const entry: PeerEntry = {
+      token,
+      ref: token.tokenHash.subarray(0, TOKEN_REF_LENGTH),
+      epkRaw: new Uint8Array(Buffer.from(token.claims.epk, 'base64url')),
+      pairKeys: new Map(),
+    };
+    this.#lru.set(key, entry);
+    return entry;
+  }
+
+  delete(ref: Uint8Array): void {
+    this.#lru.delete(unitsKey(ref, 0, TOKEN_REF_LENGTH));
+  }
+
+  clear(): void {
+    this.#lru.clear();
+  }
+}
+
+/** What a client keeps per issued token: its epk bytes and its pair keys per server host key. */
+interface OwnTokenKeys {
+  readonly epkRaw: Uint8Array;
+  readonly pairs: WeakMap<KnownHostKey, Uint8Array>;
+}
+
+/** Client pair keys, cached per (issued token, host key) object pair; entries die with either. */
+export class ClientPairKeys {
+  readonly #byToken = new WeakMap<IssuedToken, OwnTokenKeys>();
+  derivations = 0;
+  constructor(private readonly digests?: Digests) {}
+
+  get(token: IssuedToken, hk: KnownHostKey): Uint8Array | null {
+    let own = this.#byToken.get(token);
+    if (own === undefined) {
+      const x = (createPublicKey(token.epkPrivate).export({ format: 'jwk' }) as { x: string }).x;
+      own = { epkRaw: new Uint8Array(Buffer.from(x, 'base64url')), pairs: new WeakMap() };
+      this.#byToken.set(token, own);
+    }
+    const cached = own.pairs.get(hk);
+    if (cached !== undefined) return cached;
+    const pk = derivePairKey(token.epkPrivate, hk.key, own.epkRaw, hk.raw, this.digests);
+    if (pk === null) return null;
+    this.derivations++;
+    own.pairs.set(hk, pk);
+    return pk;
+  }
+}

@@ -1,0 +1,86 @@
+// The two MACs of protocol v2 and the byte strings they cover, built in one reused scratch
+// buffer (the hot path allocates no intermediate arrays). docs/protocol.md, "Proofs".
+//
+//   tuple = family u8 (4|6) ‖ clientAddr ‖ serverAddr ‖ clientPort u16 ‖ serverPort u16 ‖ ISNc u32
+//   macC  = HMAC-SHA256(PK, "T2S" ‖ tuple ‖ synHeader[29] ‖ refC[16])[0..16]
+//   macS  = HMAC-SHA256(PK, "T2A" ‖ tuple ‖ ISNs u32 ‖ macC[16] ‖ flagsS u8 ‖ refS[16])[0..16]
+
+import { NODE_DIGESTS, type Digests } from '../../../identity/index.js';
+import { MAC2_LENGTH, SYN_HEADER_LENGTH, TOKEN_REF_LENGTH } from './wire.js';
+import type { TupleView } from './types.js';
+
+const TAG_SYN = Uint8Array.of(0x54, 0x32, 0x53); // "T2S"
+const TAG_SYNACK = Uint8Array.of(0x54, 0x32, 0x41); // "T2A"
+
+export interface Proofs {
+  /** macC into out[at..at+16). */
+  synMac(pk: Uint8Array, t: TupleView, isnC: number, header: Uint8Array, refC: Uint8Array, out: Uint8Array, at: number): void;
+  /** macS into out[at..at+16). */
+  synAckMac(pk: Uint8Array, t: TupleView, isnC: number, isnS: number, macC: Uint8Array, flags: number, refS: Uint8Array, out: Uint8Array, at: number): void;
+  /** (client addr, server addr, ports, ISNc) as a Map key: the per-connection state's. */
+  flowKey(t: TupleView, isnC: number): string;
+}
+
+function putU32(b: Uint8Array, p: number, v: number): void {
+  b[p] = v >>> 24;
+  b[p + 1] = (v >>> 16) & 0xff;
+  b[p + 2] = (v >>> 8) & 0xff;
+  b[p + 3] = v & 0xff;
+}
+
+export function createProofs(digests: Digests = NODE_DIGESTS): Proofs {
+  const scratch = new Uint8Array(160);
+  const digest = new Uint8Array(32);
+
+  /** tag ‖ tuple at scratch[0..); returns the length written. */
+  function tuple(tag: Uint8Array, t: TupleView, isnC: number): number {
+    scratch.set(tag, 0);
+    let p = tag.length;
+    const n = t.addrLength;
+    scratch[p++] = n === 16 ? 6 : 4;
+    scratch.set(t.buf.subarray(t.clientAddrOffset, t.clientAddrOffset + n), p);
+    p += n;
+    scratch.set(t.buf.subarray(t.serverAddrOffset, t.serverAddrOffset + n), p);
+    p += n;
+    scratch[p++] = t.clientPort >> 8;
+    scratch[p++] = t.clientPort & 0xff;
+    scratch[p++] = t.serverPort >> 8;
+    scratch[p++] = t.serverPort & 0xff;
+    putU32(scratch, p, isnC >>> 0);
+    return p + 4;
+  }
+
+  const units: number[] = [];
+
+  return {
+    synMac(pk, t, isnC, header, refC, out, at) {
+      let p = tuple(TAG_SYN, t, isnC);
+      scratch.set(header.subarray(0, SYN_HEADER_LENGTH), p);
+      p += SYN_HEADER_LENGTH;
+      scratch.set(refC.subarray(0, TOKEN_REF_LENGTH), p);
+      p += TOKEN_REF_LENGTH;
+      digests.hmacSha256(pk, scratch.subarray(0, p), digest);
+      out.set(digest.subarray(0, MAC2_LENGTH), at);
+    },
+    synAckMac(pk, t, isnC, isnS, macC, flags, refS, out, at) {
+      let p = tuple(TAG_SYNACK, t, isnC);
+      putU32(scratch, p, isnS >>> 0);
+      p += 4;
+      scratch.set(macC.subarray(0, MAC2_LENGTH), p);
+      p += MAC2_LENGTH;
+      scratch[p++] = flags;
+      scratch.set(refS.subarray(0, TOKEN_REF_LENGTH), p);
+      p += TOKEN_REF_LENGTH;
+      digests.hmacSha256(pk, scratch.subarray(0, p), digest);
+      out.set(digest.subarray(0, MAC2_LENGTH), at);
+    },
+    flowKey(t, isnC) {
+      units.length = 0;
+      const b = t.buf;
+      for (let i = 0; i < t.addrLength; i += 2) units.push((b[t.clientAddrOffset + i]! << 8) | b[t.clientAddrOffset + i + 1]!);
+      for (let i = 0; i < t.addrLength; i += 2) units.push((b[t.serverAddrOffset + i]! << 8) | b[t.serverAddrOffset + i + 1]!);
+      units.push(t.clientPort, t.serverPort, isnC >>> 16, isnC & 0xffff);
+      return String.fromCharCode.apply(null, units);
+    },
+  };
+}

@@ -1,0 +1,190 @@
+// Protocol v2, server role: SYN in (check the client's proof, freshness, strike register) and
+// SYN-ACK out (the server's proof, bound to the client's). docs/protocol.md, "The exchange".
+
+import { timingSafeEqual } from 'node:crypto';
+import { Lru, type Digests } from '../../../identity/index.js';
+import { derivePairKey, ownHostKeys, unitsKey, type OwnHostKey, type PeerEntry, type PeerTokens } from './keys.js';
+import type { Proofs } from './proof.js';
+import type { StrikeRegister } from './register.js';
+import {
+  FLAG_NEED_KEY,
+  FLAG_TOKEN_REF,
+  MAC2_LENGTH,
+  PEER_REF_LENGTH,
+  RETRY_HAS_TOKEN,
+  RETRY_NEED_TOKEN,
+  TOKEN_REF_LENGTH,
+  V2Type,
+  decodeBlock2,
+  encodeRetry,
+  encodeSynAck,
+  retryLength,
+  synAckLength,
+} from './wire.js';
+import type {
+  HostStaticKey,
+  Refusal,
+  ServerSynAckOutResult,
+  ServerSynInResult,
+  TupleView,
+  V2Deps,
+  V2LocalPu,
+  V2Options,
+  V2Reason,
+} from './types.js';
+
+interface ServerConn {
+  at: number;
+  /** 'proof': the SYN proved itself, the SYN-ACK authorizes; 'retry': it did not, the SYN-ACK asks for what was missing. */
+  kind: 'proof' | 'retry';
+  retryFlags: number;
+  pk: Uint8Array | null;
+  /** Copies: the SYN's bytes live in a reused queue buffer. */
+  macC: Uint8Array;
+  peerHint: Uint8Array;
+}
+
+const REFUSALS = new Map<V2Reason, Refusal>();
+/** Refusals are shared frozen objects: a refused flood allocates nothing for its answers. */
+export function refusal(reason: V2Reason): Refusal {
+  let r = REFUSALS.get(reason);
+  if (r === undefined) {
+    r = Object.freeze({ kind: 'refuse', reason });
+    REFUSALS.set(reason, r);
+  }
+  return r;
+}
+
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && timingSafeEqual(a, b);
+}
+
+/** Why a verified (possibly cached) token may not be used now, or null. */
+export function unusable(entry: PeerEntry, now: number, opt: V2Options, deps: V2Deps): V2Reason | null {
+  const c = entry.token.claims;
+  const until = entry.token.validUntil ?? c.exp;
+  if (now >= until * 1000 + opt.skewMs) return 'expired';
+  if (now < c.iat * 1000 - opt.skewMs) return 'not-yet-valid';
+  if (deps.revoked?.(entry.token)) return 'revoked';
+  return null;
+}
+
+export interface ServerRole {
+  synIn(t: TupleView, isnC: number, payload: Uint8Array): ServerSynInResult;
+  synAckOut(t: TupleView, isnC: number, isnS: number, pu: V2LocalPu, out: Uint8Array): ServerSynAckOutResult;
+  setHostKeys(keys: readonly HostStaticKey[]): void;
+  readonly state: Lru<string, ServerConn>;
+  derivations(): number;
+}
+
+export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, peers: PeerTokens, register: StrikeRegister, digests?: Digests): ServerRole {
+  let keys: OwnHostKey[] = ownHostKeys(deps.hostStaticKeys ?? []);
+  const state = new Lru<string, ServerConn>(opt.stateEntries);
+  const startedAt = deps.startedAt ?? deps.now();
+  const expected = new Uint8Array(MAC2_LENGTH);
+  let derivations = 0;
+
+  function keep(t: TupleView, isnC: number, now: number, conn: Omit<ServerConn, 'at'>): void {
+    state.set(proofs.flowKey(t, isnC), { at: now, ...conn });
+  }
+
+  /** Our key a SYN names, if we hold it and its grace has not ended. */
+  function ownKey(keyId: Uint8Array, now: number): OwnHostKey | undefined {
+    const id = unitsKey(keyId);
+    for (const k of keys) if (k.idKey === id && now <= k.notAfter) return k;
+    return undefined;
+  }
+
+  function synIn(t: TupleView, isnC: number, payload: Uint8Array): ServerSynInResult {
+    const d = decodeBlock2(payload);
+    if (typeof d === 'string') return refusal(d === 'version' ? 'version' : 'malformed');
+    const b = d.block;
+    if (b.type !== V2Type.Syn) return refusal('malformed');
+    const now = deps.now();
+    const blockStart = d.blockStart;
+    const none = new Uint8Array(0);
+
+    let entry: PeerEntry | undefined;
+    if ((b.flags & FLAG_TOKEN_REF) !== 0) {
+      entry = peers.get(b.token);
+      if (entry === undefined) {
+        // Not (or no longer) held: say so; the client's SYN retransmission carries the token.
+        keep(t, isnC, now, { kind: 'retry', retryFlags: RETRY_NEED_TOKEN, pk: null, macC: none, peerHint: none });
+        return { kind: 'retry', peer: null, blockStart };
+      }
+    } else {
+      const v = deps.verifyToken(b.token);
+      if (v === null) return refusal('rate-limited');
+      if (!v.ok) return refusal(v.reason);
+      entry = peers.add(v);
+    }
+    const bad = unusable(entry, now, opt, deps);
+    if (bad !== null) {
+      peers.delete(entry.ref);
+      return refusal(bad);
+    }
+    if (keys.length === 0) return refusal('no-host-key');
+    const own = (b.flags & FLAG_NEED_KEY) !== 0 ? undefined : ownKey(b.keyId, now);
+    if (own === undefined) {
+      // First contact, or a key we never had or rotated out past its grace: teach the current
+      // one (our token's hk claim). Nothing is authorized by this exchange.
+      keep(t, isnC, now, { kind: 'retry', retryFlags: RETRY_HAS_TOKEN, pk: null, macC: none, peerHint: none });
+      return { kind: 'retry', peer: entry.token, blockStart };
+    }
+    let pk = entry.pairKeys.get(own.idKey);
+    if (pk === undefined) {
+      const derived = derivePairKey(own.privateKey, entry.token.epkKey, entry.epkRaw, own.raw, digests);
+      if (derived === null) return refusal('malformed');
+      derivations++;
+      pk = derived;
+      entry.pairKeys.set(own.idKey, pk);
+    }
+    proofs.synMac(pk, t, isnC, b.header, entry.ref, expected, 0);
+    if (!equalBytes(expected, b.mac)) return refusal('bad-mac');
+    if (b.ts > now + opt.skewMs || b.ts < now - opt.skewMs - opt.maxAgeMs) return refusal('stale');
+    // A previous run may have accepted this proof and lost its register with it.
+    if (b.ts < startedAt + opt.skewMs) return refusal('restarted');
+    switch (register.strike(unitsKey(b.mac), now)) {
+      case 'seen':
+        return refusal('replay');
+      case 'full':
+        return refusal('register-full');
+      default:
+        break;
+    }
+    keep(t, isnC, now, { kind: 'proof', retryFlags: 0, pk, macC: new Uint8Array(b.mac), peerHint: new Uint8Array(b.peerRef) });
+    return { kind: 'proof', peer: entry.token, blockStart };
+  }
+
+  function synAckOut(t: TupleView, isnC: number, isnS: number, pu: V2LocalPu, out: Uint8Array): ServerSynAckOutResult {
+    const now = deps.now();
+    const st = state.get(proofs.flowKey(t, isnC));
+    if (st === undefined || now - st.at > opt.stateTtlMs) return refusal('no-state');
+    const tok = pu.tokens[0];
+    if (tok === undefined) return refusal('missing-token');
+    if (st.kind === 'retry') {
+      const withToken = (st.retryFlags & RETRY_HAS_TOKEN) !== 0;
+      if (retryLength(st.retryFlags, tok.bytes.length) > out.length) return refusal('too-large');
+      return { kind: 'retry', length: encodeRetry({ flags: st.retryFlags, token: withToken ? tok.bytes : null }, out) };
+    }
+    const refS = tok.hash.subarray(0, TOKEN_REF_LENGTH);
+    // The client names the token it holds for this address and port: send ours by reference
+    // when it is that one.
+    const byRef = equalBytes(st.peerHint, refS.subarray(0, PEER_REF_LENGTH));
+    const flags = byRef ? FLAG_TOKEN_REF : 0;
+    if (synAckLength(flags, tok.bytes.length) > out.length) return refusal('too-large');
+    const length = encodeSynAck({ flags, mac: expected, token: byRef ? refS : tok.bytes }, out);
+    proofs.synAckMac(st.pk!, t, isnC, isnS, st.macC, flags, refS, out, 1);
+    return { kind: 'proof', length };
+  }
+
+  return {
+    synIn,
+    synAckOut,
+    setHostKeys(k) {
+      keys = ownHostKeys(k);
+    },
+    state,
+    derivations: () => derivations,
+  };
+}

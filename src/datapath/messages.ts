@@ -16,11 +16,17 @@ export interface WorkerConfig {
   /**
    * 'handshake' runs the protocol; 'accept' accepts everything (benchmark ceiling of our own
    * path, under the benchmark's own rules); 'passes' accepts with the protocol's connmark
-   * operations, for the daemon's own rules (createPassThrough).
+   * operations, for the daemon's own rules (createPassThrough), four passes; 'passes6' the
+   * same with the first ACK queued at both ends (v1's six passes, ruleset queue.ackPass).
    */
-  mode: 'handshake' | 'accept' | 'passes';
+  mode: 'handshake' | 'accept' | 'passes' | 'passes6';
   trust: TrustConfig;
   hostSecret: Uint8Array;
+  /**
+   * This host's static X25519 handshake key (<stateDir>/handshake.key): proofs to this host
+   * are made under it (protocol v2). Absent: no client can prove itself to this host.
+   */
+  handshakeKey?: { publicRaw: Uint8Array; privateKey: KeyObject };
   clockSkewSeconds: number;
   handshake: Partial<HandshakeOptions>;
   /** Policy file text (the daemon validated it), or null for the built-in default. */
@@ -38,6 +44,13 @@ export interface Snapshot {
   pus: PuSnapshot[];
   /** Local TCP port -> PU index, for PUs that serve. */
   ports: Array<[number, number]>;
+  /**
+   * Server host keys the fleet publishes: address (RFC 5952 text, as src/flow.ts) → base64url
+   * raw X25519 key (fleet2's HostKeyDirectory). Absent: none; learned keys still serve.
+   */
+  hostKeys?: Record<string, string>;
+  /** Revoked host ids and certificate ids (fleet2's RevocationSet): their tokens are refused ('revoked'). */
+  revoked?: string[];
 }
 
 /**
@@ -50,11 +63,15 @@ export interface SnapshotDelta {
   removed: number[];
   set: PuSnapshot[];
   ports?: Array<[number, number]>;
+  /** The complete host key map, present only when it changed. */
+  hostKeys?: Record<string, string>;
+  /** The complete revocation list, present only when it changed. */
+  revoked?: string[];
 }
 
 /** Whether a delta changes nothing (then nothing is posted). */
 export function emptyDelta(d: SnapshotDelta): boolean {
-  return d.removed.length === 0 && d.set.length === 0 && d.ports === undefined;
+  return d.removed.length === 0 && d.set.length === 0 && d.ports === undefined && d.hostKeys === undefined && d.revoked === undefined;
 }
 
 /**

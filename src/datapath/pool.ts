@@ -86,7 +86,9 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
   // The workers' state, kept whole for a restarted worker: PUs by index, and the port map.
   let pus = new Map<number, PuSnapshot>();
   let ports: Array<[number, number]> = [];
-  const snapshot = (): Snapshot => ({ pus: [...pus.values()], ports });
+  let hostKeys: Record<string, string> | undefined;
+  let revoked: string[] | undefined;
+  const snapshot = (): Snapshot => ({ pus: [...pus.values()], ports, ...(hostKeys ? { hostKeys } : {}), ...(revoked ? { revoked } : {}) });
   let policyText = options.policyText;
   let stopping = false;
   /** Namespace queues: key -> its spec and the worker (host queue number) owning it. */
@@ -186,13 +188,17 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
   emitter.update = (s) => {
     pus = new Map(s.pus.map((p) => [p.index, p]));
     ports = s.ports;
-    for (const w of workers.values()) w.postMessage({ type: 'snapshot', snapshot: s });
+    if (s.hostKeys) hostKeys = s.hostKeys;
+    if (s.revoked) revoked = s.revoked;
+    for (const w of workers.values()) w.postMessage({ type: 'snapshot', snapshot: snapshot() });
   };
   emitter.apply = (d) => {
     if (emptyDelta(d)) return;
     for (const i of d.removed) pus.delete(i);
     for (const p of d.set) pus.set(p.index, p);
     if (d.ports) ports = d.ports;
+    if (d.hostKeys) hostKeys = d.hostKeys;
+    if (d.revoked) revoked = d.revoked;
     for (const w of workers.values()) w.postMessage({ type: 'delta', delta: d });
   };
   emitter.setPolicy = (text) => {

@@ -6,7 +6,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { loadNative, type NativeQueue } from './native.js';
 import { createPassThrough } from './handshake/pass-through.js';
 import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
-import { createHandshakeCrypto } from './crypto.js';
+import { randomFillSync } from 'node:crypto';
+import { createVerifier } from './crypto.js';
+import type { HostKeyDirectory } from './handshake/v2/index.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
 import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type SnapshotDelta, type ToWorker, type WorkerConfig } from './messages.js';
 
@@ -28,7 +30,32 @@ let policy: Policy = compile(config.policyText) ?? createDefaultPolicy();
 let flows: FlowTuple[] = [];
 let errors = 0;
 
+/** Server host keys the fleet publishes (snapshot `hostKeys`), decoded once per change. */
+let hostKeys = new Map<string, { host: string; key: Uint8Array }>();
+const hostKeyDirectory: HostKeyDirectory = { lookup: (address) => hostKeys.get(address) };
+/** Revoked host and certificate ids (snapshot `revoked`). */
+let revoked = new Set<string>();
+
+function setHostKeys(map: Record<string, string>): void {
+  const m = new Map<string, { host: string; key: Uint8Array }>();
+  for (const [address, b64] of Object.entries(map)) {
+    const key = new Uint8Array(Buffer.from(b64, 'base64url'));
+    // A malformed entry names no key: proofs to that address fall back to learned keys.
+    if (key.length === 32) m.set(address, { host: address, key });
+  }
+  hostKeys = m;
+}
+
+function setRevoked(list: string[]): void {
+  revoked = new Set(list);
+  // Peers held by reference were verified before: they must be checked again.
+  handshake?.peersChanged?.();
+  for (const e of nsQueues.values()) e.handshake?.peersChanged?.();
+}
+
 function applySnapshot(s: Snapshot): void {
+  if (s.hostKeys) setHostKeys(s.hostKeys);
+  if (s.revoked) setRevoked(s.revoked);
   const byIndex = new Map<number, LocalPu>();
   for (const p of s.pus) byIndex.set(p.index, { index: p.index, id: p.id, labels: p.labels, tokens: p.tokens });
   const byPort = new Map<number, LocalPu>();
@@ -45,6 +72,8 @@ function applySnapshot(s: Snapshot): void {
 let portList: Array<[number, number]> = [];
 
 function applyDelta(d: SnapshotDelta): void {
+  if (d.hostKeys) setHostKeys(d.hostKeys);
+  if (d.revoked) setRevoked(d.revoked);
   for (const i of d.removed) pusByIndex.delete(i);
   for (const p of d.set) pusByIndex.set(p.index, { index: p.index, id: p.id, labels: p.labels, tokens: p.tokens });
   if (d.ports) portList = d.ports;
@@ -57,10 +86,8 @@ function applyDelta(d: SnapshotDelta): void {
 }
 
 const native = loadNative();
-let crypto: ReturnType<typeof createHandshakeCrypto> | null = null;
+const verifier = config.mode === 'handshake' ? createVerifier(config.trust, config.clockSkewSeconds) : null;
 const handling = { buckets: new Array<number>(HANDLING_BUCKETS_US.length + 1).fill(0), sumUs: 0, count: 0 };
-// The addon's SHA-256/HMAC: the same results as node:crypto (test/unit/native-hash.test.ts), ~8x cheaper per call.
-if (config.mode === 'handshake') crypto = createHandshakeCrypto(config.trust, config.hostSecret, config.clockSkewSeconds, native);
 
 function onFlow(r: FlowRecord): void {
   flows.push(flowToTuple(r));
@@ -75,10 +102,16 @@ function onFlow(r: FlowRecord): void {
  * the container's PU is the only local PU, so every local port is its.
  */
 function makeHandshake(nsPuIndex?: number): Handshake | null {
-  if (config.mode === 'passes') return createPassThrough();
-  if (!crypto) return null;
+  if (config.mode === 'passes' || config.mode === 'passes6') return createPassThrough(config.mode === 'passes6');
+  if (!verifier) return null;
   return createHandshake({
-    crypto,
+    verifier,
+    // The addon's SHA-256/HMAC: the same results as node:crypto (test/unit/native-hash.test.ts), ~8x cheaper per call.
+    digests: native,
+    random: (b) => void randomFillSync(b),
+    hostStaticKeys: config.handshakeKey ? [config.handshakeKey] : [],
+    hostKeys: hostKeyDirectory,
+    revoked: (host) => revoked.has(host),
     policy: () => policy,
     puByIndex: (i) => pusByIndex.get(i),
     puByLocalPort: nsPuIndex === undefined ? (p) => pusByPort.get(p) : () => pusByIndex.get(nsPuIndex),
@@ -204,13 +237,13 @@ function sumStats(): { handshake: HandshakeStats | null; queue: ReturnType<Nativ
 
 const timer = setInterval(() => {
   flushFlows();
-  const c = crypto?.verifierStats();
+  const c = verifier?.verifyStats();
   send({
     type: 'stats',
     stats: {
       queueNum: config.queueNum,
       ...sumStats(),
-      caches: c ? { tokenHits: c.tokens.hits, tokenMisses: c.tokens.misses, x25519Hits: c.x25519.hits, x25519Misses: c.x25519.misses } : null,
+      caches: c ? { tokenHits: c.hits, tokenMisses: c.misses, x25519Hits: 0, x25519Misses: 0 } : null,
       handling,
       errors,
     },

@@ -120,6 +120,8 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     handshakeKey,
     clockSkewSeconds: config.clockSkewSeconds,
     handshake: { rejectMode: config.rejectMode, maxPacketLength: config.mtu },
+    // Test only (like TESSERA_TEST_CRASH_AFTER_MS): a strike register small enough to fill.
+    ...(process.env.TESSERA_TEST_REGISTER_ENTRIES ? { v2: { registerEntries: Number(process.env.TESSERA_TEST_REGISTER_ENTRIES) } } : {}),
     policyText: policy.current().text,
   });
   // --cluster: the last verified bundles on disk are adopted now (fail-static), before any

@@ -3,6 +3,7 @@
 
 import type { KeyObject } from 'node:crypto';
 import type { FlowRecord, HandshakeOptions, HandshakeStats } from './handshake/handshake.js';
+import type { V2Options } from './handshake/v2/index.js';
 
 export type TrustConfig =
   | { mode: 'psk'; secret: Uint8Array }
@@ -29,6 +30,8 @@ export interface WorkerConfig {
   handshakeKey?: { publicRaw: Uint8Array; privateKey: KeyObject };
   clockSkewSeconds: number;
   handshake: Partial<HandshakeOptions>;
+  /** Protocol v2 engine options (tests shrink the strike register; the defaults serve). */
+  v2?: Partial<V2Options>;
   /** Policy file text (the daemon validated it), or null for the built-in default. */
   policyText: string | null;
 }

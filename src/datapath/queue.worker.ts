@@ -118,6 +118,7 @@ function makeHandshake(nsPuIndex?: number): Handshake | null {
     now: Date.now,
     onFlow,
     options: config.handshake,
+    ...(config.v2 ? { v2: config.v2 } : {}),
   });
 }
 

@@ -217,6 +217,11 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       // Allowed, no proof will follow: TESSERA-APPLY turns "clear server pending" into AUTHORIZED.
       return accept(c, VERDICT_REPEAT, OP_CLEAR_SERVER_PENDING, 0, d);
     }
+    // Data in front of the block: stripping would hand it to the application with the SYN,
+    // before any proof. A Tessera client never sends it (its SYN with data is dropped). Read
+    // from the trailer's block length, before any verification is spent on it.
+    const n = pkt.payloadLength;
+    if (n >= 4 && ((buf[pkt.payloadOffset + n - 2]! << 8) | buf[pkt.payloadOffset + n - 1]!) < n) return refuse(c, 'fast-open');
     // IPv6 sources by /64: one host commonly holds the whole prefix.
     source = sourceKey(buf, pkt.srcAddrOffset, pkt.addrLength === 16 ? 8 : 4);
     const r = engine.serverSynIn(setTuple(c, false), pkt.seq, payloadOf(c));
@@ -230,8 +235,6 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       // full strike register (the retransmission may find room). Never accepted.
       return refuse(c, r.reason as Reason, null, SILENT.has(r.reason));
     }
-    // Data in front of the block: stripping would hand it to the application with the SYN,
-    // before any proof. A Tessera client never sends it (its SYN with data is dropped).
     if (r.blockStart > 0) return refuse(c, 'fast-open');
     if (r.peer) c.peer = peerOf(r.peer);
     const stripped = strip(c, optAt, 0);

@@ -20,7 +20,19 @@ export function createV2Engine(deps: V2Deps): V2Engine {
   const register = new StrikeRegister(opt.registerEntries, 2 * opt.skewMs + opt.maxAgeMs);
   const pairKeys = new ClientPairKeys(digests);
   const server = createServerRole(deps, opt, proofs, peers, register, digests);
-  const client = createClientRole(deps, opt, proofs, peers, pairKeys);
+  // Nonces come from a pool refilled in one call per 128 of them: a CSPRNG call costs
+  // microseconds, more than the rest of a SYN out.
+  const pool = new Uint8Array(1024);
+  let poolAt = pool.length;
+  const random = (out: Uint8Array): void => {
+    if (poolAt + out.length > pool.length) {
+      deps.random(pool);
+      poolAt = 0;
+    }
+    out.set(pool.subarray(poolAt, poolAt + out.length));
+    poolAt += out.length;
+  };
+  const client = createClientRole({ ...deps, random }, opt, proofs, peers, pairKeys);
   return {
     clientSynOut: client.synOut,
     serverSynIn: server.synIn,

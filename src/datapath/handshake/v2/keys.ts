@@ -12,11 +12,15 @@ import type { IssuedToken } from '../types.js';
 /** HKDF info of the pair key (docs/protocol.md, "Keys"). */
 export const PAIR_INFO = 'tessera/2 pair';
 
-/** Bytes as a string of 16-bit units (even lengths): a compact Map key. */
+const units: number[] = [];
+/**
+ * Bytes as a string of 16-bit units (even lengths): a compact Map key, built flat in one call
+ * (a string grown a character at a time is a rope every lookup must flatten first).
+ */
 export function unitsKey(b: Uint8Array, start = 0, end = b.length): string {
-  let s = '';
-  for (let i = start; i < end; i += 2) s += String.fromCharCode((b[i]! << 8) | b[i + 1]!);
-  return s;
+  units.length = 0;
+  for (let i = start; i < end; i += 2) units.push((b[i]! << 8) | b[i + 1]!);
+  return String.fromCharCode.apply(null, units);
 }
 
 /** A host static public key as a client knows it. */

@@ -55,6 +55,8 @@ export function refusal(reason: V2Reason): Refusal {
   return r;
 }
 
+const none = new Uint8Array(0);
+
 export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.byteLength === b.byteLength && timingSafeEqual(a, b);
 }
@@ -84,8 +86,8 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
   const expected = new Uint8Array(MAC2_LENGTH);
   let derivations = 0;
 
-  function keep(t: TupleView, isnC: number, now: number, conn: Omit<ServerConn, 'at'>): void {
-    state.set(proofs.flowKey(t, isnC), { at: now, ...conn });
+  function keep(t: TupleView, isnC: number, conn: ServerConn): void {
+    state.set(proofs.flowKey(t, isnC), conn);
   }
 
   /** Our key a SYN names, if we hold it and its grace has not ended. */
@@ -101,15 +103,15 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     const b = d.block;
     if (b.type !== V2Type.Syn) return refusal('malformed');
     const now = deps.now();
+    register.expire(now);
     const blockStart = d.blockStart;
-    const none = new Uint8Array(0);
 
     let entry: PeerEntry | undefined;
     if ((b.flags & FLAG_TOKEN_REF) !== 0) {
       entry = peers.get(b.token);
       if (entry === undefined) {
         // Not (or no longer) held: say so; the client's SYN retransmission carries the token.
-        keep(t, isnC, now, { kind: 'retry', retryFlags: RETRY_NEED_TOKEN, pk: null, macC: none, peerHint: none });
+        keep(t, isnC, { at: now, kind: 'retry', retryFlags: RETRY_NEED_TOKEN, pk: null, macC: none, peerHint: none });
         return { kind: 'retry', peer: null, blockStart };
       }
     } else {
@@ -128,7 +130,7 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     if (own === undefined) {
       // First contact, or a key we never had or rotated out past its grace: teach the current
       // one (our token's hk claim). Nothing is authorized by this exchange.
-      keep(t, isnC, now, { kind: 'retry', retryFlags: RETRY_HAS_TOKEN, pk: null, macC: none, peerHint: none });
+      keep(t, isnC, { at: now, kind: 'retry', retryFlags: RETRY_HAS_TOKEN, pk: null, macC: none, peerHint: none });
       return { kind: 'retry', peer: entry.token, blockStart };
     }
     let pk = entry.pairKeys.get(own.idKey);
@@ -152,7 +154,7 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
       default:
         break;
     }
-    keep(t, isnC, now, { kind: 'proof', retryFlags: 0, pk, macC: new Uint8Array(b.mac), peerHint: new Uint8Array(b.peerRef) });
+    keep(t, isnC, { at: now, kind: 'proof', retryFlags: 0, pk, macC: new Uint8Array(b.mac), peerHint: new Uint8Array(b.peerRef) });
     return { kind: 'proof', peer: entry.token, blockStart };
   }
 

@@ -116,7 +116,7 @@ export const DEFAULT_V2_OPTIONS: V2Options = {
 export interface V2Deps {
   /** Wall clock, milliseconds since the epoch (proof timestamps are compared across hosts). */
   now(): number;
-  /** Fill `out` with random bytes (nonces). */
+  /** Fill `out` with random bytes (a CSPRNG: crypto.randomFillSync). Asked for 1 KB at a time, pooled for nonces. */
   random(out: Uint8Array): void;
   /**
    * Full token verification (signature, certificate, time): src/identity's cached

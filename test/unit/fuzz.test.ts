@@ -26,7 +26,6 @@ import {
   type LocalPu,
 } from '../../src/datapath/handshake/handshake.js';
 import { createVerifier } from '../../src/datapath/crypto.js';
-import { decodeBlock2 } from '../../src/datapath/handshake/v2/index.js';
 import { staticKey } from './datapath/handshake-helpers.js';
 import type { TrustConfig } from '../../src/datapath/messages.js';
 import { createDefaultPolicy } from '../../src/policy/index.js';

@@ -54,7 +54,7 @@ interface ServerFlow {
 const FLAG_MASK = TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST;
 const ACK_MASK = TCP_SYN | TCP_ACK | TCP_RST;
 /** Server refusals answered with silence (a drop), not a reset: see synIn. */
-const SILENT: ReadonlySet<string> = new Set(['replay', 'restarted', 'register-full']);
+const SILENT: ReadonlySet<string> = new Set(['replay', 'stale', 'restarted', 'register-full']);
 /** Not a token verifier's reason: the source spent its budget of failed verifications. */
 const RATE_LIMITED = 'rate-limited' as const;
 
@@ -230,7 +230,8 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       // No flow record: a flood must not fill the flow log (counted under 'rate-limited').
       if ((r.reason as string) === RATE_LIMITED) return drop(c, 'rate-limited');
       // Refused in silence, recorded: a verbatim copy of a SYN already judged (an attacker's,
-      // or the network's duplicate: a reset would reach the real client), a proof made before
+      // or the network's duplicate: a reset would reach the real client), a proof outside the
+      // freshness window (an old capture, or a clock beyond the skew), a proof made before
       // this worker started (the client's retransmission carries a fresh one and passes), a
       // full strike register (the retransmission may find room). Never accepted.
       return refuse(c, r.reason as Reason, null, SILENT.has(r.reason));

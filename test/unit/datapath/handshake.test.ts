@@ -190,7 +190,7 @@ describe('handshake', () => {
       await c.addPu(1, ['app=nginx']);
       const syn = run(c, seg(A_ADDR, B_ADDR, 43003, 80, 51_000, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1)).bytes;
       t += 60_000;
-      expect(run(late, syn, HOOK_PRE_ROUTING)).toMatchObject({ mark: REJECT_BIT, reason: 'stale' });
+      expect(run(late, syn, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'stale' });
       // A server that started after the proof was made (a restart inside the window): it cannot
       // know what its previous run saw, so the proof is refused; dropped, the client's next
       // retransmission carries a fresh proof.

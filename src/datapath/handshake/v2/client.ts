@@ -57,8 +57,8 @@ interface ClientConn {
 
 /** How often the directory is asked again about an address (ms): its rotations reach us this fast. */
 const DIRECTORY_REFRESH_MS = 5_000;
-/** SYN proofs of one connection kept for its SYN-ACK (the kernel retransmits a SYN up to 6 times). */
-const PROOFS_KEPT = 4;
+/** SYN proofs of one connection kept for its SYN-ACK: all of them (a SYN and net.ipv4.tcp_syn_retries = 6 retransmissions), since the server may have seen only the first. */
+const PROOFS_KEPT = 8;
 /** Distinct server ports remembered per address (then the map starts over). */
 const PORTS_PER_HOST = 256;
 

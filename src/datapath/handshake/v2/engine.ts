@@ -2,6 +2,7 @@
 // docs/protocol.md describes the exchange; types.ts the contract; client.ts and server.ts
 // the two roles; keys.ts the cached keys and tokens; register.ts the strike register.
 
+import { TesseraError } from '../../../errors.js';
 import { NODE_DIGESTS } from '../../../identity/index.js';
 import { createClientRole } from './client.js';
 import { ClientPairKeys, PeerTokens } from './keys.js';
@@ -10,8 +11,27 @@ import { StrikeRegister } from './register.js';
 import { createServerRole } from './server.js';
 import { DEFAULT_V2_OPTIONS, type V2Deps, type V2Engine, type V2Options } from './types.js';
 
+/** Options checked once, with what to give instead. */
+function checkOptions(opt: V2Options): void {
+  for (const [name, min, max] of [
+    ['skewMs', 0, 60_000],
+    ['maxAgeMs', 0, 60_000],
+    ['registerEntries', 1, 1 << 24],
+    ['peerTokens', 1, 1 << 20],
+    ['stateEntries', 1, 1 << 22],
+    ['stateTtlMs', 1_000, 600_000],
+    ['learnedHostKeys', 1, 1 << 20],
+  ] as const) {
+    const v = opt[name];
+    if (!Number.isInteger(v) || v < min || v > max) {
+      throw new TesseraError('TESSERA_ERR_INVALID_CONFIG', `protocol v2 option ${name} must be an integer in ${min}..${max}, got ${String(v)}`);
+    }
+  }
+}
+
 export function createV2Engine(deps: V2Deps): V2Engine {
   const opt: V2Options = { ...DEFAULT_V2_OPTIONS, ...deps.options };
+  checkOptions(opt);
   const digests = deps.digests ?? NODE_DIGESTS;
   const proofs = createProofs(digests);
   const peers = new PeerTokens(opt.peerTokens);

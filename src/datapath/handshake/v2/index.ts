@@ -2,6 +2,7 @@
 // passes, its wire format and its contract.
 
 export { createV2Engine } from './engine.js';
+export { fillTuple, newTuple } from './proof.js';
 export * from './types.js';
 export {
   decodeBlock2,

@@ -7,6 +7,7 @@
 
 import { NODE_DIGESTS, type Digests } from '../../../identity/index.js';
 import { MAC2_LENGTH, SYN_HEADER_LENGTH, TOKEN_REF_LENGTH } from './wire.js';
+import type { TcpPacket } from '../../../packet/index.js';
 import type { TupleView } from './types.js';
 
 const TAG_SYN = Uint8Array.of(0x54, 0x32, 0x53); // "T2S"
@@ -19,6 +20,26 @@ export interface Proofs {
   synAckMac(pk: Uint8Array, t: TupleView, isnC: number, isnS: number, macC: Uint8Array, flags: number, refS: Uint8Array, out: Uint8Array, at: number): void;
   /** (client addr, server addr, ports, ISNc) as a Map key: the per-connection state's. */
   flowKey(t: TupleView, isnC: number): string;
+}
+
+/**
+ * Fill a reusable TupleView from a parsed packet of the handshake: `fromClient` for a SYN
+ * (client = source), false for a SYN-ACK (client = destination). Same at both hosts, so
+ * both name the tuple by role (docs/protocol.md, "Proofs").
+ */
+export function fillTuple(t: TupleView, buf: Uint8Array, pkt: Pick<TcpPacket, 'srcAddrOffset' | 'dstAddrOffset' | 'addrLength' | 'srcPort' | 'dstPort'>, fromClient: boolean): TupleView {
+  t.buf = buf;
+  t.addrLength = pkt.addrLength;
+  t.clientAddrOffset = fromClient ? pkt.srcAddrOffset : pkt.dstAddrOffset;
+  t.serverAddrOffset = fromClient ? pkt.dstAddrOffset : pkt.srcAddrOffset;
+  t.clientPort = fromClient ? pkt.srcPort : pkt.dstPort;
+  t.serverPort = fromClient ? pkt.dstPort : pkt.srcPort;
+  return t;
+}
+
+/** A TupleView to reuse (fill it with fillTuple). */
+export function newTuple(): TupleView {
+  return { buf: new Uint8Array(0), addrLength: 4, clientAddrOffset: 0, serverAddrOffset: 0, clientPort: 0, serverPort: 0 };
 }
 
 function putU32(b: Uint8Array, p: number, v: number): void {

@@ -12,6 +12,8 @@
 // refuses the proof. Never 'new' without recording it: an unrecorded accepted proof could be
 // accepted a second time.
 
+import { TesseraError } from '../../../errors.js';
+
 export type Strike = 'new' | 'seen' | 'full';
 
 export class StrikeRegister {
@@ -26,7 +28,9 @@ export class StrikeRegister {
   full = 0;
 
   constructor(capacity: number, retentionMs: number) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`register capacity must be an integer >= 1, got ${String(capacity)}`);
+    if (!Number.isInteger(capacity) || capacity < 1) {
+      throw new TesseraError('TESSERA_ERR_INVALID_CONFIG', `registerEntries must be an integer >= 1, got ${String(capacity)}`);
+    }
     this.capacity = capacity;
     this.retentionMs = retentionMs;
     this.#keys = new Array<string>(capacity).fill('');

@@ -42,7 +42,14 @@ interface ServerConn {
   /** Copies: the SYN's bytes live in a reused queue buffer. */
   macC: Uint8Array;
   peerHint: Uint8Array;
+  /** Earlier accepted proofs of this handshake (SYN retransmissions), newest last, at most 7 (with the current one, 8). */
+  earlier: Uint8Array[] | null;
+  /** The ISN of the first SYN-ACK answered (-1: none yet): the kernel's request keeps it for every retransmission. */
+  isnS: number;
 }
+
+/** Proofs of one handshake remembered for duplicates (the client keeps as many). */
+const EARLIER_KEPT = 8;
 
 const REFUSALS = new Map<V2Reason, Refusal>();
 /** Refusals are shared frozen objects: a refused flood allocates nothing for its answers. */
@@ -69,6 +76,12 @@ export function unusable(entry: PeerEntry, now: number, opt: V2Options, deps: V2
   if (now < c.iat * 1000 - opt.skewMs) return 'not-yet-valid';
   if (deps.revoked?.(entry.token)) return 'revoked';
   return null;
+}
+
+function sameHandshake(st: ServerConn, mac: Uint8Array): boolean {
+  if (equalBytes(st.macC, mac)) return true;
+  if (st.earlier !== null) for (const m of st.earlier) if (equalBytes(m, mac)) return true;
+  return false;
 }
 
 export interface ServerRole {
@@ -111,7 +124,7 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
       entry = peers.get(b.token);
       if (entry === undefined) {
         // Not (or no longer) held: say so; the client's SYN retransmission carries the token.
-        keep(t, isnC, { at: now, kind: 'retry', retryFlags: RETRY_NEED_TOKEN, pk: null, macC: none, peerHint: none });
+        keep(t, isnC, { at: now, kind: 'retry', retryFlags: RETRY_NEED_TOKEN, pk: null, macC: none, peerHint: none, earlier: null, isnS: -1 });
         return { kind: 'retry', peer: null, blockStart };
       }
     } else {
@@ -130,7 +143,7 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     if (own === undefined) {
       // First contact, or a key we never had or rotated out past its grace: teach the current
       // one (our token's hk claim). Nothing is authorized by this exchange.
-      keep(t, isnC, { at: now, kind: 'retry', retryFlags: RETRY_HAS_TOKEN, pk: null, macC: none, peerHint: none });
+      keep(t, isnC, { at: now, kind: 'retry', retryFlags: RETRY_HAS_TOKEN, pk: null, macC: none, peerHint: none, earlier: null, isnS: -1 });
       return { kind: 'retry', peer: entry.token, blockStart };
     }
     let pk = entry.pairKeys.get(own.idKey);
@@ -146,6 +159,16 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     if (b.ts > now + opt.skewMs || b.ts < now - opt.skewMs - opt.maxAgeMs) return refusal('stale');
     // A previous run may have accepted this proof and lost its register with it.
     if (b.ts < startedAt + opt.skewMs) return refusal('restarted');
+    // A duplicate of a proof accepted for this very handshake (the network copied the SYN,
+    // or reordered an earlier transmission behind a later one): the same handshake, not a
+    // replay. The kernel answers it from the request it holds, with the same ISN; after the
+    // connection is gone it would open a new request with a new ISN, and that SYN-ACK is
+    // refused below (docs/protocol.md, "Retransmissions and loss").
+    const fk = proofs.flowKey(t, isnC);
+    const st = state.get(fk);
+    if (st !== undefined && st.kind === 'proof' && now - st.at <= opt.stateTtlMs && sameHandshake(st, b.mac)) {
+      return { kind: 'proof', peer: entry.token, blockStart };
+    }
     switch (register.strike(unitsKey(b.mac), now)) {
       case 'seen':
         return refusal('replay');
@@ -154,7 +177,17 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
       default:
         break;
     }
-    keep(t, isnC, { at: now, kind: 'proof', retryFlags: 0, pk, macC: new Uint8Array(b.mac), peerHint: new Uint8Array(b.peerRef) });
+    // A retransmission (a new proof for the same tuple and ISN) answers from now on; the
+    // earlier proofs stay recognised as duplicates, and the kernel's request (its ISN) stays.
+    let earlier: Uint8Array[] | null = null;
+    let isnS = -1;
+    if (st !== undefined && st.kind === 'proof') {
+      earlier = st.earlier ?? [];
+      if (earlier.length >= EARLIER_KEPT - 1) earlier.shift();
+      earlier.push(st.macC);
+      isnS = st.isnS;
+    }
+    state.set(fk, { at: now, kind: 'proof', retryFlags: 0, pk, macC: new Uint8Array(b.mac), peerHint: new Uint8Array(b.peerRef), earlier, isnS });
     return { kind: 'proof', peer: entry.token, blockStart };
   }
 
@@ -169,6 +202,10 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
       if (retryLength(st.retryFlags, tok.bytes.length) > out.length) return refusal('too-large');
       return { kind: 'retry', length: encodeRetry({ flags: st.retryFlags, token: withToken ? tok.bytes : null }, out) };
     }
+    // The kernel's request keeps its ISN for every SYN-ACK retransmission. Another ISN for the
+    // same proof means a new request: the first connection is gone and its SYN was replayed.
+    if (st.isnS === -1) st.isnS = isnS;
+    else if (st.isnS !== isnS) return refusal('replay');
     const refS = tok.hash.subarray(0, TOKEN_REF_LENGTH);
     // The client names the token it holds for this address and port: send ours by reference
     // when it is that one.

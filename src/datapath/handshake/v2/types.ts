@@ -107,9 +107,10 @@ export const DEFAULT_V2_OPTIONS: V2Options = {
   registerEntries: 131_072,
   peerTokens: 4_096,
   stateEntries: 16_384,
-  // Covers the kernel's SYN-ACK retransmissions after the first (1, 3, 7, 15 s) and the
-  // client's SYN retransmissions within one connect.
-  stateTtlMs: 30_000,
+  // Covers the kernel's SYN-ACK retransmissions (1, 3, 7, 15 and 31 s after the first
+  // SYN-ACK, net.ipv4.tcp_synack_retries = 5): the last one still gets its proof, and the
+  // client still knows the SYN it answers (test/unit/datapath/v2/loss.test.ts).
+  stateTtlMs: 64_000,
   learnedHostKeys: 4_096,
 };
 

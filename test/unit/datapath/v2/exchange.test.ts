@@ -2,7 +2,9 @@
 // no key agreement), retransmissions, sizes. The security properties have their own files.
 
 import { describe, expect, it } from 'vitest';
-import { FLAG_NEED_KEY, FLAG_TOKEN_REF, V2Type, decodeBlock2 } from '../../../../src/datapath/handshake/v2/index.js';
+import { FLAG_NEED_KEY, FLAG_TOKEN_REF, V2Type, decodeBlock2, fillTuple, newTuple } from '../../../../src/datapath/handshake/v2/index.js';
+import { parseTcp, TCP_ACK, TCP_SYN, type TcpPacket } from '../../../../src/packet/index.js';
+import { build } from '../../packet/helpers.js';
 import { connect, exchange, last, makeWorld, tuple, SERVER_ADDR } from './helpers.js';
 
 function synFlags(syn: Uint8Array): number {
@@ -128,5 +130,40 @@ describe('protocol v2 exchange', () => {
     expect(passes[0]!.synAckIn?.kind).toBe('retry');
     expect(synFlags(passes[1]!.syn) & FLAG_TOKEN_REF).toBe(0);
     expect(passes[1]!.synAckIn?.kind).toBe('proof');
+  });
+
+  it('fillTuple names the tuple by role from real SYN and SYN-ACK packets, the same at both hosts', async () => {
+    const w = await makeWorld('psk');
+    connect(w, tuple(undefined, undefined, 40400), 1);
+    const A = Uint8Array.of(10, 213, 77, 1);
+    const B = Uint8Array.of(10, 213, 77, 2);
+    const syn = build({ family: 4, src: A, dst: B, sport: 40500, dport: 443, seq: 1000, ack: 0, flags: TCP_SYN, window: 64240, options: new Uint8Array(0), payload: new Uint8Array(0) });
+    const synAck = build({ family: 4, src: B, dst: A, sport: 443, dport: 40500, seq: 5000, ack: 1001, flags: TCP_SYN | TCP_ACK, window: 64240, options: new Uint8Array(0), payload: new Uint8Array(0) });
+    const ps = parseTcp(syn) as TcpPacket;
+    const pa = parseTcp(synAck) as TcpPacket;
+    const tv = newTuple();
+    const out = new Uint8Array(4096);
+    const so = w.client.engine.clientSynOut(fillTuple(tv, syn, ps, true), ps.seq, w.clientPu, out);
+    expect(so.kind).toBe('attach');
+    const block = out.slice(0, so.kind === 'attach' ? so.length : 0);
+    expect(w.server.engine.serverSynIn(fillTuple(tv, syn, ps, true), ps.seq, block).kind).toBe('proof');
+    const isnC = (pa.ack - 1) >>> 0;
+    const sa = w.server.engine.serverSynAckOut(fillTuple(tv, synAck, pa, false), isnC, pa.seq, w.serverPu, out);
+    expect(sa.kind).toBe('proof');
+    const r = w.client.engine.clientSynAckIn(fillTuple(tv, synAck, pa, false), isnC, pa.seq, out.slice(0, sa.kind === 'proof' ? sa.length : 0));
+    expect(r.kind).toBe('proof');
+    // Named by local/remote instead (the SYN-ACK's source as "client"), the proofs differ.
+    const wrong = w.client.engine.clientSynAckIn(fillTuple(tv, synAck, pa, true), isnC, pa.seq, out.slice(0, sa.kind === 'proof' ? sa.length : 0));
+    expect(wrong.kind).not.toBe('proof');
+  });
+});
+
+describe('protocol v2 options', () => {
+  it('are checked at construction, with the option named', async () => {
+    const { createV2Engine } = await import('../../../../src/datapath/handshake/v2/index.js');
+    const deps = { now: () => 0, random: () => undefined, verifyToken: () => null };
+    expect(() => createV2Engine({ ...deps, options: { registerEntries: 0 } })).toThrow(/registerEntries must be an integer in 1\.\./);
+    expect(() => createV2Engine({ ...deps, options: { skewMs: -1 } })).toThrow(/skewMs/);
+    expect(() => createV2Engine(deps)).not.toThrow();
   });
 });

@@ -141,11 +141,23 @@ describe('mutual authentication', () => {
 });
 
 describe('no replay', () => {
-  it('a verbatim replay of a proof SYN is refused replay, within the window', async () => {
+  it('a verbatim replay after the connection is gone: the kernel opens a new request (new ISNs) and that SYN-ACK is refused replay', async () => {
     const w = await warm();
     const t = tuple();
     const p = exchange(w, t, 42, 43);
-    expect(p.synIn.kind).toBe('proof');
+    expect(p.synAckIn?.kind).toBe('proof');
+    w.clock.ms += 1500;
+    // The SYN itself is the same handshake's as far as the engine can tell...
+    expect(w.server.engine.serverSynIn(t, 42, p.syn).kind).toBe('proof');
+    // ...but the server's stack answers it from a new request, with a new ISN: refused, never authorized.
+    expect(w.server.engine.serverSynAckOut(t, 42, 4242, w.serverPu, out())).toEqual({ kind: 'refuse', reason: 'replay' });
+  });
+
+  it('a verbatim replay whose handshake state is gone (evicted) is refused replay by the strike register', async () => {
+    const w = await warm('psk', { stateEntries: 2 });
+    const t = tuple();
+    const p = exchange(w, t, 42, 43);
+    for (let i = 0; i < 4; i++) exchange(w, tuple(undefined, undefined, 41000 + i), 100 + i, 200 + i);
     w.clock.ms += 1500;
     expect(w.server.engine.serverSynIn(t, 42, p.syn)).toEqual({ kind: 'refuse', reason: 'replay' });
   });
@@ -194,14 +206,21 @@ describe('no replay', () => {
     expect(last(connect(w, tuple(undefined, undefined, 40008), 78)).synAckIn?.kind).toBe('proof');
   });
 
-  it('a network duplicate of a SYN is refused replay (drop it): the first copy already made the handshake', async () => {
+  it('a network duplicate of a SYN, or an earlier transmission arriving late, is the same handshake: answered from the same request', async () => {
     const w = await warm();
     const t = tuple();
     const p = exchange(w, t, 42, 43);
-    expect(w.server.engine.serverSynIn(t, 42, p.syn)).toEqual({ kind: 'refuse', reason: 'replay' });
-    // The handshake goes on: the SYN-ACK retransmission still carries the proof.
+    expect(w.server.engine.serverSynIn(t, 42, p.syn).kind).toBe('proof');
+    // The kernel retransmits its SYN-ACK from the request it holds (same ISN): the same answer.
     const sa = w.server.engine.serverSynAckOut(t, 42, 43, w.serverPu, out());
     expect(sa.kind).toBe('proof');
+    // A retransmitted SYN (new proof), then the first one late: still the same handshake.
+    w.clock.ms += 1000;
+    const again = synOut(w, t, 42);
+    expect(w.server.engine.serverSynIn(t, 42, again).kind).toBe('proof');
+    expect(w.server.engine.serverSynIn(t, 42, p.syn).kind).toBe('proof');
+    expect(w.server.engine.serverSynAckOut(t, 42, 43, w.serverPu, out()).kind).toBe('proof');
+    expect(w.server.engine.stats().registerSize).toBe(3); // warm-up, first, retransmission: duplicates add nothing
   });
 });
 

@@ -172,12 +172,16 @@ describe('handshake', () => {
       expect(b.flows.at(-1)).toMatchObject({ verdict: 'reject', reason: 'bad-mac' });
     });
 
-    it('a SYN replayed verbatim (same address, same ISN, same proof) is refused by the strike register', () => {
+    it('a SYN replayed verbatim while its handshake is remembered is that handshake: a SYN-ACK with a new ISN (the stack\'s answer once the connection is gone) is refused', () => {
       const h = handshake(a, b, { sport: 43001, isnC: 31_000, isnS: 32_000 });
       expect(h.synIn.reason).toBe('ok');
-      // Dropped (a reset would reach the real client), recorded.
-      expect(run(b, h.synOut.bytes, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'replay' });
-      expect(b.flows.at(-1)).toMatchObject({ verdict: 'reject', reason: 'replay', remoteAddr: '10.213.9.1' });
+      // A network duplicate during the handshake: the same handshake, answered the same way.
+      expect(run(b, h.synOut.bytes, HOOK_PRE_ROUTING).reason).toBe('ok');
+      expect(run(b, h.synAck, HOOK_POST_ROUTING)).toMatchObject({ mark: OP_CLEAR_SERVER_PENDING, reason: 'ok' });
+      // A replay after the connection finished: the server's stack opens a new request with a
+      // new ISN, and that SYN-ACK is dropped: nothing authorized, nothing sent.
+      const late = seg(B_ADDR, A_ADDR, 80, 43001, 99_000, 31_001, TCP_SYN | TCP_ACK);
+      expect(run(b, late, HOOK_POST_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, mark: -1, reason: 'replay' });
     });
 
     it('a proof older than the freshness window is stale; one made before the server started is refused in silence', async () => {

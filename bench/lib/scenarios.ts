@@ -136,9 +136,11 @@ export const SCENARIOS: readonly Scenario[] = [
   // run as PUs with one label, so every connection is a full mutual authorization.
   caScenario('tessera-ca', 'tessera full mutual auth (CA mode)', false),
   caScenario('tessera-ca-policy50', 'tessera full mutual auth (CA), 50-rule policy', true),
-  // The same daemons and rules with `--accept-all`: what the six passes cost without the
-  // protocol's work, so the full-auth row's excess splits into queue passes and handshake.
-  caScenario('tessera-daemon-accept', 'tessera daemon rules, accept-all handler', false, true),
+  // The same daemons and rules with `--accept-all`: what the four passes cost without the
+  // protocol's work (the floor the full-auth rows are measured against), and protocol v1's
+  // six-pass layout (`--six-passes`: the first ACK queued at both ends) beside it.
+  caScenario('tessera-daemon-accept', 'tessera daemon rules, accept-all handler (4-pass floor)', false, true),
+  caScenario('tessera-daemon-accept6', 'tessera daemon rules, accept-all handler (6-pass floor, v1 layout)', false, true, true),
 ];
 
 /**
@@ -154,11 +156,12 @@ export function policy50(): string {
 }
 
 /** The full-auth scenario: a real daemon per host (CA mode), server and client as PUs. */
-function caScenario(id: string, title: string, withPolicy: boolean, acceptAll = false): Scenario {
+function caScenario(id: string, title: string, withPolicy: boolean, acceptAll = false, sixPasses = false): Scenario {
   return {
     id,
     title,
-    passes: 6,
+    // Protocol v2: SYN out, SYN in, SYN-ACK out, SYN-ACK in.
+    passes: sixPasses ? 6 : 4,
     rules: 'handler',
     requires: [TESSERA_JS, 'native/build/Release/tessera_nfq.node'],
     prepare: async (root, shared, run) => {
@@ -182,6 +185,7 @@ function caScenario(id: string, title: string, withPolicy: boolean, acceptAll = 
       '--log-level', 'warn',
       ...(withPolicy ? ['--policy', join(c.shared, 'policy50.yaml')] : []),
       ...(acceptAll ? ['--accept-all'] : []),
+      ...(sixPasses ? ['--six-passes'] : []),
     ],
     probe: (c) => [node, join(c.root, TESSERA_JS), 'status', '--json', '--socket', socketOf(c)],
     pu: {

@@ -105,6 +105,7 @@ Key files must not be readable by group or others (chmod 600).`,
       help: 'fatal|error|warn|info|debug|trace|silent',
     },
     { name: 'accept-all', kind: 'flag', help: 'benchmark mode: handshake packets take their queue passes and are accepted with no token, check or policy (NOT a security mode)' },
+    { name: 'six-passes', kind: 'flag', help: "benchmark mode, with --accept-all only: also queue the client's first ACK at both ends (protocol v1's six passes instead of four)" },
     {
       name: 'remove-rules-on-stop',
       kind: 'flag',
@@ -136,6 +137,7 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const psk = v['psk-file'];
   const { ca, cert, key } = v;
   let trust: DaemonConfig['trust'];
+  if (v['six-passes'] && !v['accept-all']) throw usageError('daemon', '--six-passes is a benchmark mode of --accept-all: pass both');
   if (psk && (ca || cert || key)) throw usageError('daemon', 'choose one trust mode: --psk-file, or --ca with --cert and --key');
   if (psk) trust = { mode: 'psk', pskFile: psk };
   else if (ca && cert && key) trust = { mode: 'ca', caFile: ca, certFile: cert, keyFile: key };
@@ -155,7 +157,7 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
     tokenTtlSeconds: v['token-ttl'] / 1000,
     clockSkewSeconds: v['clock-skew'] / 1000,
     logLevel: v['log-level'],
-    datapathMode: v['accept-all'] ? 'passes' : 'handshake',
+    datapathMode: v['accept-all'] ? (v['six-passes'] ? 'passes6' : 'passes') : 'handshake',
     portScanMs: DEFAULTS.portScanMs,
     removeRulesOnStop: v['remove-rules-on-stop'],
     ...(v.policy ? { policyFile: v.policy } : {}),

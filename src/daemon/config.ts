@@ -25,8 +25,12 @@ export interface DaemonConfig {
   tokenTtlSeconds: number;
   clockSkewSeconds: number;
   logLevel: string;
-  /** 'passes' (--accept-all, benchmark only): handshake packets take their queue passes and are accepted unchecked. */
-  datapathMode: 'handshake' | 'passes';
+  /**
+   * 'passes' (--accept-all, benchmark only): handshake packets take their four queue passes
+   * and are accepted unchecked; 'passes6' (--accept-all --six-passes): the same with the
+   * client's first ACK queued at both ends too, as protocol v1 did.
+   */
+  datapathMode: 'handshake' | 'passes' | 'passes6';
   /** How often PU listening ports are rediscovered (ms). */
   portScanMs: number;
   /** Policy file (YAML); absent: the built-in default policy. Watched and reloaded. */

@@ -17,6 +17,7 @@ import { createListenerSources } from './listener-sources.js';
 import { validateConfig, type DaemonConfig } from './config.js';
 import { createLogger, rateLimited } from './log.js';
 import { loadHostSecret, loadTrust } from './trust.js';
+import { loadHandshakeKey } from './handshake-key.js';
 import { PuRegistry } from './pus.js';
 import { AuthorizedFlows, revokeFlows } from './revoke.js';
 import { createContainerPus, type ContainerPus } from './containers.js';
@@ -105,6 +106,10 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
 
   const trust = loadTrust(config);
   const hostSecret = loadHostSecret(config.stateDir);
+  const handshakeKey = loadHandshakeKey(config.stateDir);
+  // Every token carries the host's handshake key (claim hk): a client that verified one of
+  // our tokens knows the key its next proofs to this host are made under.
+  const issuer: typeof trust.issuer = { ...trust.issuer, issue: (pu, now, ttl) => trust.issuer.issue({ ...pu, hostKeyRaw: handshakeKey.publicRaw }, now, ttl) };
   const uiToken = config.ui?.tokenFile ? readUiToken(config.ui.tokenFile) : undefined;
   const runner = createCommandRunner();
   const rulesLog = log.child({ component: 'rules' });
@@ -120,7 +125,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   // known again with their ports.
   await netcls.ensureMounted();
 
-  const registry: PuRegistry = new PuRegistry({ netcls, issuer: trust.issuer, tokenTtlSeconds: config.tokenTtlSeconds, onChange: () => syncLoop.syncInBackground() });
+  const registry: PuRegistry = new PuRegistry({ netcls, issuer, tokenTtlSeconds: config.tokenTtlSeconds, onChange: () => syncLoop.syncInBackground() });
   const store = createPuStore({ path: join(config.stateDir, 'pus.json'), registry, netcls, log, warn });
   const datapath = createDatapath({
     queueBase: config.queueBase,
@@ -130,13 +135,20 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     mode: config.datapathMode,
     trust: trust.datapath,
     hostSecret,
+    handshakeKey,
     clockSkewSeconds: config.clockSkewSeconds,
     handshake: { rejectMode: config.rejectMode, maxPacketLength: config.mtu },
+    // Test only (like TESSERA_TEST_CRASH_AFTER_MS): a strike register small enough to fill.
+    ...(process.env.TESSERA_TEST_REGISTER_ENTRIES ? { v2: { registerEntries: Number(process.env.TESSERA_TEST_REGISTER_ENTRIES) } } : {}),
     policyText: policy.current().text,
   });
   // --cluster: the last verified bundles on disk are adopted now (fail-static), before any
   // worker starts; etcd is followed in the background (docs/cluster.md).
-  const fleet = config.cluster ? startFleetService({
+  // The brief's contract with fleet-service: the host's handshake public key (raw 32 bytes),
+  // which it publishes as HostEntry.handshakeKey. Added to the options without naming the
+  // field here, so this compiles before and after fleet-service declares it.
+  const withHandshakeKey = <T extends object>(o: T): T => ({ ...o, handshakePublicKey: handshakeKey.publicRaw });
+  const fleet = config.cluster ? startFleetService(withHandshakeKey({
         cluster: config.cluster,
         stateDir: config.stateDir,
         hostId: trust.hostId,
@@ -146,10 +158,10 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
         ...(trust.datapath.mode === 'ca' ? { caPublicJwk: trust.datapath.caPublicJwk } : {}),
         health,
         log,
-      }) : null;
+      })) : null;
   const syncLoop = createSyncLoop({
     pushWorkers: () => datapath.apply(registry.changes()),
-    applyRules: hostRulesApplier(() => registry.all(), reconciler, { num: config.queueBase, count: config.queues, bypass: config.failOpen }),
+    applyRules: hostRulesApplier(() => registry.all(), reconciler, { num: config.queueBase, count: config.queues, bypass: config.failOpen, ...(config.datapathMode === 'passes6' ? { ackPass: true } : {}) }),
     save: () => store.saveSoon(),
     health,
     log,
@@ -315,6 +327,6 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     { host: trust.hostId, trust: trust.mode, policy: policy.current().name, queues: config.queues, failOpen: config.failOpen, socket: config.socket, cgroupRoot: config.cgroupRoot, mode: config.datapathMode, docker: config.docker?.socket ?? false, cluster: config.cluster?.url ?? false },
     'tessera daemon running',
   );
-  if (config.datapathMode === 'passes') log.warn('--accept-all: benchmark mode, every handshake is accepted unchecked; PUs are NOT protected');
+  if (config.datapathMode !== 'handshake') log.warn('--accept-all: benchmark mode, every handshake is accepted unchecked; PUs are NOT protected');
   return { stop: shutdown.stop, stopped: shutdown.stopped, reloadPolicy: async (why) => policy.reload(why) };
 }

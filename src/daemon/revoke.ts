@@ -23,10 +23,10 @@ export class AuthorizedFlows {
   // connection on the daemon's main thread (V8 iterates the holes of deleted keys).
   readonly #flows = new Lru<string, AuthorizedFlow>(MAX_FLOWS);
 
-  /** Remember a final accept: the server's ACK (or untagged SYN), the client's SYN-ACK. */
+  /** Remember a final accept: the server's SYN (protocol v2 decides there; v1 at the ACK), the client's SYN-ACK. */
   note(f: Omit<FlowEntry, 'time'>): void {
     if (f.verdict !== 'accept' || !f.localLabels) return;
-    const final = f.direction === 'ingress' ? f.stage === 'ack' || (f.stage === 'syn' && f.remoteLabels === null) : f.stage === 'syn-ack';
+    const final = f.direction === 'ingress' ? f.stage === 'ack' || f.stage === 'syn' : f.stage === 'syn-ack';
     if (!final) return;
     const key = `${f.remoteAddr}|${f.remotePort}|${f.localPort}`;
     this.#flows.set(key, {

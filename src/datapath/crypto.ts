@@ -1,5 +1,7 @@
-// Binds the handshake's crypto interface to src/identity: token verification with its
-// cache, stateless nonces from the host secret, X25519 with a per-pair cache, HKDF, MACs.
+// Binds the datapath to src/identity. createHandshakeCrypto: the worker's token verification
+// with its cache and the fleet's trust bundle applied (setTrust), its verifier view for protocol
+// v2 (`tokens`; the engine's key agreement, MACs and strike register live in ./handshake/v2),
+// and the UDP exchange's nonces, X25519 with a per-pair cache, HKDF and MACs.
 // `digests` is node:crypto unless the caller passes faster ones (the workers pass the addon's).
 
 import {
@@ -16,8 +18,9 @@ import {
   type VerifyStats,
   type VerifyResult,
   type KeyAgreementStats,
+  type TokenVerifier,
 } from '../identity/index.js';
-import type { HandshakeCrypto, VerifiedPeer, VerifyFailure } from './handshake/handshake.js';
+import type { HandshakeCrypto, HandshakeVerifier, VerifiedPeer, VerifyFailure } from './handshake/types.js';
 import type { TrustConfig, TrustUpdate } from './messages.js';
 
 const SESSION_INFO = new TextEncoder().encode('tessera/1 session');
@@ -27,7 +30,7 @@ export function createHandshakeCrypto(
   hostSecret: Uint8Array,
   clockSkewSeconds: number,
   digests: Digests = NODE_DIGESTS,
-): HandshakeCrypto & { verifierStats(): { tokens: VerifyStats; x25519: KeyAgreementStats }; setTrust(u: TrustUpdate): void } {
+): HandshakeCrypto & { tokens: HandshakeVerifier; verifierStats(): { tokens: VerifyStats; x25519: KeyAgreementStats }; setTrust(u: TrustUpdate): void } {
   let hostTrust: HostTrust = createHostTrust({ revoked: [] });
   let revoked: string[] = [];
   let bindings: NonNullable<TrustUpdate['labelBindings']> = [];
@@ -59,6 +62,8 @@ export function createHandshakeCrypto(
       one[0] = input;
       return nonces.nonce(0, one);
     },
+    // The current verifier (a new CA list replaces it) as protocol v2's engine asks it.
+    tokens: { verify: (token) => verifier.verify(token), cached: (token) => verifier.cached(token) },
     verify: (token) => peerOf(verifier.verify(token)),
     cached(token) {
       const r = verifier.cached(token);
@@ -88,4 +93,11 @@ export function createHandshakeCrypto(
       }
     },
   };
+}
+
+/** A plain verifier for one trust configuration (benchmarks and tests of the TCP handshake). */
+export function createVerifier(trust: TrustConfig, clockSkewSeconds: number): TokenVerifier {
+  return trust.mode === 'psk'
+    ? createTokenVerifier({ mode: 'psk', psk: trust.secret, clockSkewSeconds })
+    : createTokenVerifier({ mode: 'ca', caPublicJwk: trust.caPublicJwk as never, clockSkewSeconds });
 }

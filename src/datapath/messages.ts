@@ -7,6 +7,7 @@ import type { UdpOptions } from './udp/exchange.js';
 import type { KeyObject } from 'node:crypto';
 import type { FlowRecord, HandshakeOptions, HandshakeStats } from './handshake/handshake.js';
 import type { LabelBinding } from '../identity/index.js';
+import type { V2Options } from './handshake/v2/index.js';
 
 export type TrustConfig =
   | { mode: 'psk'; secret: Uint8Array }
@@ -20,15 +21,23 @@ export interface WorkerConfig {
   /**
    * 'handshake' runs the protocol; 'accept' accepts everything (benchmark ceiling of our own
    * path, under the benchmark's own rules); 'passes' accepts with the protocol's connmark
-   * operations, for the daemon's own rules (createPassThrough).
+   * operations, for the daemon's own rules (createPassThrough), four passes; 'passes6' the
+   * same with the first ACK queued at both ends (v1's six passes, ruleset queue.ackPass).
    */
-  mode: 'handshake' | 'accept' | 'passes';
+  mode: 'handshake' | 'accept' | 'passes' | 'passes6';
   trust: TrustConfig;
   hostSecret: Uint8Array;
+  /**
+   * This host's static X25519 handshake key (<stateDir>/handshake.key): proofs to this host
+   * are made under it (protocol v2). Absent: no client can prove itself to this host.
+   */
+  handshakeKey?: { publicRaw: Uint8Array; privateKey: KeyObject };
   clockSkewSeconds: number;
   handshake: Partial<HandshakeOptions>;
   /** UDP exchange options (issue 13); absent: its defaults. */
   udp?: Partial<UdpOptions>;
+  /** Protocol v2 engine options (tests shrink the strike register; the defaults serve). */
+  v2?: Partial<V2Options>;
   /** Policy file text (the daemon validated it), or null for the built-in default. */
   policyText: string | null;
 }

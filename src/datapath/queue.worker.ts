@@ -6,12 +6,14 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { loadNative, type NativeQueue } from './native.js';
 import { createPassThrough } from './handshake/pass-through.js';
 import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
+import { randomFillSync } from 'node:crypto';
 import { createHandshakeCrypto } from './crypto.js';
+import type { HostKeyDirectory } from './handshake/v2/index.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
 import { drainObserved } from '../learn/observer.js';
 import { Lru } from '../identity/lru.js';
 import { createUdpPath } from './udp/path.js';
-import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type SnapshotDelta, type ToWorker, type WorkerConfig } from './messages.js';
+import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type SnapshotDelta, type ToWorker, type TrustUpdate, type WorkerConfig } from './messages.js';
 
 const config = workerData as WorkerConfig;
 const EDGE_HANDOVER_MS = 5000;
@@ -32,6 +34,38 @@ let policy: Policy = compile(config.policyText) ?? createDefaultPolicy();
 let flows: FlowTuple[] = [];
 let errors = 0;
 
+/** Server host keys the fleet publishes (snapshot `hostKeys`), decoded once per change. */
+let hostKeys = new Map<string, { host: string; key: Uint8Array }>();
+const hostKeyDirectory: HostKeyDirectory = { lookup: (address) => hostKeys.get(address) };
+/** Revoked host and certificate ids (snapshot `revoked`). */
+let revoked = new Set<string>();
+
+function setHostKeys(map: Record<string, string>): void {
+  const m = new Map<string, { host: string; key: Uint8Array }>();
+  for (const [address, b64] of Object.entries(map)) {
+    const key = new Uint8Array(Buffer.from(b64, 'base64url'));
+    // A malformed entry names no key: proofs to that address fall back to learned keys.
+    if (key.length === 32) m.set(address, { host: address, key });
+  }
+  hostKeys = m;
+}
+
+/**
+ * The fleet's trust bundle and host directory (messages.ts TrustUpdate). The verifier applies
+ * revocations, label bindings and the staleness bound to its cached tokens at once; peers the
+ * v2 engine holds by reference were verified before, so any trust change drops them and their
+ * next connection is verified again (it sends its token when the engine says it lacks it).
+ */
+function applyTrust(u: TrustUpdate): void {
+  if (u.hostKeys) setHostKeys(u.hostKeys);
+  if (u.revoked) revoked = new Set(u.revoked);
+  crypto?.setTrust(u);
+  if (u.revoked !== undefined || u.labelBindings !== undefined || u.cas !== undefined || u.refuseNew !== undefined) {
+    handshake?.peersChanged?.();
+    for (const e of nsQueues.values()) e.handshake?.peersChanged?.();
+  }
+}
+
 function applySnapshot(s: Snapshot): void {
   const byIndex = new Map<number, LocalPu>();
   for (const p of s.pus) byIndex.set(p.index, { index: p.index, id: p.id, labels: p.labels, tokens: p.tokens });
@@ -43,7 +77,7 @@ function applySnapshot(s: Snapshot): void {
   pusByIndex = byIndex;
   pusByPort = byPort;
   portList = s.ports;
-  crypto?.setTrust(s);
+  applyTrust(s);
 }
 
 /** The port map of the last snapshot or delta: rebuilt after each delta (its LocalPu objects are replaced). */
@@ -59,14 +93,13 @@ function applyDelta(d: SnapshotDelta): void {
     if (pu) byPort.set(localPort, pu);
   }
   pusByPort = byPort;
-  crypto?.setTrust(d);
+  applyTrust(d);
 }
 
 const native = loadNative();
-let crypto: ReturnType<typeof createHandshakeCrypto> | null = null;
-const handling = { buckets: new Array<number>(HANDLING_BUCKETS_US.length + 1).fill(0), sumUs: 0, count: 0 };
 // The addon's SHA-256/HMAC: the same results as node:crypto (test/unit/native-hash.test.ts), ~8x cheaper per call.
-if (config.mode === 'handshake') crypto = createHandshakeCrypto(config.trust, config.hostSecret, config.clockSkewSeconds, native);
+const crypto = config.mode === 'handshake' ? createHandshakeCrypto(config.trust, config.hostSecret, config.clockSkewSeconds, native) : null;
+const handling = { buckets: new Array<number>(HANDLING_BUCKETS_US.length + 1).fill(0), sumUs: 0, count: 0 };
 
 /**
  * Whether accept records cross to the main thread: only while someone follows or logs them
@@ -98,16 +131,23 @@ function onFlow(r: FlowRecord): void {
  * the container's PU is the only local PU, so every local port is its.
  */
 function makeHandshake(nsPuIndex?: number): Handshake | null {
-  if (config.mode === 'passes') return createPassThrough();
+  if (config.mode === 'passes' || config.mode === 'passes6') return createPassThrough(config.mode === 'passes6');
   if (!crypto) return null;
   return createHandshake({
-    crypto,
+    verifier: crypto.tokens,
+    // The addon's SHA-256/HMAC: the same results as node:crypto (test/unit/native-hash.test.ts), ~8x cheaper per call.
+    digests: native,
+    random: (b) => void randomFillSync(b),
+    hostStaticKeys: config.handshakeKey ? [config.handshakeKey] : [],
+    hostKeys: hostKeyDirectory,
+    revoked: (host) => revoked.has(host),
     policy: () => policy,
     puByIndex: (i) => pusByIndex.get(i),
     puByLocalPort: nsPuIndex === undefined ? (p) => pusByPort.get(p) : () => pusByIndex.get(nsPuIndex),
     now: Date.now,
     onFlow,
     options: config.handshake,
+    ...(config.v2 ? { v2: config.v2 } : {}),
   });
 }
 

@@ -60,7 +60,17 @@ export type Ruleset = Readonly<Record<Family, Readonly<Partial<Record<TableName,
 
 export interface RulesetSpec {
   /** NFQUEUE numbers num..num+count-1; bypass lets packets through when no worker is bound (fail-open). */
-  queue: { num: number; count: number; bypass: boolean };
+  queue: {
+    num: number;
+    count: number;
+    bypass: boolean;
+    /**
+     * Benchmark only (`--accept-all --six-passes`): also queue the client's first ACK at both
+     * ends, as protocol v1 did, for the six-pass floor row next to the four-pass one. The
+     * handshake (protocol v2) never asks for the ACK.
+     */
+    ackPass?: boolean;
+  };
   /**
    * PUs on the host's own stack: index (1..MAX_PU_INDEX, carried in the nfmark), net_cls
    * classid (egress), and where their processes live in the cgroup v2 hierarchy (ingress:
@@ -195,7 +205,10 @@ function buildMangle(spec: RulesetSpec): TableRules {
         // the chain; the queue rule below then sees the restored nfmark.
         [...SYN_ACK, ...connmarkMatch(CT_CLIENT_PENDING), '-j', 'CONNMARK', '--restore-mark', ...puBits],
         [...SYN_ACK, ...connmarkMatch(CT_CLIENT_PENDING), ...queue],
-        [...ACK, ...connmarkMatch(CT_SERVER_PENDING), ...queue],
+        // The handshake's third packet never goes to userspace: the server's flow became
+        // AUTHORIZED when its SYN-ACK left. An ACK (or data) while the flow still waits for
+        // that SYN-ACK cannot come from the client the SYN-ACK has not reached yet: dropped.
+        ...(spec.queue.ackPass ? [[...ACK, ...connmarkMatch(CT_SERVER_PENDING), ...queue]] : refuse([[...ACK, ...connmarkMatch(CT_SERVER_PENDING), '-j', 'DROP']])),
         // A tagged SYN to any local port: the worker strips the token before TCP sees it.
         [...SYN, '-m', 'tcp', '--tcp-option', TCP_OPTION_KIND, ...queue],
         PENDING_RST,
@@ -226,9 +239,16 @@ function buildMangle(spec: RulesetSpec): TableRules {
       // Egress.
       [CHAINS.postrouting]: [
         OPS,
+        // Our server's SYN-ACK, the first and every retransmission: the first ends the server
+        // side's pending state (AUTHORIZED), and a retransmitted one (the first was lost, the
+        // client's SYN came again) must carry its block too, so it is queued also when the
+        // flow is already authorized. Hence before AUTHORIZED. A client-side flow never sends
+        // a SYN-ACK (a simultaneous open is never authorized).
+        [...SYN_ACK, '-m', 'connmark', '!', '--mark', `0x0/${hex(CT_SERVER_PENDING | CT_AUTHORIZED)}`, ...queue],
         AUTHORIZED,
-        [...SYN_ACK, ...connmarkMatch(CT_SERVER_PENDING), ...queue],
-        [...ACK, ...connmarkMatch(CT_CLIENT_PENDING), ...queue],
+        // v1's six passes (benchmark only): the client's first ACK. Without it, an ACK of a
+        // flow still pending falls through to the PU's DROP below.
+        ...(spec.queue.ackPass ? [[...ACK, ...connmarkMatch(CT_CLIENT_PENDING), ...queue]] : []),
         // A container namespace: every packet is the PU's. On the host, table inet tessera's
         // output chain set the sending PU's index (one map lookup).
         ...(ns !== undefined ? [['-p', 'tcp', '-j', CHAINS.puOut]] : []),

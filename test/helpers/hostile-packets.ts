@@ -188,17 +188,21 @@ export interface SynBlockLies {
 }
 
 /**
- * A SYN block (docs/protocol.md): nonceC[16] tokenLength:u16 token, then the trailer
- * version:u8 type:u8 blockLength:u16. `lies` replaces the honest fields.
+ * A protocol v2 SYN block (docs/protocol.md) with the full token and no proof (flag NEED_KEY:
+ * "I know no key of yours"): flags u8 | keyId[4] | ts u64 | nonce[8] | peerRef[8] | macC[16] |
+ * tokenLength u16 | token, then the trailer version:u8 type:u8 blockLength:u16. The token is
+ * verified before anything else. `lies` replaces the honest fields.
  */
 export function synBlock(token: Uint8Array | string, lies: SynBlockLies = {}, nonce: Uint8Array = new Uint8Array(16).fill(0xa5)): Buffer {
   const t = typeof token === 'string' ? Buffer.from(token, 'latin1') : Buffer.from(token);
-  const body = Buffer.alloc(16 + 2 + t.length);
-  Buffer.from(nonce).copy(body, 0);
-  body.writeUInt16BE(lies.tokenLength ?? t.length, 16);
-  t.copy(body, 18);
+  const fixed = 1 + 4 + 8 + 8 + 8 + 16;
+  const body = Buffer.alloc(fixed + 2 + t.length);
+  body[0] = 0x02; // FLAG_NEED_KEY
+  Buffer.from(nonce).subarray(0, 8).copy(body, 13);
+  body.writeUInt16BE(lies.tokenLength ?? t.length, fixed);
+  t.copy(body, fixed + 2);
   const trailer = Buffer.alloc(4);
-  trailer[0] = lies.version ?? 1;
+  trailer[0] = lies.version ?? 2;
   trailer[1] = lies.type ?? 1;
   trailer.writeUInt16BE(lies.blockLength ?? body.length + 4, 2);
   return Buffer.concat([body, trailer]);

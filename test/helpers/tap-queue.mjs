@@ -8,6 +8,10 @@
 //   tamper-token  on a tagged SYN-ACK, change one base64url character in the middle of the
 //                 token's signature part; recompute the TCP checksum; accept
 //   tamper-mac    on a tagged SYN-ACK, swap the first and last byte of macS (xor if equal)
+//   tamper-v2-syn     on a tagged protocol-v2 SYN, flip one byte of the client's proof (macC)
+//   tamper-v2-synack  on a tagged protocol-v2 SYN-ACK, flip one byte of the server's MAC
+//   drop-syn / drop-synack / drop-ack   drop the next SYN / SYN-ACK / bare ACK (one packet),
+//                 then go on as 'copy' (a loss on the path, placed exactly)
 //   pass          accept everything silently
 // stdout: JSON lines {ev:'ready'} once bound, {ev:'packet', hex, tampered, what?} per packet.
 // stdin: {"cmd":"mode",...} or {"cmd":"exit"}; end of stdin also ends the process.
@@ -44,8 +48,25 @@ function hasMarker(buf, pkt) {
   return false;
 }
 
+/** A protocol v2 block at the end of the payload: its start and type, or null. */
+function block2(buf, pkt) {
+  const end = pkt.payloadOffset + pkt.payloadLength;
+  if (!hasMarker(buf, pkt) || pkt.payloadLength < 5 || buf[end - 4] !== 2) return null;
+  const start = end - ((buf[end - 2] << 8) | buf[end - 1]);
+  return start < pkt.payloadOffset ? null : { start, type: buf[end - 3] };
+}
+
 /** Edit a tagged SYN-ACK block in place; returns a description of the edit, or null. */
 function tamper(buf, pkt) {
+  if (mode === 'tamper-v2-syn' || mode === 'tamper-v2-synack') {
+    const b = block2(buf, pkt);
+    const wantSyn = mode === 'tamper-v2-syn';
+    if (!b || (pkt.flags & 0x12) !== (wantSyn ? 0x02 : 0x12) || b.type !== (wantSyn ? 1 : 2)) return null;
+    // SYN: flags 1 | keyId 4 | ts 8 | nonce 8 | peerRef 8 | macC 16; SYN-ACK: flags 1 | macS 16.
+    const at = b.start + (wantSyn ? 29 : 1);
+    buf[at] ^= 0x01;
+    return { what: wantSyn ? 'macC' : 'macS', offset: at - pkt.payloadOffset };
+  }
   if ((pkt.flags & 0x12) !== 0x12 || !hasMarker(buf, pkt)) return null;
   const end = pkt.payloadOffset + pkt.payloadLength;
   if (pkt.payloadLength < 4 + 34 || buf[end - 4] !== 1 || buf[end - 3] !== 2) return null;
@@ -101,6 +122,13 @@ try {
         continue;
       }
       const before = Buffer.from(buf).toString('hex');
+      const drops = { 'drop-syn': [0x17, 0x02], 'drop-synack': [0x17, 0x12], 'drop-ack': [0x17, 0x10] }[mode];
+      if (drops && (pkt.flags & drops[0]) === drops[1] && (drops[1] !== 0x10 || pkt.payloadLength === 0)) {
+        queue.verdict(id, nfq.VERDICT.DROP, -1);
+        out({ ev: 'packet', hex: before, dropped: true, tampered: false });
+        mode = 'copy';
+        continue;
+      }
       const edit = mode === 'copy' ? null : tamper(buf, pkt);
       if (edit) {
         const c = tcpChecksum(buf, pkt);

@@ -196,7 +196,7 @@ describe.runIf(dockerAvailable)('docker walkthrough: containers and processes as
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe(page);
     const flows = await h.flows();
-    expect(flows.some((f) => f.verdict === 'accept' && f.direction === 'ingress' && f.stage === 'ack' && f.remoteLabels?.includes(`@sys:name=${name}`))).toBe(true);
+    expect(flows.some((f) => f.verdict === 'accept' && f.direction === 'ingress' && f.stage === 'syn' && f.remoteLabels?.includes(`@sys:name=${name}`))).toBe(true);
     // A long-running one for the exec tests below, used as soon as docker run returns.
     const client = run('client', '-l', 'app=nginx', IMAGE, 'sleep', '300');
     expect(dockerTry('exec', client, ...wget(`http://${BRIDGE_ADDR}:${port}/`)).stdout).toBe(page);
@@ -258,7 +258,7 @@ describe.runIf(dockerAvailable)('docker walkthrough: containers and processes as
       expect(r.stdout).toBe('page of a host process\n');
       const flows = await h.flows();
       expect(
-        flows.some((f) => f.verdict === 'accept' && f.direction === 'ingress' && f.stage === 'ack' && f.localLabels?.join(',') === 'app=nginx' && f.remoteLabels?.includes(`@sys:name=tessera-wt-web-${suffix}`)),
+        flows.some((f) => f.verdict === 'accept' && f.direction === 'ingress' && f.stage === 'syn' && f.localLabels?.join(',') === 'app=nginx' && f.remoteLabels?.includes(`@sys:name=tessera-wt-web-${suffix}`)),
       ).toBe(true);
       const bad = await h.exec(hostWget(`http://127.0.0.1:${hostPuPort}/`), { timeoutMs: 10_000 });
       expect(bad.code).not.toBe(0);
@@ -281,7 +281,7 @@ describe.runIf(dockerAvailable)('docker walkthrough: containers and processes as
       expect(r.stderr).toBe('');
       expect(r.stdout).toBe('page of a host process\n');
       const seen = await waitFor('remote ingress record', async () =>
-        (await remote.flows()).find((f) => f.verdict === 'accept' && f.stage === 'ack' && f.remoteLabels?.includes(`@sys:name=tessera-wt-client-${suffix}`)),
+        (await remote.flows()).find((f) => f.verdict === 'accept' && f.stage === 'syn' && f.remoteLabels?.includes(`@sys:name=tessera-wt-client-${suffix}`)),
       );
       expect(seen.remoteHost).toBe('host-docker');
       expect(dockerTry('exec', other, ...wget(url)).stderr).toMatch(/refused/i);

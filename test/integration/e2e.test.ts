@@ -56,7 +56,7 @@ describe.runIf(isRoot)('end to end: process PUs across namespace hosts', () => {
     const r = await a.runPu(['app=nginx'], wget(b.addr));
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('hello from nginx\n');
-    const server = await waitFor('server flow', async () => (await b.flows()).find((f) => f.verdict === 'accept' && f.stage === 'ack'));
+    const server = await waitFor('server flow', async () => (await b.flows()).find((f) => f.verdict === 'accept' && f.stage === 'syn'));
     expect(server).toMatchObject({ direction: 'ingress', remoteHost: 'host-a', remoteLabels: ['app=nginx'], localLabels: ['app=nginx'] });
     const client = await waitFor('client flow', async () => (await a.flows()).find((f) => f.verdict === 'accept' && f.stage === 'syn-ack'));
     expect(client).toMatchObject({ direction: 'egress', remoteHost: 'host-b', remoteLabels: ['app=nginx'] });
@@ -146,7 +146,7 @@ describe.runIf(isRoot)('end to end: client and server PUs on one host (loopback,
       const flows = await h.flows();
       const addr = url.includes('[') ? '::1' : '127.0.0.1';
       const mine = flows.filter((f) => (f as unknown as { remoteAddr: string }).remoteAddr === addr);
-      expect(mine.map((f) => `${f.stage}:${f.verdict}:${f.reason}`)).toEqual(['syn-ack:accept:ok', 'ack:accept:ok', 'syn:reject:policy', 'syn:reject:missing-token']);
+      expect(mine.map((f) => `${f.stage}:${f.verdict}:${f.reason}`)).toEqual(['syn:accept:ok', 'syn-ack:accept:ok', 'syn:reject:policy', 'syn:reject:missing-token']);
     });
   }
 });

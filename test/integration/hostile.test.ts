@@ -316,15 +316,15 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
     rogue = await createTokenIssuer({ mode: 'ca', hostId: 'host-c', ...rogueKey, certificate: rogueCert }).issue(pu, now, 600);
     // Correctly signed by c's certified key, but over the 1200-byte token budget (the issuer
     // refuses to make it, so jose signs it directly), sized to fill a 1500-byte SYN: at most
-    // 1414 bytes = 1500 - 20 IP - 44 TCP (marker + Linux options) - 22 block.
+    // 1385 bytes = 1500 - 20 IP - 44 TCP (marker + Linux options) - 51 block (v2 SYN, full token).
     const claims = JSON.parse(Buffer.from(validC.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
     const key = await importJWK({ ...idC.privateJwk }, 'ES256');
-    for (let n = Math.floor(((1414 - validC.length) * 3) / 4); n > 0; n--) {
+    for (let n = Math.floor(((1385 - validC.length) * 3) / 4); n > 0; n--) {
       claims.lbl = ['app=nginx', `pad=${'x'.repeat(n)}`].sort();
       oversized = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', hc: idC.certificate }).sign(key);
-      if (oversized.length <= 1414) break;
+      if (oversized.length <= 1385) break;
     }
-    expect(oversized.length).toBeGreaterThan(1400);
+    expect(oversized.length).toBeGreaterThan(1370);
   }
 
   /** The attacker's tools in c: raw socket, egress rewriter, and silence for c's own TCP stack. */
@@ -341,8 +341,10 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
     ]));
   }
 
-  /** A legitimate SYN and ACK from a, captured on b's wire (raw table, before conntrack). */
+  /** A legitimate SYN (with its proof) from a, captured on b's wire (raw table, before conntrack). */
   async function captureLegitExchange(): Promise<void> {
+    // First contact takes a retry exchange whose SYN carries no proof: capture a later one.
+    expect((await a.runPu(['app=nginx'], wget(b.addr))).stdout).toBe(PAGE);
     const cap = await startHelper(b, 'tap-queue.mjs', ['8', 'copy']);
     const removeCapture = await insertRule(b, 'raw', 'PREROUTING', [
       '-s', a.addr, '-p', 'tcp', '-m', 'tcp', '--tcp-option', '253', '-j', 'NFQUEUE', '--queue-num', '8', '--queue-bypass',
@@ -356,13 +358,9 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
       };
       const synEv = await cap.waitFor('a tagged SYN from a', (e) => e.ev === 'packet' && flagsOf(pkt(e).pkt) === TCP.SYN);
       capturedSyn = pkt(synEv).buf;
-      const sport = pkt(synEv).pkt.srcPort;
-      const ackEv = await cap.waitFor('the tagged ACK of that flow', (e) => {
-        if (e.ev !== 'packet') return false;
-        const p = pkt(e);
-        return p.pkt.srcPort === sport && (flagsOf(p.pkt) & (TCP.SYN | TCP.ACK)) === TCP.ACK && blockType(p.buf, p.pkt) === 3;
-      });
-      capturedAck = pkt(ackEv).buf;
+      const p = pkt(synEv).pkt;
+      // Protocol v2's ACK carries nothing: the one an attacker would send is any plain ACK.
+      capturedAck = buildSegment({ src: a.addr, dst: b.addr, sport: p.srcPort, dport: 80, seq: (p.seq + 1) >>> 0, ack: 1, flags: TCP.ACK });
     } finally {
       await removeCapture();
       await cap.stop();
@@ -462,11 +460,14 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
           [taggedSyn(validC, { payload: synBlock(validC, { blockLength: validC.length + 200 }) })],
           [taggedSyn(validC, { payload: synBlock(validC, { blockLength: 8 }) })],
           [taggedSyn(validC, { payload: synBlock(validC, { tokenLength: 0 }) })],
-          [taggedSyn(validC, { payload: synBlock(validC, { version: 2 }) })],
+          [taggedSyn(validC, { payload: synBlock(validC, { version: 1 }) })],
           [taggedSyn(validC, { payload: synBlock(validC, { type: 2 }) })],
           [taggedSyn(validC, { payload: new Uint8Array(0) })],
         ],
-        reasons: { malformed: 8 },
+        // A version-1 trailer is a v1 peer's block: 'version', never half understood. A block
+        // length shorter than the payload says there are bytes in front of the block:
+        // 'fast-open', refused from the trailer before any token is verified.
+        reasons: { malformed: 6, 'fast-open': 1, version: 1 },
         reply: 'rst',
       },
       // Daemon, token verifier: a correctly signed token of 1400+ bytes makes a 1500-byte SYN,
@@ -577,10 +578,11 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
     await runClass({ name: 'ip-length-longer', groups: [[taggedSyn(validC, {}, pLong)]], reasons: {}, reply: 'none', kernel: { counter: 'IpExt.InTruncatedPkts', atLeast: 1 } });
     // Kernel trims, daemon refuses: bytes past the total length are link padding to the IP
     // layer, which cuts them off; what remains is a consistent SYN (its TCP checksum covers the
-    // claimed length) whose block lost its trailer: 'malformed'.
+    // claimed length) whose block lost its trailer: what ends the payload now is token text,
+    // whose "version byte" is no 2: 'version' (a block of no protocol this host speaks).
     const full = taggedSyn(validC, {}, pShort).length;
     const consistent = taggedSyn(validC, { tcpChecksumBytes: full - 40 - 20 }, pShort);
-    await runClass({ name: 'ip-length-shorter', groups: [[consistent]], reasons: { malformed: 1 }, reply: 'rst' });
+    await runClass({ name: 'ip-length-shorter', groups: [[consistent]], reasons: { version: 1 }, reply: 'rst' });
     const edits = egress.events.filter((e) => e.ev === 'edited').map((e) => e.sport);
     expect(edits).toEqual(expect.arrayContaining([pCk, pLong, pShort]));
 
@@ -635,44 +637,22 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
     }
   });
 
-  it('refuses a replayed SYN at the proof and a replayed ACK as replay; an ACK without a SYN never reaches the daemon', async () => {
-    // A replayed SYN (a's genuine token) passes the SYN check by design — nothing in a SYN
-    // proves freshness — and draws a tagged SYN-ACK (docs/security-model.md). What it can never
-    // do is finish: a plain ACK lacks the proof ('missing-proof', dropped), and a's captured ACK
-    // moved into the new sequence space carries a MAC for another connection ('replay').
+  it('refuses a replayed SYN at its proof (bad-mac); an ACK without a judged SYN, tracked or not, never reaches the daemon or b\'s TCP', async () => {
+    // Protocol v2: the SYN carries a proof bound to a's address, port, ISN and time, so a's
+    // genuine SYN replayed from c fails its MAC at once ('bad-mac', a reset): no SYN-ACK, no
+    // half-open connection. (The verbatim, in-window, out-of-window and after-restart replays
+    // are test/integration/replay.test.ts.)
     const p1 = nextPort++;
     let before = await reasons();
     let vBefore = await verdicts();
     let from = raw.events.length;
     await send(raw, [rewritePacket(capturedSyn, { src: c.addr, sport: p1 })]);
-    const sa = await raw.waitFor('b\'s SYN-ACK to the replayed SYN', (e) => e.ev === 'recv' && e.dport === p1 && ((e.flags as number) & 0x12) === 0x12);
-    const synAck = parse(fromHex(sa.hex as string));
-    await expectReasons(before, {}, 'replayed SYN (accepted at the SYN step)');
-    // The SYN in and b's tagged SYN-ACK out (and its retransmissions, from 1 s on).
-    await expectVerdicts(vBefore, [2, 4], 0, 'replayed SYN');
+    await expectReasons(before, { 'bad-mac': 1 }, 'replayed SYN');
+    await expectVerdicts(vBefore, 0, 1, 'replayed SYN');
+    await raw.waitFor('the reset b sends for the replayed SYN', (e) => e.ev === 'recv' && e.dport === p1 && ((e.flags as number) & TCP.RST) !== 0, 5000);
+    expect(repliesTo(p1, from).filter((r) => r !== 'rst')).toEqual([]);
+    count('replayed-syn', 1, 0, 1);
     const isnC = parse(capturedSyn).seq;
-    before = await reasons();
-    vBefore = await verdicts();
-    from = raw.events.length;
-    const plainAck = buildSegment({ src: c.addr, dst: b.addr, sport: p1, dport: 80, seq: isnC + 1, ack: synAck.seq + 1, flags: TCP.ACK });
-    await send(raw, [plainAck]);
-    await expectReasons(before, { 'missing-proof': 1 }, 'replayed SYN, then an ACK without proof');
-    await expectVerdicts(vBefore, [0, 3], 1, 'an ACK without proof');
-    expect(repliesTo(p1, from).filter((r) => r !== 'syn-ack')).toEqual([]);
-    count('replayed-syn', 2, 1, 1);
-
-    const p2 = nextPort++;
-    vBefore = await verdicts();
-    await send(raw, [rewritePacket(capturedSyn, { src: c.addr, sport: p2 })]);
-    const sa2 = await raw.waitFor('b\'s SYN-ACK to the second replay', (e) => e.ev === 'recv' && e.dport === p2 && ((e.flags as number) & 0x12) === 0x12);
-    before = await reasons();
-    from = raw.events.length;
-    await send(raw, [rewritePacket(capturedAck, { src: c.addr, sport: p2, seq: (isnC + 1) >>> 0, ack: ((sa2.seq as number) + 1) >>> 0 })]);
-    await expectReasons(before, { replay: 1 }, 'replayed SYN, then the captured ACK');
-    // Accepted: this replay's SYN and SYN-ACK (their counts may arrive late), and retransmitted SYN-ACKs of the earlier replay.
-    await expectVerdicts(vBefore, [2, 5], 1, 'a replayed SYN, then the captured ACK');
-    expect(repliesTo(p2, from)).toContain('rst');
-    count('replayed-ack', 2, 1, 1);
 
     // Kernel, default deny: an ACK with no SYN before it has no pending connmark, so no queue
     // rule matches, and TESSERA-PU-PORT drops it before b's TCP sees it (which would reset).
@@ -682,38 +662,29 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
     from = raw.events.length;
     await send(raw, [rewritePacket(capturedAck, { src: c.addr, sport: p3 })]);
     await expectReasons(before, {}, 'replayed ACK alone');
-    await expectVerdicts(vBefore, [0, 4], 0, 'a replayed ACK alone (the kernel drops it)');
+    await expectVerdicts(vBefore, 0, 0, 'a replayed ACK alone (the kernel drops it)');
     expect(repliesTo(p3, from)).toEqual([]);
     count('replayed-ack-alone', 1, 0, 0);
 
-    // Kernel, default deny: the replayed SYN completed by an ACK that conntrack does not track
-    // (here an admin's NOTRACK for the port, as busy servers use; an ACK conntrack calls INVALID
-    // carries no connmark either). Without a pending connmark it reaches no queue rule, and
-    // before the PU-PORT guard b's TCP took it as the end of the handshake: ESTABLISHED, with
-    // no proof ever checked.
+    // Kernel, default deny: the replayed SYN followed by an ACK that conntrack does not track
+    // (an admin's NOTRACK for the port, as busy servers use). It reaches no queue rule and the
+    // PU-PORT guard drops it: nothing established, whatever the SYN's fate.
     const p4 = nextPort++;
     const untrack = await insertRule(b, 'raw', 'PREROUTING', ['-s', c.addr, '-p', 'tcp', '-m', 'tcp', '--sport', String(p4), '--tcp-flags', 'SYN,ACK', 'ACK', '-j', 'CT', '--notrack']);
     try {
-      vBefore = await verdicts();
-      await send(raw, [rewritePacket(capturedSyn, { src: c.addr, sport: p4 })]);
-      const sa4 = await raw.waitFor('b\'s SYN-ACK to the third replay', (e) => e.ev === 'recv' && e.dport === p4 && ((e.flags as number) & 0x12) === 0x12);
       before = await reasons();
-      from = raw.events.length;
-      await send(raw, [buildSegment({ src: c.addr, dst: b.addr, sport: p4, dport: 80, seq: isnC + 1, ack: (sa4.seq as number) + 1, flags: TCP.ACK })]);
-      await expectReasons(before, {}, 'replayed SYN, then an untracked ACK');
-      await expectVerdicts(vBefore, [2, 6], 0, 'a replayed SYN, then an untracked ACK (the kernel drops it)');
+      await send(raw, [rewritePacket(capturedSyn, { src: c.addr, sport: p4 })]);
+      await expectReasons(before, { 'bad-mac': 1 }, 'the replayed SYN before the untracked ACK');
+      await send(raw, [buildSegment({ src: c.addr, dst: b.addr, sport: p4, dport: 80, seq: isnC + 1, ack: 1, flags: TCP.ACK })]);
+      await sleep(300);
       const established = (await tcpSockets(b)).filter((s) => s.peer === `${c.addr}:${p4}` && s.state === 'ESTAB');
       expect(established, 'an untracked ACK must not complete a replayed handshake').toEqual([]);
     } finally {
       await untrack();
     }
-    count('replayed-syn-untracked-ack', 2, 1, 0);
-
-    // Past b's first SYN-ACK retransmission: the replays are at most half-open on b.
-    await sleep(1100);
+    count('replayed-syn-untracked-ack', 2, 0, 1);
     const withC = (await tcpSockets(b)).filter((s) => s.peer.startsWith(`${c.addr}:`));
-    expect(withC.filter((s) => s.state !== 'SYN-RECV'), JSON.stringify(withC)).toEqual([]);
-    expect(withC.some((s) => s.peer === `${c.addr}:${p1}`)).toBe(true);
+    expect(withC, JSON.stringify(withC)).toEqual([]);
   });
 
   it('under a 40 000-packet flood: legitimate connections made during it succeed, memory stays flat, the daemon keeps answering', async () => {
@@ -812,7 +783,9 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
     // from the full queue (what does not fit is dropped, never accepted unjudged). That
     // connection stalls — protocol v1 puts the proof in a pure ACK TCP never retransmits
     // (docs/protocol.md; protocol v2 moves it into the SYN). Seen once in a CI-equivalent run.
-    const allowed = new Set(['bad-signature', 'untrusted-issuer', 'expired', 'bad-packet', 'malformed', 'no-state', 'no-pu', 'missing-proof']);
+    // 'bad-mac': the replayed SYN (its proof names a's address). 'version': the block-length
+    // lie's class does not carry one.
+    const allowed = new Set(['bad-signature', 'untrusted-issuer', 'expired', 'bad-packet', 'malformed', 'no-state', 'no-pu', 'bad-mac', 'version']);
     expect(Object.keys(d).filter((k) => !allowed.has(k)), JSON.stringify(d)).toEqual([]);
     const refusedByDaemon = Object.values(d).reduce((s, v) => s + v, 0);
     expect(refusedByDaemon).toBeGreaterThan(Number(measured.groups) * 0.5);
@@ -846,7 +819,8 @@ describe.runIf(isRoot)('hostile input: every malformed or forged handshake packe
     const nonOk = Object.values(delta(reasonsAfter, reasonsStart)).reduce((s, n) => s + n, 0);
     expect(v.reject + v.drop, JSON.stringify(v)).toBeLessThanOrEqual(nonOk);
     expect(nonOk, JSON.stringify(v)).toBeLessThanOrEqual(v.reject + v.drop + v.pass);
-    expect(v.accept, JSON.stringify(v)).toBeGreaterThanOrEqual(3 * legit.length);
+    // Two accepted steps per legitimate connection on b: its SYN in and its SYN-ACK out.
+    expect(v.accept, JSON.stringify(v)).toBeGreaterThanOrEqual(2 * legit.length);
     count('flood', Number(warm.packets) + Number(measured.packets), v.accept, v.reject + v.drop);
     console.log(`hostile flood per class (b's replies in the measured flood): ${perClass.map((r) => `${r.name}=${r.synAck} syn-ack/${r.rst} rst`).join(' ')}; b's verdicts over both floods ${JSON.stringify(v)}`);
     console.log(

@@ -83,7 +83,7 @@ rules:
     long.stdin!.write('hello\n');
     let exited = false;
     long.once('exit', () => (exited = true));
-    await waitFor('the long connection to be authorized', async () => (await b.flows()).some((f) => f.verdict === 'accept' && f.stage === 'ack' && (f as unknown as { localPort: number }).localPort === 81), 10_000);
+    await waitFor('the long connection to be authorized', async () => (await b.flows()).some((f) => f.verdict === 'accept' && f.stage === 'syn' && (f as unknown as { localPort: number }).localPort === 81), 10_000);
 
     const before = await policyName(b);
     await write('version: 1\nrules: []\n');

@@ -2,9 +2,10 @@
 // decoder and the whole handshake (token verification included), with random bytes and
 // mutations of real tagged handshake packets whose checksums are repaired so that they
 // reach the deep logic. Each mutated packet goes to the host and hook that would receive it
-// (SYN and ACK: the server's PREROUTING; SYN-ACK: the client's, with its PU's mark) with
-// fresh flow state, the state an intact exchange would have left (an ACK meets the entry of
-// its SYN and SYN-ACK), in both trust modes (PSK and CA). Zero uncaught exceptions allowed;
+// (SYN: the server's INPUT; SYN-ACK: the client's, with its PU's mark, after the client sent
+// the intact SYN again) with fresh flow state, in both trust modes (PSK and CA). The clock and
+// the randomness of every host are fixed, so a fresh client makes the very SYN the intact
+// SYN-ACK answers (protocol v2 has no third packet). Zero uncaught exceptions allowed;
 // the outcomes per reason are printed and asserted, and so is the share of inputs that
 // reached token or MAC verification (a repair that failed would leave them all at the
 // checksum gate).
@@ -21,10 +22,11 @@ import {
   HOOK_POST_ROUTING,
   HOOK_PRE_ROUTING,
   type Handshake,
-  type HandshakeCrypto,
+  type HandshakeVerifier,
   type LocalPu,
 } from '../../src/datapath/handshake/handshake.js';
-import { createHandshakeCrypto } from '../../src/datapath/crypto.js';
+import { createHandshakeCrypto, createVerifier } from '../../src/datapath/crypto.js';
+import { staticKey } from './datapath/handshake-helpers.js';
 import type { TrustConfig } from '../../src/datapath/messages.js';
 import { createDefaultPolicy } from '../../src/policy/index.js';
 import { createCa, createEphemeralKey, createSecret, createTokenIssuer, type TokenIssuer } from '../../src/identity/index.js';
@@ -40,14 +42,16 @@ import { repair } from './datapath/handshake-helpers.js';
 import { caHost } from './identity/helpers.js';
 
 const TARGET = 1_000_000;
-const DEEP_RUNS = (TARGET - 700_000) / 2; // per trust mode
+const DEEP_RUNS = 40_000; // per trust mode (each builds fresh hosts: the expensive part)
 const counts = { inputs: 0, parsedOk: 0, refused: 0, crashes: 0 };
 
 const A = Uint8Array.of(10, 213, 9, 1);
 const B = Uint8Array.of(10, 213, 9, 2);
 const SYN_OPTIONS = Uint8Array.of(2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7);
 const CLIENT_MARK = markForPuIndex(1);
-const STEPS = ['syn', 'syn-ack', 'ack'] as const;
+const STEPS = ['syn', 'syn-ack'] as const;
+/** Every host's clock: a fixed instant, so that a fresh client repeats the intact SYN byte for byte. */
+const T0 = Date.now();
 
 async function pu(issuer: TokenIssuer, index: number): Promise<LocalPu> {
   const key = createEphemeralKey();
@@ -56,25 +60,16 @@ async function pu(issuer: TokenIssuer, index: number): Promise<LocalPu> {
   return { index, id: `pu${index}`, labels: ['app=nginx'], tokens: [{ bytes, hash: new Uint8Array(createHash('sha256').update(bytes).digest()), epkPrivate: key.privateKey }] };
 }
 
-/** How many times the handshake asked for a token check or a MAC comparison. */
+/** How many times the handshake asked for a token check (cached or verified). */
 const reached = { calls: 0 };
-function instrumented(c: HandshakeCrypto): HandshakeCrypto {
-  return {
-    ...c,
-    nonce: (i) => c.nonce(i),
-    verify: (t) => (reached.calls++, c.verify(t)),
-    cached: (t) => (reached.calls++, c.cached(t)),
-    sharedSecret: (a, b) => c.sharedSecret(a, b),
-    sessionKey: (s, a, b) => c.sessionKey(s, a, b),
-    mac: (k, i) => c.mac(k, i),
-    equal: (a, b) => (reached.calls++, c.equal(a, b)),
-  };
+function instrumented(v: HandshakeVerifier): HandshakeVerifier {
+  return { verify: (t) => (reached.calls++, v.verify(t)), cached: (t) => (reached.calls++, v.cached(t)) };
 }
 
 /** One trust mode: a client and a server PU, the intact exchange, and fresh hosts on demand. */
 interface World {
   mode: 'psk' | 'ca';
-  tagged: [syn: Uint8Array, synAck: Uint8Array, ack: Uint8Array];
+  tagged: [syn: Uint8Array, synAck: Uint8Array];
   freshClient(): Handshake;
   freshServer(): Handshake;
 }
@@ -97,40 +92,51 @@ async function makeWorld(mode: 'psk' | 'ca'): Promise<World> {
   }
   const cpu = await pu(issuerA, 1);
   const spu = await pu(issuerB, 1);
-  // One crypto per host for the whole run (its caches are not flow state); flow state is per handshake.
-  const clientCrypto = instrumented(createHandshakeCrypto(trust, createSecret(), 30));
-  const serverCrypto = instrumented(createHandshakeCrypto(trust, createSecret(), 30));
+  // One verifier per host for the whole run (its caches are not flow state); flow state is per handshake.
+  const clientVerifier = instrumented(createVerifier(trust, 30));
+  const serverVerifier = instrumented(createVerifier(trust, 30));
+  const serverKey = staticKey();
   const policy = createDefaultPolicy();
-  const mk = (crypto: HandshakeCrypto, pus: Map<number, LocalPu>, ports: Map<number, LocalPu>) =>
-    createHandshake({ crypto, policy: () => policy, puByIndex: (i) => pus.get(i), puByLocalPort: (p) => ports.get(p), now: Date.now, onFlow: () => {}, options: { stateEntries: 16 } });
-  const freshClient = () => mk(clientCrypto, new Map([[1, cpu]]), new Map());
-  const freshServer = () => mk(serverCrypto, new Map([[spu.index, spu]]), new Map([[80, spu]]));
-  // A real exchange to mutate: tagged SYN, SYN-ACK and ACK as they appear on the wire.
+  const mk = (verifier: HandshakeVerifier, pus: Map<number, LocalPu>, ports: Map<number, LocalPu>) =>
+    createHandshake({
+      verifier,
+      random: (b) => void b.fill(7),
+      hostStaticKeys: [serverKey],
+      hostKeys: { lookup: (address) => (address === '10.213.9.2' ? { host: 'host-b', key: serverKey.publicRaw } : undefined) },
+      startedAt: T0 - 60_000,
+      policy: () => policy,
+      puByIndex: (i) => pus.get(i),
+      puByLocalPort: (p) => ports.get(p),
+      now: () => T0,
+      onFlow: () => {},
+      options: { stateEntries: 16 },
+      // A fresh handshake per input: small tables keep its creation cheap.
+      v2: { registerEntries: 64, peerTokens: 16, learnedHostKeys: 16 },
+    });
+  const freshClient = () => mk(clientVerifier, new Map([[1, cpu]]), new Map());
+  const freshServer = () => mk(serverVerifier, new Map([[spu.index, spu]]), new Map([[80, spu]]));
+  // A real exchange to mutate: tagged SYN and SYN-ACK as they appear on the wire.
   const client = freshClient();
   const server = freshServer();
   const out = new Uint8Array(65536);
-  const syn = build({ family: 4, src: A, dst: B, sport: 40000, dport: 80, seq: 1000, ack: 0, flags: TCP_SYN, window: 64240, options: SYN_OPTIONS, payload: new Uint8Array(0) });
-  const d1 = client.handle(syn, HOOK_POST_ROUTING, CLIENT_MARK, out);
+  const d1 = client.handle(PLAIN_SYN, HOOK_POST_ROUTING, CLIENT_MARK, out);
   const taggedSyn = out.slice(0, d1.length);
   expect(server.handle(taggedSyn, HOOK_PRE_ROUTING, 0, new Uint8Array(65536)).mark).toBe(OP_SET_SERVER_PENDING);
-  const synAck = build({ family: 4, src: B, dst: A, sport: 80, dport: 40000, seq: 5000, ack: 1001, flags: TCP_SYN | TCP_ACK, window: 64240, options: SYN_OPTIONS, payload: new Uint8Array(0) });
-  const d2 = server.handle(synAck, HOOK_POST_ROUTING, 0, out);
+  const d2 = server.handle(PLAIN_SYNACK, HOOK_POST_ROUTING, 0, out);
   const taggedSynAck = out.slice(0, d2.length);
   expect(client.handle(taggedSynAck, HOOK_PRE_ROUTING, CLIENT_MARK, new Uint8Array(65536)).reason).toBe('ok');
-  const ack = build({ family: 4, src: A, dst: B, sport: 40000, dport: 80, seq: 1001, ack: 5001, flags: TCP_ACK, window: 502, options: new Uint8Array(0), payload: new Uint8Array(0) });
-  const d3 = client.handle(ack, HOOK_POST_ROUTING, 0, out);
-  const taggedAck = out.slice(0, d3.length);
-  for (const t of [taggedSyn, taggedSynAck, taggedAck]) expect(findOption(t, parseTcp(t) as TcpPacket, 253, 0x7e55)).toBeGreaterThan(0);
+  for (const t of [taggedSyn, taggedSynAck]) expect(findOption(t, parseTcp(t) as TcpPacket, 253, 0x7e55)).toBeGreaterThan(0);
   // The intact packets, each at its receiver with fresh state, are accepted: the baseline the mutations depart from.
-  const intactAck = freshServer();
-  intactAck.handle(taggedSyn, HOOK_PRE_ROUTING, 0, out);
-  intactAck.handle(synAck, HOOK_POST_ROUTING, 0, out);
-  expect(intactAck.handle(taggedAck, HOOK_PRE_ROUTING, 0, out).reason).toBe('ok');
-  return { mode, tagged: [taggedSyn, taggedSynAck, taggedAck], freshClient, freshServer };
+  expect(freshServer().handle(taggedSyn, HOOK_PRE_ROUTING, 0, out).reason).toBe('ok');
+  const again = freshClient();
+  again.handle(PLAIN_SYN, HOOK_POST_ROUTING, CLIENT_MARK, out);
+  expect(again.handle(taggedSynAck, HOOK_PRE_ROUTING, CLIENT_MARK, out).reason).toBe('ok');
+  return { mode, tagged: [taggedSyn, taggedSynAck], freshClient, freshServer };
 }
 
 let worlds: World[] = [];
-/** The untagged SYN-ACK the server's stack answers with, for the state an ACK needs. */
+const PLAIN_SYN = build({ family: 4, src: A, dst: B, sport: 40000, dport: 80, seq: 1000, ack: 0, flags: TCP_SYN, window: 64240, options: SYN_OPTIONS, payload: new Uint8Array(0) });
+/** The untagged SYN-ACK the server's stack answers with. */
 const PLAIN_SYNACK = build({ family: 4, src: B, dst: A, sport: 80, dport: 40000, seq: 5000, ack: 1001, flags: TCP_SYN | TCP_ACK, window: 64240, options: SYN_OPTIONS, payload: new Uint8Array(0) });
 
 function guard(fn: () => void): void {
@@ -149,7 +155,7 @@ describe('fuzz: parsers and handshake never throw on hostile bytes', () => {
   });
 
   it('packet parser and option finder: random bytes and mutated real packets', () => {
-    const runs = 400_000;
+    const runs = TARGET - 300_000 - 2 * DEEP_RUNS;
     const tagged = worlds.flatMap((w) => w.tagged);
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 120 }), fc.integer({ min: 0, max: tagged.length - 1 }), fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 6 }), (random, which, flips) => {
@@ -162,6 +168,7 @@ describe('fuzz: parsers and handshake never throw on hostile bytes', () => {
             findOption(base, p, 253, 0x7e55);
             verifyChecksums(base, p);
             decodeBlock(base.subarray(p.payloadOffset, p.payloadOffset + p.payloadLength));
+            decodeBlock2(base.subarray(p.payloadOffset, p.payloadOffset + p.payloadLength));
           } else counts.refused++;
         });
       }),
@@ -174,6 +181,7 @@ describe('fuzz: parsers and handshake never throw on hostile bytes', () => {
       fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
         guard(() => {
           if (typeof decodeBlock(bytes) === 'string') counts.refused++;
+          decodeBlock2(bytes);
         });
       }),
       { numRuns: 300_000 },
@@ -183,10 +191,10 @@ describe('fuzz: parsers and handshake never throw on hostile bytes', () => {
   it.each([0, 1])('the whole handshake on mutated tagged packets with repaired checksums, trust mode #%i (signature, MAC, policy paths)', (wi) => {
     const world = worlds[wi]!;
     const out = new Uint8Array(65536);
-    const reasons: Record<string, Record<string, number>> = { syn: {}, 'syn-ack': {}, ack: {} };
+    const reasons: Record<string, Record<string, number>> = { syn: {}, 'syn-ack': {} };
     let deep = 0;
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 2 }), fc.array(fc.tuple(fc.nat(), fc.nat(255)), { minLength: 1, maxLength: 4 }), (which, flips) => {
+      fc.property(fc.integer({ min: 0, max: 1 }), fc.array(fc.tuple(fc.nat(), fc.nat(255)), { minLength: 1, maxLength: 4 }), (which, flips) => {
         guard(() => {
           const m = world.tagged[which]!.slice();
           for (const [at, v] of flips) m[at % m.length] = v;
@@ -196,13 +204,10 @@ describe('fuzz: parsers and handshake never throw on hostile bytes', () => {
           let mark = 0;
           if (which === 1) {
             receiver = world.freshClient();
+            receiver.handle(PLAIN_SYN, HOOK_POST_ROUTING, CLIENT_MARK, out);
             mark = CLIENT_MARK;
           } else {
             receiver = world.freshServer();
-            if (which === 2) {
-              receiver.handle(world.tagged[0], HOOK_PRE_ROUTING, 0, out);
-              receiver.handle(PLAIN_SYNACK, HOOK_POST_ROUTING, 0, out);
-            }
           }
           const before = reached.calls;
           const d = receiver.handle(pkt, HOOK_PRE_ROUTING, mark, out);
@@ -214,7 +219,7 @@ describe('fuzz: parsers and handshake never throw on hostile bytes', () => {
       }),
       { numRuns: DEEP_RUNS },
     );
-    console.log(`fuzz (${world.mode}): ${deep} of ${DEEP_RUNS} inputs reached token or MAC verification; reasons per step: ${JSON.stringify(reasons)}`);
+    console.log(`fuzz (${world.mode}): ${deep} of ${DEEP_RUNS} inputs reached token verification; reasons per step: ${JSON.stringify(reasons)}`);
     // A real share of the mutated packets gets past the parser, the checksum gate and the
     // block decoder to a token check or a MAC comparison. (Mutations that break the block
     // end at 'malformed', those in the IP header often at 'bad-packet'.)
@@ -231,7 +236,7 @@ describe('fuzz: parsers and handshake never throw on hostile bytes', () => {
     // Each step's own check was met: forged tokens, a MAC that does not match, a proof that does not.
     expect((reasons.syn!['bad-signature'] ?? 0) + (reasons.syn!['malformed'] ?? 0)).toBeGreaterThan(0);
     expect(reasons['syn-ack']!['bad-mac'] ?? 0).toBeGreaterThan(0);
-    expect(reasons.ack!['replay'] ?? 0).toBeGreaterThan(0);
+    expect(reasons.syn!['bad-mac'] ?? 0).toBeGreaterThan(0);
     // A mutation that leaves token, block and addresses intact (e.g. in the TTL or window)
     // may still authorize; most mutations must not.
     for (const step of STEPS) expect(reasons[step]!['ok'] ?? 0, step).toBeLessThan(total(reasons[step]!) / 2);
@@ -282,8 +287,9 @@ describe('fuzz: parsers and handshake never throw on hostile bytes', () => {
           outcomes[key] = (outcomes[key] ?? 0) + 1;
           if (r.kind === 'proof') {
             accepted++;
-            // Only an unchanged SYN-ACK verifies again (a SYN proof is struck once).
-            expect(intact && which >= 2).toBe(true);
+            // Only an unchanged block verifies again (an unchanged SYN is the same handshake
+            // while the server remembers it: the stack's new ISN refuses a late replay).
+            expect(intact).toBe(true);
           } else counts.refused++;
         });
       }),

@@ -1,134 +1,150 @@
-// The handshake state machine: a pure function from (packet bytes, hook, nfmark) to a verdict.
-// No I/O, no clock of its own, no queue: the worker feeds it packets and applies what it
-// returns. docs/protocol.md describes the exchange; this file implements it.
+// The handshake in the kernel's four queue passes: a pure function from (packet bytes, hook,
+// nfmark) to a verdict. No I/O, no clock of its own, no queue: the worker feeds it packets and
+// applies what it returns. The cryptography is protocol v2's engine (./v2, docs/protocol.md);
+// this file finds the local PU, asks policy, strips and attaches blocks, and chooses the
+// connmark operation each pass ends with.
 //
-//   client host                                   server host
-//   SYN out    attach nonceC + token(C)    ───▶   SYN in     verify token(C), find PU by port,
-//              connmark += CLIENT_PENDING                    ingress policy, keep (nonceC, token(C)),
-//                                                            strip, connmark += SERVER_PENDING
-//   SYN-ACK in verify token(S) and macS,   ◀───   SYN-ACK out nonceS, K, macS, attach token(S),
-//              egress policy, strip, keep macC                keep the expected macC
-//   ACK out    attach macC               ───▶  ACK in    compare macC with the kept one (proof
-//              connmark: CLIENT_PENDING→AUTH                 of possession for THIS connection),
-//                                                            strip, SERVER_PENDING→AUTHORIZED
+//   client host                                    server host
+//   SYN out     engine.clientSynOut: attach  ───▶  SYN in      engine.serverSynIn: proof,
+//               proof; connmark += CLIENT_PENDING               strike register; policy; strip;
+//                                                               connmark += SERVER_PENDING
+//   SYN-ACK in  engine.clientSynAckIn: check ◀───  SYN-ACK out engine.serverSynAckOut: attach
+//               the server; policy; strip;                      the server's proof;
+//               CLIENT_PENDING → AUTHORIZED                     SERVER_PENDING → AUTHORIZED
 //
-// Per-connection values are keyed by (remote address, remote port, client ISN), which stay the
-// same at every hook of a host even when that host NATs the flow, and nonces are derived from
-// them with the host secret. Two bounded maps hold what a later packet needs: the server's
-// (nonceC, the verified client and its ingress decision, then the expected macC) from SYN in to ACK in, and the
-// client's macC from SYN-ACK in to ACK out; both are LRU-bounded so a SYN flood cannot grow
-// memory. Keeping the server's entry until the ACK lets the ACK carry 16 bytes instead of
-// the client's token again (docs/protocol.md, "State").
+// The ACK never reaches userspace: both ends are AUTHORIZED before their stack sees (server)
+// or sends (client) it, so a lost or retransmitted ACK is plain TCP. A retransmitted SYN is
+// judged again (the engine gives each a fresh proof); a retransmitted SYN-ACK leaves through
+// the queue again (the rules queue our SYN-ACKs also once the flow is authorized) and gets
+// its block again. A first contact takes a retry exchange: the server's SYN-ACK carries a
+// retry block and authorizes nothing, the client drops it and its kernel retransmits the SYN.
 //
 // What is not a handshake this machine can judge is refused, never waved through: a PU's SYN
 // with data (TCP Fast Open), a queued packet the parser cannot read, a tagged SYN with data
-// in front of the block, a simultaneous open, a client ACK with no SYN-ACK verified behind
-// it. Every verdict mark keeps other software's nfmark bits (verdict.ts).
+// in front of the block, a simultaneous open, any ACK that reaches a queue. Every verdict mark
+// keeps other software's nfmark bits (verdict.ts).
 
-import { parseTcp, findOption, rebuild, verifyChecksums, TCP_SYN, TCP_ACK, TCP_FIN, TCP_RST, type TcpPacket } from '../../packet/index.js';
+import { parseTcp, findOption, rebuild, verifyChecksums, TCP_SYN, TCP_ACK, TCP_FIN, TCP_RST } from '../../packet/index.js';
 import type { PolicyDecision } from '../../policy/index.js';
 import type { FlowRecord } from '../../flow.js';
-import { Lru } from '../../identity/index.js';
-import {
-  OP_SET_CLIENT_PENDING,
-  OP_CLEAR_CLIENT_PENDING,
-  OP_SET_SERVER_PENDING,
-  OP_CLEAR_SERVER_PENDING,
-  HOST_SOCK,
-  PU_DEST,
-  PU_INDEX_MASK,
-  puIndexFromMark,
-} from '../../marks.js';
-import { Bounded, RecentFlows, SourceBudget } from './tables.js';
+import { Lru, type VerifiedToken, type VerifyResult } from '../../identity/index.js';
+import { OP_SET_CLIENT_PENDING, OP_CLEAR_CLIENT_PENDING, OP_SET_SERVER_PENDING, OP_CLEAR_SERVER_PENDING, HOST_SOCK, PU_DEST, PU_INDEX_MASK, puIndexFromMark } from '../../marks.js';
+import { Bounded, SourceBudget } from './tables.js';
 import { createFlowKeys } from './keys.js';
 import { createOutcomes, newContext, type PacketContext } from './outcome.js';
 import { HOOK_LOCAL_OUT, HOOK_POST_ROUTING, VERDICT_ACCEPT, VERDICT_REPEAT } from './verdict.js';
-import { BlockType, MARKER_EXID, MARKER_KIND, MARKER_OPTION, decodeBlock, encodeBlock, type Block } from './wire.js';
-import {
-  DEFAULT_HANDSHAKE_OPTIONS,
-  type Decision,
-  type Handshake,
-  type HandshakeDeps,
-  type HandshakeOptions,
-  type IssuedToken,
-  type VerifiedPeer,
-  type VerifyFailure,
-} from './types.js';
+import { MARKER_EXID, MARKER_KIND, MARKER_OPTION } from './wire.js';
+import { createV2Engine, type TupleView } from './v2/index.js';
+import { DEFAULT_HANDSHAKE_OPTIONS, type Decision, type Handshake, type HandshakeDeps, type HandshakeOptions, type Reason, type VerifiedPeer } from './types.js';
 
 export { HOOK_PRE_ROUTING, HOOK_LOCAL_IN, HOOK_FORWARD, HOOK_LOCAL_OUT, HOOK_POST_ROUTING, VERDICT_DROP, VERDICT_ACCEPT, VERDICT_REPEAT } from './verdict.js';
 export { DEFAULT_HANDSHAKE_OPTIONS } from './types.js';
 export type * from './types.js';
 export type { FlowRecord };
 
-interface ServerState {
+/** What the server side keeps from SYN in for its SYN-ACK out (and the retransmissions of both). */
+interface ServerFlow {
   at: number;
-  nonceC: Uint8Array;
-  /** The client as verified on the SYN, and the ingress decision made then. */
-  peer: VerifiedPeer;
-  decision: PolicyDecision;
-  /** The proof the ACK must carry; set when the SYN-ACK leaves. */
-  macC: Uint8Array | null;
-  /**
-   * The local PU judged at the SYN (by the kernel's socket lookup or the port): its SYN-ACK
-   * and ACK belong to it, whatever other socket shares the port number.
-   */
+  /** The local PU judged at the SYN (by the socket lookup or the port). */
   puIndex: number;
+  /** A peer without Tessera that policy allowed: its SYN-ACK leaves as it is. */
+  untagged: boolean;
 }
-interface ClientState {
-  at: number;
-  macC: Uint8Array;
-}
-
-const LABEL_CLIENT_NONCE = 1;
-const LABEL_SERVER_NONCE = 2;
-const TAG_SYNACK = 0x5341; // "SA"
-const TAG_ACK = 0x4143; // "AC"
 
 const FLAG_MASK = TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST;
-/** The third packet is any segment with ACK and without SYN/RST: FIN must not dodge the proof. */
 const ACK_MASK = TCP_SYN | TCP_ACK | TCP_RST;
-/** How long data segments queued behind a proof ACK are let through (ms). */
-const RECENT_TTL_MS = 2_000;
+/** Server refusals answered with silence (a drop), not a reset: see synIn. */
+const SILENT: ReadonlySet<string> = new Set(['replay', 'stale', 'restarted', 'register-full']);
+/** Not a token verifier's reason: the source spent its budget of failed verifications. */
+const RATE_LIMITED = 'rate-limited' as const;
 
 export function createHandshake(deps: HandshakeDeps): Handshake {
   const opt: HandshakeOptions = { ...DEFAULT_HANDSHAKE_OPTIONS, ...deps.options };
-  const { crypto } = deps;
-  const serverState = new Bounded<ServerState>(opt.stateEntries);
-  const clientState = new Bounded<ClientState>(opt.stateEntries);
-  const recentServer = new RecentFlows(opt.stateEntries, RECENT_TTL_MS);
-  const recentClient = new RecentFlows(opt.stateEntries, RECENT_TTL_MS);
+  const serverFlows = new Bounded<ServerFlow>(opt.stateEntries);
   /** ISN of the SYN each local client sent, by (remote address, remote port, local port): spots a simultaneous open. */
   const clientSyns = new Lru<string, number>(opt.stateEntries);
   const budget = new SourceBudget(opt.budgetSources, opt.failedVerifyBurst, opt.failedVerifyPerSecond);
-  const { flowInput, flowKey, tupleKey, sourceKey, macInput } = createFlowKeys();
+  const { flowKey, tupleKey, sourceKey } = createFlowKeys();
   const blockBuf = new Uint8Array(4096);
   const outcomes = createOutcomes(opt, deps.now, deps.onFlow);
   const { drop, pass, accept, refuse } = outcomes;
   const ctx = newContext();
+  const tuple: TupleView = { buf: new Uint8Array(0), addrLength: 4, clientAddrOffset: 0, serverAddrOffset: 0, clientPort: 0, serverPort: 0 };
+
+  /** The source whose SYN is being verified: a failed verification is charged to it. */
+  let source = '';
+  const engine = createV2Engine({
+    now: deps.now,
+    random: deps.random,
+    // Tokens the caches cannot answer cost a signature verification: a source whose tokens
+    // keep failing is refused unverified (issue 6's forged-SYN flood). Only SYN in verifies
+    // with a source set; the client's verification of a SYN-ACK answers its own SYN.
+    verifyToken(bytes) {
+      const known = deps.verifier.cached(bytes);
+      if (known !== null) return known;
+      if (source === '') return deps.verifier.verify(bytes);
+      const now = deps.now();
+      if (!budget.allows(source, now)) return { ok: false, reason: RATE_LIMITED as never };
+      const r = deps.verifier.verify(bytes);
+      if (!r.ok) budget.charge(source, now);
+      return r;
+    },
+    ...(deps.revoked ? { revoked: (t: VerifiedToken) => deps.revoked!(t.claims.iss) } : {}),
+    ...(deps.hostKeys ? { hostKeys: deps.hostKeys } : {}),
+    hostStaticKeys: deps.hostStaticKeys,
+    ...(deps.digests ? { digests: deps.digests } : {}),
+    // One bound for every per-flow table of this handshake (HandshakeOptions.stateEntries).
+    options: { stateEntries: opt.stateEntries, ...deps.v2 },
+    ...(deps.startedAt !== undefined ? { startedAt: deps.startedAt } : {}),
+  });
+
+  // The policy's view of a verified token, one object per token (no per-packet allocation).
+  const peers = new WeakMap<object, VerifiedPeer>();
+  function peerOf(r: VerifyResult & { ok: true }): VerifiedPeer {
+    let p = peers.get(r.claims);
+    if (!p) {
+      p = { ok: true, host: r.claims.iss, pu: r.claims.sub, labels: r.claims.lbl, epk: r.epkKey, tokenHash: r.tokenHash };
+      peers.set(r.claims, p);
+    }
+    return p;
+  }
+
+  /** The 4-tuple as the engine names it: by role, client first, whichever side we are. */
+  function setTuple(c: PacketContext, weAreClient: boolean): TupleView {
+    const { buf, pkt } = c;
+    tuple.buf = buf;
+    tuple.addrLength = pkt.addrLength;
+    // On egress of the client and ingress of the server, the packet goes client → server.
+    const clientToServer = weAreClient === (c.egress ?? false);
+    tuple.clientAddrOffset = clientToServer ? pkt.srcAddrOffset : pkt.dstAddrOffset;
+    tuple.serverAddrOffset = clientToServer ? pkt.dstAddrOffset : pkt.srcAddrOffset;
+    tuple.clientPort = clientToServer ? pkt.srcPort : pkt.dstPort;
+    tuple.serverPort = clientToServer ? pkt.dstPort : pkt.srcPort;
+    return tuple;
+  }
 
   /** The peer's address (the packet's source) as bytes, for network rules; a view, no copy of the text. */
   function peerAddr(c: PacketContext): Uint8Array {
     return c.buf.subarray(c.pkt.srcAddrOffset, c.pkt.srcAddrOffset + c.pkt.addrLength);
   }
 
-  /** Add the marker option and append the block after whatever payload the packet has. */
-  function attach(c: PacketContext, block: Block): number | 'too-large' {
-    const n = encodeBlock(block, blockBuf);
+  function payloadOf(c: PacketContext): Uint8Array {
+    return c.buf.subarray(c.pkt.payloadOffset, c.pkt.payloadOffset + c.pkt.payloadLength);
+  }
+
+  /** Add the marker option and append `n` bytes of blockBuf after whatever payload the packet has. */
+  function attach(c: PacketContext, n: number): number | 'too-large' {
     const len = rebuild(c.buf, c.pkt, { addOption: MARKER_OPTION, append: blockBuf.subarray(0, n), maxLength: opt.maxPacketLength }, c.out);
     return typeof len === 'number' ? len : 'too-large';
   }
 
-  /**
-   * A handshake packet without our block from a peer without Tessera: the local PU's
-   * network rules decide (default: refuse). Allowed, no proof will follow, so `op` ends the
-   * flow's pending state at once (revoke can find it, the ACK is no longer queued).
-   */
-  function untagged(c: PacketContext, d: PolicyDecision, op: number): Decision {
-    if (!d.allow) return refuse(c, 'missing-token', d);
-    return accept(c, VERDICT_REPEAT, op, 0, d);
+  /** Remove the marker option and the block (which starts `keep` bytes into the payload). */
+  function strip(c: PacketContext, optAt: number, keep: number): number | null {
+    const len = rebuild(c.buf, c.pkt, { removeOptionAt: optAt, payloadLength: keep }, c.out);
+    return typeof len === 'number' ? len : null;
   }
 
-  // ---- egress (POSTROUTING): our PU is the client (SYN, ACK) or the server (SYN-ACK) ----
+  // ---- egress (POSTROUTING): our PU is the client (SYN) or the server (SYN-ACK) ----
 
   function synOut(c: PacketContext): Decision {
     const { buf, pkt } = c;
@@ -138,146 +154,109 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     // retransmits the SYN in a second.
     if (!pu || pu.tokens.length === 0) return drop(c, 'no-pu');
     // TCP Fast Open: the data would reach the server before any proof, and leave unjudged.
-    // Dropped, the client kernel retransmits the SYN without the data (and sends it after
-    // the handshake).
+    // Dropped, the client kernel retransmits the SYN without the data.
     if (pkt.payloadLength > 0) return drop(c, 'fast-open');
-    const token = pu.tokens[0]!;
-    const isnC = pkt.seq;
-    const tuple = tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort);
-    recentClient.forget(tuple);
-    const nonceC = crypto.nonce(flowInput(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, [LABEL_CLIENT_NONCE, isnC], []));
-    const len = attach(c, { type: BlockType.Syn, nonceC, token: token.bytes });
+    const r = engine.clientSynOut(setTuple(c, true), pkt.seq, pu, blockBuf);
+    if (r.kind === 'refuse') return drop(c, r.reason as Reason);
+    const len = attach(c, r.length);
     if (len === 'too-large') return drop(c, 'too-large');
-    clientSyns.set(tuple, isnC);
+    clientSyns.set(tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort), pkt.seq);
     return accept(c, VERDICT_REPEAT, OP_SET_CLIENT_PENDING | (c.mark & PU_INDEX_MASK), len, null);
   }
 
   function synAckOut(c: PacketContext): Decision {
     const { buf, pkt } = c;
     // Simultaneous open: our local client sent a SYN on this tuple, a crossed SYN came in and
-    // the stack answers it with its own ISN. Neither side would ever prove itself (the
-    // protocol has no such exchange), so the flow is refused here, not authorized later.
-    // (A host that only serves has sent no SYN: no key to build.)
+    // the stack answers it with its own ISN. Neither side could prove itself: refused.
     if (clientSyns.size > 0 && clientSyns.peek(tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort)) === pkt.seq) {
       return drop(c, 'simultaneous-open');
     }
     const isnC = (pkt.ack - 1) >>> 0;
-    const key = flowKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, isnC);
-    const st = serverState.get(key, deps.now(), opt.stateTtlMs);
-    const pu = st ? deps.puByIndex(st.puIndex) : deps.puByLocalPort(pkt.srcPort);
-    // Lost state (restart, eviction): drop; the client's SYN retransmission rebuilds it.
-    if (!pu || !st || pu.tokens.length === 0) return drop(c, pu ? 'no-state' : 'no-pu');
-    const token = pu.tokens[0]!;
-    const hashC = st.peer.tokenHash;
-    const nonceS = crypto.nonce(
-      flowInput(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, [LABEL_SERVER_NONCE, isnC, pkt.seq], [st.nonceC, hashC]),
-    );
-    const k = crypto.sessionKey(crypto.sharedSecret(token.epkPrivate, st.peer.epk), st.nonceC, nonceS);
-    const macS = crypto.mac(k, macInput(TAG_SYNACK, token.hash, hashC));
-    // What only the holder of the client token's key can send back in the ACK.
-    st.macC = crypto.mac(k, macInput(TAG_ACK, hashC, token.hash));
-    const len = attach(c, { type: BlockType.SynAck, nonceS, macS, token: token.bytes });
+    const st = serverFlows.get(flowKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, isnC), deps.now(), opt.stateTtlMs);
+    // Lost state (restart, eviction): drop; the client's SYN retransmission is judged anew.
+    if (!st) return drop(c, 'no-state');
+    // A peer without Tessera, allowed at its SYN: the flow is authorized already.
+    if (st.untagged) return pass(c, 'ok');
+    const pu = deps.puByIndex(st.puIndex);
+    if (!pu || pu.tokens.length === 0) return drop(c, 'no-pu');
+    const r = engine.serverSynAckOut(setTuple(c, false), isnC, pkt.seq, pu, blockBuf);
+    if (r.kind === 'refuse') return drop(c, r.reason as Reason);
+    const len = attach(c, r.length);
     if (len === 'too-large') return drop(c, 'too-large');
-    return accept(c, VERDICT_ACCEPT, -1, len, null);
+    // The server's side of the flow is decided here: from now on its packets stay in the
+    // kernel, the client's ACK included. A retry block authorizes nothing (still pending:
+    // the rules drop the ACK; the client drops this SYN-ACK and sends its SYN again).
+    if (r.kind === 'retry') return pass(c, 'retry', len);
+    return accept(c, VERDICT_REPEAT, OP_CLEAR_SERVER_PENDING, len, null);
   }
 
-  function ackOut(c: PacketContext): Decision {
-    const { buf, pkt } = c;
-    const isnC = (pkt.seq - 1) >>> 0;
-    const key = flowKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, isnC);
-    const now = deps.now();
-    const st = clientState.get(key, now, opt.stateTtlMs);
-    const tuple = tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort);
-    if (!st) {
-      // Segments queued right behind the proof ACK pass unchanged: nothing is authorized here.
-      if (recentClient.covers(tuple, pkt.seq, now)) return pass(c, 'ok');
-      // No SYN-ACK was verified for this flow (state lost to a restart or eviction, or a
-      // simultaneous open answered by a SYN-ACK we never checked): it must not be marked
-      // authorized here, and there is no proof to send. Dropped; the server would refuse it.
-      return drop(c, 'no-state');
-    }
-    const len = attach(c, { type: BlockType.Ack, macC: st.macC });
-    if (len === 'too-large') return drop(c, 'too-large');
-    clientState.delete(key);
-    recentClient.add(tuple, isnC, now);
-    return accept(c, VERDICT_REPEAT, OP_CLEAR_CLIENT_PENDING, len, null);
-  }
-
-  // ---- ingress (PREROUTING): our PU is the server (SYN, ACK) or the client (SYN-ACK) ----
-
-  /**
-   * Verify a SYN's token, spending from its source's budget only when the caches cannot
-   * answer. null: the source has used up its failed verifications; refuse unverified (no
-   * flow record: a flood must not fill the flow log; counted under 'rate-limited').
-   */
-  function verifyBudgeted(buf: Uint8Array, pkt: TcpPacket, token: Uint8Array): VerifiedPeer | VerifyFailure | null {
-    const known = crypto.cached(token);
-    if (known !== null) return known;
-    // IPv6 sources by /64: one host commonly holds the whole prefix.
-    const source = sourceKey(buf, pkt.srcAddrOffset, pkt.addrLength === 16 ? 8 : 4);
-    const now = deps.now();
-    if (!budget.allows(source, now)) return null;
-    const peer = crypto.verify(token);
-    if (!peer.ok) budget.charge(source, now);
-    return peer;
-  }
+  // ---- ingress (INPUT): our PU is the server (SYN) or the client (SYN-ACK) ----
 
   function synIn(c: PacketContext): Decision {
     const { buf, pkt, mark } = c;
     c.direction = 'ingress';
     c.stage = 'syn';
     // The kernel's socket lookup (PU_DEST) names the PU that owns the listening socket, from
-    // its first SYN; the scanned ports are the fallback. A PU the lookup names but this worker
-    // does not know yet (its snapshot is on the way) is refused: the client retries.
-    // A retransmitted SYN meets the request socket the first one made, which the lookup does
-    // not name: the PU judged at the first SYN is still the server.
-    // HOST_SOCK: the lookup found a full socket that is no PU's, so the port map (a PU may
-    // share the port number on another address or family) is not consulted. Neither bit: no
-    // full socket (a reused 4-tuple in TIME_WAIT, which TCP hands to the listener): by port.
+    // its first SYN; the scanned ports are the fallback. A retransmitted SYN meets the
+    // request socket the first one made, which the lookup does not name: the PU judged at the
+    // first SYN is still the server. HOST_SOCK: a full socket of no PU (not ours to judge).
     const lookedUp = (mark & PU_DEST) !== 0;
     const hostSocket = !lookedUp && (mark & HOST_SOCK) !== 0;
-    // The flow key is built only where it is needed: a first SYN named by the lookup and then
-    // refused (a flood) never pays for it.
-    let key = lookedUp ? '' : flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
-    const earlier = lookedUp ? undefined : serverState.get(key, deps.now(), opt.stateTtlMs);
-    const pu = lookedUp
-      ? deps.puByIndex(puIndexFromMark(mark))
-      : earlier
-        ? deps.puByIndex(earlier.puIndex)
-        : hostSocket
-          ? undefined
-          : deps.puByLocalPort(pkt.dstPort);
+    const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
+    const earlier = lookedUp ? undefined : serverFlows.get(key, deps.now(), opt.stateTtlMs);
+    const pu = lookedUp ? deps.puByIndex(puIndexFromMark(mark)) : earlier ? deps.puByIndex(earlier.puIndex) : hostSocket ? undefined : deps.puByLocalPort(pkt.dstPort);
     c.local = pu;
     if (!pu && lookedUp) return drop(c, 'no-pu');
     const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
     if (optAt < 0) {
       // Not a PU's service: not ours to judge.
       if (!pu) return pass(c, 'no-pu');
-      // Allowed: TESSERA-APPLY turns "clear server pending" into AUTHORIZED.
-      return untagged(c, deps.policy().ingress({ client: null, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) }), OP_CLEAR_SERVER_PENDING);
+      const d = deps.policy().ingress({ client: null, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) });
+      if (!d.allow) return refuse(c, 'missing-token', d);
+      serverFlows.set(key, { at: deps.now(), puIndex: pu.index, untagged: true });
+      // Allowed, no proof will follow: TESSERA-APPLY turns "clear server pending" into AUTHORIZED.
+      return accept(c, VERDICT_REPEAT, OP_CLEAR_SERVER_PENDING, 0, d);
     }
-    const decoded = decodeBlock(buf.subarray(pkt.payloadOffset, pkt.payloadOffset + pkt.payloadLength));
-    if (typeof decoded === 'string' || decoded.block.type !== BlockType.Syn) return refuse(c, 'malformed');
     // Data in front of the block: stripping would hand it to the application with the SYN,
-    // before any proof. A Tessera client never sends it (its SYN with data is dropped).
-    if (decoded.keptPayload > 0) return refuse(c, 'fast-open');
-    const peer = verifyBudgeted(buf, pkt, decoded.block.token);
-    if (peer === null) return drop(c, 'rate-limited');
-    if (!peer.ok) return refuse(c, peer.reason);
-    c.peer = peer;
-    const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, c.out);
-    if (typeof stripped !== 'number') return refuse(c, 'bad-packet');
-    // A tessera peer calling an unprotected local service: deliver it as a plain SYN.
+    // before any proof. A Tessera client never sends it (its SYN with data is dropped). Read
+    // from the trailer's block length, before any verification is spent on it.
+    const n = pkt.payloadLength;
+    if (n >= 4 && ((buf[pkt.payloadOffset + n - 2]! << 8) | buf[pkt.payloadOffset + n - 1]!) < n) return refuse(c, 'fast-open');
+    // IPv6 sources by /64: one host commonly holds the whole prefix.
+    source = sourceKey(buf, pkt.srcAddrOffset, pkt.addrLength === 16 ? 8 : 4);
+    const r = engine.serverSynIn(setTuple(c, false), pkt.seq, payloadOf(c));
+    source = '';
+    if (r.kind === 'refuse') {
+      // No flow record: a flood must not fill the flow log (counted under 'rate-limited').
+      if ((r.reason as string) === RATE_LIMITED) return drop(c, 'rate-limited');
+      // Refused in silence, recorded: a verbatim copy of a SYN already judged (an attacker's,
+      // or the network's duplicate: a reset would reach the real client), a proof outside the
+      // freshness window (an old capture, or a clock beyond the skew), a proof made before
+      // this worker started (the client's retransmission carries a fresh one and passes), a
+      // full strike register (the retransmission may find room). Never accepted.
+      return refuse(c, r.reason as Reason, null, SILENT.has(r.reason));
+    }
+    if (r.blockStart > 0) return refuse(c, 'fast-open');
+    if (r.peer) c.peer = peerOf(r.peer);
+    const stripped = strip(c, optAt, 0);
+    if (stripped === null) return refuse(c, 'bad-packet');
+    // A Tessera peer calling an unprotected local service: deliver it as a plain SYN.
     if (!pu) return pass(c, 'no-pu', stripped);
-    const d = deps.policy().ingress({ client: peer, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) });
+    if (r.kind === 'retry') {
+      // First contact: nothing to authorize yet. A verified token is still judged now, so a
+      // peer policy refuses learns it at once rather than after the retry.
+      if (c.peer) {
+        const d = deps.policy().ingress({ client: c.peer, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) });
+        if (!d.allow) return refuse(c, 'policy', d);
+      }
+      serverFlows.set(key, { at: deps.now(), puIndex: pu.index, untagged: false });
+      return pass(c, 'retry', stripped, OP_SET_SERVER_PENDING);
+    }
+    const d = deps.policy().ingress({ client: c.peer, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) });
     if (!d.allow) return refuse(c, 'policy', d);
-    recentServer.forget(tupleKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort));
-    // A real copy: the block is a view of the queue's receive buffer, which the next batch
-    // overwrites (and Buffer.prototype.slice would return a view, not a copy).
-    if (lookedUp) key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
-    serverState.set(key, { at: deps.now(), nonceC: new Uint8Array(decoded.block.nonceC), peer, decision: d, macC: null, puIndex: pu.index });
-    // Not recorded yet: the connection is decided at its ACK.
-    return accept(c, VERDICT_REPEAT, OP_SET_SERVER_PENDING, stripped, null);
+    serverFlows.set(key, { at: deps.now(), puIndex: pu.index, untagged: false });
+    // The connection is decided here (proof, register, policy); its SYN-ACK authorizes it.
+    return accept(c, VERDICT_REPEAT, OP_SET_SERVER_PENDING, stripped, d);
   }
 
   function synAckIn(c: PacketContext): Decision {
@@ -289,72 +268,23 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     if (!pu) return pass(c, 'no-pu');
     const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
     if (optAt < 0) {
-      // Allowed: nothing more to prove; stop queueing this flow's ACK.
-      return untagged(c, deps.policy().egress({ client: pu, server: null, port: pkt.srcPort, peerAddr: peerAddr(c) }), OP_CLEAR_CLIENT_PENDING);
+      // A server without Tessera: the PU's network rules decide (default: refuse).
+      const d = deps.policy().egress({ client: pu, server: null, port: pkt.srcPort, peerAddr: peerAddr(c) });
+      if (!d.allow) return refuse(c, 'missing-token', d);
+      return accept(c, VERDICT_REPEAT, OP_CLEAR_CLIENT_PENDING, 0, d);
     }
-    const decoded = decodeBlock(buf.subarray(pkt.payloadOffset, pkt.payloadOffset + pkt.payloadLength));
-    if (typeof decoded === 'string' || decoded.block.type !== BlockType.SynAck) return refuse(c, 'malformed');
-    const block = decoded.block;
-    const peer = crypto.verify(block.token);
-    if (!peer.ok) return refuse(c, peer.reason);
-    c.peer = peer;
-    const isnC = (pkt.ack - 1) >>> 0;
-    const nonceC = crypto.nonce(flowInput(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, [LABEL_CLIENT_NONCE, isnC], []));
-    // Which of our tokens did the SYN carry? The MAC tells: try the newest first.
-    let macC: Uint8Array | null = null;
-    let mine: IssuedToken | null = null;
-    for (const t of pu.tokens) {
-      const k = crypto.sessionKey(crypto.sharedSecret(t.epkPrivate, peer.epk), nonceC, block.nonceS);
-      if (crypto.equal(crypto.mac(k, macInput(TAG_SYNACK, peer.tokenHash, t.hash)), block.macS)) {
-        macC = crypto.mac(k, macInput(TAG_ACK, t.hash, peer.tokenHash));
-        mine = t;
-        break;
-      }
-    }
-    if (!macC || !mine) return refuse(c, 'bad-mac');
-    const d = deps.policy().egress({ client: pu, server: peer, port: pkt.srcPort, peerAddr: peerAddr(c) });
+    const r = engine.clientSynAckIn(setTuple(c, true), (pkt.ack - 1) >>> 0, pkt.seq, payloadOf(c));
+    if (r.kind === 'refuse') return refuse(c, r.reason as Reason);
+    // A retry: the engine learned what the server needs. Silently dropped: the kernel's SYN
+    // retransmission carries it (same ISN), and a reset would end the connect().
+    if (r.kind === 'retry') return drop(c, 'retry');
+    c.peer = peerOf(r.peer);
+    const d = deps.policy().egress({ client: pu, server: c.peer, port: pkt.srcPort, peerAddr: peerAddr(c) });
     if (!d.allow) return refuse(c, 'policy', d);
-    const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, c.out);
-    if (typeof stripped !== 'number') return refuse(c, 'bad-packet');
-    clientState.set(flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, isnC), { at: deps.now(), macC });
-    return accept(c, VERDICT_ACCEPT, -1, stripped, d);
-  }
-
-  function ackIn(c: PacketContext): Decision {
-    const { buf, pkt } = c;
-    c.direction = 'ingress';
-    c.stage = 'ack';
-    const isnC = (pkt.seq - 1) >>> 0;
-    const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, isnC);
-    const now = deps.now();
-    const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
-    const st = serverState.get(key, now, opt.stateTtlMs);
-    const pu = st ? deps.puByIndex(st.puIndex) : deps.puByLocalPort(pkt.dstPort);
-    c.local = pu;
-    const tuple = tupleKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort);
-    if (optAt < 0) {
-      if (recentServer.covers(tuple, pkt.seq, now)) return pass(c, 'ok');
-      // Data before the proof: hold it back (dropped; the client retransmits).
-      return drop(c, 'missing-proof');
-    }
-    const decoded = decodeBlock(buf.subarray(pkt.payloadOffset, pkt.payloadOffset + pkt.payloadLength));
-    if (typeof decoded === 'string' || decoded.block.type !== BlockType.Ack) return refuse(c, 'malformed');
-    if (!st && recentServer.covers(tuple, pkt.seq, now)) {
-      // A copy of a proof we already accepted (the network duplicated it): strip and pass.
-      const len = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, c.out);
-      return typeof len === 'number' ? pass(c, 'ok', len) : refuse(c, 'bad-packet');
-    }
-    c.peer = st?.peer ?? null;
-    // No SYN-ACK of ours answered this flow (or its entry is gone: restart, eviction).
-    if (!pu || !st || !st.macC) return refuse(c, pu ? 'no-state' : 'no-pu');
-    // The client cannot prove it holds the key of the token for THIS connection: a replay.
-    if (!crypto.equal(decoded.block.macC, st.macC)) return refuse(c, 'replay');
-    const stripped = rebuild(buf, pkt, { removeOptionAt: optAt, payloadLength: decoded.keptPayload }, c.out);
-    if (typeof stripped !== 'number') return refuse(c, 'bad-packet');
-    recentServer.add(tuple, isnC, now);
-    serverState.delete(key);
-    // The ingress decision was made on the SYN, against the token verified there.
-    return accept(c, VERDICT_REPEAT, OP_CLEAR_SERVER_PENDING, stripped, st.decision);
+    const stripped = strip(c, optAt, r.blockStart);
+    if (stripped === null) return refuse(c, 'bad-packet');
+    // AUTHORIZED before our stack sees the SYN-ACK, so its ACK and data leave in the kernel.
+    return accept(c, VERDICT_REPEAT, OP_CLEAR_CLIENT_PENDING, stripped, d);
   }
 
   function handle(buf: Uint8Array, hook: number, mark: number, out: Uint8Array): Decision {
@@ -366,27 +296,21 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     c.local = undefined;
     c.peer = null;
     const pkt = parseTcp(buf);
-    // Not a TCP packet we can read: refused both ways. Only handshake packets of PU flows are
-    // queued, and on egress a PU's process can shape its own (an IPv6 routing header, say):
-    // accepting would let it leave unjudged.
+    // Not a TCP packet we can read: refused both ways. On egress a PU's process can shape its
+    // own packets (an IPv6 routing header, say): accepting would let them leave unjudged.
     if (!pkt.ok) return drop(c, 'bad-packet');
     c.pkt = pkt;
     const egress = hook === HOOK_POST_ROUTING || hook === HOOK_LOCAL_OUT;
+    c.egress = egress;
     // Our rewrite computes fresh checksums, so a corrupted inbound packet must be refused
-    // before it is rewritten, or it would leave here looking valid. (Egress packets come
-    // from our own stack with checksums completed by the kernel before queueing.)
+    // before it is rewritten, or it would leave here looking valid.
     if (!egress && verifyChecksums(buf, pkt) !== null) return drop(c, 'bad-packet');
     const flags = pkt.flags & FLAG_MASK;
-    const isAck = (pkt.flags & ACK_MASK) === TCP_ACK;
-    if (egress) {
-      if (flags === TCP_SYN) return synOut(c);
-      if (flags === (TCP_SYN | TCP_ACK)) return synAckOut(c);
-      if (isAck) return ackOut(c);
-      return pass(c, 'ok');
-    }
-    if (flags === TCP_SYN) return synIn(c);
-    if (flags === (TCP_SYN | TCP_ACK)) return synAckIn(c);
-    if (isAck) return ackIn(c);
+    if (flags === TCP_SYN) return egress ? synOut(c) : synIn(c);
+    if (flags === (TCP_SYN | TCP_ACK)) return egress ? synAckOut(c) : synAckIn(c);
+    // The rules queue no ACK in protocol v2: one that arrives here (rules of another version
+    // during an upgrade) is not judged, so it is refused, never let through.
+    if ((pkt.flags & ACK_MASK) === TCP_ACK) return drop(c, 'no-state');
     // SYN+FIN, SYN+RST and other mixes never reach a socket as a handshake: refuse them.
     if (flags & TCP_SYN) return drop(c, 'bad-packet');
     return pass(c, 'ok');
@@ -394,11 +318,18 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
 
   return {
     handle,
-    stats: () => ({
-      ...outcomes.counters,
-      serverState: serverState.map.size,
-      clientState: clientState.map.size,
-      byReason: outcomes.byReason(),
-    }),
+    setHostStaticKeys: (keys) => engine.setHostKeys(keys),
+    peersChanged: () => engine.clearPeerTokens(),
+    stats() {
+      const e = engine.stats();
+      return {
+        ...outcomes.counters,
+        serverState: e.serverState,
+        clientState: e.clientState,
+        register: e.registerSize,
+        registerFull: e.registerFull,
+        byReason: outcomes.byReason(),
+      };
+    },
   };
 }

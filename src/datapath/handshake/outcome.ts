@@ -16,7 +16,7 @@ import type { PolicyDecision } from '../../policy/index.js';
 import type { FlowRecord } from '../../flow.js';
 import { observeFlow } from '../../learn/observer.js';
 import { REJECT_BIT } from '../../marks.js';
-import { VERDICT_ACCEPT, VERDICT_DROP, verdictMark } from './verdict.js';
+import { VERDICT_ACCEPT, VERDICT_DROP, VERDICT_REPEAT, verdictMark } from './verdict.js';
 import { MARKER_EXID, MARKER_KIND } from './wire.js';
 import type { Decision, HandshakeOptions, LocalPu, OutcomeKind, Reason, VerifiedPeer } from './types.js';
 
@@ -33,6 +33,8 @@ export interface PacketContext {
   local: LocalPu | undefined;
   /** The remote PU, once its token is verified. */
   peer: VerifiedPeer | null;
+  /** Whether the packet is leaving this host (POSTROUTING). */
+  egress?: boolean;
 }
 
 export function newContext(): PacketContext {
@@ -52,8 +54,11 @@ export interface Outcomes {
   /** Outcomes per reason ('ok' included), a copy. */
   byReason(): Record<string, number>;
   drop(c: PacketContext, reason: Reason): Decision;
-  /** Let it through unchanged (length 0) or as rewritten into c.out; nothing is authorized. */
-  pass(c: PacketContext, reason: Reason, length?: number): Decision;
+  /**
+   * Let it through unchanged (length 0) or as rewritten into c.out; nothing is authorized.
+   * `ours`: a connmark operation that authorizes nothing (a retry's SERVER_PENDING).
+   */
+  pass(c: PacketContext, reason: Reason, length?: number, ours?: number): Decision;
   /**
    * A handshake step authorized: `ours` are the connmark operation bits. With a decision,
    * the step is the one that decides the connection: recorded, 'audit' when it was audited.
@@ -63,9 +68,11 @@ export interface Outcomes {
    * Refuse: a reset from the kernel for an inbound SYN or ACK (filter TESSERA-REJECT, our
    * block stripped first so the reset acknowledges exactly the client's SYN), a SYN-ACK
    * turned into a reset for our local client, or a drop in drop mode. With a policy
-   * decision, its rule and its reject mode.
+   * decision, its rule and its reject mode. `silent`: dropped whatever the reject mode (a
+   * refusal the sender must not hear about: a replay, a proof from before a restart whose
+   * retransmission will pass).
    */
-  refuse(c: PacketContext, reason: Reason, decision?: PolicyDecision | null): Decision;
+  refuse(c: PacketContext, reason: Reason, decision?: PolicyDecision | null, silent?: boolean): Decision;
 }
 
 export function createOutcomes(opt: HandshakeOptions, now: () => number, onFlow: (r: FlowRecord) => void): Outcomes {
@@ -120,9 +127,9 @@ export function createOutcomes(opt: HandshakeOptions, now: () => number, onFlow:
       counters.dropped++;
       return settle(c, 'drop', VERDICT_DROP, -1, 0, reason);
     },
-    pass(c, reason, length = 0) {
+    pass(c, reason, length = 0, ours = -1) {
       counters.passed++;
-      return settle(c, 'pass', VERDICT_ACCEPT, -1, length, reason);
+      return settle(c, 'pass', ours === -1 ? VERDICT_ACCEPT : VERDICT_REPEAT, ours, length, reason);
     },
     accept(c, verdict, ours, length, decision) {
       counters.accepted++;
@@ -130,10 +137,10 @@ export function createOutcomes(opt: HandshakeOptions, now: () => number, onFlow:
       if (decision) record(c, 'accept', reason, decision);
       return settle(c, 'accept', verdict, ours, length, reason);
     },
-    refuse(c, reason, decision = null) {
+    refuse(c, reason, decision = null, silent = false) {
       counters.rejected++;
       record(c, 'reject', reason, decision);
-      if ((decision?.reject ?? opt.rejectMode) === 'drop') return settle(c, 'reject', VERDICT_DROP, -1, 0, reason);
+      if (silent || (decision?.reject ?? opt.rejectMode) === 'drop') return settle(c, 'reject', VERDICT_DROP, -1, 0, reason);
       const { buf, pkt, out } = c;
       if (c.stage === 'syn-ack') {
         const len = toReset(buf, pkt, out);

@@ -1,6 +1,5 @@
 // The handshake's bounded tables, all on identity's two-generation Lru (ARCHITECTURE:
-// bounded state): per-flow entries with a time to live, recently authorized flows, and the
-// per-source budget of failed token verifications.
+// bounded state): per-flow entries with a time to live and the per-source budget of failed token verifications.
 
 import { Lru } from '../../identity/index.js';
 
@@ -23,31 +22,6 @@ export class Bounded<V extends { at: number }> {
   }
   delete(k: string): void {
     this.map.delete(k);
-  }
-}
-
-/**
- * Flows authorized in the last moments, keyed by (remote address, remote port, local port),
- * so that data segments queued right behind a proof ACK pass. A segment matches only if its
- * sequence number lies after the recorded client ISN, and entries live briefly.
- */
-export class RecentFlows {
-  private readonly map: Lru<string, { at: number; isnC: number }>;
-  constructor(max: number, private readonly ttlMs: number) {
-    this.map = new Lru(max);
-  }
-  add(k: string, isnC: number, now: number): void {
-    this.map.set(k, { at: now, isnC });
-  }
-  /** A new SYN on this tuple starts a new connection: the old authorization must not carry over. */
-  forget(k: string): void {
-    this.map.delete(k);
-  }
-  covers(k: string, seq: number, now: number): boolean {
-    const e = this.map.peek(k);
-    if (!e || now - e.at > this.ttlMs) return false;
-    const offset = (seq - e.isnC - 1) >>> 0;
-    return offset < 0x4000_0000;
   }
 }
 

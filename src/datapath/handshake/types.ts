@@ -3,6 +3,8 @@
 
 import type { KeyObject } from 'node:crypto';
 import type { Policy } from '../../policy/index.js';
+import type { Digests, VerifyResult } from '../../identity/index.js';
+import type { HostKeyDirectory, HostStaticKey, V2Options } from './v2/index.js';
 import type { FlowRecord } from '../../flow.js';
 
 /** Why a handshake packet was refused (or let through without authorization). Stable strings. */
@@ -27,9 +29,17 @@ export type Reason =
   | 'fast-open'
   | 'simultaneous-open'
   | 'rate-limited'
+  // protocol v2 (src/datapath/handshake/v2/types.ts, V2NewReason)
+  | 'version'
+  | 'stale'
+  | 'restarted'
+  | 'register-full'
   | 'revoked'
   | 'label-not-allowed'
-  | 'stale-trust';
+  | 'stale-trust'
+  | 'bad-host-key'
+  | 'no-host-key'
+  | 'retry';
 
 /** A token this host issued for one of its PUs (newest first in LocalPu.tokens). */
 export interface IssuedToken {
@@ -61,7 +71,10 @@ export interface VerifyFailure {
   readonly reason: 'malformed' | 'bad-signature' | 'untrusted-issuer' | 'expired' | 'not-yet-valid' | 'revoked' | 'label-not-allowed' | 'stale-trust';
 }
 
-/** The crypto the handshake needs; all synchronous (node:crypto), all cached by the provider. */
+/**
+ * The crypto the UDP exchange needs (src/datapath/udp); all synchronous (node:crypto), all
+ * cached by the provider. The TCP handshake (protocol v2) needs only a HandshakeVerifier.
+ */
 export interface HandshakeCrypto {
   /** HMAC-SHA256(host secret, input) truncated to 16 bytes, in a new array the caller owns. */
   nonce(input: Uint8Array): Uint8Array;
@@ -73,6 +86,12 @@ export interface HandshakeCrypto {
   /** HMAC-SHA256(key, input) truncated to 16 bytes. */
   mac(key: Uint8Array, input: Uint8Array): Uint8Array;
   equal(a: Uint8Array, b: Uint8Array): boolean;
+}
+
+/** Token verification as src/identity's TokenVerifier gives it (cached; `cached` never verifies a signature). */
+export interface HandshakeVerifier {
+  verify(token: Uint8Array): VerifyResult;
+  cached(token: Uint8Array): VerifyResult | null;
 }
 
 export interface HandshakeOptions {
@@ -109,13 +128,31 @@ export const DEFAULT_HANDSHAKE_OPTIONS: HandshakeOptions = {
 };
 
 export interface HandshakeDeps {
-  crypto: HandshakeCrypto;
+  /** Token verification (the worker's cached verifier). */
+  verifier: HandshakeVerifier;
+  /** HMAC/SHA-256 for the v2 engine (the addon's in workers; node:crypto by default). */
+  digests?: Digests;
+  /** Fill with random bytes (proof nonces). */
+  random(out: Uint8Array): void;
+  /** This host's static X25519 handshake keys, current first (<stateDir>/handshake.key). */
+  hostStaticKeys: readonly HostStaticKey[];
+  /** Server host keys the fleet publishes (fleet2's directory; the worker's snapshot `hostKeys`). */
+  hostKeys?: HostKeyDirectory;
+  /** Whether a verified token's host is revoked (the worker's snapshot `revoked`). */
+  revoked?(host: string): boolean;
   policy: () => Policy;
   puByIndex(index: number): LocalPu | undefined;
   puByLocalPort(port: number): LocalPu | undefined;
   now(): number;
   onFlow(record: FlowRecord): void;
   options?: Partial<HandshakeOptions>;
+  /**
+   * When this handshake's strike register started (ms; default now): proofs made before it
+   * (+ skew) may have been seen by a previous run and are refused ('restarted').
+   */
+  startedAt?: number;
+  /** Protocol v2 engine options (freshness window, strike register bound, ...). */
+  v2?: Partial<V2Options>;
 }
 
 /**
@@ -138,17 +175,24 @@ export interface Handshake {
   /** Decide one queued packet. `out` receives a rewritten packet; the result object is reused. */
   handle(buf: Uint8Array, hook: number, mark: number, out: Uint8Array): Decision;
   stats(): HandshakeStats;
+  /** Replace this host's static handshake keys (rotation). */
+  setHostStaticKeys?(keys: readonly HostStaticKey[]): void;
+  /** Verified peers may have changed standing (revocation): forget tokens held by reference. */
+  peersChanged?(): void;
 }
 
 /** packets = accepted + passed + rejected + dropped; byReason (with 'ok') sums to packets too. */
 export interface HandshakeStats {
   packets: number;
   accepted: number;
-  /** Let through without authorizing anything: segments behind a proof, peers of no PU, non-handshake packets. */
+  /** Let through without authorizing anything: retry exchanges, peers of no PU, non-handshake packets. */
   passed: number;
   rejected: number;
   dropped: number;
   serverState: number;
   clientState: number;
+  /** Strike register entries, and proofs refused because it was full. */
+  register?: number;
+  registerFull?: number;
   byReason: Record<string, number>;
 }

@@ -1,7 +1,7 @@
 // Builders shared by the handshake unit tests: two (or more) in-process "hosts" running the
 // same handshake code and crypto binding as the workers, fed real packet bytes.
 
-import { createHash } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomFillSync } from 'node:crypto';
 import {
   createHandshake,
   HOOK_POST_ROUTING,
@@ -12,7 +12,8 @@ import {
   type IssuedToken,
   type LocalPu,
 } from '../../../src/datapath/handshake/handshake.js';
-import { createHandshakeCrypto } from '../../../src/datapath/crypto.js';
+import { createVerifier } from '../../../src/datapath/crypto.js';
+import type { HostStaticKey, V2Options } from '../../../src/datapath/handshake/v2/index.js';
 import type { TrustConfig } from '../../../src/datapath/messages.js';
 import { createEphemeralKey, createSecret, createTokenIssuer, type TokenIssuer } from '../../../src/identity/index.js';
 import { createDefaultPolicy } from '../../../src/policy/index.js';
@@ -34,7 +35,9 @@ export interface Host {
   ports: Map<number, LocalPu>;
   flows: FlowRecord[];
   issuer: TokenIssuer;
-  crypto: ReturnType<typeof createHandshakeCrypto>;
+  verifier: ReturnType<typeof createVerifier>;
+  /** This host's static handshake key (what <stateDir>/handshake.key holds). */
+  staticKey: HostStaticKey;
   addPu(index: number, labels: string[], port?: number): Promise<LocalPu>;
   rotate(pu: LocalPu): Promise<LocalPu>;
 }
@@ -53,17 +56,43 @@ export interface HostSetup {
   now?: () => number;
   /** A container's namespace: every local port is this PU's (as the worker sets it up). */
   namespacePu?: number;
+  /**
+   * The fleet's host key directory (address text → key), shared by the hosts of a test. A
+   * host whose address is in it is known before first contact (no retry exchange).
+   */
+  directory?: Map<string, Uint8Array>;
+  /** Protocol v2 engine options (register bound, freshness window). */
+  v2?: Partial<V2Options>;
+  /** When the host's strike register started (default: a minute ago, long before any proof of a test). */
+  startedAt?: number;
+}
+
+/** The hosts' published keys by address, as fleet2's directory would give them. */
+export const DIRECTORY = new Map<string, Uint8Array>();
+
+export function staticKey(): HostStaticKey {
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  return { privateKey, publicRaw: new Uint8Array(Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url')) };
 }
 
 export function makeHost(name: string, psk: Uint8Array, options: Partial<HandshakeOptions> = {}, setup: HostSetup = {}): Host {
   const pus = new Map<number, LocalPu>();
   const ports = new Map<number, LocalPu>();
   const flows: FlowRecord[] = [];
-  const issuer = setup.issuer ?? createTokenIssuer({ mode: 'psk', hostId: name, psk });
+  const base = setup.issuer ?? createTokenIssuer({ mode: 'psk', hostId: name, psk });
+  // As the daemon does: every token carries this host's handshake key (claim hk).
+  const issuer: TokenIssuer = { ...base, issue: (pu, now, ttl) => base.issue({ ...pu, hostKeyRaw: key.publicRaw }, now, ttl) };
   const policy = createDefaultPolicy();
-  const crypto = createHandshakeCrypto(setup.trust ?? { mode: 'psk', secret: psk }, createSecret(), 30);
+  const key = staticKey();
+  const directory = setup.directory ?? DIRECTORY;
+  const verifier = createVerifier(setup.trust ?? { mode: 'psk', secret: psk }, 30);
   const hs = createHandshake({
-    crypto,
+    verifier,
+    random: (b) => void randomFillSync(b),
+    hostStaticKeys: [key],
+    ...(setup.v2 ? { v2: setup.v2 } : {}),
+    startedAt: setup.startedAt ?? Date.now() - 60_000,
+    hostKeys: { lookup: (address) => (directory.has(address) ? { host: address, key: directory.get(address)! } : undefined) },
     policy: () => policy,
     puByIndex: (i) => pus.get(i),
     puByLocalPort: setup.namespacePu === undefined ? (p) => ports.get(p) : () => pus.get(setup.namespacePu!),
@@ -78,7 +107,8 @@ export function makeHost(name: string, psk: Uint8Array, options: Partial<Handsha
     ports,
     flows,
     issuer,
-    crypto,
+    staticKey: key,
+    verifier,
     async addPu(index, labels, port) {
       const pu: LocalPu = { index, id: `${name}-pu${index}`, labels: [...labels].sort(), tokens: [await issue(issuer, `${name}-pu${index}`, labels)] };
       pus.set(index, pu);
@@ -128,7 +158,7 @@ export function fromAddress(bytes: Uint8Array, src: Uint8Array): Uint8Array {
   return build({ family: 4, src, dst: bytes.slice(16, 20), sport: p.srcPort, dport: p.dstPort, seq: p.seq, ack: p.ack, flags: p.flags, window: p.window, options: opt, payload: bytes.slice(p.payloadOffset, p.payloadOffset + p.payloadLength) });
 }
 
-/** A full handshake A:sport -> B:80; returns every packet on the wire. */
+/** A full handshake A:sport -> B:80 (four passes; the ACK never reaches a queue); returns every packet on the wire. */
 export function handshake(a: Host, b: Host, opts: { sport?: number; isnC?: number; isnS?: number; clientIndex?: number } = {}) {
   const sport = opts.sport ?? 40000;
   const isnC = opts.isnC ?? 1000;
@@ -140,16 +170,17 @@ export function handshake(a: Host, b: Host, opts: { sport?: number; isnC?: numbe
   const synAck = seg(B_ADDR, A_ADDR, 80, sport, isnS, isnC + 1, TCP_SYN | TCP_ACK);
   const synAckOut = run(b, synAck, HOOK_POST_ROUTING);
   const synAckIn = run(a, synAckOut.bytes, HOOK_PRE_ROUTING, markForPuIndex(idx));
-  const ack = seg(A_ADDR, B_ADDR, sport, 80, isnC + 1, isnS + 1, TCP_ACK);
-  const ackOut = run(a, ack, HOOK_POST_ROUTING);
-  const ackIn = run(b, ackOut.bytes, HOOK_PRE_ROUTING);
-  return { syn, synOut, synIn, synAck, synAckOut, synAckIn, ack, ackOut, ackIn, isnC, isnS, sport };
+  return { syn, synOut, synIn, synAck, synAckOut, synAckIn, isnC, isnS, sport };
 }
 
 /** The usual pair: host-a with client PU 1 (app=nginx), host-b serving PU 1 (app=nginx) on port 80. */
-export async function hostPair(psk: Uint8Array): Promise<{ a: Host; b: Host }> {
-  const a = makeHost('host-a', psk);
-  const b = makeHost('host-b', psk);
+export async function hostPair(psk: Uint8Array, setup: HostSetup = {}): Promise<{ a: Host; b: Host }> {
+  const a = makeHost('host-a', psk, {}, setup);
+  const b = makeHost('host-b', psk, {}, setup);
+  // Published by the fleet: each knows the other's key before first contact.
+  const dir = setup.directory ?? DIRECTORY;
+  dir.set('10.213.9.1', a.staticKey.publicRaw);
+  dir.set('10.213.9.2', b.staticKey.publicRaw);
   await a.addPu(1, ['app=nginx']);
   await b.addPu(1, ['app=nginx'], 80);
   return { a, b };

@@ -25,7 +25,7 @@ import {
 } from '../../../src/marks.js';
 import { TCP_ACK, TCP_SYN } from '../../../src/packet/index.js';
 import { build } from '../packet/helpers.js';
-import { A_ADDR, B_ADDR, M_ADDR, SYN_OPTIONS, hostPair, issue, makeHost, run, seg, tcp, type Host } from './handshake-helpers.js';
+import { A_ADDR, B_ADDR, DIRECTORY, M_ADDR, SYN_OPTIONS, hostPair, issue, makeHost, run, seg, tcp, type Host } from './handshake-helpers.js';
 
 /** kube-proxy's masquerade bit and Tailscale's bypass bit. */
 const KUBE_PROXY = 0x4000;
@@ -86,11 +86,11 @@ describe('handshakes the datapath must judge (issue #10, case 6)', () => {
 
   it('a tagged SYN with data in front of the block is refused, never delivered with that data', () => {
     const tagged = run(a, seg(A_ADDR, B_ADDR, 48011, 80, 100, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1)).bytes;
-    const before = b.hs.stats().serverState;
     const r = run(b, withPayloadInFront(tagged, new TextEncoder().encode('DELETE /all HTTP/1.0\r\n\r\n')), HOOK_PRE_ROUTING);
     expect(r).toMatchObject({ verdict: VERDICT_ACCEPT, mark: REJECT_BIT, reason: 'fast-open' });
     expect(tcp(r.bytes).payloadLength).toBe(0); // the reset answers a bare SYN
-    expect(b.hs.stats().serverState).toBe(before);
+    // Nothing of that flow can be authorized later: a SYN-ACK for it finds no state.
+    expect(run(b, seg(B_ADDR, A_ADDR, 80, 48011, 200, 101, TCP_SYN | TCP_ACK), HOOK_POST_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'no-state' });
     expect(b.flows.at(-1)).toMatchObject({ verdict: 'reject', reason: 'fast-open' });
   });
 
@@ -127,14 +127,12 @@ describe('handshakes the datapath must judge (issue #10, case 6)', () => {
     expect({ accepted: after.accepted - before.accepted, dropped: after.dropped - before.dropped }).toEqual({ accepted: 0, dropped: 1 });
   });
 
-  it('a handshake that passed still ends authorized on both sides (nothing above refuses it)', () => {
+  it('a handshake that passed still ends authorized on both sides (nothing above refuses it), at its SYN-ACK', () => {
     const syn = run(a, seg(A_ADDR, B_ADDR, 40900, 80, 500, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1));
     expect(run(b, syn.bytes, HOOK_PRE_ROUTING).reason).toBe('ok');
     const synAck = run(b, seg(B_ADDR, A_ADDR, 80, 40900, 900, 501, TCP_SYN | TCP_ACK), HOOK_POST_ROUTING);
-    expect(run(a, synAck.bytes, HOOK_PRE_ROUTING, markForPuIndex(1)).reason).toBe('ok');
-    const ack = run(a, seg(A_ADDR, B_ADDR, 40900, 80, 501, 901, TCP_ACK), HOOK_POST_ROUTING);
-    expect(ack).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_CLEAR_CLIENT_PENDING, reason: 'ok' });
-    expect(run(b, ack.bytes, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_CLEAR_SERVER_PENDING, reason: 'ok' });
+    expect(synAck).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_CLEAR_SERVER_PENDING, reason: 'ok' });
+    expect(run(a, synAck.bytes, HOOK_PRE_ROUTING, markForPuIndex(1))).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_CLEAR_CLIENT_PENDING, reason: 'ok' });
   });
 });
 
@@ -151,19 +149,15 @@ describe('verdict marks keep other software\'s bits (issue #10, case 9)', () => 
     const synIn = run(b, syn.bytes, HOOK_PRE_ROUTING, foreign | stray);
     const synAck = run(b, seg(B_ADDR, A_ADDR, 80, 41000, 20, 11, TCP_SYN | TCP_ACK), HOOK_POST_ROUTING, foreign);
     const synAckIn = run(a, synAck.bytes, HOOK_PRE_ROUTING, foreign | pu);
-    const ack = run(a, seg(A_ADDR, B_ADDR, 41000, 80, 11, 21, TCP_ACK), HOOK_POST_ROUTING, foreign);
-    const ackIn = run(b, ack.bytes, HOOK_PRE_ROUTING, foreign);
     const refused = run(b, seg(M_ADDR, B_ADDR, 41001, 80, 1, 0, TCP_SYN), HOOK_PRE_ROUTING, foreign);
     expect(refused.reason).toBe('missing-token');
     return {
-      got: [syn, synIn, synAck, synAckIn, ack, ackIn, refused].map((d) => d.mark),
+      got: [syn, synIn, synAck, synAckIn, refused].map((d) => d.mark),
       want: [
         own(foreign | OP_SET_CLIENT_PENDING | pu),
         own(foreign | OP_SET_SERVER_PENDING),
-        -1, // unchanged: the kernel keeps the packet's own mark
-        -1,
-        own(foreign | OP_CLEAR_CLIENT_PENDING),
         own(foreign | OP_CLEAR_SERVER_PENDING),
+        own(foreign | OP_CLEAR_CLIENT_PENDING),
         own(foreign | REJECT_BIT),
       ],
     };
@@ -187,7 +181,7 @@ describe('verdict marks keep other software\'s bits (issue #10, case 9)', () => 
 
 describe('failed token verifications cost a lookup when repeated, a bounded budget when new (issue #10, case 11)', () => {
   const psk = createSecret();
-  let clock = 1_000_000;
+  let clock = Date.now();
   let b: Host;
   let mallory: Host;
   let forged: IssuedToken[];
@@ -204,6 +198,7 @@ describe('failed token verifications cost a lookup when repeated, a bounded budg
   beforeAll(async () => {
     b = makeHost('host-b', psk, { failedVerifyBurst: 4, failedVerifyPerSecond: 1 }, { now: () => clock });
     await b.addPu(1, ['app=nginx'], 80);
+    DIRECTORY.set('10.213.9.2', b.staticKey.publicRaw);
     mallory = makeHost('mallory', createSecret());
     await mallory.addPu(1, ['app=nginx']);
     forged = [];
@@ -211,19 +206,19 @@ describe('failed token verifications cost a lookup when repeated, a bounded budg
   });
 
   it('one forged token flooded from many addresses costs one verification; every copy is refused bad-signature', () => {
-    const before = b.crypto.verifierStats().tokens.misses;
+    const before = b.verifier.verifyStats().misses;
     const reasons = new Set<string>();
     for (let i = 0; i < 20; i++) reasons.add(run(b, synWith(forged[0]!, Uint8Array.of(10, 213, 9, 100 + i), 50_000 + i), HOOK_PRE_ROUTING).reason);
     expect([...reasons]).toEqual(['bad-signature']);
-    expect(b.crypto.verifierStats().tokens.misses - before).toBe(1);
+    expect(b.verifier.verifyStats().misses - before).toBe(1);
   });
 
   it('a source past its budget of failed verifications is dropped unverified (rate-limited); other sources and known tokens are not', async () => {
-    const before = b.crypto.verifierStats().tokens.misses;
+    const before = b.verifier.verifyStats().misses;
     const reasons = forged.slice(1).map((t, i) => run(b, synWith(t, M_ADDR, 51_000 + i), HOOK_PRE_ROUTING));
     expect(reasons.map((r) => r.reason)).toEqual([...Array(4).fill('bad-signature'), ...Array(5).fill('rate-limited')]);
     expect(reasons.at(-1)).toMatchObject({ verdict: VERDICT_DROP, mark: -1 });
-    expect(b.crypto.verifierStats().tokens.misses - before).toBe(4);
+    expect(b.verifier.verifyStats().misses - before).toBe(4);
     expect(b.hs.stats().byReason['rate-limited']).toBe(5);
     // The forged token already refused is still refused for what it is, at a lookup's cost.
     expect(run(b, synWith(forged[0]!, M_ADDR, 51_100), HOOK_PRE_ROUTING).reason).toBe('bad-signature');

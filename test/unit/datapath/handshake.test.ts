@@ -1,5 +1,5 @@
-// The handshake state machine, driven with real packet bytes between two in-process "hosts"
-// (the same code the workers run, no queue, no root). Each required property of
+// The handshake in its four queue passes (protocol v2), driven with real packet bytes between
+// two in-process "hosts" (the same code the workers run, no queue, no root). Each required property of
 // ARCHITECTURE.md has a test here that fails if the property breaks; test/integration repeats
 // the important ones on the real kernel path.
 
@@ -18,7 +18,12 @@ import {
 } from '../../../src/marks.js';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from '../../../src/packet/index.js';
 import { build } from '../packet/helpers.js';
-import { A_ADDR, B_ADDR, M_ADDR, MARKER, fromAddress, handshake, hostPair, issue, makeHost, run, seg, tcp, type Host } from './handshake-helpers.js';
+import { A_ADDR, B_ADDR, DIRECTORY, M_ADDR, fromAddress, handshake, hostPair, issue, makeHost, run, seg, tcp, type Host } from './handshake-helpers.js';
+
+/** Publish `h`'s key under its address (a at .1, every other host at .2), as the fleet would. */
+function DIRECTORY_SET(h: Host): void {
+  DIRECTORY.set(h.name === 'host-a' ? '10.213.9.1' : '10.213.9.2', h.staticKey.publicRaw);
+}
 
 describe('handshake', () => {
   const psk = createSecret();
@@ -30,24 +35,64 @@ describe('handshake', () => {
     await a.addPu(2, ['app=other']);
   });
 
-  it('authorizes same-label PUs and hands each stack an ordinary, byte-identical handshake', () => {
+  it('authorizes same-label PUs in four passes and hands each stack an ordinary, byte-identical handshake', () => {
     const h = handshake(a, b);
     expect(h.synOut.verdict).toBe(VERDICT_REPEAT);
     expect(h.synOut.mark & OP_SET_CLIENT_PENDING).toBeTruthy();
-    expect(h.synOut.bytes.length).toBeGreaterThan(h.syn.length + 100); // token attached
+    expect(h.synOut.bytes.length).toBeGreaterThan(h.syn.length + 100); // proof + token attached
     expect(h.synIn).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_SET_SERVER_PENDING, reason: 'ok' });
     expect(h.synIn.bytes).toEqual(h.syn); // stripped: the server stack sees the original SYN
-    expect(h.synAckOut.verdict).toBe(VERDICT_ACCEPT);
-    expect(h.synAckOut.bytes.length).toBeGreaterThan(h.synAck.length + 100);
-    expect(h.synAckIn).toMatchObject({ verdict: VERDICT_ACCEPT, reason: 'ok' });
+    // The server's side is authorized when its SYN-ACK leaves; the client's when it arrives.
+    expect(h.synAckOut).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_CLEAR_SERVER_PENDING, reason: 'ok' });
+    expect(h.synAckOut.bytes.length).toBeGreaterThan(h.synAck.length + 16);
+    expect(h.synAckIn).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_CLEAR_CLIENT_PENDING, reason: 'ok' });
     expect(h.synAckIn.bytes).toEqual(h.synAck);
-    expect(h.ackOut).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_CLEAR_CLIENT_PENDING });
-    expect(h.ackOut.bytes.length).toBe(h.ack.length + 4 + 20); // marker + a 20-byte proof block, no token
-    expect(h.ackIn).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_CLEAR_SERVER_PENDING, reason: 'ok' });
-    expect(h.ackIn.bytes).toEqual(h.ack);
-    const serverFlow = b.flows.at(-1)!;
-    expect(serverFlow).toMatchObject({ direction: 'ingress', stage: 'ack', verdict: 'accept', remoteHost: 'host-a', remotePu: 'host-a-pu1', remoteLabels: ['app=nginx'] });
+    expect(b.flows.at(-1)).toMatchObject({ direction: 'ingress', stage: 'syn', verdict: 'accept', remoteHost: 'host-a', remotePu: 'host-a-pu1', remoteLabels: ['app=nginx'] });
     expect(a.flows.at(-1)).toMatchObject({ direction: 'egress', stage: 'syn-ack', verdict: 'accept', remoteHost: 'host-b', remoteLabels: ['app=nginx'] });
+  });
+
+  it('after first contact the tokens travel by reference: small blocks', () => {
+    const h = handshake(a, b, { sport: 40002, isnC: 3000, isnS: 4000 });
+    expect(h.synAckIn.reason).toBe('ok');
+    // Marker 4 + a block of at most 100 bytes each way (docs/protocol.md, sizes).
+    expect(h.synOut.bytes.length - h.syn.length).toBeLessThanOrEqual(104);
+    expect(h.synAckOut.bytes.length - h.synAck.length).toBeLessThanOrEqual(104);
+  });
+
+  it('first contact without a published key takes one retry exchange that authorizes nothing, then four passes', async () => {
+    const dir = new Map<string, Uint8Array>();
+    const c = makeHost('host-c', psk, {}, { directory: dir });
+    const d = makeHost('host-d', psk, {}, { directory: dir });
+    await c.addPu(1, ['app=nginx']);
+    await d.addPu(1, ['app=nginx'], 80);
+    const syn = seg(A_ADDR, B_ADDR, 40003, 80, 500, 0, TCP_SYN);
+    const first = run(d, run(c, syn, HOOK_POST_ROUTING, markForPuIndex(1)).bytes, HOOK_PRE_ROUTING);
+    expect(first.reason).toBe('retry');
+    const synAck = seg(B_ADDR, A_ADDR, 80, 40003, 600, 501, TCP_SYN | TCP_ACK);
+    const retry = run(d, synAck, HOOK_POST_ROUTING);
+    expect(retry).toMatchObject({ verdict: VERDICT_ACCEPT, mark: -1, reason: 'retry' }); // nothing authorized
+    expect(run(c, retry.bytes, HOOK_PRE_ROUTING, markForPuIndex(1))).toMatchObject({ verdict: VERDICT_DROP, reason: 'retry' });
+    // The kernel retransmits the SYN (same ISN): now with a proof.
+    const again = run(d, run(c, syn, HOOK_POST_ROUTING, markForPuIndex(1)).bytes, HOOK_PRE_ROUTING);
+    expect(again).toMatchObject({ verdict: VERDICT_REPEAT, mark: OP_SET_SERVER_PENDING, reason: 'ok' });
+    expect(run(d, synAck, HOOK_POST_ROUTING)).toMatchObject({ mark: OP_CLEAR_SERVER_PENDING, reason: 'ok' });
+  });
+
+  it('retransmissions complete: a SYN sent again, a SYN-ACK sent again (same answer), in any order', () => {
+    const sport = 40004;
+    const syn = seg(A_ADDR, B_ADDR, sport, 80, 8000, 0, TCP_SYN);
+    const synAck = seg(B_ADDR, A_ADDR, 80, sport, 9000, 8001, TCP_SYN | TCP_ACK);
+    expect(run(b, run(a, syn, HOOK_POST_ROUTING, markForPuIndex(1)).bytes, HOOK_PRE_ROUTING).reason).toBe('ok');
+    const sa1 = run(b, synAck, HOOK_POST_ROUTING);
+    expect(sa1.reason).toBe('ok');
+    // The SYN-ACK was lost: the client's kernel sends its SYN again; the server's stack answers again.
+    expect(run(b, run(a, syn, HOOK_POST_ROUTING, markForPuIndex(1)).bytes, HOOK_PRE_ROUTING).reason).toBe('ok');
+    const sa2 = run(b, synAck, HOOK_POST_ROUTING);
+    expect(sa2).toMatchObject({ mark: OP_CLEAR_SERVER_PENDING, reason: 'ok' });
+    expect(run(a, sa2.bytes, HOOK_PRE_ROUTING, markForPuIndex(1))).toMatchObject({ mark: OP_CLEAR_CLIENT_PENDING, reason: 'ok' });
+    // A late copy of the first SYN-ACK on the now authorized client flow never reaches the queue
+    // (the rules return authorized flows); a third SYN-ACK retransmission would be judged the same.
+    expect(run(b, synAck, HOOK_POST_ROUTING).reason).toBe('ok');
   });
 
   it("judges a SYN to a PU found by the kernel's socket lookup (PU_DEST), before any port scan saw the port", async () => {
@@ -64,38 +109,21 @@ describe('handshake', () => {
     const other = run(a, seg(A_ADDR, B_ADDR, 42002, 80, 500, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1)).bytes;
     expect(run(b, other, HOOK_PRE_ROUTING, HOST_SOCK)).toMatchObject({ verdict: VERDICT_ACCEPT, reason: 'no-pu' });
     // Neither bit (no full socket, e.g. a reused 4-tuple in TIME_WAIT): the port map decides.
-    expect(run(b, other, HOOK_PRE_ROUTING, 0)).toMatchObject({ verdict: VERDICT_REPEAT, reason: 'ok' });
+    const reused = run(a, seg(A_ADDR, B_ADDR, 42003, 80, 600, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1)).bytes;
+    expect(run(b, reused, HOOK_PRE_ROUTING, 0)).toMatchObject({ verdict: VERDICT_REPEAT, reason: 'ok' });
     // A PU this worker does not know yet (its snapshot is on the way): refused, the client retries.
     expect(run(b, plain, HOOK_PRE_ROUTING, lookup(42))).toMatchObject({ verdict: VERDICT_DROP, reason: 'no-pu' });
     expect(run(b, tagged, HOOK_PRE_ROUTING, lookup(42))).toMatchObject({ verdict: VERDICT_DROP, reason: 'no-pu' });
   });
 
-  it('lets data segments queued right behind the proof through, and holds data that comes before it', () => {
+  it('never queues a third packet: an ACK that reaches a queue (rules of another version) is dropped, never authorized', () => {
     const h = handshake(a, b, { sport: 40001, isnC: 7000, isnS: 9000 });
-    const data = seg(A_ADDR, B_ADDR, 40001, 80, 7001, 9001, TCP_ACK | TCP_PSH, new TextEncoder().encode('GET /'));
-    expect(h.ackIn.verdict).toBe(VERDICT_REPEAT);
-    expect(run(b, data, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_ACCEPT, reason: 'ok' });
-    const early = seg(A_ADDR, B_ADDR, 40099, 80, 1, 1, TCP_ACK | TCP_PSH, new TextEncoder().encode('x'));
-    expect(run(b, early, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'missing-proof' });
-  });
-
-  it('a third packet with ACK+FIN cannot complete the handshake without the proof', () => {
-    const syn = seg(M_ADDR, B_ADDR, 41000, 80, 100, 0, TCP_SYN);
-    const h = handshake(a, b, { sport: 41001 });
-    const replayedSyn = fromAddress(h.synOut.bytes, M_ADDR);
-    expect(run(b, replayedSyn, HOOK_PRE_ROUTING).verdict).toBe(VERDICT_REPEAT);
-    const finAck = seg(M_ADDR, B_ADDR, 41001, 80, h.isnC + 1, h.isnS + 1, TCP_ACK | TCP_FIN);
-    expect(run(b, finAck, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'missing-proof' });
-    expect(syn.length).toBeGreaterThan(0);
-  });
-
-  it('a new SYN on a just-authorized 4-tuple does not inherit that authorization', () => {
-    const h = handshake(a, b, { sport: 41002, isnC: 61_000, isnS: 62_000 });
-    expect(h.ackIn.reason).toBe('ok');
-    // Same tuple, same client ISN (a verbatim replay of the SYN), then a bare third packet.
-    expect(run(b, h.synOut.bytes, HOOK_PRE_ROUTING).verdict).toBe(VERDICT_REPEAT);
-    const bare = seg(A_ADDR, B_ADDR, 41002, 80, 61_001, 77_001, TCP_ACK);
-    expect(run(b, bare, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'missing-proof' });
+    expect(h.synAckIn.reason).toBe('ok');
+    for (const flags of [TCP_ACK, TCP_ACK | TCP_PSH, TCP_ACK | TCP_FIN]) {
+      const ack = seg(A_ADDR, B_ADDR, 40001, 80, 7001, 9001, flags, new TextEncoder().encode('GET /'));
+      expect(run(b, ack, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'no-state' });
+      expect(run(a, ack, HOOK_POST_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'no-state' });
+    }
   });
 
   it('keeps its own copy of per-flow values: the queue overwrites its receive buffer between batches', () => {
@@ -115,6 +143,7 @@ describe('handshake', () => {
     it('a host without the PSK cannot make a peer accept its labels', async () => {
       const mallory = makeHost('mallory', createSecret());
       await mallory.addPu(1, ['app=nginx']);
+      mallory.hs.setHostStaticKeys?.([mallory.staticKey]);
       const syn = seg(M_ADDR, B_ADDR, 42000, 80, 1, 0, TCP_SYN);
       const forged = run(mallory, syn, HOOK_POST_ROUTING, markForPuIndex(1));
       const r = run(b, forged.bytes, HOOK_PRE_ROUTING);
@@ -135,61 +164,78 @@ describe('handshake', () => {
   });
 
   describe('property 2: no replay', () => {
-    it('a SYN replayed from a third address never completes: the replayer cannot prove the key', () => {
+    it('a SYN replayed from a third address fails its MAC: the proof binds the 4-tuple', () => {
       const h = handshake(a, b, { sport: 43000, isnC: 11_000, isnS: 12_000 });
-      expect(h.ackIn.reason).toBe('ok');
-      // Mallory replays A's tagged SYN from its own address and answers the server's SYN-ACK
-      // with A's captured proof block.
-      const replay = fromAddress(h.synOut.bytes, M_ADDR);
-      expect(run(b, replay, HOOK_PRE_ROUTING).verdict).toBe(VERDICT_REPEAT); // token itself is valid
-      const synAck = seg(B_ADDR, M_ADDR, 80, 43000, 22_000, 11_001, TCP_SYN | TCP_ACK);
-      expect(run(b, synAck, HOOK_POST_ROUTING).verdict).toBe(VERDICT_ACCEPT);
-      const ackP = tcp(h.ackOut.bytes);
-      const stolenBlock = h.ackOut.bytes.slice(ackP.payloadOffset, ackP.payloadOffset + ackP.payloadLength);
-      const forgedAck = build({ family: 4, src: M_ADDR, dst: B_ADDR, sport: 43000, dport: 80, seq: 11_001, ack: 22_001, flags: TCP_ACK, window: 502, options: MARKER, payload: stolenBlock });
-      const r = run(b, forgedAck, HOOK_PRE_ROUTING);
-      expect(r).toMatchObject({ mark: REJECT_BIT, reason: 'replay' });
-      // And silence (no proof at all) never authorizes either.
-      const bare = seg(M_ADDR, B_ADDR, 43000, 80, 11_001, 22_001, TCP_ACK);
-      expect(run(b, bare, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'missing-proof' });
+      expect(h.synAckIn.reason).toBe('ok');
+      const r = run(b, fromAddress(h.synOut.bytes, M_ADDR), HOOK_PRE_ROUTING);
+      expect(r).toMatchObject({ mark: REJECT_BIT, reason: 'bad-mac' });
+      expect(b.flows.at(-1)).toMatchObject({ verdict: 'reject', reason: 'bad-mac' });
     });
 
-    it('a proof ACK the server has no entry for is refused with a reset (no-state), never accepted', () => {
-      const h = handshake(a, b, { sport: 43002, isnC: 41_000, isnS: 42_000 });
-      expect(h.ackIn.reason).toBe('ok');
-      // A network duplicate of the accepted proof passes, stripped (the flow is authorized)...
-      const dup = run(b, h.ackOut.bytes, HOOK_PRE_ROUTING);
-      expect(dup).toMatchObject({ verdict: VERDICT_ACCEPT, reason: 'ok' });
-      expect(dup.bytes).toEqual(h.ack);
-      // ...but the same proof on a new connection of that tuple (a new SYN forgets the old one) has no entry.
-      expect(run(b, h.synOut.bytes, HOOK_PRE_ROUTING).reason).toBe('ok'); // no SYN-ACK of ours followed it
-      expect(run(b, h.ackOut.bytes, HOOK_PRE_ROUTING)).toMatchObject({ mark: REJECT_BIT, reason: 'no-state' });
-      // A server that never saw the SYN (a restart between SYN-ACK and ACK) cannot check it either.
-      const fresh = makeHost('host-b', psk);
-      expect(run(fresh, h.ackOut.bytes, HOOK_PRE_ROUTING).reason).toBe('no-pu');
-    });
-
-    it('replaying the whole handshake on the same 4-tuple fails: the server ISN changes the key', () => {
+    it('a SYN replayed verbatim while its handshake is remembered is that handshake: a SYN-ACK with a new ISN (the stack\'s answer once the connection is gone) is refused', () => {
       const h = handshake(a, b, { sport: 43001, isnC: 31_000, isnS: 32_000 });
-      run(b, h.synOut.bytes, HOOK_PRE_ROUTING);
-      const synAck = seg(B_ADDR, A_ADDR, 80, 43001, 99_000, 31_001, TCP_SYN | TCP_ACK);
-      run(b, synAck, HOOK_POST_ROUTING);
-      const ackP = tcp(h.ackOut.bytes);
-      const block = h.ackOut.bytes.slice(ackP.payloadOffset, ackP.payloadOffset + ackP.payloadLength);
-      const replayAck = build({ family: 4, src: A_ADDR, dst: B_ADDR, sport: 43001, dport: 80, seq: 31_001, ack: 99_001, flags: TCP_ACK, window: 502, options: MARKER, payload: block });
-      expect(run(b, replayAck, HOOK_PRE_ROUTING).reason).toBe('replay');
+      expect(h.synIn.reason).toBe('ok');
+      // A network duplicate during the handshake: the same handshake, answered the same way.
+      expect(run(b, h.synOut.bytes, HOOK_PRE_ROUTING).reason).toBe('ok');
+      expect(run(b, h.synAck, HOOK_POST_ROUTING)).toMatchObject({ mark: OP_CLEAR_SERVER_PENDING, reason: 'ok' });
+      // A replay after the connection finished: the server's stack opens a new request with a
+      // new ISN, and that SYN-ACK is dropped: nothing authorized, nothing sent.
+      const late = seg(B_ADDR, A_ADDR, 80, 43001, 99_000, 31_001, TCP_SYN | TCP_ACK);
+      expect(run(b, late, HOOK_POST_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, mark: -1, reason: 'replay' });
+    });
+
+    it('a proof older than the freshness window is stale; one made before the server started is refused in silence', async () => {
+      let t = Date.now();
+      const late = makeHost('host-b', psk, {}, { now: () => t });
+      await late.addPu(1, ['app=nginx'], 80);
+      late.hs.setHostStaticKeys?.([b.staticKey]);
+      // A client new to this server sends its token in full (the server holds no reference).
+      const c = makeHost('host-a', psk);
+      await c.addPu(1, ['app=nginx']);
+      const syn = run(c, seg(A_ADDR, B_ADDR, 43003, 80, 51_000, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1)).bytes;
+      t += 60_000;
+      expect(run(late, syn, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'stale' });
+      // A server that started after the proof was made (a restart inside the window): it cannot
+      // know what its previous run saw, so the proof is refused; dropped, the client's next
+      // retransmission carries a fresh proof.
+      const restarted = makeHost('host-b', psk, {}, { startedAt: Date.now() });
+      await restarted.addPu(1, ['app=nginx'], 80);
+      restarted.hs.setHostStaticKeys?.([b.staticKey]);
+      const fresh = run(c, seg(A_ADDR, B_ADDR, 43004, 80, 52_000, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1)).bytes;
+      expect(run(restarted, fresh, HOOK_PRE_ROUTING)).toMatchObject({ verdict: VERDICT_DROP, reason: 'restarted' });
+      expect(restarted.flows.at(-1)).toMatchObject({ verdict: 'reject', reason: 'restarted' });
+    });
+
+    it('a full strike register refuses new proofs (register-full), never accepts them', async () => {
+      const tiny = makeHost('host-b', psk, {}, { v2: { registerEntries: 4 } });
+      await tiny.addPu(1, ['app=nginx'], 80);
+      tiny.hs.setHostStaticKeys?.([b.staticKey]);
+      const c = makeHost('host-a', psk);
+      await c.addPu(1, ['app=nginx']);
+      const reasons: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        const syn = run(c, seg(A_ADDR, B_ADDR, 43100 + i, 80, 60_000 + i, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1)).bytes;
+        reasons.push(run(tiny, syn, HOOK_PRE_ROUTING).reason);
+      }
+      expect(reasons.slice(0, 4)).toEqual(['ok', 'ok', 'ok', 'ok']);
+      expect(reasons.slice(4)).toEqual(['register-full', 'register-full', 'register-full', 'register-full']);
+      expect(tiny.hs.stats().registerFull).toBe(4);
     });
   });
 
   describe('property 3: mutual authorization', () => {
-    it('a SYN-ACK whose token was changed on the path is refused and becomes a reset for the client', () => {
+    it('a SYN-ACK whose token was changed on the path is refused and becomes a reset for the client', async () => {
+      // A client new to b: b's SYN-ACK carries its token in full.
+      const c = makeHost('host-a', psk);
+      await c.addPu(1, ['app=nginx']);
       const syn = seg(A_ADDR, B_ADDR, 44000, 80, 500, 0, TCP_SYN);
-      run(b, run(a, syn, HOOK_POST_ROUTING, markForPuIndex(1)).bytes, HOOK_PRE_ROUTING);
+      expect(run(b, run(c, syn, HOOK_POST_ROUTING, markForPuIndex(1)).bytes, HOOK_PRE_ROUTING).reason).toBe('ok');
       const synAck = run(b, seg(B_ADDR, A_ADDR, 80, 44000, 600, 501, TCP_SYN | TCP_ACK), HOOK_POST_ROUTING).bytes;
       const tampered = synAck.slice();
       const p = tcp(tampered);
       tampered[p.payloadOffset + 120] ^= 0x04;
-      const r = run(a, fromAddress(tampered, B_ADDR), HOOK_PRE_ROUTING, markForPuIndex(1));
+      expect(p.payloadLength).toBeGreaterThan(200);
+      const r = run(c, fromAddress(tampered, B_ADDR), HOOK_PRE_ROUTING, markForPuIndex(1));
       expect(r.reason).toMatch(/bad-signature|malformed/);
       const rst = tcp(r.bytes);
       expect(rst.flags & (TCP_RST | TCP_ACK)).toBe(TCP_RST | TCP_ACK);
@@ -199,6 +245,7 @@ describe('handshake', () => {
     it('a SYN-ACK with a valid token but a MAC not bound to this connection is refused (bad-mac)', () => {
       // The server's genuine SYN-ACK for another connection, re-addressed to this one.
       const other = handshake(a, b, { sport: 44001, isnC: 700, isnS: 800 });
+      expect(other.synAckIn.reason).toBe('ok');
       const syn = seg(A_ADDR, B_ADDR, 44002, 80, 900, 0, TCP_SYN);
       run(b, run(a, syn, HOOK_POST_ROUTING, markForPuIndex(1)).bytes, HOOK_PRE_ROUTING);
       const p = tcp(other.synAckOut.bytes);
@@ -245,19 +292,25 @@ describe('handshake', () => {
     it('handshakes in flight complete when either side rotates its token mid-way', async () => {
       const c = makeHost('host-c', psk);
       const d = makeHost('host-d', psk);
-      const cpu = await c.addPu(1, ['app=nginx']);
-      const dpu = await d.addPu(1, ['app=nginx'], 80);
-      const synOut = run(c, seg(A_ADDR, B_ADDR, 47000, 80, 10, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1));
-      run(d, synOut.bytes, HOOK_PRE_ROUTING);
-      await c.rotate(cpu); // client rotates between SYN and SYN-ACK
-      const synAckOut = run(d, seg(B_ADDR, A_ADDR, 80, 47000, 20, 11, TCP_SYN | TCP_ACK), HOOK_POST_ROUTING);
-      await d.rotate(dpu); // server rotates between SYN-ACK and ACK
-      expect(run(c, synAckOut.bytes, HOOK_PRE_ROUTING, markForPuIndex(1)).reason).toBe('ok');
-      const ackOut = run(c, seg(A_ADDR, B_ADDR, 47000, 80, 11, 21, TCP_ACK), HOOK_POST_ROUTING);
-      expect(run(d, ackOut.bytes, HOOK_PRE_ROUTING).reason).toBe('ok');
-      // New connections use the new tokens and still succeed.
-      const h = handshake(c, d, { sport: 47001 });
-      expect(h.ackIn.reason).toBe('ok');
+      DIRECTORY.set('10.213.9.1', c.staticKey.publicRaw);
+      DIRECTORY.set('10.213.9.2', d.staticKey.publicRaw);
+      try {
+        const cpu = await c.addPu(1, ['app=nginx']);
+        const dpu = await d.addPu(1, ['app=nginx'], 80);
+        const synOut = run(c, seg(A_ADDR, B_ADDR, 47000, 80, 10, 0, TCP_SYN), HOOK_POST_ROUTING, markForPuIndex(1));
+        expect(run(d, synOut.bytes, HOOK_PRE_ROUTING).reason).toBe('ok');
+        await c.rotate(cpu); // client rotates between SYN and SYN-ACK
+        await d.rotate(dpu); // and the server too
+        const synAckOut = run(d, seg(B_ADDR, A_ADDR, 80, 47000, 20, 11, TCP_SYN | TCP_ACK), HOOK_POST_ROUTING);
+        expect(synAckOut.reason).toBe('ok');
+        expect(run(c, synAckOut.bytes, HOOK_PRE_ROUTING, markForPuIndex(1)).reason).toBe('ok');
+        // New connections use the new tokens and still succeed.
+        const h = handshake(c, d, { sport: 47001 });
+        expect(h.synAckIn.reason).toBe('ok');
+      } finally {
+        DIRECTORY_SET(a);
+        DIRECTORY_SET(b);
+      }
     });
   });
 

@@ -9,7 +9,7 @@ import { HOOK_POST_ROUTING, HOOK_PRE_ROUTING, type Decision, type FlowRecord, ty
 import { createSecret } from '../../../src/identity/index.js';
 import { markForPuIndex, PU_DEST } from '../../../src/marks.js';
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from '../../../src/packet/index.js';
-import { A_ADDR, B_ADDR, M_ADDR, makeHost, repair, seg, type Host } from './handshake-helpers.js';
+import { A_ADDR, B_ADDR, DIRECTORY, M_ADDR, makeHost, repair, seg, type Host } from './handshake-helpers.js';
 
 const KINDS = ['accepted', 'passed', 'rejected', 'dropped'] as const;
 const KIND_OF: Record<Decision['kind'], (typeof KINDS)[number]> = { accept: 'accepted', pass: 'passed', reject: 'rejected', drop: 'dropped' };
@@ -50,9 +50,10 @@ const step = fc.record({
 describe('handshake outcomes: one per packet, counters that add up, records that match', () => {
   it('holds over random sequences of handshake steps, mutations, replays and stray packets', async () => {
     const psk = createSecret();
-    let clock = 1_000_000;
+    let clock = Date.now();
     const a = makeHost('host-a', psk, {}, { now: () => clock });
     const b = makeHost('host-b', psk, { failedVerifyBurst: 2, failedVerifyPerSecond: 1 }, { now: () => clock });
+    DIRECTORY.set('10.213.9.2', b.staticKey.publicRaw);
     await a.addPu(1, ['app=nginx']);
     await a.addPu(2, ['app=other']);
     await b.addPu(1, ['app=nginx'], 80);
@@ -97,7 +98,7 @@ describe('handshake outcomes: one per packet, counters that add up, records that
             case 3: // it reaches a
               checkedHandle(a, mutate(wire.get(key('synack')) ?? seg(B_ADDR, src, 80, sport, isnS, isnC + 1, TCP_SYN | TCP_ACK)), pre, markForPuIndex(client), calls);
               break;
-            case 4: // a's ACK leaves
+            case 4: // a's ACK leaves (never queued in v2: whatever reaches a queue is refused)
               wire.set(key('ack'), checkedHandle(a, mutate(seg(src, B_ADDR, sport, 80, isnC + 1, isnS + 1, TCP_ACK)), post, 0, calls).bytes);
               break;
             case 5: // it reaches b
@@ -137,7 +138,7 @@ describe('handshake outcomes: one per packet, counters that add up, records that
     const seen: Record<string, number> = {};
     for (const h of [a, b]) for (const [r, n] of Object.entries(h.hs.stats().byReason)) seen[r] = (seen[r] ?? 0) + n;
     console.log(`outcomes: a ${JSON.stringify(a.hs.stats())}, b ${JSON.stringify(b.hs.stats())}`);
-    for (const r of ['ok', 'no-pu', 'policy', 'missing-token', 'missing-proof', 'malformed', 'no-state', 'bad-packet']) expect(seen[r] ?? 0, r).toBeGreaterThan(0);
-    expect(a.flows.some((r) => r.verdict === 'accept') && b.flows.some((r) => r.verdict === 'accept' && r.stage === 'ack')).toBe(true);
+    for (const r of ['ok', 'no-pu', 'policy', 'missing-token', 'malformed', 'no-state', 'bad-packet']) expect(seen[r] ?? 0, r).toBeGreaterThan(0);
+    expect(a.flows.some((r) => r.verdict === 'accept' && r.stage === 'syn-ack') && b.flows.some((r) => r.verdict === 'accept' && r.stage === 'syn')).toBe(true);
   });
 });

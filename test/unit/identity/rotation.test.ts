@@ -9,10 +9,11 @@ import { PuRegistry, type Pu } from '../../../src/daemon/pus.js';
 import { createSecret, createTokenIssuer } from '../../../src/identity/index.js';
 import type { NetCls } from '../../../src/rules/index.js';
 import { HOOK_POST_ROUTING, HOOK_PRE_ROUTING } from '../../../src/datapath/handshake/handshake.js';
-import { decodeBlock, BlockType } from '../../../src/datapath/handshake/wire.js';
+import { createHash } from 'node:crypto';
+import { decodeBlock2 } from '../../../src/datapath/handshake/v2/index.js';
 import { markForPuIndex, OP_CLEAR_SERVER_PENDING } from '../../../src/marks.js';
 import { TCP_ACK, TCP_SYN } from '../../../src/packet/index.js';
-import { A_ADDR, B_ADDR, handshake, makeHost, run, seg, tcp, type Host } from '../datapath/handshake-helpers.js';
+import { A_ADDR, B_ADDR, DIRECTORY, handshake, makeHost, run, seg, tcp, type Host } from '../datapath/handshake-helpers.js';
 
 const TTL = 600;
 const SKEW = 30;
@@ -21,8 +22,13 @@ const netcls = { create: async () => undefined, remove: async () => undefined, c
 
 /** A host: the daemon's registry, and the worker's view of it (the snapshot it was last sent). */
 function side(name: string, psk: Uint8Array) {
-  const registry = new PuRegistry({ netcls, issuer: createTokenIssuer({ mode: 'psk', hostId: name, psk }), tokenTtlSeconds: TTL, onChange: () => undefined });
   const host = makeHost(name, psk);
+  // As the daemon does: tokens carry the host's handshake key (claim hk).
+  const base = createTokenIssuer({ mode: 'psk', hostId: name, psk });
+  const issuer = { ...base, issue: (pu: Parameters<typeof base.issue>[0], now: number, ttl: number) => base.issue({ ...pu, hostKeyRaw: host.staticKey.publicRaw }, now, ttl) };
+  const registry = new PuRegistry({ netcls, issuer, tokenTtlSeconds: TTL, onChange: () => undefined });
+  // Published by the fleet: a at .1, b at .2.
+  DIRECTORY.set(name === 'host-a' ? '10.213.9.1' : '10.213.9.2', host.staticKey.publicRaw);
   /** What the pool does on a change: send the registry's snapshot to the worker. */
   const push = () => {
     const s = registry.snapshot();
@@ -34,15 +40,16 @@ function side(name: string, psk: Uint8Array) {
   return { registry, host, push };
 }
 
-/** The token a tagged SYN or SYN-ACK carries. */
-function carried(bytes: Uint8Array): Uint8Array {
+/** Whether a tagged SYN or SYN-ACK carries `token`, in full or by reference (the first 16 bytes of its SHA-256). */
+function carries(bytes: Uint8Array, token: Uint8Array): boolean {
   const p = tcp(bytes);
-  const d = decodeBlock(bytes.subarray(p.payloadOffset, p.payloadOffset + p.payloadLength));
-  if (typeof d === 'string' || d.block.type === BlockType.Ack) throw new Error(`no token: ${String(d)}`);
-  return d.block.token;
+  const d = decodeBlock2(bytes.subarray(p.payloadOffset, p.payloadOffset + p.payloadLength));
+  if (typeof d === 'string' || !('token' in d.block) || !d.block.token) throw new Error(`no token: ${String(d)}`);
+  const part = Buffer.from(d.block.token);
+  return part.equals(Buffer.from(token)) || part.equals(createHash('sha256').update(token).digest().subarray(0, 16));
 }
 
-const ok = (h: ReturnType<typeof handshake>) => [h.synIn.reason, h.synAckIn.reason, h.ackIn.reason, h.ackIn.mark];
+const ok = (h: ReturnType<typeof handshake>) => [h.synIn.reason, h.synAckIn.reason, h.synAckOut.mark];
 
 describe('token rotation, end to end on a fake clock', () => {
   beforeEach(() => {
@@ -65,8 +72,8 @@ describe('token rotation, end to end on a fake clock', () => {
     const connect = (opts: { isnC?: number } = {}) => handshake(a.host, b.host, { sport: sport++, ...opts });
 
     const before = connect();
-    expect(ok(before)).toEqual(['ok', 'ok', 'ok', OP_CLEAR_SERVER_PENDING]);
-    expect(carried(before.synOut.bytes)).toEqual(firstA);
+    expect(ok(before)).toEqual(['ok', 'ok', OP_CLEAR_SERVER_PENDING]);
+    expect(carries(before.synOut.bytes, firstA)).toBe(true);
 
     // Not yet half its life: nothing to rotate.
     vi.setSystemTime(T0 + 200_000);
@@ -77,7 +84,7 @@ describe('token rotation, end to end on a fake clock', () => {
     // A handshake in flight across the client's rotation: the SYN leaves with the old token...
     const inFlight = seg(A_ADDR, B_ADDR, 43000, 80, 9000, 0, TCP_SYN);
     const synOut = run(a.host, inFlight, HOOK_POST_ROUTING, markForPuIndex(1));
-    expect(carried(synOut.bytes)).toEqual(firstA);
+    expect(carries(synOut.bytes, firstA)).toBe(true);
     expect(await a.registry.rotate()).toBe(1);
     a.push();
     expect(client.tokens).toHaveLength(2);
@@ -86,30 +93,30 @@ describe('token rotation, end to end on a fake clock', () => {
     // ...and its SYN-ACK is checked after the rotation: the old token's key still proves it.
     expect(run(b.host, synOut.bytes, HOOK_PRE_ROUTING).reason).toBe('ok');
     const synAck = run(b.host, seg(B_ADDR, A_ADDR, 80, 43000, 7000, 9001, TCP_SYN | TCP_ACK), HOOK_POST_ROUTING);
+    expect(synAck.mark).toBe(OP_CLEAR_SERVER_PENDING);
     expect(run(a.host, synAck.bytes, HOOK_PRE_ROUTING, markForPuIndex(1)).reason).toBe('ok');
-    const ackOut = run(a.host, seg(A_ADDR, B_ADDR, 43000, 80, 9001, 7001, TCP_ACK), HOOK_POST_ROUTING);
-    expect(run(b.host, ackOut.bytes, HOOK_PRE_ROUTING).mark).toBe(OP_CLEAR_SERVER_PENDING);
 
     // New connections carry the new token; b has not rotated yet and still answers with its old one.
     const after = connect();
-    expect(ok(after)).toEqual(['ok', 'ok', 'ok', OP_CLEAR_SERVER_PENDING]);
-    expect(carried(after.synOut.bytes)).toEqual(client.tokens[0]!.bytes);
+    expect(ok(after)).toEqual(['ok', 'ok', OP_CLEAR_SERVER_PENDING]);
+    expect(carries(after.synOut.bytes, client.tokens[0]!.bytes)).toBe(true);
     const oldB = server.tokens[0]!.bytes;
-    expect(carried(after.synAckOut.bytes)).toEqual(oldB);
+    expect(carries(after.synAckOut.bytes, oldB)).toBe(true);
 
     // b rotates too; both new tokens work.
     expect(await b.registry.rotate()).toBe(1);
     b.push();
     const both = connect();
-    expect(ok(both)).toEqual(['ok', 'ok', 'ok', OP_CLEAR_SERVER_PENDING]);
-    expect(carried(both.synAckOut.bytes)).not.toEqual(oldB);
+    expect(ok(both)).toEqual(['ok', 'ok', OP_CLEAR_SERVER_PENDING]);
+    expect(carries(both.synAckOut.bytes, oldB)).toBe(false);
 
     // A peer that missed the rotation (a stale worker snapshot with only the first token) is
-    // accepted until that token expires, within the clock skew allowed...
+    // accepted until that token expires (a token held by reference is checked against the
+    // engine's own skew, 3 s, tighter than the verifier's)...
     const stale = side('host-a', psk);
     stale.host.pus.set(1, { index: 1, id: client.id, labels: client.labels, tokens: [client.tokens[1]!] });
-    vi.setSystemTime(T0 + (TTL + SKEW - 5) * 1000);
-    expect(ok(handshake(stale.host, b.host, { sport: sport++ }))).toEqual(['ok', 'ok', 'ok', OP_CLEAR_SERVER_PENDING]);
+    vi.setSystemTime(T0 + (TTL - 5) * 1000);
+    expect(ok(handshake(stale.host, b.host, { sport: sport++ }))).toEqual(['ok', 'ok', OP_CLEAR_SERVER_PENDING]);
     // ...and refused once it has.
     vi.setSystemTime(T0 + (TTL + SKEW + 5) * 1000);
     expect(handshake(stale.host, b.host, { sport: sport++ }).synIn.reason).toBe('expired');
@@ -117,6 +124,6 @@ describe('token rotation, end to end on a fake clock', () => {
     await a.registry.rotate();
     a.push();
     expect(client.tokens.some((t) => t.bytes === firstA)).toBe(false);
-    expect(ok(connect())).toEqual(['ok', 'ok', 'ok', OP_CLEAR_SERVER_PENDING]);
+    expect(ok(connect())).toEqual(['ok', 'ok', OP_CLEAR_SERVER_PENDING]);
   });
 });

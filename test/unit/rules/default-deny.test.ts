@@ -89,7 +89,9 @@ describe('default deny, as the rules say it', () => {
     for (const flags of FLAGSETS) {
       for (const connmark of CONNMARKS) {
         const o = egress(host, { flags, dport: 80, classid: PU.classid, connmark });
-        if (isAuthorized(connmark, flags) || isPendingRst(connmark, flags)) expect(o.outcome, `${flags.join(',')} ct ${connmark}`).toBe('pass');
+        // Our server's SYN-ACK is queued also on an authorized flow (a retransmission gets its block again).
+        const serverSynAck = flags.join() === 'SYN,ACK';
+        if ((isAuthorized(connmark, flags) && !serverSynAck) || isPendingRst(connmark, flags)) expect(o.outcome, `${flags.join(',')} ct ${connmark}`).toBe('pass');
         else expect(['queue', 'drop'], `${flags.join(',')} ct ${connmark}`).toContain(o.outcome);
       }
     }
@@ -152,8 +154,10 @@ describe('default deny, as the rules say it', () => {
     const o = ingress(host, { flags: ['SYN'], dport: 8080 });
     expect(o.outcome).toBe('queue');
     expect(o.nfmark & (PU_DEST | HOST_SOCK)).toBe(0); // the worker falls back to its port map
-    // Tracked non-SYN packets there are a request socket's (a flow whose SYN was judged): by connmark.
-    expect(ingress(host, { flags: ['ACK'], dport: 8080, connmark: CT_SERVER_PENDING }).outcome).toBe('queue');
+    // Tracked non-SYN packets there are a request socket's (a flow whose SYN was judged): by
+    // connmark. An ACK before our SYN-ACK left (four passes: the ACK is never queued) is dropped.
+    expect(ingress(host, { flags: ['ACK'], dport: 8080, connmark: CT_SERVER_PENDING }).outcome).toBe('drop');
+    expect(ingress(host, { flags: ['ACK'], dport: 8080, connmark: CT_AUTHORIZED }).outcome).toBe('pass');
     expect(ingress(host, { flags: ['ACK'], dport: 8080, tracked: false }).outcome).toBe('drop');
   });
 

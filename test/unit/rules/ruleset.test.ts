@@ -64,7 +64,7 @@ describe('buildRuleset', () => {
     for (const q of queueArgs(one)) expect(q).toEqual(['-j', 'NFQUEUE', '--queue-num', '0']);
     const four = buildRuleset({ ...base, queue: { num: 8, count: 4, bypass: true } }).ipv6.mangle!.chains['TESSERA-POSTROUTING']!;
     const qs = queueArgs(four);
-    expect(qs).toHaveLength(3);
+    expect(qs).toHaveLength(2);
     for (const q of qs) expect(q).toEqual(['-j', 'NFQUEUE', '--queue-balance', '8:11', '--queue-bypass']);
   });
 
@@ -77,7 +77,7 @@ describe('buildRuleset', () => {
     }
   });
 
-  it('every queue rule matches only handshake packets: a SYN, or SYN-ACK/ACK of a pending flow', () => {
+  it('every queue rule matches only handshake packets: a SYN, a SYN-ACK of a pending flow, or our server\'s SYN-ACK', () => {
     const rs = buildRuleset({ ...base, pus: threePus, serverPorts: [80] }).ipv4.mangle!;
     // (UDP's chains queue datagrams of flows not authorized: test/unit/rules/default-deny.test.ts.)
     for (const [name, rules] of Object.entries(rs.chains)) {
@@ -86,19 +86,27 @@ describe('buildRuleset', () => {
         if (!r.includes('NFQUEUE')) continue;
         const s = r.join(' ');
         const syn = s.includes('--tcp-flags FIN,SYN,RST,ACK SYN ');
-        const pending = [CT_CLIENT_PENDING, CT_SERVER_PENDING].some((b) =>
-          new RegExp(`--tcp-flags (FIN,SYN,RST,ACK SYN,ACK|SYN,RST,ACK ACK) -m connmark --mark ${hex(b)}/${hex(b)} `).test(s),
-        );
-        expect(syn || pending, s).toBe(true);
+        const clientSynAck = s.includes(`--tcp-flags FIN,SYN,RST,ACK SYN,ACK -m connmark --mark ${hex(CT_CLIENT_PENDING)}/${hex(CT_CLIENT_PENDING)} `);
+        const serverSynAck = s.includes(`--tcp-flags FIN,SYN,RST,ACK SYN,ACK -m connmark ! --mark 0x0/${hex(CT_SERVER_PENDING | CT_AUTHORIZED)} `);
+        expect(syn || clientSynAck || serverSynAck, s).toBe(true);
       }
     }
   });
 
-  it('queues any third packet of a pending flow whatever its FIN bit, so ACK+FIN cannot skip the proof', () => {
+  it('never queues a third packet (four passes): an ACK of a flow whose SYN-ACK has not left is dropped, whatever its FIN bit', () => {
     const m = buildRuleset(base).ipv4.mangle!;
     const acks = [...m.chains['TESSERA-INPUT']!, ...m.chains['TESSERA-POSTROUTING']!].map((r) => r.join(' ')).filter((r) => / ACK -m connmark/.test(r));
+    expect(acks).toEqual([`-p tcp -m tcp --tcp-flags SYN,RST,ACK ACK -m connmark --mark ${hex(CT_SERVER_PENDING)}/${hex(CT_SERVER_PENDING)} -j DROP`]);
+    // Our server's SYN-ACK is queued before the AUTHORIZED rule, so a retransmitted one gets its block again.
+    const post = m.chains['TESSERA-POSTROUTING']!.map((r) => r.join(' '));
+    expect(post.findIndex((r) => r.includes('SYN,ACK') && r.includes('NFQUEUE'))).toBeLessThan(post.findIndex((r) => r.endsWith('-j RETURN')));
+  });
+
+  it('with queue.ackPass (benchmark, --six-passes) queues the first ACK at both ends as protocol v1 did', () => {
+    const m = buildRuleset({ ...base, queue: { ...base.queue, ackPass: true } }).ipv4.mangle!;
+    const acks = [...m.chains['TESSERA-INPUT']!, ...m.chains['TESSERA-POSTROUTING']!].map((r) => r.join(' ')).filter((r) => / ACK -m connmark/.test(r));
     expect(acks).toHaveLength(2);
-    for (const r of acks) expect(r).toContain('--tcp-flags SYN,RST,ACK ACK');
+    for (const r of acks) expect(r).toMatch(/--tcp-flags SYN,RST,ACK ACK .* -j NFQUEUE/);
   });
 
   it('names no PU and no port in iptables: classification is table inet tessera\'s (one map lookup)', () => {

@@ -46,7 +46,6 @@ export {
 
 export {
   createTokenIssuer,
-  createTokenVerifier,
   MAX_TOKEN_BYTES,
   type TokenClaims,
   type TokenPu,
@@ -59,6 +58,8 @@ export {
   type VerifyFailureReason,
   type VerifyStats,
 } from './tokens.js';
+
+export { createTokenVerifier } from './token-verifier.js';
 
 export {
   createNonceSource,

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { TesseraError, errorMessage } from '../errors.js';
 import { createCommandRunner, createNetCls, createNftSession, createReconciler, rulesGeneration } from '../rules/index.js';
-import { createDatapath, type FlowRecord } from '../datapath/index.js';
+import { createDatapath, nftGenerationReader, type FlowRecord } from '../datapath/index.js';
 import { startApiServer, createApiClient } from '../api/index.js';
 import { createListenerDiscovery } from './discovery.js';
 import { createListenerSources } from './listener-sources.js';
@@ -115,7 +115,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
   const rulesLog = log.child({ component: 'rules' });
   // The reconcile loop re-reads the kernel's rules only when the nf_tables generation id moved
   // (issue 17), else on its 10 min backstop.
-  const generation = await rulesGeneration(runner, rulesLog);
+  const generation = await rulesGeneration(runner, rulesLog, nftGenerationReader());
   // A PU's element delta goes to one long-lived `nft -i`, not a process per transaction.
   const nftSession = createNftSession({ runner });
   const reconciler = createReconciler({ runner, nftSession, ...(generation ? { generation } : {}), log: { debug: (o, m) => rulesLog.debug(o, m), info: (o, m) => rulesLog.info(o, m), warn: (o, m) => rulesLog.warn(o, m) } });

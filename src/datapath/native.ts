@@ -61,3 +61,13 @@ export function loadNative(): NativeModule {
     throw new TesseraError('TESSERA_ERR_NATIVE_LOAD', (err as Error).message, { cause: err });
   }
 }
+
+/** The addon's nf_tables generation id reader (src/rules/generation.ts), or null without one. */
+export function nftGenerationReader(): (() => number) | null {
+  try {
+    const native = loadNative();
+    return typeof native.nftGeneration === 'function' ? () => native.nftGeneration!() : null;
+  } catch {
+    return null;
+  }
+}

@@ -11,12 +11,12 @@
 // namespace of the calling thread: only for a reconciler whose runner has no prefix.
 
 import { errorMessage } from '../errors.js';
-import { loadNative } from '../datapath/native.js';
 import type { CommandRunner } from './runner.js';
 
 export type RulesGeneration = () => number | undefined;
 
-export async function rulesGeneration(runner: CommandRunner, log?: { warn(obj: object, msg?: string): void }, read: (() => number) | null = nativeGeneration()): Promise<RulesGeneration | undefined> {
+/** `read`: the addon's generation reader (src/datapath/native.ts nftGenerationReader), or null when it has none. */
+export async function rulesGeneration(runner: CommandRunner, log: { warn(obj: object, msg?: string): void } | undefined, read: (() => number) | null): Promise<RulesGeneration | undefined> {
   if (!read) return undefined;
   try {
     read();
@@ -39,13 +39,4 @@ export async function rulesGeneration(runner: CommandRunner, log?: { warn(obj: o
       return undefined;
     }
   };
-}
-
-function nativeGeneration(): (() => number) | null {
-  try {
-    const native = loadNative();
-    return typeof native.nftGeneration === 'function' ? () => native.nftGeneration!() : null;
-  } catch {
-    return null;
-  }
 }

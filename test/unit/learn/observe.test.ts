@@ -3,17 +3,15 @@
 import { describe, expect, it } from 'vitest';
 import { createSecret } from '../../../src/identity/index.js';
 import { drainObserved } from '../../../src/learn/observer.js';
-import { handshake, makeHost } from '../datapath/handshake-helpers.js';
+import { handshake, hostPair } from '../datapath/handshake-helpers.js';
 
 describe('observation from the handshake', () => {
   it('both ends of one real handshake land in one edge (server port, both views), a refusal in none', async () => {
     drainObserved();
     const psk = createSecret();
-    const a = makeHost('host-a', psk);
-    const b = makeHost('host-b', psk);
-    await a.addPu(1, ['app=nginx']);
+    // Each host knows the other's static key (the fleet's directory), so no first-contact retry.
+    const { a, b } = await hostPair(psk);
     await a.addPu(2, ['app=other']);
-    await b.addPu(1, ['app=nginx'], 80);
     handshake(a, b, { sport: 40001 });
     handshake(a, b, { sport: 40002, clientIndex: 2 }); // refused by the default policy (labels differ)
     expect(b.flows.some((f) => f.verdict === 'reject')).toBe(true);

@@ -145,7 +145,8 @@ describe('bench report and options (no root)', () => {
     const info = [
       { id: 'baseline', title: 'base', passes: 0 },
       { id: 'nfqueue-npm', title: 'npm', passes: 4 },
-      { id: 'tessera-ca', title: 'ca', passes: 6 },
+      { id: 'tessera-ca', title: 'ca', passes: 4 },
+      { id: 'tessera-daemon-accept', title: 'four-pass floor', passes: 4 },
     ];
     const bulk = (mbPerSec: number) => ({ bytes: 1e8, seconds: 1e8 / 1e6 / mbPerSec, mbPerSec, complete: true, errors: 0 });
     const samples: RunSample[] = [
@@ -153,12 +154,14 @@ describe('bench report and options (no root)', () => {
       // 60 µs/conn of handler CPU over 1000 connections
       { scenario: 'nfqueue-npm', run: 1, rate: client(8000, 140), latency: client(5000, 140), handlerCpuUs: 60_000 },
       { scenario: 'tessera-ca', run: 1, rate: client(7500, 230), latency: client(5000, 230), handlerCpuUs: 90_000, bulk: bulk(990) },
+      { scenario: 'tessera-daemon-accept', run: 1, rate: client(10000, 100), latency: client(5000, 100), handlerCpuUs: 0 },
     ];
     const rows = summarize(info, samples);
     const t = targets(rows, { bulk: true });
     const by = (prefix: string) => t.find((x) => x.name.startsWith(prefix))!;
+    // Protocol v2's target: against the four-pass floor (7,500 / 10,000), not the baseline.
     expect(by('full mutual auth (CA) conn/s').value).toBeCloseTo(0.75);
-    expect(by('full mutual auth (CA) conn/s').pass).toBe(true);
+    expect(by('full mutual auth (CA) conn/s').pass).toBe(false);
     expect(by('full mutual auth (CA) added connect p50').value).toBe(190);
     expect(by('full mutual auth (CA) added connect p50').pass).toBe(false);
     expect(by('full mutual auth (CA) handler CPU').value).toBeCloseTo(1.5);
@@ -167,8 +170,8 @@ describe('bench report and options (no root)', () => {
     expect(by('full mutual auth (CA) bulk').pass).toBe(true);
     // Without --bulk there is no bulk target at all, rather than an n/a one.
     expect(targets(rows).some((x) => x.name.includes('bulk'))).toBe(false);
-    // The per-pass column divides by the row's passes (6 here): (230 - 40) / 6 and 90 / 6.
-    expect(markdown(rows, t, { bulk: true, skipped: [] })).toContain('| 32 / 15.0 |');
+    // The per-pass column divides by the row's passes (4 here): (230 - 40) / 4 and 90 / 4.
+    expect(markdown(rows, t, { bulk: true, skipped: [] })).toContain('| 48 / 22.5 |');
   });
 
   it('reports targets as not computable when tessera was not measured', () => {

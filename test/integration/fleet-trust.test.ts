@@ -161,7 +161,9 @@ describe.runIf(isRoot)('fleet trust bundle: revocation and labels bound to hosts
   }, 60_000);
 
   it('a trust bundle with a bad signature written straight into etcd is refused and reported; the applied one stays', async () => {
-    const before = await trustRevisionOf(b);
+    // The revision b applied (a status read can fail on a loaded machine: read until it answers).
+    let before: number | null = null;
+    await waitFor('b to report its trust revision', async () => (before = await trustRevisionOf(b)) !== null, 20_000, 200);
     // etcd's own client from inside host a (no etcdctl in Debian's etcd-server): read, forge, write.
     const etcdJs = join(REPO, 'dist', 'src', 'fleet', 'etcd.js');
     const script = `

@@ -136,6 +136,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     trust: trust.datapath,
     hostSecret,
     handshakeKey,
+    hostId: trust.hostId,
     clockSkewSeconds: config.clockSkewSeconds,
     handshake: { rejectMode: config.rejectMode, maxPacketLength: config.mtu },
     // Test only (like TESSERA_TEST_CRASH_AFTER_MS): a strike register small enough to fill.

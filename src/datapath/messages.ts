@@ -32,6 +32,14 @@ export interface WorkerConfig {
    * are made under it (protocol v2). Absent: no client can prove itself to this host.
    */
   handshakeKey?: { publicRaw: Uint8Array; privateKey: KeyObject };
+  /** This host's id (the `iss` of its tokens): names the host key for this host's own addresses. */
+  hostId?: string;
+  /**
+   * When the datapath started (ms): proofs made before it (+ skew) may have been seen by a
+   * previous daemon and are refused (`restarted`). One value for every queue, also a namespace
+   * queue opened later or a restarted worker: only a daemon restart loses the strike register.
+   */
+  startedAt?: number;
   clockSkewSeconds: number;
   handshake: Partial<HandshakeOptions>;
   /** UDP exchange options (issue 13); absent: its defaults. */

@@ -108,6 +108,7 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
     if (u.refuseNew !== undefined) trustState.refuseNew = u.refuseNew;
   };
   const snapshot = (): Snapshot => ({ pus: [...pus.values()], ports, ...trustState });
+  const startedAt = options.startedAt ?? Date.now();
   let policyText = options.policyText;
   let follow = true;
   /** Per worker: its last cumulative unsentAccepts (a restarted worker counts from 0). */
@@ -129,7 +130,7 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
 
   function spawn(queueNum: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const config: WorkerConfig = { ...options, policyText, queueNum };
+      const config: WorkerConfig = { ...options, startedAt, policyText, queueNum };
       const w = createWorker(config);
       workers.set(queueNum, w);
       let ready = false;

@@ -7,6 +7,7 @@ import { loadNative, type NativeQueue } from './native.js';
 import { createPassThrough } from './handshake/pass-through.js';
 import { createHandshake, VERDICT_ACCEPT, type FlowRecord, type Handshake, type HandshakeStats, type LocalPu } from './handshake/handshake.js';
 import { randomFillSync } from 'node:crypto';
+import { networkInterfaces } from 'node:os';
 import { createHandshakeCrypto } from './crypto.js';
 import type { HostKeyDirectory } from './handshake/v2/index.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
@@ -36,7 +37,25 @@ let errors = 0;
 
 /** Server host keys the fleet publishes (snapshot `hostKeys`), decoded once per change. */
 let hostKeys = new Map<string, { host: string; key: Uint8Array }>();
-const hostKeyDirectory: HostKeyDirectory = { lookup: (address) => hostKeys.get(address) };
+/**
+ * This host's own addresses, read at most every 2 s and only on a directory miss: a connection
+ * to one of them (a bridge container to its host, a process to the host's own address) is
+ * answered by this daemon, under this host's key, so it needs no first-contact retry.
+ */
+let localAddresses = new Set<string>();
+let localReadAt = -Infinity;
+function isLocalAddress(address: string): boolean {
+  const now = Date.now();
+  if (now - localReadAt >= 2000) {
+    localReadAt = now;
+    localAddresses = new Set(Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((i) => i.address)));
+  }
+  return localAddresses.has(address);
+}
+const hostKeyDirectory: HostKeyDirectory = {
+  lookup: (address) =>
+    hostKeys.get(address) ?? (config.handshakeKey && isLocalAddress(address) ? { host: config.hostId ?? '', key: config.handshakeKey.publicRaw } : undefined),
+};
 /** Revoked host and certificate ids (snapshot `revoked`). */
 let revoked = new Set<string>();
 
@@ -145,6 +164,7 @@ function makeHandshake(nsPuIndex?: number): Handshake | null {
     puByIndex: (i) => pusByIndex.get(i),
     puByLocalPort: nsPuIndex === undefined ? (p) => pusByPort.get(p) : () => pusByIndex.get(nsPuIndex),
     now: Date.now,
+    ...(config.startedAt !== undefined ? { startedAt: config.startedAt } : {}),
     onFlow,
     options: config.handshake,
     ...(config.v2 ? { v2: config.v2 } : {}),

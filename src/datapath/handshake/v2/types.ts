@@ -88,7 +88,7 @@ export interface V2Options {
   skewMs: number;
   /** Oldest a proof may be on arrival beyond the skew (ms): transit and queueing. */
   maxAgeMs: number;
-  /** Strike register bound (entries per engine). */
+  /** Strike register bound (entries; per host when the pool shares one buffer among its workers: entries = rate × window, docs/protocol.md). */
   registerEntries: number;
   /** Verified peer tokens kept by reference (entries). */
   peerTokens: number;
@@ -135,6 +135,12 @@ export interface V2Deps {
   digests?: Digests;
   /** When this engine started (ms); defaults to now() at creation. Proofs older than it + skew are refused. */
   startedAt?: number;
+  /**
+   * The host's strike register, shared by its workers (register.ts createRegisterBuffer; the
+   * pool makes it) and this worker's lock holder id (≥ 1, unique per live worker). Absent: a
+   * private register of options.registerEntries.
+   */
+  register?: { buffer: SharedArrayBuffer; holder: number };
   options?: Partial<V2Options>;
 }
 

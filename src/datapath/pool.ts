@@ -113,7 +113,8 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
   // Protocol v2's strike register, one for the host's workers: a proof replayed from another
   // address may land in another worker (--queue-balance hashes addresses), and only the
   // register refuses it (the proofs do not cover the tuple, for NAT). Outlives worker restarts.
-  const register = options.mode === 'handshake' ? createRegisterBuffer(options.v2?.registerEntries ?? DEFAULT_V2_OPTIONS.registerEntries) : undefined;
+  // registerEntries is each worker's share, as when every worker kept its own (docs/protocol.md, "Bound").
+  const register = options.mode === 'handshake' ? createRegisterBuffer(Math.min(1 << 24, (options.v2?.registerEntries ?? DEFAULT_V2_OPTIONS.registerEntries) * Math.max(1, options.queues))) : undefined;
   let follow = true;
   /** Per worker: its last cumulative unsentAccepts (a restarted worker counts from 0). */
   const unsentSeen = new Map<number, number>();

@@ -30,7 +30,7 @@ export type Strike = 'new' | 'same' | 'seen' | 'full';
 const MAGIC = 0x54535231; // "TSR1"
 const HEADER = 4;
 const SLOT = 6;
-const MAX_WAYS = 16;
+const MAX_WAYS = 64;
 /** Lock attempts before giving up (answering 'full'): the critical section is a few dozen operations. */
 const SPIN_LIMIT = 1 << 22;
 

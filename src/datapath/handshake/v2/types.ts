@@ -88,7 +88,7 @@ export interface V2Options {
   skewMs: number;
   /** Oldest a proof may be on arrival beyond the skew (ms): transit and queueing. */
   maxAgeMs: number;
-  /** Strike register bound (entries; per host when the pool shares one buffer among its workers: entries = rate × window, docs/protocol.md). */
+  /** Strike register bound (entries; the pool's shared register holds this × its workers: entries = rate × window, docs/protocol.md). */
   registerEntries: number;
   /** Verified peer tokens kept by reference (entries). */
   peerTokens: number;
@@ -102,8 +102,9 @@ export interface V2Options {
 export const DEFAULT_V2_OPTIONS: V2Options = {
   skewMs: 3_000,
   maxAgeMs: 2_000,
-  // Entries live skew + maxAge + skew = 8 s: 131 072 holds 16 000 new proofs a second per
-  // engine (one per worker) — about 3× what the bench's full rate gives each worker.
+  // Entries live skew + maxAge + skew = 8 s: 131 072 per worker (the host's shared register
+  // holds that × its workers) takes 16 000 new proofs a second per worker at capacity, and
+  // refuses none below ~60 % of it (10 000 a second per worker): the stripes fill unevenly.
   registerEntries: 131_072,
   peerTokens: 4_096,
   stateEntries: 16_384,

@@ -99,7 +99,7 @@ describe('shared strike register: the table', () => {
     // Worker threads run JavaScript: the build (npx tsc -p tsconfig.json) must exist.
     expect(existsSync(fileURLToPath(built)), 'dist/ not built: run npx tsc -p tsconfig.json').toBe(true);
     const keys = 20_000;
-    const buffer = createRegisterBuffer(32_768);
+    const buffer = createRegisterBuffer(65_536);
     const barrier = new SharedArrayBuffer(4);
     const script = fileURLToPath(new URL('./register-worker.mjs', import.meta.url));
     const run = (holder: number) =>

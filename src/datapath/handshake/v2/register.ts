@@ -33,6 +33,8 @@ const SLOT = 6;
 const MAX_WAYS = 64;
 /** Lock attempts before giving up (answering 'full'): the critical section is a few dozen operations. */
 const SPIN_LIMIT = 1 << 22;
+/** The table is counted (size) at most this often, by the clock the handle was last given. */
+const SIZE_EVERY_MS = 1_000;
 
 /** A register's shared memory for `entries` proofs (rounded up to whole stripes). */
 export function createRegisterBuffer(entries: number): SharedArrayBuffer {
@@ -78,6 +80,8 @@ export class StrikeRegister {
   readonly #ways: number;
   readonly #holder: number;
   #lastNow = 0;
+  #sizeAt: number | null = null;
+  #size = 0;
   /** Times this handle answered 'full'. */
   full = 0;
 
@@ -98,11 +102,18 @@ export class StrikeRegister {
     if (!Number.isInteger(this.#holder) || this.#holder < 1) throw new TesseraError('TESSERA_ERR_INVALID_CONFIG', `register holder must be an integer >= 1, got ${String(this.#holder)}`);
   }
 
-  /** Live entries as of the last time this handle was given the clock (stats only: read without the locks). */
+  /**
+   * Live entries in the whole (shared) table as of the last time this handle was given the
+   * clock. Stats only: read without the locks, and a scan of the table, so done at most once
+   * per SIZE_EVERY_MS of that clock (the worker asks every 250 ms under load).
+   */
   get size(): number {
-    let n = 0;
     const now = this.#lastNow;
+    if (this.#sizeAt !== null && now >= this.#sizeAt && now - this.#sizeAt < SIZE_EVERY_MS) return this.#size;
+    let n = 0;
     for (let i = 0; i < this.#f64.length; i++) if (this.#f64[i]! > now) n++;
+    this.#sizeAt = now;
+    this.#size = n;
     return n;
   }
 

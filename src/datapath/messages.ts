@@ -48,6 +48,11 @@ export interface WorkerConfig {
   v2?: Partial<V2Options>;
   /** Policy file text (the daemon validated it), or null for the built-in default. */
   policyText: string | null;
+  /**
+   * The host's protocol v2 strike register, shared by all its workers (the pool makes it:
+   * v2/register.ts createRegisterBuffer). Absent: each engine keeps a private one.
+   */
+  register?: SharedArrayBuffer;
 }
 
 export interface PuSnapshot {

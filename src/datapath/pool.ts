@@ -10,10 +10,11 @@ import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { TesseraError } from '../errors.js';
+import { DEFAULT_V2_OPTIONS, createRegisterBuffer, releaseHeldBy } from './handshake/v2/index.js';
 import type { FlowRecord } from './handshake/handshake.js';
 import { emptyDelta, flowFromTuple, type FromWorker, type NamespaceQueue, type PuSnapshot, type Snapshot, type SnapshotDelta, type ToWorker, type TrustUpdate, type WorkerConfig, type WorkerStats } from './messages.js';
 
-export interface DatapathOptions extends Omit<WorkerConfig, 'queueNum'> {
+export interface DatapathOptions extends Omit<WorkerConfig, 'queueNum' | 'register'> {
   /** First queue number. */
   queueBase: number;
   /** Number of queues/workers. */
@@ -110,6 +111,11 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
   const snapshot = (): Snapshot => ({ pus: [...pus.values()], ports, ...trustState });
   const startedAt = options.startedAt ?? Date.now();
   let policyText = options.policyText;
+  // Protocol v2's strike register, one for the host's workers: a proof replayed from another
+  // address may land in another worker (--queue-balance hashes addresses), and only the
+  // register refuses it (the proofs do not cover the tuple, for NAT). Outlives worker restarts.
+  // registerEntries is each worker's share, as when every worker kept its own (docs/protocol.md, "Bound").
+  const register = options.mode === 'handshake' ? createRegisterBuffer(Math.min(1 << 24, (options.v2?.registerEntries ?? DEFAULT_V2_OPTIONS.registerEntries) * Math.max(1, options.queues))) : undefined;
   let follow = true;
   /** Per worker: its last cumulative unsentAccepts (a restarted worker counts from 0). */
   const unsentSeen = new Map<number, number>();
@@ -130,7 +136,7 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
 
   function spawn(queueNum: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const config: WorkerConfig = { ...options, startedAt, policyText, queueNum };
+      const config: WorkerConfig = { ...options, startedAt, policyText, queueNum, ...(register ? { register } : {}) };
       const w = createWorker(config);
       workers.set(queueNum, w);
       let ready = false;
@@ -194,6 +200,8 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
       });
       w.on('exit', (code) => {
         if (workers.get(queueNum) === w) workers.delete(queueNum);
+        // A worker ended inside a register critical section would leave its stripe locked.
+        if (register) releaseHeldBy(register, queueNum + 1);
         // Died before ready without saying why: the start (or restart) fails; a settled promise ignores it.
         if (!ready) reject(new TesseraError('TESSERA_ERR_QUEUE', `queue ${queueNum} worker exited (${code}) before it was ready`));
         if (stopping || !ready) return;

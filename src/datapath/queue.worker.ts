@@ -168,6 +168,9 @@ function makeHandshake(nsPuIndex?: number): Handshake | null {
     onFlow,
     options: config.handshake,
     ...(config.v2 ? { v2: config.v2 } : {}),
+    // One strike register for the host, whichever worker and queue a copy of a proof reaches
+    // (the proofs do not cover the tuple: NAT). The pool frees locks by this holder id.
+    ...(config.register ? { register: { buffer: config.register, holder: config.queueNum + 1 } } : {}),
   });
 }
 

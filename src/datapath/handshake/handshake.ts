@@ -96,6 +96,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     // One bound for every per-flow table of this handshake (HandshakeOptions.stateEntries).
     options: { stateEntries: opt.stateEntries, ...deps.v2 },
     ...(deps.startedAt !== undefined ? { startedAt: deps.startedAt } : {}),
+    ...(deps.register ? { register: deps.register } : {}),
   });
 
   // The policy's view of a verified token, one object per token (no per-packet allocation).

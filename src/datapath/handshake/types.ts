@@ -153,6 +153,8 @@ export interface HandshakeDeps {
   startedAt?: number;
   /** Protocol v2 engine options (freshness window, strike register bound, ...). */
   v2?: Partial<V2Options>;
+  /** The host's shared strike register and this worker's lock holder id (V2Deps.register). */
+  register?: { buffer: SharedArrayBuffer; holder: number };
 }
 
 /**

@@ -148,7 +148,7 @@ export function createClientRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     conn.at = now;
     conn.host = h;
     if (pk !== null && hk !== null) {
-      proofs.synMac(pk, t, isnC, out.subarray(0, SYN_HEADER_LENGTH), refC, out, SYN_HEADER_LENGTH);
+      proofs.synMac(pk, isnC, out.subarray(0, SYN_HEADER_LENGTH), refC, out, SYN_HEADER_LENGTH);
       if (conn.proofs.length >= PROOFS_KEPT) conn.proofs.shift();
       conn.proofs.push({ pk, hk, mac: out.slice(SYN_HEADER_LENGTH, SYN_HEADER_LENGTH + MAC2_LENGTH) });
     }
@@ -214,7 +214,7 @@ export function createClientRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     let matched: SentProof | null = null;
     for (let i = conn.proofs.length - 1; i >= 0 && matched === null; i--) {
       const p = conn.proofs[i]!;
-      proofs.synAckMac(p.pk, t, isnC, isnS, p.mac, b.flags, entry.ref, check, 0);
+      proofs.synAckMac(p.pk, isnC, isnS, p.mac, b.flags, entry.ref, check, 0);
       if (equalBytes(check, b.mac)) matched = p;
     }
     if (matched === null) return refusal('bad-mac');

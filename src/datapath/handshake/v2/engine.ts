@@ -37,7 +37,9 @@ export function createV2Engine(deps: V2Deps): V2Engine {
   const peers = new PeerTokens(opt.peerTokens);
   // An accepted proof's timestamp passes the freshness check for at most skew + maxAge + skew
   // after its arrival: that long, its strike must stay (docs/protocol.md, "No replay").
-  const register = new StrikeRegister(opt.registerEntries, 2 * opt.skewMs + opt.maxAgeMs);
+  // Shared by the host's workers when the pool gives a buffer (the proofs do not cover the
+  // tuple, so a replay from another address may reach another worker); private otherwise.
+  const register = new StrikeRegister(opt.registerEntries, 2 * opt.skewMs + opt.maxAgeMs, deps.register);
   const pairKeys = new ClientPairKeys(digests);
   const server = createServerRole(deps, opt, proofs, peers, register, digests);
   // Nonces come from a pool refilled in one call per 128 of them: a CSPRNG call costs

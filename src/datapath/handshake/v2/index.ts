@@ -3,6 +3,7 @@
 
 export { createV2Engine } from './engine.js';
 export { fillTuple, newTuple } from './proof.js';
+export { createRegisterBuffer, releaseHeldBy } from './register.js';
 export * from './types.js';
 export {
   decodeBlock2,

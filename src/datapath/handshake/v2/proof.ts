@@ -1,9 +1,13 @@
 // The two MACs of protocol v2 and the byte strings they cover, built in one reused scratch
 // buffer (the hot path allocates no intermediate arrays). docs/protocol.md, "Proofs".
 //
-//   tuple = family u8 (4|6) ‖ clientAddr ‖ serverAddr ‖ clientPort u16 ‖ serverPort u16 ‖ ISNc u32
-//   macC  = HMAC-SHA256(PK, "T2S" ‖ tuple ‖ synHeader[29] ‖ refC[16])[0..16]
-//   macS  = HMAC-SHA256(PK, "T2A" ‖ tuple ‖ ISNs u32 ‖ macC[16] ‖ flagsS u8 ‖ refS[16])[0..16]
+//   macC  = HMAC-SHA256(PK, "T2S" ‖ ISNc u32 ‖ synHeader[29] ‖ refC[16])[0..16]
+//   macS  = HMAC-SHA256(PK, "T2A" ‖ ISNc u32 ‖ ISNs u32 ‖ macC[16] ‖ flagsS u8 ‖ refS[16])[0..16]
+//
+// No addresses or ports: a NAT on either host (Docker's published ports, MASQUERADE) rewrites
+// them between the two hosts' queues, and each host sees only its own view. Replay from
+// another source is the shared strike register's to refuse (register.ts; docs/protocol.md,
+// "Why the proofs do not cover the tuple").
 
 import { NODE_DIGESTS, type Digests } from '../../../identity/index.js';
 import { MAC2_LENGTH, SYN_HEADER_LENGTH, TOKEN_REF_LENGTH } from './wire.js';
@@ -15,11 +19,13 @@ const TAG_SYNACK = Uint8Array.of(0x54, 0x32, 0x41); // "T2A"
 
 export interface Proofs {
   /** macC into out[at..at+16). */
-  synMac(pk: Uint8Array, t: TupleView, isnC: number, header: Uint8Array, refC: Uint8Array, out: Uint8Array, at: number): void;
+  synMac(pk: Uint8Array, isnC: number, header: Uint8Array, refC: Uint8Array, out: Uint8Array, at: number): void;
   /** macS into out[at..at+16). */
-  synAckMac(pk: Uint8Array, t: TupleView, isnC: number, isnS: number, macC: Uint8Array, flags: number, refS: Uint8Array, out: Uint8Array, at: number): void;
+  synAckMac(pk: Uint8Array, isnC: number, isnS: number, macC: Uint8Array, flags: number, refS: Uint8Array, out: Uint8Array, at: number): void;
   /** (client addr, server addr, ports, ISNc) as a Map key: the per-connection state's. */
   flowKey(t: TupleView, isnC: number): string;
+  /** A 32-bit FNV-1a hash of the same (this host's view): what the strike register keeps of the tuple. */
+  tupleHash(t: TupleView, isnC: number): number;
 }
 
 /**
@@ -53,29 +59,18 @@ export function createProofs(digests: Digests = NODE_DIGESTS): Proofs {
   const scratch = new Uint8Array(160);
   const digest = new Uint8Array(32);
 
-  /** tag ‖ tuple at scratch[0..); returns the length written. */
-  function tuple(tag: Uint8Array, t: TupleView, isnC: number): number {
+  /** tag ‖ ISNc at scratch[0..); returns the length written. */
+  function head(tag: Uint8Array, isnC: number): number {
     scratch.set(tag, 0);
-    let p = tag.length;
-    const n = t.addrLength;
-    scratch[p++] = n === 16 ? 6 : 4;
-    scratch.set(t.buf.subarray(t.clientAddrOffset, t.clientAddrOffset + n), p);
-    p += n;
-    scratch.set(t.buf.subarray(t.serverAddrOffset, t.serverAddrOffset + n), p);
-    p += n;
-    scratch[p++] = t.clientPort >> 8;
-    scratch[p++] = t.clientPort & 0xff;
-    scratch[p++] = t.serverPort >> 8;
-    scratch[p++] = t.serverPort & 0xff;
-    putU32(scratch, p, isnC >>> 0);
-    return p + 4;
+    putU32(scratch, tag.length, isnC >>> 0);
+    return tag.length + 4;
   }
 
   const units: number[] = [];
 
   return {
-    synMac(pk, t, isnC, header, refC, out, at) {
-      let p = tuple(TAG_SYN, t, isnC);
+    synMac(pk, isnC, header, refC, out, at) {
+      let p = head(TAG_SYN, isnC);
       scratch.set(header.subarray(0, SYN_HEADER_LENGTH), p);
       p += SYN_HEADER_LENGTH;
       scratch.set(refC.subarray(0, TOKEN_REF_LENGTH), p);
@@ -83,8 +78,8 @@ export function createProofs(digests: Digests = NODE_DIGESTS): Proofs {
       digests.hmacSha256(pk, scratch.subarray(0, p), digest);
       out.set(digest.subarray(0, MAC2_LENGTH), at);
     },
-    synAckMac(pk, t, isnC, isnS, macC, flags, refS, out, at) {
-      let p = tuple(TAG_SYNACK, t, isnC);
+    synAckMac(pk, isnC, isnS, macC, flags, refS, out, at) {
+      let p = head(TAG_SYNACK, isnC);
       putU32(scratch, p, isnS >>> 0);
       p += 4;
       scratch.set(macC.subarray(0, MAC2_LENGTH), p);
@@ -102,6 +97,24 @@ export function createProofs(digests: Digests = NODE_DIGESTS): Proofs {
       for (let i = 0; i < t.addrLength; i += 2) units.push((b[t.serverAddrOffset + i]! << 8) | b[t.serverAddrOffset + i + 1]!);
       units.push(t.clientPort, t.serverPort, isnC >>> 16, isnC & 0xffff);
       return String.fromCharCode.apply(null, units);
+    },
+    tupleHash(t, isnC) {
+      let h = 0x811c9dc5;
+      const b = t.buf;
+      const mix = (v: number): void => {
+        h = Math.imul(h ^ (v & 0xff), 0x01000193);
+      };
+      for (let i = 0; i < t.addrLength; i++) mix(b[t.clientAddrOffset + i]!);
+      for (let i = 0; i < t.addrLength; i++) mix(b[t.serverAddrOffset + i]!);
+      mix(t.clientPort >> 8);
+      mix(t.clientPort);
+      mix(t.serverPort >> 8);
+      mix(t.serverPort);
+      mix(isnC >>> 24);
+      mix(isnC >>> 16);
+      mix(isnC >>> 8);
+      mix(isnC);
+      return h | 0;
     },
   };
 }

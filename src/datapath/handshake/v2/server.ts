@@ -154,22 +154,27 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
       pk = derived;
       entry.pairKeys.set(own.idKey, pk);
     }
-    proofs.synMac(pk, t, isnC, b.header, entry.ref, expected, 0);
+    proofs.synMac(pk, isnC, b.header, entry.ref, expected, 0);
     if (!equalBytes(expected, b.mac)) return refusal('bad-mac');
     if (b.ts > now + opt.skewMs || b.ts < now - opt.skewMs - opt.maxAgeMs) return refusal('stale');
     // A previous run may have accepted this proof and lost its register with it.
     if (b.ts < startedAt + opt.skewMs) return refusal('restarted');
-    // A duplicate of a proof accepted for this very handshake (the network copied the SYN,
-    // or reordered an earlier transmission behind a later one): the same handshake, not a
-    // replay. The kernel answers it from the request it holds, with the same ISN; after the
-    // connection is gone it would open a new request with a new ISN, and that SYN-ACK is
-    // refused below (docs/protocol.md, "Retransmissions and loss").
+    // The register is shared by the host's workers and keyed by the proof alone (the proof
+    // does not cover the tuple: NAT). The same proof from another tuple is a replay, from
+    // whichever address and worker it comes; from this tuple it is a duplicate of a proof
+    // accepted for this very handshake (the network copied the SYN, or reordered an earlier
+    // transmission behind a later one) while we remember the handshake. The kernel answers it
+    // from the request it holds, with the same ISN; after the connection is gone it would open
+    // a new request with a new ISN, and that SYN-ACK is refused below (docs/protocol.md,
+    // "Retransmissions and loss").
     const fk = proofs.flowKey(t, isnC);
     const st = state.get(fk);
-    if (st !== undefined && st.kind === 'proof' && now - st.at <= opt.stateTtlMs && sameHandshake(st, b.mac)) {
-      return { kind: 'proof', peer: entry.token, blockStart };
-    }
-    switch (register.strike(unitsKey(b.mac), now)) {
+    switch (register.strike(b.mac, proofs.tupleHash(t, isnC), now)) {
+      case 'same':
+        if (st !== undefined && st.kind === 'proof' && now - st.at <= opt.stateTtlMs && sameHandshake(st, b.mac)) {
+          return { kind: 'proof', peer: entry.token, blockStart };
+        }
+        return refusal('replay');
       case 'seen':
         return refusal('replay');
       case 'full':
@@ -213,7 +218,7 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     const flags = byRef ? FLAG_TOKEN_REF : 0;
     if (synAckLength(flags, tok.bytes.length) > out.length) return refusal('too-large');
     const length = encodeSynAck({ flags, mac: expected, token: byRef ? refS : tok.bytes }, out);
-    proofs.synAckMac(st.pk!, t, isnC, isnS, st.macC, flags, refS, out, 1);
+    proofs.synAckMac(st.pk!, isnC, isnS, st.macC, flags, refS, out, 1);
     return { kind: 'proof', length };
   }
 

@@ -88,7 +88,7 @@ export interface V2Options {
   skewMs: number;
   /** Oldest a proof may be on arrival beyond the skew (ms): transit and queueing. */
   maxAgeMs: number;
-  /** Strike register bound (entries per engine). */
+  /** Strike register bound (entries; the pool's shared register holds this × its workers: entries = rate × window, docs/protocol.md). */
   registerEntries: number;
   /** Verified peer tokens kept by reference (entries). */
   peerTokens: number;
@@ -102,8 +102,9 @@ export interface V2Options {
 export const DEFAULT_V2_OPTIONS: V2Options = {
   skewMs: 3_000,
   maxAgeMs: 2_000,
-  // Entries live skew + maxAge + skew = 8 s: 131 072 holds 16 000 new proofs a second per
-  // engine (one per worker) — about 3× what the bench's full rate gives each worker.
+  // Entries live skew + maxAge + skew = 8 s: 131 072 per worker (the host's shared register
+  // holds that × its workers) takes 16 000 new proofs a second per worker at capacity, and
+  // refuses none below ~60 % of it (10 000 a second per worker): the stripes fill unevenly.
   registerEntries: 131_072,
   peerTokens: 4_096,
   stateEntries: 16_384,
@@ -135,6 +136,12 @@ export interface V2Deps {
   digests?: Digests;
   /** When this engine started (ms); defaults to now() at creation. Proofs older than it + skew are refused. */
   startedAt?: number;
+  /**
+   * The host's strike register, shared by its workers (register.ts createRegisterBuffer; the
+   * pool makes it) and this worker's lock holder id (≥ 1, unique per live worker). Absent: a
+   * private register of options.registerEntries.
+   */
+  register?: { buffer: SharedArrayBuffer; holder: number };
   options?: Partial<V2Options>;
 }
 

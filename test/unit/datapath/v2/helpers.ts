@@ -81,7 +81,7 @@ export interface World {
   serverPu: V2LocalPu & { tokens: IssuedToken[] };
   /** Rebuild the server engine (a daemon restart): caches, state and register gone. */
   restartServer(options?: Partial<V2Options>): void;
-  makeSide(host: string, keys: HostStaticKey[], options?: Partial<V2Options>, directory?: HostKeyDirectory, startedAt?: number): Side;
+  makeSide(host: string, keys: HostStaticKey[], options?: Partial<V2Options>, directory?: HostKeyDirectory, startedAt?: number, register?: V2Deps['register']): Side;
   issuers: { a: TokenIssuer; b: TokenIssuer };
   trust: () => TokenVerifier;
 }
@@ -104,7 +104,7 @@ export async function makeWorld(mode: 'psk' | 'ca' = 'psk', options: Partial<V2O
   }
   const issuers = { a, b };
 
-  function makeSide(host: string, keys: HostStaticKey[], opts: Partial<V2Options> = options, dir = directory, startedAt?: number): Side {
+  function makeSide(host: string, keys: HostStaticKey[], opts: Partial<V2Options> = options, dir = directory, startedAt?: number, register?: V2Deps['register']): Side {
     const verifier = trust();
     const verifications = { count: 0 };
     const revoked = new Set<string>();
@@ -119,6 +119,7 @@ export async function makeWorld(mode: 'psk' | 'ca' = 'psk', options: Partial<V2O
       hostStaticKeys: keys,
       ...(dir ? { hostKeys: dir } : {}),
       ...(startedAt !== undefined ? { startedAt } : {}),
+      ...(register ? { register } : {}),
       options: opts,
     };
     return { engine: createV2Engine(deps), issuer: host === 'host-a' ? a : b, verifier, keys, verifications, revoked };

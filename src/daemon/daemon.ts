@@ -30,6 +30,7 @@ import { createSyncLoop, hostRulesApplier } from './sync-loop.js';
 import { createPolicyService } from './policy-service.js';
 import { createApiRoutes } from './api-routes.js';
 import { createShutdown } from './shutdown.js';
+import { markStopped, registerEpoch } from './register-epoch.js';
 import { serveProbes } from './probes.js';
 import { explain } from '../policy/index.js';
 import { readUiToken, startFlowMap } from '../ui/index.js';
@@ -137,6 +138,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     hostSecret,
     handshakeKey,
     hostId: trust.hostId,
+    startedAt: registerEpoch(config.stateDir, Date.now()),
     clockSkewSeconds: config.clockSkewSeconds,
     handshake: { rejectMode: config.rejectMode, maxPacketLength: config.mtu },
     // Test only (like TESSERA_TEST_CRASH_AFTER_MS): a strike register small enough to fill.
@@ -316,7 +318,10 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     holdRules: () => syncLoop.hold(true),
     ...(containers ? { stopContainers: (o: { removeRules: boolean }) => containers.stop(o) } : {}),
     syncIdle: () => syncLoop.idle(),
-    stopDatapath: () => datapath.stop(),
+    stopDatapath: async () => {
+      await datapath.stop();
+      markStopped(config.stateDir, Date.now());
+    },
     removeRules: () => reconciler.removeAll(),
     releaseLocks: () => {
       nftSession?.stop();

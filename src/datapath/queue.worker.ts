@@ -79,7 +79,9 @@ function applyTrust(u: TrustUpdate): void {
   if (u.hostKeys) setHostKeys(u.hostKeys);
   if (u.revoked) revoked = new Set(u.revoked);
   crypto?.setTrust(u);
-  if (u.revoked !== undefined || u.labelBindings !== undefined || u.cas !== undefined || u.refuseNew !== undefined) {
+  // The staleness bound (refuseNew) is left out: it refuses only peers never verified, and
+  // every peer held by reference was verified.
+  if (u.revoked !== undefined || u.labelBindings !== undefined || u.cas !== undefined) {
     handshake?.peersChanged?.();
     for (const e of nsQueues.values()) e.handshake?.peersChanged?.();
   }

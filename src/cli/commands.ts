@@ -6,6 +6,7 @@
 import type { CommandSpec, GroupSpec, OptionSpec } from './spec.js';
 import { clusterSpec, policyPush, trustSpec } from './cluster-commands.js';
 import { LEARN_HELP, policyDiff, policyEdges, policyPromote, policySuggest } from './learn-commands.js';
+import { REASON_CODES } from './flows-reasons.js';
 
 export const DEFAULT_SOCKET = '/run/tessera/tessera.sock';
 
@@ -62,7 +63,7 @@ refuses (the local socket is destroyed and the peer gets a reset).`,
     { name: 'follow', short: 'f', kind: 'flag', help: 'keep streaming new decisions until interrupted' },
     { name: 'denied', kind: 'flag', section: 'Filters', help: 'only refused connections (same as --verdict reject --verdict drop)' },
     { name: 'verdict', kind: 'enum', choices: ['accept', 'reject', 'drop'], multiple: true, section: 'Filters', help: 'only this verdict' },
-    { name: 'reason', kind: 'string', arg: 'CODE', multiple: true, section: 'Filters', help: 'only this reason code (docs/errors.md), e.g. missing-token, policy' },
+    { name: 'reason', kind: 'enum', choices: REASON_CODES, arg: 'CODE', multiple: true, section: 'Filters', help: 'only this reason code (docs/errors.md), e.g. missing-token, policy' },
     { name: 'from-label', kind: 'string', arg: 'LABELS', multiple: true, section: 'Filters', help: "the client's labels include these (key=value or key, comma-separated: all of them)" },
     { name: 'to-label', kind: 'string', arg: 'LABELS', multiple: true, section: 'Filters', help: "the server's labels include these (key=value or key, comma-separated: all of them)" },
     { name: 'port', kind: 'int', min: 1, max: 65_535, multiple: true, section: 'Filters', help: 'the server port' },

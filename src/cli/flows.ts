@@ -7,6 +7,7 @@ import { parseCommand, usageError, type Values } from './spec.js';
 import { flowsSpec } from './commands.js';
 import { fixedRow, paint, table, type CliIo } from './output.js';
 import { printHelp, socketPath } from './common.js';
+import { parseLabel } from '../identity/index.js';
 
 export interface FlowFilter {
   verdicts?: readonly string[];
@@ -39,14 +40,32 @@ export function matchFlow(f: FlowEntry, q: FlowFilter): boolean {
   return true;
 }
 
-const splitLabels = (v: readonly string[]): string[][] => v.map((x) => x.split(',').filter((l) => l !== ''));
+/**
+ * "k=v,k2" → ['k=v', 'k2']: each a label or a bare key. One that no record can carry (an
+ * empty list, a bad key, a control character) is a usage error, not a filter that never matches.
+ */
+function labelFilter(flag: string, values: readonly string[]): string[][] {
+  return values.map((x) => {
+    const want = x.split(',').filter((l) => l !== '');
+    if (want.length === 0) throw usageError('flows', `--${flag} needs labels (key=value or key, comma-separated), got "${x}"`);
+    for (const l of want) {
+      try {
+        parseLabel(l.includes('=') ? l : `${l}=`);
+      } catch (err) {
+        const why = l.includes('=') ? (err as Error).message : `"${l}" is not a label key (1 to 63 of A-Z a-z 0-9 . _ / -, starting with a letter or digit)`;
+        throw usageError('flows', `--${flag}: ${why}`);
+      }
+    }
+    return want;
+  });
+}
 
 export function filterOf(v: Values<typeof flowsSpec>): FlowFilter {
   return {
     verdicts: v.denied ? (v.verdict.length ? v.verdict.filter((x) => x !== 'accept') : ['reject', 'drop']) : v.verdict,
     reasons: v.reason,
-    fromLabels: splitLabels(v['from-label']),
-    toLabels: splitLabels(v['to-label']),
+    fromLabels: labelFilter('from-label', v['from-label']),
+    toLabels: labelFilter('to-label', v['to-label']),
     ports: v.port,
     ...(v.since !== undefined ? { since: v.since } : {}),
   };

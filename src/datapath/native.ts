@@ -50,7 +50,20 @@ function findNativeDir(): string {
     if (existsSync(candidate)) return candidate;
     dir = dirname(dir);
   }
-  throw new TesseraError('TESSERA_ERR_NATIVE_LOAD', 'cannot find native/index.cjs above ' + fileURLToPath(import.meta.url));
+  throw new TesseraError('TESSERA_ERR_NATIVE_LOAD', `cannot find native/index.cjs above ${fileURLToPath(import.meta.url)}: the Tessera install is incomplete; reinstall it, or ${ADDON_FIX}`);
+}
+
+/** The fix, for the one line below: the build needs the headers of both libraries. */
+const ADDON_FIX = 'run `npm rebuild` in the Tessera directory (it needs: apt-get install -y libnetfilter-queue-dev libmnl-dev pkg-config build-essential)';
+
+/**
+ * One line for a person when the addon does not load: what is missing, where it was looked
+ * for, the first line of why (node-gyp-build's own message spans lines), and what to run.
+ */
+export function addonLoadMessage(err: unknown, loader: string): string {
+  const root = err instanceof Error && err.cause !== undefined ? err.cause : err;
+  const why = (root instanceof Error ? root.message : String(root)).split('\n')[0]!.trim().replace(/\.$/, '');
+  return `cannot load the NFQUEUE addon (tessera_nfq.node) for ${dirname(loader)}: ${why}; ${ADDON_FIX}`;
 }
 
 export function loadNative(): NativeModule {
@@ -58,7 +71,7 @@ export function loadNative(): NativeModule {
   try {
     return createRequire(import.meta.url)(path) as NativeModule;
   } catch (err) {
-    throw new TesseraError('TESSERA_ERR_NATIVE_LOAD', (err as Error).message, { cause: err });
+    throw new TesseraError('TESSERA_ERR_NATIVE_LOAD', addonLoadMessage(err, path), { cause: err });
   }
 }
 

@@ -23,7 +23,7 @@ import { AuthorizedFlows, revokeFlows } from './revoke.js';
 import { createContainerPus, type ContainerPus } from './containers.js';
 import { acquireLocks, type HeldLocks } from './lock.js';
 import { createMetrics } from './metrics.js';
-import { createHealth } from './health.js';
+import { createHealth, followWorkers } from './health.js';
 import { createFlowLog } from './flow-log.js';
 import { createPuStore } from './pu-store.js';
 import { createSyncLoop, hostRulesApplier } from './sync-loop.js';
@@ -202,6 +202,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     modesBefore = now;
   };
   datapath.on('unsentAccepts', (n: number) => count('flows_accepted', n));
+  followWorkers(health, datapath); // a worker that died and came back: readiness and health follow
   datapath.on('error', (err: Error) => {
     count('datapath_errors');
     warn('datapath', { err: err.message }, 'datapath worker error');

@@ -46,6 +46,8 @@ export interface DatapathEvents {
   edges: [EdgeTableJson];
   /** Accept records the workers counted without sending them (setFollow(false)): how many more. */
   unsentAccepts: [number];
+  /** A worker bound its queue (true: at start and after a restart) or died after binding it (false). */
+  worker: [queueNum: number, bound: boolean];
   error: [Error];
 }
 
@@ -149,6 +151,7 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
             if (!follow) w.postMessage({ type: 'follow', on: false });
             // A restarted worker takes back the namespace queues it owned.
             for (const e of namespaces.values()) if (e.owner === queueNum) w.postMessage({ type: 'ns-open', ns: e.ns });
+            emitter.emit('worker', queueNum, true);
             resolve();
             break;
           case 'flows':
@@ -205,6 +208,7 @@ export function createDatapath(options: DatapathOptions, deps: DatapathDeps = {}
         // Died before ready without saying why: the start (or restart) fails; a settled promise ignores it.
         if (!ready) reject(new TesseraError('TESSERA_ERR_QUEUE', `queue ${queueNum} worker exited (${code}) before it was ready`));
         if (stopping || !ready) return;
+        emitter.emit('worker', queueNum, false);
         emitter.emit('error', new TesseraError('TESSERA_ERR_QUEUE', `queue ${queueNum} worker exited (${code}); restarting`));
         restart(queueNum, 0);
       });

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createHealth, followWorkers, type HealthService } from '../../../src/daemon/health.js';
-import { createDatapath, type Datapath, type DatapathWorker } from '../../../src/datapath/pool.js';
+import { createDatapath, type Datapath, type DatapathOptions, type DatapathWorker } from '../../../src/datapath/pool.js';
 import type { FromWorker, ToWorker, WorkerConfig } from '../../../src/datapath/messages.js';
 
 class Worker extends EventEmitter implements DatapathWorker {
@@ -25,18 +25,8 @@ class Worker extends EventEmitter implements DatapathWorker {
   }
 }
 
-const OPTIONS = {
-  queueBase: 20,
-  queues: 2,
-  maxLen: 1024,
-  failOpen: false,
-  mode: 'handshake' as const,
-  trust: { mode: 'psk' as const, secret: new Uint8Array(32) },
-  hostSecret: new Uint8Array(32),
-  clockSkewSeconds: 30,
-  handshake: {},
-  policyText: null,
-};
+// The fake workers read only their queue number: the rest of a worker's config is not used here.
+const OPTIONS = { queueBase: 20, queues: 2 } as DatapathOptions;
 
 describe('health follows the datapath workers', () => {
   let made: Worker[];

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectCluster } from '../../src/fleet/link.js';
 import { ETCD_BIN } from './fleet-etcd.js';
+import { sigkillAndWait } from '../helpers/etcd-member.js';
 
 const CLIENT_PORT = 23812;
 const PEER_PORT = 23822;
@@ -75,12 +76,7 @@ describe('fleet client to an etcd that requires TLS client certificates', () => 
   }, 60_000);
 
   afterAll(async () => {
-    const p = etcd;
-    if (p?.pid !== undefined && p.exitCode === null && p.signalCode === null) {
-      const gone = new Promise((r) => p.once('exit', r));
-      process.kill(p.pid, 'SIGKILL');
-      await gone;
-    }
+    await sigkillAndWait(etcd);
     if (dir) rmSync(dir, { recursive: true, force: true });
   }, 30_000);
 

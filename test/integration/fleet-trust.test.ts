@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO, createCluster, waitFor, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, uniquePrefix } from '../../scripts/lib/netns.js';
 import { skipBecause } from '../helpers/skip.js';
-import { ETCD_BIN } from './fleet-etcd.js';
+import { sigkillAndWait, startFleetStore, type FleetStore } from '../helpers/etcd-member.js';
 
 skipBecause(!isRoot, 'fleet trust bundle (needs root)', 'integration tests need root: run npm test as root');
 
@@ -25,7 +25,7 @@ describe.runIf(isRoot)('fleet trust bundle: revocation and labels bound to hosts
   let cluster: Cluster;
   let a: TesseraHost, b: TesseraHost;
   let dir: string;
-  let etcd: ChildProcess | null = null;
+  let store: FleetStore | undefined;
   let url: string;
   const loops: ChildProcess[] = [];
   const wget = (addr: string) => ['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', `http://${addr}/hostname`];
@@ -48,30 +48,14 @@ describe.runIf(isRoot)('fleet trust bundle: revocation and labels bound to hosts
     waitFor(`b to refuse host-a with reason ${reason}`, async () => (await b.flows()).some((f) => f.verdict !== 'accept' && f.reason === reason && f.remoteAddr === a.addr), 20_000, 200);
 
   beforeAll(async () => {
-    if (!ETCD_BIN) throw new Error('etcd is not installed (scripts/setup.sh installs etcd-server)');
     dir = mkdtempSync(join(tmpdir(), 'tessera-fleet-trust-'));
     cluster = await createCluster({ prefix: uniquePrefix('fl'), hosts: ['e', 'a', 'b'], subnet: 150, trust: 'ca', start: false });
-    const e = cluster.host('e');
     [a, b] = [cluster.host('a'), cluster.host('b')];
-    url = `etcd://${e.addr}:${CLIENT_PORT}`;
-    etcd = e.spawn([
-      ETCD_BIN,
-      '--name=e',
-      `--data-dir=${join(dir, 'etcd')}`,
-      `--listen-client-urls=http://${e.addr}:${CLIENT_PORT}`,
-      `--advertise-client-urls=http://${e.addr}:${CLIENT_PORT}`,
-      `--listen-peer-urls=http://${e.addr}:${PEER_PORT}`,
-      `--initial-advertise-peer-urls=http://${e.addr}:${PEER_PORT}`,
-      `--initial-cluster=e=http://${e.addr}:${PEER_PORT}`,
-      '--log-level=warn',
-      '--logger=zap',
-    ]);
-    expect((await a.tessera(['cluster', 'keygen', '--out', join(dir, 'op')])).code).toBe(0);
-    await waitFor('etcd in host e', async () => (await a.tessera(['cluster', 'status', '--cluster', url, '--json'])).code === 0, 30_000, 300);
+    store = await startFleetStore({ host: cluster.host('e'), cli: a, dir, clientPort: CLIENT_PORT, peerPort: PEER_PORT });
+    url = store.url;
     writeFileSync(join(dir, 'policy.yaml'), 'version: 1\nrules:\n  - id: web-to-db\n    from: {app: web}\n    to: {app: db}\n    ports: 80\n    action: allow\n  - id: admin-to-db\n    from: {app: admin}\n    to: {app: db}\n    ports: 80\n    action: allow\n');
     const pushed = await cli(a, ['policy', 'push', ...op(), join(dir, 'policy.yaml')]);
-    const fleetArgs = ['--cluster', url, '--operator-pub', join(dir, 'op.pub.json')];
-    await Promise.all([a.startDaemon(fleetArgs), b.startDaemon(fleetArgs)]);
+    await Promise.all([a.startDaemon(store.daemonArgs), b.startDaemon(store.daemonArgs)]);
     b.spawnPu(['app=db'], ['busybox', 'httpd', '-f', '-p', '80', '-h', '/etc']);
     await b.waitForListener(80);
     const policyRevisionOf = async (h: TesseraHost): Promise<string> => ((await h.status()) as unknown as { policy: { revision: string } }).policy.revision;
@@ -79,13 +63,8 @@ describe.runIf(isRoot)('fleet trust bundle: revocation and labels bound to hosts
   }, 120_000);
 
   afterAll(async () => {
-    for (const l of loops) if (l.pid !== undefined && l.exitCode === null && l.signalCode === null) process.kill(l.pid, 'SIGKILL');
-    const p = etcd;
-    if (p?.pid !== undefined && p.exitCode === null && p.signalCode === null) {
-      const gone = new Promise((r) => p.once('exit', r));
-      process.kill(p.pid, 'SIGKILL');
-      await gone;
-    }
+    await Promise.all(loops.map((l) => sigkillAndWait(l)));
+    await store?.stop();
     await cluster?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
   }, 120_000);
@@ -195,7 +174,7 @@ describe.runIf(isRoot)('fleet trust bundle: revocation and labels bound to hosts
 
   it('past --cluster-max-stale without etcd, b refuses identities it has not verified before (stale-trust); known ones continue', async () => {
     await b.stopDaemon();
-    await b.startDaemon(['--cluster', url, '--operator-pub', join(dir, 'op.pub.json'), '--cluster-max-stale', '3']);
+    await b.startDaemon([...store!.daemonArgs, '--cluster-max-stale', '3']);
     await b.waitForListener(80).catch(async () => {
       b.spawnPu(['app=db'], ['busybox', 'httpd', '-f', '-p', '80', '-h', '/etc']);
       await b.waitForListener(80);
@@ -206,11 +185,7 @@ describe.runIf(isRoot)('fleet trust bundle: revocation and labels bound to hosts
     loop.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await waitFor('the looping PU on a to reach b', async () => out.includes('ok'), 20_000, 100);
 
-    const p = etcd!;
-    etcd = null;
-    const gone = new Promise((r) => p.once('exit', r));
-    process.kill(p.pid!, 'SIGKILL');
-    await gone;
+    await store!.stop();
     await waitFor('b to pass its staleness bound', async () => {
       const st = (await b.status()) as unknown as { health: { problems: { component: string }[] } };
       return st.health.problems.some((x) => x.component === 'fleet-stale');

@@ -3,7 +3,6 @@
 // edges under flows/<host>/<slot>; `tessera policy suggest` on a sees an edge only b
 // observed (b's PU calling a resolver without Tessera), merged with a's own.
 
-import { type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCluster, waitFor, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, uniquePrefix } from '../../scripts/lib/netns.js';
 import { skipBecause } from '../helpers/skip.js';
-import { ETCD_BIN } from './fleet-etcd.js';
+import { startFleetStore, type FleetStore } from '../helpers/etcd-member.js';
 
 skipBecause(!isRoot, 'learn mode with etcd (needs root)', 'integration tests need root: run npm test as root');
 
@@ -19,37 +18,20 @@ describe.runIf(isRoot)('learn mode with the cluster store: edges of several host
   let cluster: Cluster;
   let a: TesseraHost, b: TesseraHost, e: TesseraHost;
   let dir: string;
-  let etcd: ChildProcess | null = null;
-  let url: string;
+  let store: FleetStore | undefined;
   const wget = (addr: string, port: number) => ['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', `http://${addr}:${port}/hostname`];
 
   beforeAll(async () => {
-    if (!ETCD_BIN) throw new Error('etcd is not installed (scripts/setup.sh installs etcd-server)');
     dir = mkdtempSync(join(tmpdir(), 'tessera-learn-etcd-'));
     cluster = await createCluster({ prefix: uniquePrefix('lrn'), hosts: ['e', 'a', 'b'], subnet: 161, trust: 'ca', start: false });
     e = cluster.host('e');
     [a, b] = [cluster.host('a'), cluster.host('b')];
-    url = `etcd://${e.addr}:23830`;
-    etcd = e.spawn([
-      ETCD_BIN,
-      '--name=e',
-      `--data-dir=${join(dir, 'etcd')}`,
-      `--listen-client-urls=http://${e.addr}:23830`,
-      `--advertise-client-urls=http://${e.addr}:23830`,
-      `--listen-peer-urls=http://${e.addr}:23840`,
-      `--initial-advertise-peer-urls=http://${e.addr}:23840`,
-      `--initial-cluster=e=http://${e.addr}:23840`,
-      '--log-level=warn',
-      '--logger=zap',
-    ]);
-    expect((await a.tessera(['cluster', 'keygen', '--out', join(dir, 'op')])).code).toBe(0);
-    await waitFor('etcd in host e', async () => (await a.tessera(['cluster', 'status', '--cluster', url, '--json'])).code === 0, 30_000, 300);
+    store = await startFleetStore({ host: e, cli: a, dir, clientPort: 23830, peerPort: 23840 });
     const file = join(dir, 'learn.yaml');
     writeFileSync(file, 'version: 1\nmode: learn\nrules: []\n');
-    const push = await a.tessera(['policy', 'push', '--cluster', url, '--operator-key', join(dir, 'op.key.json'), '--json', file]);
+    const push = await a.tessera(['policy', 'push', '--cluster', store.url, '--operator-key', store.operatorKey, '--json', file]);
     expect(push.code, push.stderr).toBe(0);
-    const fleetArgs = ['--cluster', url, '--operator-pub', join(dir, 'op.pub.json')];
-    await Promise.all([a.startDaemon(fleetArgs), b.startDaemon(fleetArgs)]);
+    await Promise.all([a.startDaemon(store.daemonArgs), b.startDaemon(store.daemonArgs)]);
     await waitFor('both daemons in learn mode', async () => (await a.tessera(['policy', 'show'])).stdout.includes('mode: learn') && (await b.tessera(['policy', 'show'])).stdout.includes('mode: learn'), 20_000);
     b.spawnPu(['app=db'], ['busybox', 'httpd', '-f', '-p', '5432', '-h', '/etc']);
     // A resolver without Tessera on e, reached by address.
@@ -58,12 +40,7 @@ describe.runIf(isRoot)('learn mode with the cluster store: edges of several host
   }, 120_000);
 
   afterAll(async () => {
-    const p = etcd;
-    if (p && p.exitCode === null && p.signalCode === null && p.pid !== undefined) {
-      const gone = new Promise((r) => p.once('exit', r));
-      process.kill(p.pid, 'SIGKILL');
-      await gone;
-    }
+    await store?.stop();
     await cluster?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
   }, 120_000);

@@ -7,25 +7,17 @@
 // classids); nothing of a removed container's PU is left. Every container started here is removed by ID, also on failure.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCluster, existingNsHost, waitFor, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
-import { isRoot, uniquePrefix } from '../../scripts/lib/netns.js';
+import { waitFor, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
+import { uniquePrefix } from '../../scripts/lib/netns.js';
 import { findNetClsMounts } from '../../src/rules/cgroups.js';
-import { skipBecause } from '../helpers/skip.js';
+import { BRIDGE_ADDR, IMAGE, NETNS, createDockerCluster, docker, dockerAvailable, dockerTeardown, dockerTry, skipWithoutDocker } from '../helpers/docker.js';
 
-const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
-const IMAGE = 'tessera/busybox:local';
-const NETNS = process.env.TESSERA_DOCKER_NETNS ?? 'tessera-docker';
-const BRIDGE_ADDR = '10.213.200.1';
-const dockerAvailable = isRoot && existsSync(`/run/netns/${NETNS}`) && spawnSync(DOCKER, ['info'], { timeout: 15_000, stdio: 'ignore' }).status === 0;
-
-skipBecause(!isRoot, 'docker walkthrough (needs root)', 'integration tests need root: run as root');
-
-skipBecause(isRoot && !dockerAvailable, 'docker walkthrough (needs dockerd)', `dockerd not running in netns ${NETNS}: run scripts/docker-setup.sh (CI does)`);
+skipWithoutDocker('docker walkthrough');
 
 interface PuJson {
   id: string;
@@ -35,15 +27,6 @@ interface PuJson {
   pids: number[];
   classid: string;
   posture: Array<{ flag: string; fix: string }>;
-}
-
-function docker(...args: string[]): string {
-  return execFileSync(DOCKER, args, { encoding: 'utf8', timeout: 60_000 }).trim();
-}
-
-function dockerTry(...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(DOCKER, args, { encoding: 'utf8', timeout: 30_000 });
-  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
 const puIdOf = (containerId: string): string => `ctr-${containerId.slice(0, 12)}`;
@@ -112,7 +95,6 @@ describe.runIf(dockerAvailable)('docker walkthrough: containers and processes as
   const hostWget = (url: string): string[] => ['timeout', '5', 'busybox', 'wget', '-qO-', url];
 
   beforeAll(async () => {
-    execFileSync('bash', ['scripts/docker-image.sh'], { stdio: 'inherit', timeout: 120_000 });
     dir = mkdtempSync(join(tmpdir(), 'tessera-dwt-'));
     // The image carries the user label org.tessera.image=busybox, so a container's user labels
     // are {app=..., org.tessera.image=busybox} and never equal a process's {app=nginx}: the
@@ -122,17 +104,8 @@ describe.runIf(dockerAvailable)('docker walkthrough: containers and processes as
     writeFileSync(policy, 'version: 1\nname: walkthrough\nrules:\n  - id: nginx-to-nginx\n    from: {app: nginx}\n    to: {app: nginx}\n    action: allow\n');
     writeFileSync(join(dir, 'index.html'), 'page of a host process\n');
     const prefix = uniquePrefix('dw');
-    cluster = await createCluster({
-      prefix,
-      hosts: ['remote'],
-      subnet: 61,
-      trust: 'psk',
-      extraHosts: [existingNsHost('docker', NETNS, BRIDGE_ADDR)],
-      daemonArgs: ['--policy', policy],
-      // Only the docker host follows the engine: two daemons on one engine would both claim
-      // its containers (classids, namespace rules, queue numbers).
-      hostDaemonArgs: { docker: ['--docker', '/var/run/docker.sock'] },
-    });
+    // Only the docker host follows the engine (classids, namespace rules, queue numbers).
+    cluster = await createDockerCluster({ prefix, hosts: ['remote'], subnet: 61, daemonArgs: ['--policy', policy] });
     h = cluster.host('docker');
     remote = cluster.host('remote');
     // A second host: plug the docker namespace into the remote host's segment (a veth from
@@ -145,14 +118,7 @@ describe.runIf(dockerAvailable)('docker walkthrough: containers and processes as
     must(['ip', '-n', NETNS, 'link', 'set', `tw${suffix}`, 'up']);
   }, 180_000);
 
-  afterAll(async () => {
-    try {
-      if (containers.length) spawnSync(DOCKER, ['rm', '-f', ...containers], { stdio: 'ignore', timeout: 60_000 });
-    } finally {
-      await cluster?.destroy();
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    }
-  }, 120_000);
+  afterAll(() => dockerTeardown({ containers, cluster, dir }), 120_000);
 
   it('a --net=host web container with -l app=nginx is a PU when docker run returns: labels, posture, classid in its own cgroup, its port', async () => {
     web = run('web', '--net=host', '-l', 'app=nginx', IMAGE, 'httpd', '-f', '-p', String(port), '-h', '/var/www');

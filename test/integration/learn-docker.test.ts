@@ -4,30 +4,16 @@
 // version dropped), and once enforced, a new web container never seen before is let in while
 // a container of another app is refused. Every container started here is removed by ID.
 
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCluster, existingNsHost, waitFor, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
-import { isRoot, uniquePrefix } from '../../scripts/lib/netns.js';
-import { skipBecause } from '../helpers/skip.js';
+import { waitFor, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
+import { uniquePrefix } from '../../scripts/lib/netns.js';
+import { BRIDGE_ADDR, IMAGE, createDockerCluster, docker, dockerAvailable, dockerTeardown, dockerTry, skipWithoutDocker } from '../helpers/docker.js';
 
-const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
-const IMAGE = 'tessera/busybox:local';
-const NETNS = process.env.TESSERA_DOCKER_NETNS ?? 'tessera-docker';
-const BRIDGE_ADDR = '10.213.200.1';
-const dockerAvailable = isRoot && existsSync(`/run/netns/${NETNS}`) && spawnSync(DOCKER, ['info'], { timeout: 15_000, stdio: 'ignore' }).status === 0;
-
-skipBecause(!isRoot, 'learn mode with containers (needs root)', 'integration tests need root: run as root');
-skipBecause(isRoot && !dockerAvailable, 'learn mode with containers (needs dockerd)', `dockerd not running in netns ${NETNS}: run scripts/docker-setup.sh (CI does)`);
-
-const docker = (...args: string[]): string => execFileSync(DOCKER, args, { encoding: 'utf8', timeout: 60_000 }).trim();
-function dockerTry(...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(DOCKER, args, { encoding: 'utf8', timeout: 30_000 });
-  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
-}
+skipWithoutDocker('learn mode with containers');
 
 describe.runIf(dockerAvailable)('learn mode with containers: replicas, versions and renamed containers make one group', () => {
   const suffix = randomBytes(3).toString('hex');
@@ -48,32 +34,17 @@ describe.runIf(dockerAvailable)('learn mode with containers: replicas, versions 
   }
 
   beforeAll(async () => {
-    execFileSync('bash', ['scripts/docker-image.sh'], { stdio: 'inherit', timeout: 120_000 });
     dir = mkdtempSync(join(tmpdir(), 'tessera-lrn-docker-'));
     policyFile = join(dir, 'policy.yaml');
     writeFileSync(policyFile, 'version: 1\nmode: learn\nrules: []\n');
-    cluster = await createCluster({
-      prefix: uniquePrefix('lrn'),
-      hosts: [],
-      subnet: 162,
-      trust: 'psk',
-      extraHosts: [existingNsHost('docker', NETNS, BRIDGE_ADDR)],
-      daemonArgs: ['--docker', '/var/run/docker.sock', '--policy', policyFile],
-    });
+    cluster = await createDockerCluster({ prefix: uniquePrefix('lrn'), subnet: 162, daemonArgs: ['--policy', policyFile] });
     h = cluster.host('docker');
     const api = docker('run', '-d', '--name', `lrn-api-${suffix}`, '--net=host', '-l', 'app=api', IMAGE, 'httpd', '-f', '-p', String(port), '-h', '/var/www');
     containers.push(api);
     await waitFor('the api container listening', async () => (await h.status()).pus.some((p) => p.ports.includes(port)), 20_000);
   }, 180_000);
 
-  afterAll(async () => {
-    try {
-      if (containers.length) spawnSync(DOCKER, ['rm', '-f', ...containers], { stdio: 'ignore', timeout: 60_000 });
-    } finally {
-      await cluster?.destroy();
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    }
-  }, 120_000);
+  afterAll(() => dockerTeardown({ containers, cluster, dir }), 120_000);
 
   it('learns, suggests one web group, and enforces it for a container never seen', async () => {
     for (const [name, version] of [['web-1', '1.0.0'], ['web-2', '1.1.0']] as const) {

@@ -76,6 +76,7 @@ describe.runIf(dockerAvailable)('UDP of bridge containers: judged in their own n
   let server = '';
   let serverIp = '';
   let client = '';
+  let network = '';
 
   function run(name: string, ...args: string[]): string {
     const id = docker('run', '-d', '--name', `tessera-ud-${name}-${suffix}`, ...args);
@@ -109,7 +110,13 @@ describe.runIf(dockerAvailable)('UDP of bridge containers: judged in their own n
     dir = mkdtempSync(join(tmpdir(), 'tessera-udpd-'));
     // The image's label org.tessera.image=busybox is a user label too; say what is meant.
     const policy = join(dir, 'policy.yaml');
-    writeFileSync(policy, 'version: 1\nname: udp-docker\nrules:\n  - id: dns-to-dns\n    from: {app: dns}\n    to: {app: dns}\n    protocol: udp\n    action: allow\n');
+    // Docker's embedded DNS (user-defined networks) runs no Tessera: a network rule, without a
+    // port (the rules see the port after Docker's DNAT of 127.0.0.11:53), as docs/docker.md says.
+    writeFileSync(
+      policy,
+      'version: 1\nname: udp-docker\nrules:\n  - id: dns-to-dns\n    from: {app: dns}\n    to: {app: dns}\n    protocol: udp\n    action: allow\n' +
+        '  - id: embedded-dns\n    direction: egress\n    from: {app: dns}\n    toNetworks: [127.0.0.11]\n    protocol: udp\n    action: allow\n',
+    );
     const prefix = `udpbr${randomBytes(2).toString('hex').slice(0, 3)}`;
     cluster = await createCluster({
       prefix,
@@ -143,6 +150,7 @@ describe.runIf(dockerAvailable)('UDP of bridge containers: judged in their own n
   afterAll(async () => {
     try {
       if (containers.length) spawnSync(DOCKER, ['rm', '-f', ...containers], { stdio: 'ignore', timeout: 60_000 });
+      if (network) spawnSync(DOCKER, ['network', 'rm', network], { stdio: 'ignore', timeout: 30_000 });
       for (const c of children) await killAndWait(c).catch(() => undefined);
     } finally {
       await cluster?.destroy();
@@ -191,6 +199,20 @@ describe.runIf(dockerAvailable)('UDP of bridge containers: judged in their own n
     const first = firstQuery(['-l', 'app=dns'], plain.addr, PLAIN_PORT);
     expect(answer(first), first.stderr).toBe('none');
   });
+
+  it("on a user-defined network, Docker's embedded DNS (127.0.0.11) answers as the network rule says: app=dns resolves, app=other does not", async () => {
+    network = `tessera-ud-net-${suffix}`;
+    docker('network', 'create', '--subnet', `10.213.${SUBNET + 5}.0/24`, network);
+    const named = run('named', '--network', network, '-l', 'app=dns', IMAGE, 'sleep', '600');
+    const name = `tessera-ud-named-${suffix}`;
+    await waitBridgeUdp(named);
+    const lookup = (labels: string[]) => dockerTry('run', '--rm', '--network', network, ...labels.flatMap((l) => ['-l', l]), IMAGE, 'timeout', '8', 'nslookup', name);
+    const ok = lookup(['app=dns']);
+    expect(ok.stdout, ok.stderr).toContain(`10.213.${SUBNET + 5}.`);
+    const refused = lookup(['app=other']);
+    expect(refused.stdout).not.toContain(`10.213.${SUBNET + 5}.`);
+    expect(refused.code).not.toBe(0);
+  }, 60_000);
 
   it('while the daemon is stopped, and after it crashed, no UDP of a bridge container passes; restarted, it is judged again', async () => {
     await waitBridgeUdp(client);

@@ -4,7 +4,7 @@
   "targets": [
     {
       "target_name": "tessera_nfq",
-      "sources": ["src/addon.c", "src/diag.c", "src/hash.c", "src/napi_errors.c", "src/queue.c"],
+      "sources": ["src/addon.c", "src/diag.c", "src/hash.c", "src/napi_errors.c", "src/queue.c", "src/raw.c"],
       "cflags": [
         "-std=gnu11", "-Wall", "-Wextra", "-O2",
         "<!@(pkg-config --cflags libnetfilter_queue libmnl)"

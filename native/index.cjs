@@ -27,4 +27,7 @@ module.exports = {
   listeningSockets: binding.listeningSockets,
   listeningSocketsCgroup: binding.listeningSocketsCgroup,
   nftGeneration: binding.nftGeneration,
+  rawSocket: binding.rawSocket,
+  rawSend: binding.rawSend,
+  rawClose: binding.rawClose,
 };

@@ -103,3 +103,16 @@ export declare function listeningSocketsCgroup(): Uint32Array;
  * TESSERA_ERR_SOCK_DIAG when the kernel refuses. Absent in addons built before it.
  */
 export declare function nftGeneration(): number;
+/**
+ * A raw IP socket (IPPROTO_RAW, send-only, non-blocking; IPv6 with IPV6_HDRINCL) for packets
+ * whose IP header the caller writes. With `netns` the calling thread enters that network
+ * namespace only to create it (as Queue does); the socket then sends from there and keeps the
+ * namespace alive until rawClose. `mark` sets SO_MARK. Returns the fd. Throws TypeError (code
+ * TESSERA_ERR_INVALID_ARGUMENT) for bad arguments, Error (code TESSERA_ERR_RAW_SOCKET, errno
+ * set) when the kernel refuses. Absent in addons built before it.
+ */
+export declare function rawSocket(family: 4 | 6, netns?: string, mark?: number): number;
+/** Sends packet[0..length) to the destination in its own IP header: bytes sent, or -errno. */
+export declare function rawSend(fd: number, packet: Uint8Array, length?: number): number;
+/** Closes a socket from rawSocket. */
+export declare function rawClose(fd: number): void;

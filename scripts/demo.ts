@@ -12,7 +12,8 @@
 // it at the end if it started it). That namespace is "the host": a daemon with --docker runs
 // there, a --net=host web container serves, bridge containers and host processes connect.
 // Then the seeds' UDP case (issue 13): a --net=host DNS container app=dns answers a same-label
-// --net=host container, not an app=other one nor an unprotected process.
+// --net=host container and a same-label bridge container, not app=other ones nor an
+// unprotected process.
 
 import { mkdtempSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -96,27 +97,29 @@ async function dstep(title: string, where: string, shown: string, recorder: Tess
 /**
  * The seeds' case (issue 13): Consul's DNS on the host network. A --net=host container
  * labelled app=dns answers UDP queries on a port; a same-label --net=host container gets an
- * answer, an app=other one and an unprotected process on the host get nothing. The image is
+ * answer, an app=other one and an unprotected process on the host get nothing; so do bridge
+ * containers (app=dns answered, app=other not), judged in their own namespace. The image is
  * busybox (no UDP server): the host's python3 is mounted read-only for the server and clients.
  */
 async function dnsCase(h: TesseraHost, run: (args: string[]) => string, puOf: (id: string) => Promise<unknown>): Promise<boolean[]> {
   const port = 5300;
   const py = ['-v', '/usr:/usr:ro', '-v', '/lib:/lib:ro', '-v', '/lib64:/lib64:ro'];
   const server = `import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(("0.0.0.0", ${port}))\nwhile True:\n  d,a=s.recvfrom(512)\n  s.sendto(b"answer:"+d,a)`;
-  const query = `import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)\nfor i in range(3):\n  s.sendto(b"consul.service?", ("127.0.0.1", ${port}))\n  try:\n    print(s.recv(512).decode()); raise SystemExit(0)\n  except socket.timeout: pass\nprint("no answer"); raise SystemExit(1)`;
+  const query = (addr: string): string => `import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)\nfor i in range(3):\n  s.sendto(b"consul.service?", ("${addr}", ${port}))\n  try:\n    print(s.recv(512).decode()); raise SystemExit(0)\n  except socket.timeout: pass\nprint("no answer"); raise SystemExit(1)`;
   say(bold('\n▶ The seeds\' case: a DNS server container on the host network, label app=dns (UDP)'));
   say(`  [host] $ docker run -d --net=host -l app=dns … python3 (a UDP server on :${port})`);
   const dns = run(['--name', `tessera-demo-dns-${process.pid}`, '--net=host', '-l', 'app=dns', ...py, IMAGE, '/usr/bin/python3', '-c', server]);
   await waitFor('the DNS container as a PU', async () => !!(await puOf(dns)), 20_000);
   await new Promise((r) => setTimeout(r, 1500));
-  const client = (labels: string[]): Ran => {
-    const r = docker(['run', '--rm', '--net=host', ...labels.flatMap((l) => ['-l', l]), ...py, IMAGE, '/usr/bin/python3', '-c', query]);
-    return r;
-  };
+  const client = (labels: string[], net: 'host' | 'bridge' = 'host'): Ran =>
+    docker(['run', '--rm', ...(net === 'host' ? ['--net=host'] : []), ...labels.flatMap((l) => ['-l', l]), ...py, IMAGE, '/usr/bin/python3', '-c', query(net === 'host' ? '127.0.0.1' : BRIDGE_ADDR)]);
   const out: boolean[] = [];
   out.push(await dstep('A --net=host container with label app=dns resolves (UDP, authorized by both identities)', 'host', `docker run --rm --net=host -l app=dns … query 127.0.0.1:${port}`, h, () => client(['app=dns']), true));
   out.push(await dstep('A --net=host container with label app=other gets nothing', 'host', `docker run --rm --net=host -l app=other … query 127.0.0.1:${port}`, h, () => client(['app=other']), false));
-  out.push(await dstep('An unprotected process on the host gets nothing', 'host', `python3 -c '…query 127.0.0.1:${port}'`, h, () => h.exec(['python3', '-c', query], { timeoutMs: 20_000 }), false));
+  out.push(await dstep('An unprotected process on the host gets nothing', 'host', `python3 -c '…query 127.0.0.1:${port}'`, h, () => h.exec(['python3', '-c', query('127.0.0.1')], { timeoutMs: 20_000 }), false));
+  // Bridge containers: their UDP is judged inside their own namespace (docs/docker.md).
+  out.push(await dstep('A bridge container with label app=dns resolves through the bridge address', 'host', `docker run --rm -l app=dns … query ${BRIDGE_ADDR}:${port}`, h, () => client(['app=dns'], 'bridge'), true));
+  out.push(await dstep('A bridge container with label app=other gets nothing', 'host', `docker run --rm -l app=other … query ${BRIDGE_ADDR}:${port}`, h, () => client(['app=other'], 'bridge'), false));
   return out;
 }
 

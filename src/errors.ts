@@ -18,6 +18,7 @@ export const ErrorCodes = {
   TESSERA_ERR_NATIVE_LOAD: { description: 'the NFQUEUE addon could not be loaded', exit: 1, http: 500 },
   TESSERA_ERR_QUEUE: { description: 'the kernel refused an NFQUEUE operation', exit: 1, http: 500 },
   TESSERA_ERR_SOCK_DIAG: { description: 'the kernel refused the sock_diag query for listening sockets', exit: 1, http: 500 },
+  TESSERA_ERR_RAW_SOCKET: { description: 'a raw socket for UDP control packets could not be made in a container namespace', exit: 1, http: 500 },
   TESSERA_ERR_RULES: { description: 'iptables-restore rejected a rule transaction', exit: 1, http: 500 },
   TESSERA_ERR_CGROUP: { description: 'a net_cls cgroup operation failed', exit: 1, http: 500 },
   TESSERA_ERR_COMMAND: { description: 'an external command failed', exit: 1, http: 500 },

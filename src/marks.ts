@@ -1,6 +1,6 @@
 // The one place that fixes which bits of the packet mark (nfmark) and the conntrack mark
 // Tessera owns. Every rule builder and the datapath read these constants; docs/rules.md
-// ("Marks") describes the same layout. nfmark bits: 0xfc001fff; connmark bits: 0x8c001fff.
+// ("Marks") describes the same layout. nfmark bits: 0xfc001fff (and UDP_CONTROL 0x02000000 in container namespaces); connmark bits: 0x8c001fff.
 // Both keep off 0x00ff0000 (Tailscale's fwmark and connmark mask, bypass bit 0x80000) and
 // 0xc000 (kube-proxy's 0x4000 and 0x8000). The PU index has 13 bits: up to 8,191 PUs a host.
 //
@@ -53,6 +53,14 @@ export const PU_DEST = 0x4000_0000;
  * by its port.
  */
 export const HOST_SOCK = 0x8000_0000;
+/**
+ * nfmark (SO_MARK), only on the UDP exchange's control packets sent from inside a container's
+ * namespace (udp/sender.ts): there every packet is the container's, and this bit is how the
+ * namespace's egress rules tell ours from its own (docs/rules.md, "UDP"). Outside NFMARK_MASK:
+ * TESSERA-OUTPUT must not clear it. Setting SO_MARK needs CAP_NET_ADMIN, which a container
+ * that could forge it could also use to remove our rules (docs/security-model.md).
+ */
+export const UDP_CONTROL = 0x0200_0000;
 /** Every nfmark bit Tessera may write; they are cleared when a packet enters the host's stack (TESSERA-OUTPUT, TESSERA-PREROUTING). */
 export const NFMARK_MASK = (PU_INDEX_MASK | OP_MASK | REJECT_BIT | PU_DEST | HOST_SOCK) >>> 0;
 

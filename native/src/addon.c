@@ -20,6 +20,7 @@
 #include "hash.h"
 #include "napi_errors.h"
 #include "diag.h"
+#include "raw.h"
 #include "queue.h"
 
 #define CODE_QUEUE "TESSERA_ERR_QUEUE"
@@ -548,5 +549,6 @@ NAPI_MODULE_INIT() {
   NAPI_CALL(env, napi_set_named_property(env, exports, "VERDICT", verdicts));
   if (tessera_hash_init(env, exports)) return NULL;
   NAPI_CALL(env, diag_init(env, exports));
+  NAPI_CALL(env, raw_init(env, exports));
   return exports;
 }

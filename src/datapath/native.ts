@@ -41,6 +41,11 @@ export interface NativeModule {
   listeningSocketsCgroup?(): Uint32Array;
   /** The nf_tables ruleset generation id of this namespace; absent in older builds. */
   nftGeneration?(): number;
+  /** A raw IP socket, made in `netns` when given (native/src/raw.c); absent in older builds. */
+  rawSocket?(family: 4 | 6, netns?: string, mark?: number): number;
+  /** Bytes sent, or -errno. */
+  rawSend?(fd: number, packet: Uint8Array, length?: number): number;
+  rawClose?(fd: number): void;
 }
 
 function findNativeDir(): string {

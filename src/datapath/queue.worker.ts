@@ -13,7 +13,7 @@ import type { HostKeyDirectory } from './handshake/v2/index.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
 import { drainObserved } from '../learn/observer.js';
 import { Lru } from '../identity/lru.js';
-import { createUdpPath } from './udp/path.js';
+import { createUdpPath, type UdpPath, type UdpPathStats } from './udp/path.js';
 import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type SnapshotDelta, type ToWorker, type TrustUpdate, type WorkerConfig } from './messages.js';
 
 const config = workerData as WorkerConfig;
@@ -177,8 +177,13 @@ function makeHandshake(nsPuIndex?: number): Handshake | null {
 }
 
 const handshake = makeHandshake();
-/** UDP of PUs (issue 13): its own exchange and raw sender, host queue only. */
-const udp = crypto ? createUdpPath({ crypto, policy: () => policy, puByIndex: (i) => pusByIndex.get(i), onFlow, options: config.udp }) : null;
+/**
+ * UDP of PUs (issue 13): an exchange and raw sender per queue. A container namespace's sends
+ * from inside that namespace, and its flow state is its own, as its handshake's is.
+ */
+const makeUdp = (netns?: string): UdpPath | null =>
+  crypto ? createUdpPath({ crypto, policy: () => policy, puByIndex: (i) => pusByIndex.get(i), onFlow, options: config.udp, ...(netns ? { netns } : {}) }) : null;
+const udp = makeUdp();
 
 let flushTimer: NodeJS.Timeout | null = null;
 function flushFlows(): void {
@@ -192,7 +197,7 @@ function flushFlows(): void {
 const out = new Uint8Array(65_536);
 
 /** The batch callback of one queue, deciding with its own handshake (per-flow state is per queue). */
-function consumer(get: () => NativeQueue, hs: Handshake | null): (count: number) => void {
+function consumer(get: () => NativeQueue, hs: Handshake | null, u: UdpPath | null): (count: number) => void {
   return (count) => {
     const queue = get();
     const meta = queue.meta;
@@ -206,7 +211,7 @@ function consumer(get: () => NativeQueue, hs: Handshake | null): (count: number)
       }
       const off = meta[base + 1]!;
       const len = meta[base + 2]!;
-      if (udp && hs === handshake && udp.take(queue, id, data, off, len, meta[base + 4]!, meta[base + 3]!, out)) continue;
+      if (u && u.take(queue, id, data, off, len, meta[base + 4]!, meta[base + 3]!, out)) continue;
       try {
         const t0 = performance.now();
         // A plain Uint8Array view (not a Buffer), so that .slice() in pure code copies.
@@ -232,7 +237,7 @@ function consumer(get: () => NativeQueue, hs: Handshake | null): (count: number)
 
 let queue: NativeQueue;
 try {
-  queue = new native.Queue({ queueNum: config.queueNum, maxLen: config.maxLen }, consumer(() => queue, handshake));
+  queue = new native.Queue({ queueNum: config.queueNum, maxLen: config.maxLen }, consumer(() => queue, handshake, udp));
 } catch (err) {
   const e = err as Error & { code?: string };
   send({ type: 'fatal', message: e.message, code: e.code });
@@ -240,16 +245,22 @@ try {
 }
 
 /** Queues this worker owns in container namespaces, by key (PU id). */
-const nsQueues = new Map<string, { queue: NativeQueue; handshake: Handshake | null }>();
+const nsQueues = new Map<string, { queue: NativeQueue; handshake: Handshake | null; udp: UdpPath | null }>();
 
 function openNamespace(ns: NamespaceQueue): void {
   closeNamespace(ns.key);
   try {
     const hs = makeHandshake(ns.puIndex);
+    const u = makeUdp(ns.netns);
     let q: NativeQueue;
-    // Smaller buffers than the host queue: one container's handshakes.
-    q = new native.Queue({ queueNum: ns.queueNum, maxLen: config.maxLen, netns: ns.netns, rcvBufBytes: 1 << 20, batchSize: 16 }, consumer(() => q, hs));
-    nsQueues.set(ns.key, { queue: q, handshake: hs });
+    try {
+      // Smaller buffers than the host queue: one container's handshakes.
+      q = new native.Queue({ queueNum: ns.queueNum, maxLen: config.maxLen, netns: ns.netns, rcvBufBytes: 1 << 20, batchSize: 16 }, consumer(() => q, hs, u));
+    } catch (err) {
+      u?.close(); // its raw sockets would keep the namespace alive
+      throw err;
+    }
+    nsQueues.set(ns.key, { queue: q, handshake: hs, udp: u });
     send({ type: 'ns-opened', key: ns.key });
     statsChanged();
   } catch (err) {
@@ -263,6 +274,7 @@ function closeNamespace(key: string): void {
   nsQueues.delete(key);
   // Closing the socket also releases the namespace it pins.
   e.queue.close();
+  e.udp?.close();
 }
 
 function sumStats(): { handshake: HandshakeStats | null; queue: ReturnType<NativeQueue['stats']> } {
@@ -295,6 +307,29 @@ function sumStats(): { handshake: HandshakeStats | null; queue: ReturnType<Nativ
   return { handshake: h, queue: q };
 }
 
+/** The host queue's UDP figures plus every container namespace's. */
+function sumUdp(s: UdpPathStats): UdpPathStats {
+  for (const e of nsQueues.values()) {
+    const n = e.udp?.stats();
+    if (!n) continue;
+    const byReason = { ...s.byReason };
+    for (const [k, v] of Object.entries(n.byReason)) byReason[k] = (byReason[k] ?? 0) + v;
+    s = {
+      packets: s.packets + n.packets,
+      authorized: s.authorized + n.authorized,
+      refused: s.refused + n.refused,
+      dropped: s.dropped + n.dropped,
+      passed: s.passed + n.passed,
+      clientState: s.clientState + n.clientState,
+      serverState: s.serverState + n.serverState,
+      sent: s.sent + n.sent,
+      sendErrors: s.sendErrors + n.sendErrors,
+      byReason,
+    };
+  }
+  return s;
+}
+
 function sendStats(): void {
   if (statsTimer) clearTimeout(statsTimer);
   statsTimer = null;
@@ -308,7 +343,7 @@ function sendStats(): void {
       handling,
       errors,
       unsentAccepts,
-      ...(udp ? { udp: udp.stats() } : {}),
+      ...(udp ? { udp: sumUdp(udp.stats()) } : {}),
     },
   });
 }

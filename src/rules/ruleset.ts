@@ -301,9 +301,9 @@ export function buildRuleset(spec: RulesetSpec): Ruleset {
   // Same rules for both families today; bridge PUs (-d IP) will make them differ.
   const tables = (): Partial<Record<TableName, TableRules>> => ({ mangle: buildMangle(spec), filter: buildFilter() });
   // UDP (issue 13): chains of its own, entered first from INPUT and POSTROUTING, on the host
-  // (a container namespace's UDP is not judged yet: docs/security-model.md).
+  // and in a container's namespace (there every datagram is the one PU's: udp.ts).
   const withUdp = (family: Family, t: Partial<Record<TableName, TableRules>>): Partial<Record<TableName, TableRules>> => {
-    if (spec.namespacePu !== undefined || !t.mangle || !t.filter) return t;
+    if (!t.mangle || !t.filter) return t;
     const queue = queueTarget(spec.queue);
     const m = t.mangle.chains;
     const mangle: TableRules = {
@@ -311,7 +311,7 @@ export function buildRuleset(spec: RulesetSpec): Ruleset {
         ...m,
         [CHAINS.input]: [udpJump(UDP_CHAINS.in), ...m[CHAINS.input]!],
         [CHAINS.postrouting]: [udpJump(UDP_CHAINS.out), ...m[CHAINS.postrouting]!],
-        ...udpChains(family, queue),
+        ...udpChains(family, queue, spec.namespacePu),
       },
       jumps: t.mangle.jumps,
     };

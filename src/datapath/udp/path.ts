@@ -19,13 +19,16 @@ export interface UdpPath {
   /** Decide the packet if it is UDP (true: its verdict is given); false: not UDP, not ours. */
   take(queue: NativeQueue, id: number, data: Buffer, off: number, len: number, hook: number, mark: number, out: Uint8Array): boolean;
   stats(): UdpPathStats;
+  /** Closes the raw sockets (a container namespace's: they keep it alive). */
+  close(): void;
 }
 
-export function createUdpPath(deps: { crypto: HandshakeCrypto; policy: () => Policy; puByIndex(i: number): LocalPu | undefined; onFlow(r: FlowRecord): void; options?: Partial<UdpOptions> }): UdpPath {
+export function createUdpPath(deps: { crypto: HandshakeCrypto; policy: () => Policy; puByIndex(i: number): LocalPu | undefined; onFlow(r: FlowRecord): void; options?: Partial<UdpOptions>; netns?: string }): UdpPath {
   // TESSERA_UDP_FIRST=drop: the design alternative bench/udp.ts measures (docs/performance.md).
   const first = process.env.TESSERA_UDP_FIRST === 'drop' ? { first: 'drop' as const } : {};
   const exchange = createUdpExchange({ ...deps, options: { ...deps.options, ...first }, now: Date.now });
-  const sender = createUdpSender((m) => console.error(`tessera worker: ${m}`));
+  // A container namespace's queue sends from inside that namespace (udp/sender.ts).
+  const sender = createUdpSender((m) => console.error(`tessera worker: ${m}`), deps.netns ? { netns: deps.netns } : {});
   let errors = 0;
   return {
     take(queue, id, data, off, len, hook, mark, out) {
@@ -50,5 +53,6 @@ export function createUdpPath(deps: { crypto: HandshakeCrypto; policy: () => Pol
       return true;
     },
     stats: () => ({ ...exchange.stats(), sent: sender.sent, sendErrors: sender.errors }),
+    close: () => sender.close(),
   };
 }

@@ -5,8 +5,16 @@
 //
 // raw-socket is an optional dependency: without it the exchange cannot answer, and every
 // PU's UDP flow stays refused (fail closed), with one log line.
+//
+// In a container's own network namespace (`netns`), the sockets are the addon's (rawSocket,
+// native/src/raw.c), made inside that namespace: the Reply and Confirm of a bridge container
+// leave from its address, through its conntrack and routes, as its datagrams do. They carry
+// UDP_CONTROL (SO_MARK), by which the namespace's rules tell them from the container's own.
+// Without the addon's rawSocket the container's UDP flows stay refused (fail closed).
 
 import { createRequire } from 'node:module';
+import { loadNative } from '../native.js';
+import { UDP_CONTROL } from '../../marks.js';
 
 const IPPROTO_RAW = 255;
 const IPV6_HDRINCL = 36;
@@ -37,31 +45,69 @@ function addressOf(p: Uint8Array): string {
   return g.join(':');
 }
 
-export function createUdpSender(log: (message: string) => void): UdpSender {
+export interface UdpSenderOptions {
+  /** A container's network namespace file: send from inside it (the addon's raw sockets). */
+  netns?: string;
+}
+
+/** Raw sockets of the addon made in `netns`, shaped as raw-socket's (send only). IPv6: null when the namespace has none. */
+function nativeSockets(netns: string): { v4: RawSocket; v6: RawSocket | null } {
+  const { rawSocket, rawSend, rawClose } = loadNative();
+  if (!rawSocket || !rawSend || !rawClose) throw new Error('the addon has no rawSocket (rebuild it: npm rebuild)');
+  const wrap = (fd: number): RawSocket => ({
+    wrap: {
+      send(buf, offset, length) {
+        const n = rawSend(fd, offset === 0 ? buf : buf.subarray(offset), length);
+        if (n < 0) throw new Error(`sendto: errno ${-n}`);
+      },
+    },
+    pauseRecv: () => undefined,
+    setOption: () => undefined,
+    on: () => undefined,
+    close: () => rawClose(fd),
+  });
+  const v4 = wrap(rawSocket(4, netns, UDP_CONTROL));
+  let v6: RawSocket | null = null;
+  try {
+    v6 = wrap(rawSocket(6, netns, UDP_CONTROL));
+  } catch {
+    v6 = null;
+  }
+  return { v4, v6 };
+}
+
+function hostSockets(onError: () => void): { v4: RawSocket; v6: RawSocket | null } {
+  const raw = createRequire(import.meta.url)('raw-socket') as {
+    createSocket(o: { protocol: number; addressFamily: number }): RawSocket;
+    AddressFamily: { IPv4: number; IPv6: number };
+    SocketLevel: { IPPROTO_IPV6: number };
+  };
+  const v4 = raw.createSocket({ protocol: IPPROTO_RAW, addressFamily: raw.AddressFamily.IPv4 });
+  v4.pauseRecv();
+  v4.on('error', onError);
+  let v6: RawSocket | null = null;
+  try {
+    v6 = raw.createSocket({ protocol: IPPROTO_RAW, addressFamily: raw.AddressFamily.IPv6 });
+    v6.pauseRecv();
+    v6.setOption(raw.SocketLevel.IPPROTO_IPV6, IPV6_HDRINCL, Buffer.from([1, 0, 0, 0]), 4);
+    v6.on('error', onError);
+  } catch {
+    v6 = null; // a kernel without IPv6
+  }
+  return { v4, v6 };
+}
+
+export function createUdpSender(log: (message: string) => void, opts: UdpSenderOptions = {}): UdpSender {
   let v4: RawSocket | null = null;
   let v6: RawSocket | null = null;
   let sent = 0;
   let errors = 0;
   let warned = false;
   try {
-    const raw = createRequire(import.meta.url)('raw-socket') as {
-      createSocket(o: { protocol: number; addressFamily: number }): RawSocket;
-      AddressFamily: { IPv4: number; IPv6: number };
-      SocketLevel: { IPPROTO_IPV6: number };
-    };
-    v4 = raw.createSocket({ protocol: IPPROTO_RAW, addressFamily: raw.AddressFamily.IPv4 });
-    v4.pauseRecv();
-    v4.on('error', () => errors++);
-    try {
-      v6 = raw.createSocket({ protocol: IPPROTO_RAW, addressFamily: raw.AddressFamily.IPv6 });
-      v6.pauseRecv();
-      v6.setOption(raw.SocketLevel.IPPROTO_IPV6, IPV6_HDRINCL, Buffer.from([1, 0, 0, 0]), 4);
-      v6.on('error', () => errors++);
-    } catch {
-      v6 = null; // a kernel without IPv6
-    }
+    ({ v4, v6 } = opts.netns ? nativeSockets(opts.netns) : hostSockets(() => errors++));
   } catch (err) {
-    log(`UDP exchange cannot send control packets (raw-socket: ${(err as Error).message}); UDP flows of PUs stay refused`);
+    const where = opts.netns ? `in ${opts.netns}` : 'raw-socket';
+    log(`UDP exchange cannot send control packets (${where}: ${(err as Error).message}); UDP flows of ${opts.netns ? 'this container' : 'PUs'} stay refused`);
     warned = true;
   }
   return {
@@ -95,6 +141,7 @@ export function createUdpSender(log: (message: string) => void): UdpSender {
     close() {
       v4?.close();
       v6?.close();
+      v4 = v6 = null;
     },
   };
 }

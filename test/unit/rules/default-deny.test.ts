@@ -18,6 +18,7 @@ import {
   HOST_SOCK,
   PU_DEST,
   PU_INDEX_MASK,
+  UDP_CONTROL,
   markForPuIndex,
 } from '../../../src/marks.js';
 import { walk, walkNft, type Pkt } from './walk.js';
@@ -234,6 +235,33 @@ describe('default deny, as the rules say it', () => {
     const forged = egress(host, { flags: [], dport: 53, protocol: 'udp', nfmark: OP_SET_CLIENT_PENDING | markForPuIndex(3) });
     expect(forged.outcome).toBe('pass');
     expect(forged.connmark).toBe(0);
+  });
+
+  it("a container namespace's UDP: every datagram is the PU's, authorized or queued with its index; only our marked control packets leave unqueued (issue 13)", () => {
+    const nsPu = markForPuIndex(7);
+    for (const connmark of CONNMARKS) {
+      const auth = ((connmark & (CT_AUTHORIZED | CT_PENDING)) >>> 0) === CT_AUTHORIZED;
+      for (const magic of [false, true]) {
+        const o = egress(ns, { flags: [], dport: 53, protocol: 'udp', connmark, magic });
+        expect(o.outcome, `ns udp out connmark ${connmark} magic ${magic}`).toBe(auth ? 'pass' : 'queue');
+        if (!auth) expect(o.nfmark & PU_INDEX_MASK).toBe(nsPu);
+        // Our raw socket's Reply/Confirm (SO_MARK UDP_CONTROL): never queued; without the magic the mark alone is not enough.
+        const ours = egress(ns, { flags: [], dport: 53, protocol: 'udp', connmark, magic, nfmark: UDP_CONTROL });
+        expect(ours.outcome, `ns control out connmark ${connmark} magic ${magic}`).toBe(auth || magic ? 'pass' : 'queue');
+        // Ingress: to the PU whatever the socket; a control packet on an authorized flow goes to the exchange.
+        const i = ingress(ns, { flags: [], dport: 5353, protocol: 'udp', connmark, magic });
+        expect(i.outcome, `ns udp in connmark ${connmark} magic ${magic}`).toBe(auth && !magic ? 'pass' : 'queue');
+        if (i.outcome === 'queue') expect(i.nfmark & (PU_DEST | PU_INDEX_MASK)).toBe((PU_DEST | nsPu) >>> 0);
+        else expect(i.nfmark & PU_DEST).toBe(0); // TESSERA-INPUT's PU_DEST rule would drop it
+      }
+      // Untracked / INVALID: no connmark, queued.
+      expect(egress(ns, { flags: [], dport: 53, protocol: 'udp', tracked: false }).outcome).toBe('queue');
+      expect(ingress(ns, { flags: [], dport: 53, protocol: 'udp', tracked: false }).outcome).toBe('queue');
+    }
+    // A verdict with an op authorizes the flow in the namespace too.
+    const ok = walk(ns.mangle, 'TESSERA-INPUT', { flags: [], dport: 5353, protocol: 'udp', nfmark: OP_SET_CLIENT_PENDING });
+    expect(ok.outcome).toBe('accept');
+    expect((ok.connmark & CT_AUTHORIZED) >>> 0).toBe(CT_AUTHORIZED);
   });
 });
 

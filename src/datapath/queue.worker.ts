@@ -178,7 +178,13 @@ function makeHandshake(nsPuIndex?: number): Handshake | null {
 
 const handshake = makeHandshake();
 /** UDP of PUs (issue 13): its own exchange and raw sender, host queue only. */
-const udp = crypto ? createUdpPath({ crypto, policy: () => policy, puByIndex: (i) => pusByIndex.get(i), onFlow, options: config.udp }) : null;
+const udp = crypto
+  ? createUdpPath({
+      crypto, policy: () => policy, puByIndex: (i) => pusByIndex.get(i), onFlow, options: config.udp,
+      // The Hello's proof: v2's host keys, epoch and the host's shared strike register (udp/hello-proof.ts).
+      proof: { hostStaticKeys: config.handshakeKey ? [config.handshakeKey] : [], hostKeys: hostKeyDirectory, tokens: crypto.tokens, digests: native, ...(config.startedAt !== undefined ? { startedAt: config.startedAt } : {}), ...(config.register ? { register: { buffer: config.register, holder: config.queueNum + 1 } } : {}) },
+    })
+  : null;
 
 let flushTimer: NodeJS.Timeout | null = null;
 function flushFlows(): void {

@@ -37,3 +37,25 @@ export function udpQuery(addr: string, port: number, tries = 3): string[] {
     ].join('\n'),
   ];
 }
+
+/**
+ * Like udpQuery on a connected socket, which also hears ICMP errors: prints "echo:" (answered),
+ * "refused" (an ICMP port unreachable came back) or "none".
+ */
+export function udpProbe(addr: string, port: number, tries = 3): string[] {
+  const family = addr.includes(':') ? 'AF_INET6' : 'AF_INET';
+  return [
+    'python3', '-c',
+    [
+      'import socket',
+      `s=socket.socket(socket.${family}, socket.SOCK_DGRAM); s.settimeout(1); s.connect(("${addr}", ${port}))`,
+      'ans="none"',
+      `for i in range(${tries}):`,
+      '  try:',
+      '    s.send(b"q"*40); d=s.recv(4096); ans=d[:5].decode(errors="replace"); break',
+      '  except ConnectionRefusedError: ans="refused"; break',
+      '  except socket.timeout: pass',
+      'print(ans)',
+    ].join('\n'),
+  ];
+}

@@ -19,6 +19,8 @@ export interface DaemonConfig {
   /** Host name in tokens (PSK mode; CA mode takes it from the certificate). */
   hostId: string;
   rejectMode: 'reset' | 'drop';
+  /** How a refused UDP datagram of a PU ends: silence (default) or an ICMP port unreachable (inbound only). A rule's `reject: reset` asks for ICMP whatever this says. */
+  udpRefusal?: 'drop' | 'icmp';
   /** Largest packet we emit after attaching a token. */
   mtu: number;
   /** Token lifetime; tokens are re-issued at half of it. */
@@ -59,6 +61,7 @@ export const DEFAULTS = {
   queues: 1,
   failOpen: false,
   rejectMode: 'reset',
+  udpRefusal: 'drop',
   mtu: 1500,
   tokenTtlSeconds: 600,
   clockSkewSeconds: 30,
@@ -81,6 +84,7 @@ export function validateConfig(c: DaemonConfig): DaemonConfig {
   if (!Number.isInteger(c.tokenTtlSeconds) || c.tokenTtlSeconds < 60 || c.tokenTtlSeconds > 86_400) bad('--token-ttl must be 60..86400 seconds');
   if (!Number.isInteger(c.clockSkewSeconds) || c.clockSkewSeconds < 0 || c.clockSkewSeconds > 600) bad('--clock-skew must be 0..600 seconds');
   if (c.rejectMode !== 'reset' && c.rejectMode !== 'drop') bad(`--reject must be reset or drop, got "${c.rejectMode}"`);
+  if (c.udpRefusal !== undefined && c.udpRefusal !== 'drop' && c.udpRefusal !== 'icmp') bad(`--udp-refusal must be drop or icmp, got "${String(c.udpRefusal)}"`);
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(c.hostId)) bad(`--host-id must be a host name, got "${c.hostId}"`);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(c.logLevel)) bad(`--log-level must be one of fatal, error, warn, info, debug, trace, silent`);
   if (c.cluster && c.policyFile) bad('--policy and --cluster exclude each other: with --cluster the policy comes from etcd (tessera policy push)');

@@ -141,6 +141,7 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     startedAt: registerEpoch(config.stateDir, Date.now()),
     clockSkewSeconds: config.clockSkewSeconds,
     handshake: { rejectMode: config.rejectMode, maxPacketLength: config.mtu },
+    udp: { reject: config.udpRefusal ?? 'drop' },
     // Test only (like TESSERA_TEST_CRASH_AFTER_MS): a strike register small enough to fill.
     ...(process.env.TESSERA_TEST_REGISTER_ENTRIES ? { v2: { registerEntries: Number(process.env.TESSERA_TEST_REGISTER_ENTRIES) } } : {}),
     policyText: policy.current().text,

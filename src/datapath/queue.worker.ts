@@ -179,10 +179,17 @@ function makeHandshake(nsPuIndex?: number): Handshake | null {
 const handshake = makeHandshake();
 /**
  * UDP of PUs (issue 13): an exchange and raw sender per queue. A container namespace's sends
- * from inside that namespace, and its flow state is its own, as its handshake's is.
+ * from inside that namespace, and its flow state is its own, as its handshake's is. The
+ * Hello's proof uses v2's host keys, epoch and the host's shared strike register (udp/hello-proof.ts).
  */
 const makeUdp = (netns?: string): UdpPath | null =>
-  crypto ? createUdpPath({ crypto, policy: () => policy, puByIndex: (i) => pusByIndex.get(i), onFlow, options: config.udp, ...(netns ? { netns } : {}) }) : null;
+  crypto
+    ? createUdpPath({
+        crypto, policy: () => policy, puByIndex: (i) => pusByIndex.get(i), onFlow, options: config.udp,
+        proof: { hostStaticKeys: config.handshakeKey ? [config.handshakeKey] : [], hostKeys: hostKeyDirectory, tokens: crypto.tokens, digests: native, ...(config.startedAt !== undefined ? { startedAt: config.startedAt } : {}), ...(config.register ? { register: { buffer: config.register, holder: config.queueNum + 1 } } : {}) },
+        ...(netns ? { netns } : {}),
+      })
+    : null;
 const udp = makeUdp();
 
 let flushTimer: NodeJS.Timeout | null = null;
@@ -324,6 +331,8 @@ function sumUdp(s: UdpPathStats): UdpPathStats {
       serverState: s.serverState + n.serverState,
       sent: s.sent + n.sent,
       sendErrors: s.sendErrors + n.sendErrors,
+      // One register for the whole host: every path reads the same figure.
+      registerFull: Math.max(s.registerFull, n.registerFull),
       byReason,
     };
   }

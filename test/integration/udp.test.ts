@@ -9,47 +9,12 @@ import type { ChildProcess } from 'node:child_process';
 import { createCluster, type Cluster, type TesseraHost } from '../../scripts/lib/cluster.js';
 import { isRoot, killAndWait, uniquePrefix } from '../../scripts/lib/netns.js';
 import { skipBecause } from '../helpers/skip.js';
+import { udpEcho, udpProbe, udpQuery } from './udp-apps.js';
 
 skipBecause(!isRoot, 'UDP between PUs (needs root)', 'integration tests need root: run npm test as root');
 
 const SUBNET = 130;
 const v6 = (i: number): string => `fd00:213:${SUBNET}::${i}`;
-
-/** A UDP echo server: answers "echo:" + the query, forever. */
-export function udpEcho(family: 4 | 6, port: number): string[] {
-  return [
-    'python3', '-c',
-    [
-      'import socket',
-      `s=socket.socket(socket.${family === 6 ? 'AF_INET6' : 'AF_INET'}, socket.SOCK_DGRAM)`,
-      `s.bind(("${family === 6 ? '::' : '0.0.0.0'}", ${port}))`,
-      'while True:',
-      '  d,a=s.recvfrom(4096)',
-      '  s.sendto(b"echo:"+d,a)',
-    ].join('\n'),
-  ];
-}
-
-/** One query (a DNS-sized 40-byte datagram), two retries 1 s apart; prints the answer or "none". */
-export function udpQuery(addr: string, port: number, tries = 3): string[] {
-  const family = addr.includes(':') ? 'AF_INET6' : 'AF_INET';
-  return [
-    'python3', '-c',
-    [
-      'import socket',
-      `s=socket.socket(socket.${family}, socket.SOCK_DGRAM); s.settimeout(1)`,
-      'q=b"q"*40',
-      'ans="none"',
-      `for i in range(${tries}):`,
-      `  s.sendto(q,("${addr}", ${port}))`,
-      '  try:',
-      '    d,_=s.recvfrom(4096)',
-      '    ans=d[:5].decode(errors="replace"); break',
-      '  except socket.timeout: pass',
-      'print(ans)',
-    ].join('\n'),
-  ];
-}
 
 describe.runIf(isRoot)('UDP between PUs on the real kernel path', () => {
   let cluster: Cluster;
@@ -177,6 +142,24 @@ describe.runIf(isRoot)('UDP between PUs on the real kernel path', () => {
     const ok = await a.runPu(['app=dns'], udpQuery(b.addr, 5353));
     expect(answered(ok)).toBe(true);
   });
+
+  it('refusals are silent by default; with --udp-refusal icmp a refused datagram gets a port unreachable, and same labels are still served', async () => {
+    const quiet = await c.exec(udpProbe(b.addr, 5353));
+    await b.stopDaemon();
+    await b.startDaemon(['--metrics-listen', '127.0.0.1:9713', '--udp-refusal', 'icmp']);
+    let same = '';
+    for (let i = 0; i < 20 && same !== 'echo:'; i++) same = (await a.runPu(['app=dns'], udpQuery(b.addr, 5353))).stdout.trim();
+    const loud = await c.exec(udpProbe(b.addr, 5353));
+    const loud6 = await c.exec(udpProbe(v6(2), 5363));
+    // The host's own closed port answers the same way: to the client, a refusal looks like no service.
+    const closed = await c.exec(udpProbe(b.addr, 5999));
+    console.log(`unprotected client from c: default ${quiet.stdout.trim()}, --udp-refusal icmp ${loud.stdout.trim()} (v6 ${loud6.stdout.trim()}), closed port ${closed.stdout.trim()}; same label ${same}`);
+    expect(quiet.stdout.trim()).toBe('none');
+    expect(loud.stdout.trim()).toBe('refused');
+    expect(loud6.stdout.trim()).toBe('refused');
+    expect(closed.stdout.trim()).toBe('refused');
+    expect(same).toBe('echo:');
+  }, 90_000);
 
   it('no window at a crash or restart: with the daemon killed, a PU server refuses every new UDP flow; restarted, it serves again', async () => {
     const d = b.daemon!;

@@ -303,12 +303,17 @@ describe('fuzz: parsers and handshake never throw on hostile bytes', () => {
 
   it('UDP exchange (issue 13): control decoder on random bytes, and the whole exchange on mutated Hello/Reply/Confirm', async () => {
     const psk = createSecret();
-    const mk = async (name: string): Promise<() => UdpExchange> => {
-      const issuer = createTokenIssuer({ mode: 'psk', hostId: name, psk });
+    // Each host's handshake key, known to the other (the fleet's directory): Hellos are proven at once.
+    const keys = { ua: staticKey(), ub: staticKey() };
+    const mk = async (name: 'ua' | 'ub'): Promise<() => UdpExchange> => {
+      const base = createTokenIssuer({ mode: 'psk', hostId: name, psk });
+      const issuer = { ...base, issue: (p: Parameters<typeof base.issue>[0], now: number, ttl: number) => base.issue({ ...p, hostKeyRaw: keys[name].publicRaw }, now, ttl) };
       const pu = { index: 1, id: `${name}-1`, labels: ['app=dns'], tokens: [await issue(issuer, `${name}-1`, ['app=dns'])] };
       const crypto = createHandshakeCrypto({ mode: 'psk', secret: psk }, createSecret(), 30);
       const policy = createDefaultPolicy();
-      return () => createUdpExchange({ crypto, policy: () => policy, puByIndex: (i) => (i === 1 ? pu : undefined), now: Date.now, onFlow: () => undefined });
+      const peer = name === 'ua' ? 'ub' : 'ua';
+      const proof = { hostStaticKeys: [keys[name]], hostKeys: { lookup: () => ({ host: peer, key: keys[peer].publicRaw }) }, tokens: crypto.tokens };
+      return () => createUdpExchange({ crypto, policy: () => policy, puByIndex: (i) => (i === 1 ? pu : undefined), now: Date.now, onFlow: () => undefined, proof, options: { proof: { registerEntries: 64 } } });
     };
     const [freshA, freshB] = [await mk('ua'), await mk('ub')];
     const out = new Uint8Array(65536);

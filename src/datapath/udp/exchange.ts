@@ -3,14 +3,15 @@
 // socket (udp/sender.ts). docs/protocol.md ("UDP") describes it:
 //
 //   client host                                          server host
-//   first datagram out: held, rewritten into  ───▶  Hello in: verify token(C), ingress policy,
-//     Hello(nonceC, token C) on the same 5-tuple          keep (nonceC, peer, expected macC),
-//                                                          send Reply; the Hello is swallowed
+//   first datagram out: held, rewritten into  ───▶  Hello in: verify token(C), the proof
+//     Hello(nonceC, ts, macH, token C)                    (hello-proof.ts), ingress policy; keep
+//                                                          (nonceC, peer, expected macC); Reply
 //   Reply in: verify token(S) and macS, egress   ◀───  Reply(nonceS, macS, token S)
 //     policy; connmark AUTHORIZED; swallowed;
 //     send Confirm(macC, held datagram)          ───▶  Confirm in: compare macC; connmark
 //                                                          AUTHORIZED; deliver the held datagram
 //
+// First contact (no host key known): an unproven Hello, a Retry teaching the key, the proven Hello.
 // K = HKDF(X25519(token keys), nonceC, nonceS), as TCP's; macS = MAC(K, "UR" ‖ hashS ‖ hashC),
 // macC = MAC(K, "UC" ‖ hashC ‖ hashS). Per-flow state lives in LRU-bounded maps with a TTL,
 // keyed by (remote address, remote port, local port). Lost control packets: the client's
@@ -29,7 +30,9 @@ import { createFlowKeys } from '../handshake/keys.js';
 import { HOOK_LOCAL_OUT, HOOK_POST_ROUTING, VERDICT_ACCEPT, VERDICT_DROP, VERDICT_REPEAT, verdictMark } from '../handshake/verdict.js';
 import type { HandshakeCrypto, IssuedToken, LocalPu, Reason, VerifiedPeer, VerifyFailure } from '../handshake/types.js';
 import { parseUdp, udpChecksumOk, writeUdp, type UdpPacket } from './packet.js';
-import { CONFIRM, HELLO, REPLY, decodeControl, encodeControl, hasMagic } from './wire.js';
+import { CONFIRM, FLAG_PROOF, HELLO, REPLY, RETRY, decodeControl, encodeControl, hasMagic } from './wire.js';
+import { createHelloProofs, tupleHash, type HelloProofDeps, type HelloProofOptions } from './hello-proof.js';
+import type { KnownHostKey } from '../handshake/v2/keys.js';
 
 /** The TCP handshake's reasons that apply to UDP, and `pending` (a datagram held while its flow's exchange runs). */
 export type UdpReason = Exclude<Reason, 'fast-open' | 'simultaneous-open'> | 'pending';
@@ -59,6 +62,8 @@ export interface UdpOptions {
   failedVerifyBurst: number;
   failedVerifyPerSecond: number;
   budgetSources: number;
+  /** The Hello proof's freshness window and caches (hello-proof.ts). */
+  proof?: Partial<HelloProofOptions>;
 }
 
 export const DEFAULT_UDP_OPTIONS: UdpOptions = {
@@ -78,6 +83,8 @@ export interface UdpDeps {
   puByIndex(index: number): LocalPu | undefined;
   now(): number;
   onFlow(record: FlowRecord): void;
+  /** Host keys, epoch and strike register for the Hello's proof (the worker passes protocol v2's). */
+  proof?: HelloProofDeps;
   options?: Partial<UdpOptions>;
 }
 
@@ -89,6 +96,8 @@ export interface UdpStats {
   passed: number;
   clientState: number;
   serverState: number;
+  /** Hellos this worker found no room for in the host's strike register. */
+  registerFull: number;
   byReason: Record<string, number>;
 }
 
@@ -109,6 +118,8 @@ const LABEL_UDP_CLIENT = 0x55_01;
 const LABEL_UDP_SERVER = 0x55_02;
 /** The op with which every authorizing UDP verdict comes back (TESSERA-UDP-APPLY reads OP_PRESENT only). */
 const OP_AUTHORIZE = OP_PRESENT;
+const ZERO4 = new Uint8Array(4);
+const ZERO16 = new Uint8Array(16);
 
 interface ClientState {
   at: number;
@@ -118,6 +129,9 @@ interface ClientState {
   /** The application's latest datagram, released inside the Confirm. */
   held: Uint8Array;
   hellos: number;
+  /** The server's address as this host sends to it (RFC 5952), and the host key the Hellos are proved to (null: first contact). */
+  addr: string;
+  hk: KnownHostKey | null;
 }
 interface ServerState {
   at: number;
@@ -144,6 +158,7 @@ export function createUdpExchange(deps: UdpDeps): UdpExchange {
   const confirmed = new Bounded<Confirmed>(opt.stateEntries);
   const budget = new SourceBudget(opt.budgetSources, opt.failedVerifyBurst, opt.failedVerifyPerSecond);
   const { flowInput, tupleKey, sourceKey, macInput } = createFlowKeys();
+  const proofs = createHelloProofs(crypto, deps.proof ?? {}, opt.proof);
   const counters = { packets: 0, authorized: 0, refused: 0, dropped: 0, passed: 0 };
   const byReason: Record<string, number> = Object.create(null);
   /** Which rule ids of a policy describe networks (a peer without Tessera): cached per policy. */
@@ -275,21 +290,29 @@ export function createUdpExchange(deps: UdpDeps): UdpExchange {
         return authorize(c, d, false, 0);
       }
       const nonceC = crypto.nonce(flowInput(buf, p.dstAddrOffset, p.addrLength, p.dstPort, [LABEL_UDP_CLIENT, p.srcPort, now >>> 0, (now / 2 ** 32) >>> 0, ++counter], []));
-      st = { at: now, puIndex: pu.index, token: pu.tokens[0]!, nonceC, held: payload.slice(), hellos: 1 };
+      const addr = formatAddress(buf, p.dstAddrOffset, p.addrLength);
+      st = { at: now, puIndex: pu.index, token: pu.tokens[0]!, nonceC, held: payload.slice(), hellos: 1, addr, hk: proofs.keyFor(addr) };
       clients.set(key, st);
       confirmed.delete(key);
     }
-    const hello = encodeControl({ type: HELLO, nonceC: st.nonceC, token: st.token.bytes });
-    const n = writeUdp(buf, p, false, hello, out, opt.maxPacketLength);
+    const n = writeUdp(buf, p, false, helloOf(st, now), out, opt.maxPacketLength);
     if (n < 0) return drop('too-large');
     counters.passed++;
     // The datagram leaves as the Hello; nothing is authorized yet.
     return settle(VERDICT_ACCEPT, -1, n, 'ok');
   }
 
+  /** A Hello for the client's flow: proven when a key of the server host is known, each with a fresh ts. */
+  function helloOf(st: ClientState, now: number): Uint8Array {
+    const pr = st.hk ? proofs.prove(st.token, st.hk, st.nonceC, now) : null;
+    if (pr) return encodeControl({ type: HELLO, flags: FLAG_PROOF, nonceC: st.nonceC, ts: pr.ts, keyId: pr.keyId, macH: pr.macH, token: st.token.bytes });
+    return encodeControl({ type: HELLO, flags: 0, nonceC: st.nonceC, ts: 0, keyId: ZERO4, macH: ZERO16, token: st.token.bytes });
+  }
+
   // ---- ingress ----
 
-  function hello(c: Ctx, nonceC: Uint8Array, token: Uint8Array): UdpDecision {
+  function hello(c: Ctx, h: { flags: number; nonceC: Uint8Array; ts: number; keyId: Uint8Array; macH: Uint8Array }, token: Uint8Array): UdpDecision {
+    const { nonceC } = h;
     const { buf, p, mark } = c;
     c.stage = 'hello';
     const pu = (mark & PU_DEST) !== 0 ? deps.puByIndex(puIndexFromMark(mark)) : undefined;
@@ -310,9 +333,19 @@ export function createUdpExchange(deps: UdpDeps): UdpExchange {
     if (peer === null) return drop('rate-limited');
     if (!peer.ok) return refuse(c, peer.reason);
     c.peer = peer;
+    const mine = pu.tokens[0]!;
+    const judged = (h.flags & FLAG_PROOF) === 0 ? 'retry' : proofs.check(h, peer, tupleHash(buf, p), now);
+    if (judged === 'retry') {
+      // First contact, or a key of ours the client should no longer use: teach ours (our
+      // token's hk). Stateless and before policy: a replayed or stripped Hello learns nothing
+      // but our token, which every Reply carries anyway.
+      if (!proofs.hasKeys) return refuse(c, 'no-host-key');
+      const retry = packet(c, true, encodeControl({ type: RETRY, nonceC, token: mine.bytes }));
+      return swallow('retry', retry ? [retry] : []);
+    }
+    if (judged !== 'ok') return refuse(c, judged);
     const d = deps.policy().ingress({ client: peer, server: pu, port: p.dstPort, peerAddr: buf.subarray(p.srcAddrOffset, p.srcAddrOffset + p.addrLength), protocol: 'udp' });
     if (!d.allow) return refuse(c, 'policy', d);
-    const mine = pu.tokens[0]!;
     const nonceS = crypto.nonce(flowInput(buf, p.srcAddrOffset, p.addrLength, p.srcPort, [LABEL_UDP_SERVER, p.dstPort, now >>> 0, ++counter], [nonceC, peer.tokenHash]));
     const k = crypto.sessionKey(crypto.sharedSecret(mine.epkPrivate, peer.epk), nonceC, nonceS);
     const macS = crypto.mac(k, macInput(TAG_REPLY, mine.hash, peer.tokenHash));
@@ -358,6 +391,30 @@ export function createUdpExchange(deps: UdpDeps): UdpExchange {
     // Our side of the flow is authorized (the Reply itself is consumed); the Confirm carries
     // the held datagram to the server.
     return authorize(c, d, true, 0, [pkt]);
+  }
+
+  /** Client: the server asks for a proven Hello (first contact, or our key of it is old): learn its key, send one at once. */
+  function retry(c: Ctx, nonceC: Uint8Array, token: Uint8Array): UdpDecision {
+    const { buf, p } = c;
+    c.stage = 'reply';
+    const now = deps.now();
+    const key = tupleKey(buf, p.srcAddrOffset, p.addrLength, p.srcPort, p.dstPort);
+    const st = clients.get(key, now, opt.stateTtlMs);
+    // Only for a Hello of ours still waiting, and this very Hello (a third host cannot steer us otherwise).
+    if (!st || !crypto.equal(st.nonceC, nonceC)) return drop('no-state');
+    c.local = deps.puByIndex(st.puIndex);
+    if (st.hellos >= MAX_HELLOS) return drop('pending');
+    const peer = crypto.verify(token);
+    if (!peer.ok) return refuse(c, peer.reason);
+    c.peer = peer;
+    const hk = proofs.learn(st.addr, token);
+    if (hk === null) return refuse(c, 'no-host-key');
+    // Proved to this very key already and still asked: nothing better to send (a forged Retry, or a server without it).
+    if (st.hk === hk) return drop('retry');
+    st.hk = hk;
+    st.hellos++;
+    const again = packet(c, true, helloOf(st, now));
+    return swallow('retry', again ? [again] : []);
   }
 
   function confirm(c: Ctx, macC: Uint8Array, data: Uint8Array, out: Uint8Array): UdpDecision {
@@ -428,13 +485,14 @@ export function createUdpExchange(deps: UdpDeps): UdpExchange {
       // Data of an authorized flow that happens to start with our magic is the application's.
       return c.local ? refuse(c, m) : drop(m);
     }
-    if (m.type === HELLO) return hello(c, m.nonceC, m.token);
+    if (m.type === HELLO) return hello(c, m, m.token);
     if (m.type === REPLY) return reply(c, m.nonceS, m.macS, m.token);
+    if (m.type === RETRY) return retry(c, m.nonceC, m.token);
     return confirm(c, m.macC, m.data, out);
   }
 
   return {
     handle,
-    stats: () => ({ ...counters, clientState: clients.map.size, serverState: servers.map.size, byReason: { ...byReason } }),
+    stats: () => ({ ...counters, clientState: clients.map.size, serverState: servers.map.size, registerFull: proofs.registerFull(), byReason: { ...byReason } }),
   };
 }

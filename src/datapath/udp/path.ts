@@ -7,6 +7,7 @@ import type { FlowRecord } from '../../flow.js';
 import type { Policy } from '../../policy/index.js';
 import type { HandshakeCrypto, LocalPu } from '../handshake/types.js';
 import { createUdpExchange, type UdpOptions, type UdpStats } from './exchange.js';
+import type { HelloProofDeps } from './hello-proof.js';
 import { isUdp } from './packet.js';
 import { createUdpSender } from './sender.js';
 
@@ -23,7 +24,17 @@ export interface UdpPath {
   close(): void;
 }
 
-export function createUdpPath(deps: { crypto: HandshakeCrypto; policy: () => Policy; puByIndex(i: number): LocalPu | undefined; onFlow(r: FlowRecord): void; options?: Partial<UdpOptions>; netns?: string }): UdpPath {
+export function createUdpPath(deps: {
+  crypto: HandshakeCrypto;
+  policy: () => Policy;
+  puByIndex(i: number): LocalPu | undefined;
+  onFlow(r: FlowRecord): void;
+  /** Protocol v2's host keys, epoch and strike register, for the Hello's proof. */
+  proof?: HelloProofDeps;
+  options?: Partial<UdpOptions>;
+  /** A container namespace's path sends from inside it. */
+  netns?: string;
+}): UdpPath {
   // TESSERA_UDP_FIRST=drop: the design alternative bench/udp.ts measures (docs/performance.md).
   const first = process.env.TESSERA_UDP_FIRST === 'drop' ? { first: 'drop' as const } : {};
   const exchange = createUdpExchange({ ...deps, options: { ...deps.options, ...first }, now: Date.now });

@@ -154,6 +154,9 @@ describe('daemon arguments (its table)', () => {
     expect(parseDaemonArgs(['--psk-file', 'x', '--docker'])).toMatchObject({ docker: { socket: '/var/run/docker.sock' } });
     expect(parseDaemonArgs(['--docker', '/d.sock', '--psk-file', 'x'])).toMatchObject({ docker: { socket: '/d.sock' } });
     expect(parseDaemonArgs(['--psk-file', 'x', '--metrics-listen', '9464'])).toMatchObject({ metricsListen: { host: '127.0.0.1', port: 9464 } });
+    expect(parseDaemonArgs(['--psk-file', 'x'])).toMatchObject({ udpRefusal: 'drop' });
+    expect(parseDaemonArgs(['--psk-file', 'x', '--udp-refusal', 'icmp'])).toMatchObject({ udpRefusal: 'icmp' });
+    expect(() => parseDaemonArgs(['--psk-file', 'x', '--udp-refusal', 'reset'])).toThrow(/--udp-refusal/);
     expect(parseDaemonArgs(['--psk-file', 'x'], { TESSERA_SOCKET: '/s.sock' })).toMatchObject({ socket: '/s.sock' });
     expect(parseDaemonArgs(['--psk-file', 'x', '--state-dir', '/a', '--state-dir', '/b'])).toMatchObject({ stateDir: '/b' }); // appended flags override
   });

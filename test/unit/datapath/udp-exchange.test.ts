@@ -5,7 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import { createUdpExchange, MAX_HELLOS, type UdpDecision, type UdpExchange } from '../../../src/datapath/udp/exchange.js';
 import { parseUdp, writeUdp, udpChecksumOk } from '../../../src/datapath/udp/packet.js';
-import { CONFIRM, HELLO, REPLY, decodeControl, encodeControl } from '../../../src/datapath/udp/wire.js';
+import { CONFIRM, FLAG_PROOF, HELLO, REPLY, RETRY, decodeControl, encodeControl } from '../../../src/datapath/udp/wire.js';
+import { createRegisterBuffer } from '../../../src/datapath/handshake/v2/register.js';
+import type { HostStaticKey } from '../../../src/datapath/handshake/v2/types.js';
 import { createHandshakeCrypto } from '../../../src/datapath/crypto.js';
 import { HOOK_LOCAL_IN, HOOK_POST_ROUTING, VERDICT_ACCEPT, VERDICT_DROP, VERDICT_REPEAT } from '../../../src/datapath/handshake/verdict.js';
 import type { LocalPu } from '../../../src/datapath/handshake/types.js';
@@ -13,7 +15,7 @@ import type { FlowRecord } from '../../../src/flow.js';
 import { createSecret, createTokenIssuer } from '../../../src/identity/index.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../../../src/policy/index.js';
 import { OP_PRESENT, PU_DEST, REJECT_BIT, markForPuIndex } from '../../../src/marks.js';
-import { issue } from './handshake-helpers.js';
+import { issue, staticKey } from './handshake-helpers.js';
 
 const A4 = Uint8Array.of(10, 213, 130, 1);
 const B4 = Uint8Array.of(10, 213, 130, 2);
@@ -51,19 +53,40 @@ const payloadOf = (b: Uint8Array): Uint8Array => {
 
 interface Host {
   ex: UdpExchange;
+  key: HostStaticKey;
   pus: Map<number, LocalPu>;
   flows: FlowRecord[];
   policy: Policy;
 }
 
 const psk = createSecret();
-async function host(name: string, pus: Array<[number, string[]]>, policy: Policy = createDefaultPolicy(), entries = 16_384): Promise<Host> {
-  const issuer = createTokenIssuer({ mode: 'psk', hostId: name, psk });
-  const map = new Map<number, LocalPu>();
-  for (const [i, labels] of pus) map.set(i, { index: i, id: `${name}-${i}`, labels: [...labels].sort(), tokens: [await issue(issuer, `${name}-${i}`, labels)] });
+/** What a host may share with another run of itself: its static key, PUs, strike register; its clock and epoch. */
+interface HostSetup {
+  key?: HostStaticKey;
+  pus?: Map<number, LocalPu>;
+  register?: SharedArrayBuffer;
+  now?: () => number;
+  startedAt?: number;
+}
+async function host(name: string, pus: Array<[number, string[]]>, policy: Policy = createDefaultPolicy(), entries = 16_384, setup: HostSetup = {}): Promise<Host> {
+  const base = createTokenIssuer({ mode: 'psk', hostId: name, psk });
+  const key = setup.key ?? staticKey();
+  // As the daemon does: every token carries this host's handshake key (claim hk).
+  const issuer = { ...base, issue: (pu: Parameters<typeof base.issue>[0], now: number, ttl: number) => base.issue({ ...pu, hostKeyRaw: key.publicRaw }, now, ttl) };
+  const map = setup.pus ?? new Map<number, LocalPu>();
+  for (const [i, labels] of setup.pus ? [] : pus) map.set(i, { index: i, id: `${name}-${i}`, labels: [...labels].sort(), tokens: [await issue(issuer, `${name}-${i}`, labels)] });
   const flows: FlowRecord[] = [];
-  const h: Host = { pus: map, flows, policy, ex: null as unknown as UdpExchange };
-  h.ex = createUdpExchange({ crypto: createHandshakeCrypto({ mode: 'psk', secret: psk }, createSecret(), 30), policy: () => h.policy, puByIndex: (i) => map.get(i), now: Date.now, onFlow: (r) => flows.push(r), options: { stateEntries: entries } });
+  const h: Host = { pus: map, flows, policy, key, ex: null as unknown as UdpExchange };
+  const crypto = createHandshakeCrypto({ mode: 'psk', secret: psk }, createSecret(), 30);
+  h.ex = createUdpExchange({
+    crypto,
+    policy: () => h.policy,
+    puByIndex: (i) => map.get(i),
+    now: setup.now ?? Date.now,
+    onFlow: (r) => flows.push(r),
+    proof: { hostStaticKeys: [key], tokens: crypto.tokens, startedAt: setup.startedAt ?? Date.now() - 60_000, ...(setup.register ? { register: { buffer: setup.register, holder: 1 } } : {}) },
+    options: { stateEntries: entries },
+  });
   return h;
 }
 
@@ -77,14 +100,25 @@ const CLIENT = markForPuIndex(1);
 const SERVER = (PU_DEST | markForPuIndex(1)) >>> 0;
 const QUERY = new TextEncoder().encode('a DNS-sized query of forty bytes .......');
 
-/** One exchange a:sport -> b:53 of the query; every step's decision. */
+/**
+ * One exchange a:sport -> b:53 of the query; every step's decision. On first contact (a knows
+ * no key of b) the Hello goes unproven, b answers with a Retry, and a's proven Hello follows:
+ * `helloIn` is b's decision on the proven one, `proven` its bytes.
+ */
 function exchange(a: Host, b: Host, src = A4, dst = B4, sport = 40000) {
   const first = dgram(src, dst, sport, 53, QUERY);
   const out = run(a, first, HOOK_POST_ROUTING, CLIENT);
-  const helloIn = run(b, out.bytes, HOOK_LOCAL_IN, SERVER);
+  let helloIn = run(b, out.bytes, HOOK_LOCAL_IN, SERVER);
+  let proven = out.bytes;
+  let retryIn: (UdpDecision & { bytes: Uint8Array }) | null = null;
+  if (helloIn.reason === 'retry') {
+    retryIn = run(a, helloIn.emit[0]!, HOOK_LOCAL_IN, (PU_DEST | CLIENT) >>> 0);
+    proven = retryIn.emit[0]!;
+    helloIn = run(b, proven, HOOK_LOCAL_IN, SERVER);
+  }
   const replyIn = helloIn.emit[0] ? run(a, helloIn.emit[0], HOOK_LOCAL_IN, (PU_DEST | CLIENT) >>> 0) : null;
   const confirmIn = replyIn?.emit[0] ? run(b, replyIn.emit[0], HOOK_LOCAL_IN, SERVER) : null;
-  return { first, out, helloIn, replyIn, confirmIn };
+  return { first, out, retryIn, proven, helloIn, replyIn, confirmIn };
 }
 
 describe('the UDP exchange', () => {
@@ -157,11 +191,14 @@ describe('the UDP exchange', () => {
     const a = await host('a', [[1, ['app=dns']]]);
     const b = await host('b', [[1, ['app=dns']]]);
     const old = exchange(a, b, A4, B4, 40010);
-    // A replayed Hello gets a Reply with a fresh nonceS, and the old Confirm does not match it.
-    const again = run(b, old.out.bytes, HOOK_LOCAL_IN, SERVER);
-    expect(again.emit).toHaveLength(1);
-    const replayed = run(b, old.replyIn!.emit[0]!, HOOK_LOCAL_IN, SERVER);
-    expect(replayed).toMatchObject({ verdict: VERDICT_DROP, reason: 'replay' });
+    expect(old.confirmIn!.verdict).toBe(VERDICT_REPEAT);
+    // The proven Hello replayed after its exchange, verbatim or from another address: the
+    // strike register holds its macH; unanswered, nothing kept.
+    expect(run(b, old.proven, HOOK_LOCAL_IN, SERVER)).toMatchObject({ verdict: VERDICT_DROP, reason: 'replay', emit: [] });
+    expect(run(b, dgram(M4, B4, 40011, 53, payloadOf(old.proven)), HOOK_LOCAL_IN, SERVER)).toMatchObject({ verdict: VERDICT_DROP, reason: 'replay', emit: [] });
+    expect(b.ex.stats().serverState).toBe(0);
+    // The old Confirm: the exchange it proved is over.
+    expect(run(b, old.replyIn!.emit[0]!, HOOK_LOCAL_IN, SERVER)).toMatchObject({ verdict: VERDICT_DROP, reason: 'no-state' });
     // A replayed Reply on a new exchange of the client (new nonceC): bad MAC.
     run(a, dgram(A4, B4, 40010, 53, QUERY), HOOK_POST_ROUTING, CLIENT);
     expect(run(a, old.helloIn.emit[0]!, HOOK_LOCAL_IN, (PU_DEST | CLIENT) >>> 0)).toMatchObject({ verdict: VERDICT_DROP, reason: 'bad-mac' });
@@ -184,7 +221,7 @@ describe('the UDP exchange', () => {
       expect(d.verdict).toBe(VERDICT_DROP);
       expect(d.reason, `cut ${cut}`).not.toBe('ok');
     }
-    const huge = encodeControl({ type: HELLO, nonceC: new Uint8Array(16), token: new Uint8Array(3000) });
+    const huge = encodeControl({ type: HELLO, flags: 0, nonceC: new Uint8Array(16), ts: 0, keyId: new Uint8Array(4), macH: new Uint8Array(16), token: new Uint8Array(3000) });
     expect(run(b, dgram(M4, B4, 3, 53, huge), HOOK_LOCAL_IN, SERVER).reason).toBe('too-large');
     // A Reply or Confirm nobody asked for.
     expect(run(b, dgram(M4, B4, 4, 53, encodeControl({ type: CONFIRM, macC: new Uint8Array(16), data: QUERY })), HOOK_LOCAL_IN, SERVER).reason).toBe('no-state');
@@ -196,10 +233,13 @@ describe('the UDP exchange', () => {
   it('survives lost control packets: retries resend the Hello (bounded), a repeated Hello gets the same Reply, a lost Confirm is asked for again', async () => {
     const a = await host('a', [[1, ['app=dns']]]);
     const b = await host('b', [[1, ['app=dns']]]);
+    exchange(a, b, A4, B4, 40029); // a learns b's key: its Hellos are proven from now on
     const first = run(a, dgram(A4, B4, 40030, 53, QUERY), HOOK_POST_ROUTING, CLIENT);
-    // Hello lost; the application retries: the same nonceC again.
+    // Hello lost; the application retries: the same nonceC again, a fresh proof.
     const retry = run(a, dgram(A4, B4, 40030, 53, QUERY), HOOK_POST_ROUTING, CLIENT);
-    expect(payloadOf(retry.bytes)).toEqual(payloadOf(first.bytes));
+    const [h0, h1] = [decodeControl(payloadOf(first.bytes)), decodeControl(payloadOf(retry.bytes))] as Array<{ nonceC: Uint8Array; flags: number }>;
+    expect(h1.nonceC).toEqual(h0.nonceC);
+    expect(h1.flags).toBe(FLAG_PROOF);
     const r1 = run(b, retry.bytes, HOOK_LOCAL_IN, SERVER);
     // Reply lost; the next retry's Hello gets the same Reply.
     const retry2 = run(a, dgram(A4, B4, 40030, 53, QUERY), HOOK_POST_ROUTING, CLIENT);
@@ -224,11 +264,14 @@ describe('the UDP exchange', () => {
   it('bounded state: a flood of first datagrams keeps at most stateEntries flows, and a legit flow still succeeds', async () => {
     const a = await host('a', [[1, ['app=dns']]]);
     const b = await host('b', [[1, ['app=dns']]], createDefaultPolicy(), 256);
-    const hello = payloadOf(exchange(a, b, A4, B4, 41000).out.bytes);
-    // 5,000 replayed Hellos from as many source ports: each gets a Reply, state stays bounded.
-    for (let i = 0; i < 5000; i++) run(b, dgram(M4, B4, 1024 + i, 53, hello), HOOK_LOCAL_IN, SERVER);
+    const hello = payloadOf(exchange(a, b, A4, B4, 41000).proven);
+    // 5,000 copies of one Hello from as many source ports: refused by the register, nothing kept.
+    const replays = Array.from({ length: 5000 }, (_, i) => run(b, dgram(M4, B4, 1024 + i, 53, hello), HOOK_LOCAL_IN, SERVER));
+    expect(replays.filter((d) => d.reason === 'replay' && d.emit.length === 0)).toHaveLength(5000);
+    // 5,000 genuine first datagrams (each its own proven Hello): each gets a Reply, state stays bounded.
+    for (let i = 0; i < 5000; i++) run(b, run(a, dgram(A4, B4, 1024 + i, 53, QUERY), HOOK_POST_ROUTING, CLIENT).bytes, HOOK_LOCAL_IN, SERVER);
     const s = b.ex.stats();
-    console.log(`UDP flood: 5000 replayed Hellos, server state ${s.serverState} entries (bound 256)`);
+    console.log(`UDP flood: 5000 replayed and 5000 new Hellos, server state ${s.serverState} entries (bound 256)`);
     expect(s.serverState).toBeLessThanOrEqual(256);
     const x = exchange(a, b, A4, B4, 41001);
     expect(x.confirmIn!.verdict).toBe(VERDICT_REPEAT);
@@ -242,9 +285,62 @@ describe('the UDP exchange', () => {
     const pu = a.pus.get(1)!;
     const issuer = createTokenIssuer({ mode: 'psk', hostId: 'a', psk });
     a.pus.set(1, { ...pu, tokens: [await issue(issuer, pu.id, [...pu.labels]), ...pu.tokens] });
-    const hi = run(b, out.bytes, HOOK_LOCAL_IN, SERVER);
+    const retry = run(b, out.bytes, HOOK_LOCAL_IN, SERVER);
+    expect(retry.reason).toBe('retry');
+    const proven = run(a, retry.emit[0]!, HOOK_LOCAL_IN, (PU_DEST | CLIENT) >>> 0);
+    const hi = run(b, proven.emit[0]!, HOOK_LOCAL_IN, SERVER);
     const ri = run(a, hi.emit[0]!, HOOK_LOCAL_IN, (PU_DEST | CLIENT) >>> 0);
     expect(ri.verdict).toBe(VERDICT_REPEAT);
     expect(run(b, ri.emit[0]!, HOOK_LOCAL_IN, SERVER).verdict).toBe(VERDICT_REPEAT);
+  });
+  it("the Hello's proof: stale outside the window, restarted before the epoch, replay through another worker sharing the register", async () => {
+    let now = Date.now();
+    const clock = () => now;
+    const a = await host('a', [[1, ['app=dns']]]);
+    const register = createRegisterBuffer(1024);
+    const b1 = await host('b', [[1, ['app=dns']]], createDefaultPolicy(), 16_384, { register, now: clock });
+    const b2 = await host('b', [], createDefaultPolicy(), 16_384, { register, key: b1.key, pus: b1.pus, now: clock });
+    const x = exchange(a, b1, A4, B4, 43000);
+    expect(x.confirmIn!.verdict).toBe(VERDICT_REPEAT);
+    // The other worker (same host key, same shared register): a copy from any tuple is a replay.
+    expect(run(b2, x.proven, HOOK_LOCAL_IN, SERVER)).toMatchObject({ reason: 'replay', emit: [] });
+    expect(run(b2, dgram(M4, B4, 43001, 53, payloadOf(x.proven)), HOOK_LOCAL_IN, SERVER)).toMatchObject({ reason: 'replay', emit: [] });
+    // Outside the window (skew 3 s + age 2 s), whatever the register holds.
+    const fresh = run(a, dgram(A4, B4, 43002, 53, QUERY), HOOK_POST_ROUTING, CLIENT);
+    now += 6_000; // past skew 3 s + age 2 s, with room for the time this test took so far
+    expect(run(b1, fresh.bytes, HOOK_LOCAL_IN, SERVER)).toMatchObject({ reason: 'stale', emit: [] });
+    // A restarted daemon (epoch = now, its register empty) refuses a Hello made before it.
+    const late = run(a, dgram(A4, B4, 43003, 53, QUERY), HOOK_POST_ROUTING, CLIENT);
+    const b3 = await host('b', [], createDefaultPolicy(), 16_384, { key: b1.key, pus: b1.pus, startedAt: Date.now() + 1, now: () => Date.now() + 1 });
+    expect(run(b3, late.bytes, HOOK_LOCAL_IN, SERVER)).toMatchObject({ reason: 'restarted', emit: [] });
+    // A changed ts (or any bit of the proof) breaks macH.
+    const h = decodeControl(payloadOf(run(a, dgram(A4, B4, 43004, 53, QUERY), HOOK_POST_ROUTING, CLIENT).bytes));
+    if (typeof h === 'string' || h.type !== HELLO) throw new Error('no Hello');
+    const moved = encodeControl({ ...h, ts: h.ts + 1 });
+    expect(run(b1, dgram(A4, B4, 43004, 53, moved), HOOK_LOCAL_IN, SERVER)).toMatchObject({ reason: 'bad-mac', emit: [] });
+    // Stripped of its proof: a Retry (our token), nothing kept, no policy.
+    const stripped = encodeControl({ ...h, flags: 0, ts: 0, keyId: new Uint8Array(4), macH: new Uint8Array(16) });
+    const r = run(b1, dgram(M4, B4, 43005, 53, stripped), HOOK_LOCAL_IN, SERVER);
+    expect(r.reason).toBe('retry');
+    expect(decodeControl(payloadOf(r.emit[0]!))).toMatchObject({ type: RETRY });
+    expect(b1.ex.stats().serverState).toBe(0);
+  });
+
+  it('first contact: an unproven Hello gets a Retry; a Retry for no Hello of ours, or a server without a host key, authorizes nothing', async () => {
+    const a = await host('a', [[1, ['app=dns']]]);
+    const b = await host('b', [[1, ['app=dns']]]);
+    const x = exchange(a, b, A4, B4, 44000);
+    expect(x.retryIn!.reason).toBe('retry');
+    expect(decodeControl(payloadOf(x.proven))).toMatchObject({ type: HELLO, flags: FLAG_PROOF });
+    expect(x.confirmIn!.verdict).toBe(VERDICT_REPEAT);
+    // A forged Retry (a third host, another nonceC): nothing sent, nothing learned.
+    run(a, dgram(A4, M4, 44001, 53, QUERY), HOOK_POST_ROUTING, CLIENT);
+    const forged = encodeControl({ type: RETRY, nonceC: new Uint8Array(16), token: b.pus.get(1)!.tokens[0]!.bytes });
+    expect(run(a, dgram(M4, A4, 53, 44001, forged), HOOK_LOCAL_IN, (PU_DEST | CLIENT) >>> 0)).toMatchObject({ verdict: VERDICT_DROP, reason: 'no-state', emit: [] });
+    // A server whose host has no handshake key cannot be proved to: refused, not answered.
+    const c = await host('c', [[1, ['app=dns']]]);
+    const keyless = createUdpExchange({ crypto: createHandshakeCrypto({ mode: 'psk', secret: psk }, createSecret(), 30), policy: () => createDefaultPolicy(), puByIndex: (i) => c.pus.get(i), now: Date.now, onFlow: () => undefined });
+    const hello = run(a, dgram(A4, M4, 44002, 53, QUERY), HOOK_POST_ROUTING, CLIENT);
+    expect(keyless.handle(hello.bytes, HOOK_LOCAL_IN, SERVER, new Uint8Array(4096))).toMatchObject({ verdict: VERDICT_DROP, reason: 'no-host-key', emit: [] });
   });
 });

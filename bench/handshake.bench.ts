@@ -183,22 +183,22 @@ function one(syn: Uint8Array, synAck: Uint8Array, mark: number, timed: boolean):
   let t0 = timed ? performance.now() : 0;
   const d0 = a.hs.handle(syn, HOOK_POST_ROUTING, mark, wire1);
   let t1 = timed ? performance.now() : 0;
-  stepUs[0] += t1 - t0;
+  stepUs[0] = stepUs[0]! + (t1 - t0);
   if (d0.reason !== 'ok' || d0.length === 0) return void fail(0, d0.reason);
   t0 = t1;
   const d1 = b.hs.handle(wire1, HOOK_PRE_ROUTING, 0, sink);
   t1 = timed ? performance.now() : 0;
-  stepUs[1] += t1 - t0;
+  stepUs[1] = stepUs[1]! + (t1 - t0);
   if (d1.reason !== 'ok') return void fail(1, d1.reason);
   t0 = t1;
   const d2 = b.hs.handle(synAck, HOOK_POST_ROUTING, 0, wire2);
   t1 = timed ? performance.now() : 0;
-  stepUs[2] += t1 - t0;
+  stepUs[2] = stepUs[2]! + (t1 - t0);
   if (d2.reason !== 'ok' || d2.length === 0) return void fail(2, d2.reason);
   t0 = t1;
   const d3 = a.hs.handle(wire2, HOOK_PRE_ROUTING, mark, sink);
   t1 = timed ? performance.now() : 0;
-  stepUs[3] += t1 - t0;
+  stepUs[3] = stepUs[3]! + (t1 - t0);
   if (d3.reason !== 'ok') fail(3, d3.reason);
 }
 const markA = markForPuIndex(client.index);

@@ -27,10 +27,11 @@
 import { parseTcp, findOption, rebuild, verifyChecksums, TCP_SYN, TCP_ACK, TCP_FIN, TCP_RST } from '../../packet/index.js';
 import type { PolicyDecision } from '../../policy/index.js';
 import type { FlowRecord } from '../../flow.js';
-import { Lru, type VerifiedToken, type VerifyResult } from '../../identity/index.js';
+import type { VerifiedToken, VerifyResult } from '../../identity/index.js';
 import { OP_SET_CLIENT_PENDING, OP_CLEAR_CLIENT_PENDING, OP_SET_SERVER_PENDING, OP_CLEAR_SERVER_PENDING, HOST_SOCK, PU_DEST, PU_INDEX_MASK, puIndexFromMark } from '../../marks.js';
-import { Bounded, SourceBudget } from './tables.js';
+import { SourceBudget } from './tables.js';
 import { createFlowKeys } from './keys.js';
+import { FlowTable, keyPacket, keyTuple } from './flowtable.js';
 import { createOutcomes, newContext, type PacketContext } from './outcome.js';
 import { HOOK_LOCAL_OUT, HOOK_POST_ROUTING, VERDICT_ACCEPT, VERDICT_REPEAT } from './verdict.js';
 import { MARKER_EXID, MARKER_KIND, MARKER_OPTION } from './wire.js';
@@ -60,19 +61,26 @@ const RATE_LIMITED = 'rate-limited' as const;
 
 export function createHandshake(deps: HandshakeDeps): Handshake {
   const opt: HandshakeOptions = { ...DEFAULT_HANDSHAKE_OPTIONS, ...deps.options };
-  const serverFlows = new Bounded<ServerFlow>(opt.stateEntries);
-  /** ISN of the SYN each local client sent, by (remote address, remote port, local port): spots a simultaneous open. */
-  const clientSyns = new Lru<string, number>(opt.stateEntries);
+  /** Per connection by tuple (by role) and client ISN; the value objects are reused (FlowTable recycles them). */
+  const freeFlows: ServerFlow[] = [];
+  const serverFlows = new FlowTable<ServerFlow>(opt.stateEntries, (f) => freeFlows.push(f));
+  /** ISN of the SYN each local client sent, by the SYN's (source, destination, ports): spots a simultaneous open. */
+  const clientSyns = new FlowTable<{ isn: number }>(opt.stateEntries, (v) => freeSyns.push(v));
+  const freeSyns: Array<{ isn: number }> = [];
   const budget = new SourceBudget(opt.budgetSources, opt.failedVerifyBurst, opt.failedVerifyPerSecond);
-  const { flowKey, tupleKey, sourceKey } = createFlowKeys();
+  const { sourceKey } = createFlowKeys();
   const blockBuf = new Uint8Array(4096);
   const outcomes = createOutcomes(opt, deps.now, deps.onFlow);
   const { drop, pass, accept, refuse } = outcomes;
   const ctx = newContext();
   const tuple: TupleView = { buf: new Uint8Array(0), addrLength: 4, clientAddrOffset: 0, serverAddrOffset: 0, clientPort: 0, serverPort: 0 };
 
-  /** The source whose SYN is being verified: a failed verification is charged to it. */
-  let source = '';
+  /**
+   * The packet whose SYN is being verified (null: none, the client's side): a failed
+   * verification is charged to its source. The source's key is made only when a token must
+   * be verified, not per SYN.
+   */
+  let sourceOf: PacketContext | null = null;
   const engine = createV2Engine({
     now: deps.now,
     random: deps.random,
@@ -82,7 +90,10 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     verifyToken(bytes) {
       const known = deps.verifier.cached(bytes);
       if (known !== null) return known;
-      if (source === '') return deps.verifier.verify(bytes);
+      if (sourceOf === null) return deps.verifier.verify(bytes);
+      const { buf, pkt } = sourceOf;
+      // IPv6 sources by /64: one host commonly holds the whole prefix.
+      const source = sourceKey(buf, pkt.srcAddrOffset, pkt.addrLength === 16 ? 8 : 4);
       const now = deps.now();
       if (!budget.allows(source, now)) return { ok: false, reason: RATE_LIMITED as never };
       const r = deps.verifier.verify(bytes);
@@ -97,6 +108,8 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     options: { stateEntries: opt.stateEntries, ...deps.v2 },
     ...(deps.startedAt !== undefined ? { startedAt: deps.startedAt } : {}),
     ...(deps.register ? { register: deps.register } : {}),
+    // Pair-key cache hits and derivations, reported as the worker's x25519 cache metrics.
+    ...(deps.verifier.keyStats ? { keyStats: deps.verifier.keyStats } : {}),
   });
 
   // The policy's view of a verified token, one object per token (no per-packet allocation).
@@ -161,7 +174,14 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     if (r.kind === 'refuse') return drop(c, r.reason as Reason);
     const len = attach(c, r.length);
     if (len === 'too-large') return drop(c, 'too-large');
-    clientSyns.set(tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort), pkt.seq);
+    keyPacket(clientSyns.key, buf, pkt.srcAddrOffset, pkt.dstAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort, 0);
+    const syn = clientSyns.get();
+    if (syn !== undefined) syn.isn = pkt.seq;
+    else {
+      const v = freeSyns.pop() ?? { isn: 0 };
+      v.isn = pkt.seq;
+      clientSyns.set(v);
+    }
     return accept(c, VERDICT_REPEAT, OP_SET_CLIENT_PENDING | (c.mark & PU_INDEX_MASK), len, null);
   }
 
@@ -169,18 +189,22 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     const { buf, pkt } = c;
     // Simultaneous open: our local client sent a SYN on this tuple, a crossed SYN came in and
     // the stack answers it with its own ISN. Neither side could prove itself: refused.
-    if (clientSyns.size > 0 && clientSyns.peek(tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort)) === pkt.seq) {
-      return drop(c, 'simultaneous-open');
+    if (clientSyns.size > 0) {
+      // Our SYN-ACK leaves on the tuple our SYN left on: same source, destination and ports.
+      keyPacket(clientSyns.key, buf, pkt.srcAddrOffset, pkt.dstAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort, 0);
+      if (clientSyns.peek()?.isn === pkt.seq) return drop(c, 'simultaneous-open');
     }
     const isnC = (pkt.ack - 1) >>> 0;
-    const st = serverFlows.get(flowKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, isnC), deps.now(), opt.stateTtlMs);
+    const t = setTuple(c, false);
+    keyTuple(serverFlows.key, t, isnC);
+    const st = flowOf(deps.now());
     // Lost state (restart, eviction): drop; the client's SYN retransmission is judged anew.
     if (!st) return drop(c, 'no-state');
     // A peer without Tessera, allowed at its SYN: the flow is authorized already.
     if (st.untagged) return pass(c, 'ok');
     const pu = deps.puByIndex(st.puIndex);
     if (!pu || pu.tokens.length === 0) return drop(c, 'no-pu');
-    const r = engine.serverSynAckOut(setTuple(c, false), isnC, pkt.seq, pu, blockBuf);
+    const r = engine.serverSynAckOut(t, isnC, pkt.seq, pu, blockBuf);
     if (r.kind === 'refuse') return drop(c, r.reason as Reason);
     const len = attach(c, r.length);
     if (len === 'too-large') return drop(c, 'too-large');
@@ -193,6 +217,25 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
 
   // ---- ingress (INPUT): our PU is the server (SYN) or the client (SYN-ACK) ----
 
+  /** The server flow under serverFlows.key, unless its time to live has passed (then forgotten). */
+  function flowOf(now: number): ServerFlow | undefined {
+    const v = serverFlows.peek();
+    if (v !== undefined && now - v.at > opt.stateTtlMs) {
+      serverFlows.delete();
+      return undefined;
+    }
+    return v;
+  }
+
+  /** Record the server flow under serverFlows.key (set by the caller). */
+  function keepFlow(now: number, puIndex: number, untagged: boolean): void {
+    const f = serverFlows.peek() ?? freeFlows.pop() ?? { at: 0, puIndex: 0, untagged: false };
+    f.at = now;
+    f.puIndex = puIndex;
+    f.untagged = untagged;
+    serverFlows.set(f);
+  }
+
   function synIn(c: PacketContext): Decision {
     const { buf, pkt, mark } = c;
     c.direction = 'ingress';
@@ -203,8 +246,9 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     // first SYN is still the server. HOST_SOCK: a full socket of no PU (not ours to judge).
     const lookedUp = (mark & PU_DEST) !== 0;
     const hostSocket = !lookedUp && (mark & HOST_SOCK) !== 0;
-    const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
-    const earlier = lookedUp ? undefined : serverFlows.get(key, deps.now(), opt.stateTtlMs);
+    const t = setTuple(c, false);
+    keyTuple(serverFlows.key, t, pkt.seq);
+    const earlier = lookedUp ? undefined : flowOf(deps.now());
     const pu = lookedUp ? deps.puByIndex(puIndexFromMark(mark)) : earlier ? deps.puByIndex(earlier.puIndex) : hostSocket ? undefined : deps.puByLocalPort(pkt.dstPort);
     c.local = pu;
     if (!pu && lookedUp) return drop(c, 'no-pu');
@@ -214,7 +258,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       if (!pu) return pass(c, 'no-pu');
       const d = deps.policy().ingress({ client: null, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) });
       if (!d.allow) return refuse(c, 'missing-token', d);
-      serverFlows.set(key, { at: deps.now(), puIndex: pu.index, untagged: true });
+      keepFlow(deps.now(), pu.index, true);
       // Allowed, no proof will follow: TESSERA-APPLY turns "clear server pending" into AUTHORIZED.
       return accept(c, VERDICT_REPEAT, OP_CLEAR_SERVER_PENDING, 0, d);
     }
@@ -223,10 +267,9 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     // from the trailer's block length, before any verification is spent on it.
     const n = pkt.payloadLength;
     if (n >= 4 && ((buf[pkt.payloadOffset + n - 2]! << 8) | buf[pkt.payloadOffset + n - 1]!) < n) return refuse(c, 'fast-open');
-    // IPv6 sources by /64: one host commonly holds the whole prefix.
-    source = sourceKey(buf, pkt.srcAddrOffset, pkt.addrLength === 16 ? 8 : 4);
-    const r = engine.serverSynIn(setTuple(c, false), pkt.seq, payloadOf(c));
-    source = '';
+    sourceOf = c;
+    const r = engine.serverSynIn(t, pkt.seq, payloadOf(c));
+    sourceOf = null;
     if (r.kind === 'refuse') {
       // No flow record: a flood must not fill the flow log (counted under 'rate-limited').
       if ((r.reason as string) === RATE_LIMITED) return drop(c, 'rate-limited');
@@ -250,12 +293,12 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
         const d = deps.policy().ingress({ client: c.peer, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) });
         if (!d.allow) return refuse(c, 'policy', d);
       }
-      serverFlows.set(key, { at: deps.now(), puIndex: pu.index, untagged: false });
+      keepFlow(deps.now(), pu.index, false);
       return pass(c, 'retry', stripped, OP_SET_SERVER_PENDING);
     }
     const d = deps.policy().ingress({ client: c.peer, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) });
     if (!d.allow) return refuse(c, 'policy', d);
-    serverFlows.set(key, { at: deps.now(), puIndex: pu.index, untagged: false });
+    keepFlow(deps.now(), pu.index, false);
     // The connection is decided here (proof, register, policy); its SYN-ACK authorizes it.
     return accept(c, VERDICT_REPEAT, OP_SET_SERVER_PENDING, stripped, d);
   }

@@ -115,6 +115,12 @@ export const DEFAULT_V2_OPTIONS: V2Options = {
   learnedHostKeys: 4_096,
 };
 
+/** Pair-key cache counters (the worker's x25519 cache metrics: a miss is one X25519 + HKDF). */
+export interface KeyStats {
+  hits: number;
+  misses: number;
+}
+
 export interface V2Deps {
   /** Wall clock, milliseconds since the epoch (proof timestamps are compared across hosts). */
   now(): number;
@@ -142,6 +148,8 @@ export interface V2Deps {
    * private register of options.registerEntries.
    */
   register?: { buffer: SharedArrayBuffer; holder: number };
+  /** Counted into: a pair key found cached (hits) or derived (misses). Default: private counters. */
+  keyStats?: KeyStats;
   options?: Partial<V2Options>;
 }
 

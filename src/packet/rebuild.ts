@@ -166,7 +166,12 @@ export function rebuild(buf: Uint8Array, pkt: TcpPacket, edit: RebuildEdit, out:
     payLength = pl;
   }
   const append = edit.append;
-  const appendLength = append === undefined ? 0 : append.length;
+  let appendLength = append === undefined ? 0 : append.length;
+  if (append !== undefined && edit.appendLength !== undefined) {
+    const al = edit.appendLength;
+    if (!(Number.isInteger(al) && al >= 0 && al <= append.length)) return packetError('bad-edit', `appendLength ${al} outside 0..${append.length}`);
+    appendLength = al;
+  }
   if (append === out) return packetError('bad-edit', 'append must not be out');
 
   const limit = pkt.family === 4 ? 65535 : 65535 + 40;

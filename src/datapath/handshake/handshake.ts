@@ -24,8 +24,8 @@
 // in front of the block, a simultaneous open, any ACK that reaches a queue. Every verdict mark
 // keeps other software's nfmark bits (verdict.ts).
 
-import { parseTcp, findOption, rebuild, verifyChecksums, TCP_SYN, TCP_ACK, TCP_FIN, TCP_RST } from '../../packet/index.js';
-import type { PolicyDecision } from '../../policy/index.js';
+import { parseTcp, findOption, rebuild, verifyChecksums, newTcpPacket, TCP_SYN, TCP_ACK, TCP_FIN, TCP_RST, type RebuildEdit } from '../../packet/index.js';
+import type { PolicyDecision, PolicyRequest } from '../../policy/index.js';
 import type { FlowRecord } from '../../flow.js';
 import type { VerifiedToken, VerifyResult } from '../../identity/index.js';
 import { OP_SET_CLIENT_PENDING, OP_CLEAR_CLIENT_PENDING, OP_SET_SERVER_PENDING, OP_CLEAR_SERVER_PENDING, HOST_SOCK, PU_DEST, PU_INDEX_MASK, puIndexFromMark } from '../../marks.js';
@@ -73,6 +73,8 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
   const outcomes = createOutcomes(opt, deps.now, deps.onFlow);
   const { drop, pass, accept, refuse } = outcomes;
   const ctx = newContext();
+  /** The parsed view of the packet being handled, reused. */
+  const parsed = newTcpPacket();
   const tuple: TupleView = { buf: new Uint8Array(0), addrLength: 4, clientAddrOffset: 0, serverAddrOffset: 0, clientPort: 0, serverPort: 0 };
 
   /**
@@ -137,24 +139,43 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     return tuple;
   }
 
-  /** The peer's address (the packet's source) as bytes, for network rules; a view, no copy of the text. */
-  function peerAddr(c: PacketContext): Uint8Array {
-    return c.buf.subarray(c.pkt.srcAddrOffset, c.pkt.srcAddrOffset + c.pkt.addrLength);
+  // The policy's question, one reused object; the peer's address copied into a fixed array
+  // per family (policy reads it during the call only, for network rules).
+  const addr4 = new Uint8Array(4);
+  const addr16 = new Uint8Array(16);
+  const request: { -readonly [K in keyof PolicyRequest]: PolicyRequest[K] } = { client: null, server: null, port: 0, peerAddr: addr4 };
+  function ask(c: PacketContext, ingress: boolean, client: PolicyRequest['client'], server: PolicyRequest['server'], port: number): PolicyDecision {
+    const { buf, pkt } = c;
+    const a = pkt.addrLength === 4 ? addr4 : addr16;
+    for (let i = 0; i < a.length; i++) a[i] = buf[pkt.srcAddrOffset + i]!;
+    request.client = client;
+    request.server = server;
+    request.port = port;
+    request.peerAddr = a;
+    const p = deps.policy();
+    return ingress ? p.ingress(request) : p.egress(request);
   }
 
   function payloadOf(c: PacketContext): Uint8Array {
     return c.buf.subarray(c.pkt.payloadOffset, c.pkt.payloadOffset + c.pkt.payloadLength);
   }
 
+  // The two rewrites, as reused edit objects (no object or view per packet).
+  const attachEdit: RebuildEdit = { addOption: MARKER_OPTION, append: blockBuf, appendLength: 0, maxLength: opt.maxPacketLength };
+  const stripEdit: RebuildEdit = { removeOptionAt: 0, payloadLength: 0 };
+
   /** Add the marker option and append `n` bytes of blockBuf after whatever payload the packet has. */
   function attach(c: PacketContext, n: number): number | 'too-large' {
-    const len = rebuild(c.buf, c.pkt, { addOption: MARKER_OPTION, append: blockBuf.subarray(0, n), maxLength: opt.maxPacketLength }, c.out);
+    attachEdit.appendLength = n;
+    const len = rebuild(c.buf, c.pkt, attachEdit, c.out);
     return typeof len === 'number' ? len : 'too-large';
   }
 
   /** Remove the marker option and the block (which starts `keep` bytes into the payload). */
   function strip(c: PacketContext, optAt: number, keep: number): number | null {
-    const len = rebuild(c.buf, c.pkt, { removeOptionAt: optAt, payloadLength: keep }, c.out);
+    stripEdit.removeOptionAt = optAt;
+    stripEdit.payloadLength = keep;
+    const len = rebuild(c.buf, c.pkt, stripEdit, c.out);
     return typeof len === 'number' ? len : null;
   }
 
@@ -256,7 +277,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     if (optAt < 0) {
       // Not a PU's service: not ours to judge.
       if (!pu) return pass(c, 'no-pu');
-      const d = deps.policy().ingress({ client: null, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) });
+      const d = ask(c, true, null, pu, pkt.dstPort);
       if (!d.allow) return refuse(c, 'missing-token', d);
       keepFlow(deps.now(), pu.index, true);
       // Allowed, no proof will follow: TESSERA-APPLY turns "clear server pending" into AUTHORIZED.
@@ -290,13 +311,13 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       // First contact: nothing to authorize yet. A verified token is still judged now, so a
       // peer policy refuses learns it at once rather than after the retry.
       if (c.peer) {
-        const d = deps.policy().ingress({ client: c.peer, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) });
+        const d = ask(c, true, c.peer, pu, pkt.dstPort);
         if (!d.allow) return refuse(c, 'policy', d);
       }
       keepFlow(deps.now(), pu.index, false);
       return pass(c, 'retry', stripped, OP_SET_SERVER_PENDING);
     }
-    const d = deps.policy().ingress({ client: c.peer, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) });
+    const d = ask(c, true, c.peer, pu, pkt.dstPort);
     if (!d.allow) return refuse(c, 'policy', d);
     keepFlow(deps.now(), pu.index, false);
     // The connection is decided here (proof, register, policy); its SYN-ACK authorizes it.
@@ -313,7 +334,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
     if (optAt < 0) {
       // A server without Tessera: the PU's network rules decide (default: refuse).
-      const d = deps.policy().egress({ client: pu, server: null, port: pkt.srcPort, peerAddr: peerAddr(c) });
+      const d = ask(c, false, pu, null, pkt.srcPort);
       if (!d.allow) return refuse(c, 'missing-token', d);
       return accept(c, VERDICT_REPEAT, OP_CLEAR_CLIENT_PENDING, 0, d);
     }
@@ -323,7 +344,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     // retransmission carries it (same ISN), and a reset would end the connect().
     if (r.kind === 'retry') return drop(c, 'retry');
     c.peer = peerOf(r.peer);
-    const d = deps.policy().egress({ client: pu, server: c.peer, port: pkt.srcPort, peerAddr: peerAddr(c) });
+    const d = ask(c, false, pu, c.peer, pkt.srcPort);
     if (!d.allow) return refuse(c, 'policy', d);
     const stripped = strip(c, optAt, r.blockStart);
     if (stripped === null) return refuse(c, 'bad-packet');
@@ -339,7 +360,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     c.mark = mark;
     c.local = undefined;
     c.peer = null;
-    const pkt = parseTcp(buf);
+    const pkt = parseTcp(buf, undefined, parsed);
     // Not a TCP packet we can read: refused both ways. On egress a PU's process can shape its
     // own packets (an IPv6 routing header, say): accepting would let them leave unjudged.
     if (!pkt.ok) return drop(c, 'bad-packet');

@@ -53,7 +53,7 @@ export function createV2Engine(deps: V2Deps): V2Engine {
       deps.random(pool);
       poolAt = 0;
     }
-    out.set(pool.subarray(poolAt, poolAt + out.length));
+    for (let i = 0; i < out.length; i++) out[i] = pool[poolAt + i]!;
     poolAt += out.length;
   };
   const client = createClientRole({ ...deps, random }, opt, proofs, peers, pairKeys);

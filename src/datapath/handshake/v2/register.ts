@@ -8,14 +8,15 @@
 // one SharedArrayBuffer (createRegisterBuffer, made by the pool, passed in workerData):
 //
 //   Int32 words: [magic, stripes, ways, seed] ‖ lock[stripes] ‖ slot[stripes × ways] × 6 words
-//                (the proof's first 4 words, the tuple hash, 0)
+//                (the proof's first 4 words, the tuple hash, 0) ‖ tag[stripes × ways] (the
+//                proof's first word again: a stripe's scan reads 128 bytes of tags, not its slots)
 //   Float64:     expiry[stripes × ways] (ms since the epoch; 0 = empty), 8-aligned after
 //
 // A proof has two candidate stripes, from its first two words mixed with the buffer's random
 // seed; it is looked up in both and recorded in the one with more room ("two choices"). With
 // one stripe per proof, stripes fill unevenly (balls into bins): the first 'full' came at
 // about 60 % of capacity. With two, the fullest stripe stays within a few slots of the
-// average, and the first 'full' comes above 90 % (test/unit/datapath/v2/register-fill.test.ts
+// average, and the first 'full' comes at about 94 % (above 90 %: test/unit/datapath/v2/register-fill.test.ts
 // counts it). The seed keeps a client that grinds its proofs from aiming at chosen stripes.
 // A stripe's Int32 lock is a spin lock taken by Atomics.compareExchange (0 = free, else the
 // holder's id: the pool frees the locks of a worker that died holding one, releaseHeldBy);
@@ -37,7 +38,8 @@ export type Strike = 'new' | 'same' | 'seen' | 'full';
 const MAGIC = 0x54535231; // "TSR1"
 const HEADER = 4;
 const SLOT = 6;
-const MAX_WAYS = 64;
+/** 32 ways × two candidate stripes read as much memory per strike as one stripe of 64 did. */
+const MAX_WAYS = 32;
 /** Lock attempts before giving up (answering 'full'): the critical section is a few dozen operations. */
 const SPIN_LIMIT = 1 << 22;
 /** The table is counted (size) at most this often, by the clock the handle was last given. */
@@ -50,7 +52,7 @@ export function createRegisterBuffer(entries: number): SharedArrayBuffer {
   }
   const ways = Math.min(MAX_WAYS, entries);
   const stripes = Math.ceil(entries / ways);
-  const words = HEADER + stripes + stripes * ways * SLOT;
+  const words = HEADER + stripes + stripes * ways * (SLOT + 1);
   const f64At = Math.ceil((words * 4) / 8) * 8;
   const sab = new SharedArrayBuffer(f64At + stripes * ways * 8);
   const i32 = new Int32Array(sab, 0, words);
@@ -68,7 +70,7 @@ function layout(sab: SharedArrayBuffer): { i32: Int32Array; f64: Float64Array; s
   if (Atomics.load(head, 0) !== MAGIC) throw new TesseraError('TESSERA_ERR_INVALID_CONFIG', 'strike register buffer is not one createRegisterBuffer made');
   const stripes = head[1]!;
   const ways = head[2]!;
-  const words = HEADER + stripes + stripes * ways * SLOT;
+  const words = HEADER + stripes + stripes * ways * (SLOT + 1);
   const f64At = Math.ceil((words * 4) / 8) * 8;
   return { i32: new Int32Array(sab, 0, words), f64: new Float64Array(sab, f64At, stripes * ways), stripes, ways, seed: head[3]! };
 }
@@ -90,6 +92,8 @@ export class StrikeRegister {
   readonly #ways: number;
   readonly #holder: number;
   readonly #seed: number;
+  /** Where the tag words start in #i32. */
+  readonly #tags: number;
   #lastNow = 0;
   #sizeAt: number | null = null;
   #size = 0;
@@ -108,6 +112,7 @@ export class StrikeRegister {
     this.#stripes = l.stripes;
     this.#ways = l.ways;
     this.#seed = l.seed;
+    this.#tags = HEADER + l.stripes + l.stripes * l.ways * SLOT;
     this.capacity = l.stripes * l.ways;
     this.retentionMs = retentionMs;
     this.#holder = shared?.holder ?? 1;
@@ -172,6 +177,7 @@ export class StrikeRegister {
         const free = b >= 0 && this.#lastFree > this.#firstFree ? b : a >= 0 ? a : b;
         if (free >= 0) {
           const p = HEADER + this.#stripes + free * SLOT;
+          i32[this.#tags + free] = k0;
           i32[p] = k0;
           i32[p + 1] = k1;
           i32[p + 2] = k2;
@@ -214,14 +220,16 @@ export class StrikeRegister {
     const f64 = this.#f64;
     const first = stripe * this.#ways;
     const slots = HEADER + this.#stripes;
+    const tags = this.#tags;
     let free = -1;
     let count = 0;
     this.#firstFree = this.#lastFree;
     for (let w = 0; w < this.#ways; w++) {
       const e = first + w;
       if (f64[e]! > now) {
+        if (i32[tags + e] !== k0) continue;
         const p = slots + e * SLOT;
-        if (i32[p] === k0 && i32[p + 1] === k1 && i32[p + 2] === k2 && i32[p + 3] === k3) return i32[p + 4] === (tupleHash | 0) ? SAME : SEEN;
+        if (i32[p + 1] === k1 && i32[p + 2] === k2 && i32[p + 3] === k3) return i32[p + 4] === (tupleHash | 0) ? SAME : SEEN;
       } else {
         if (free === -1) free = e;
         count++;

@@ -104,7 +104,7 @@ export const DEFAULT_V2_OPTIONS: V2Options = {
   maxAgeMs: 2_000,
   // Entries live skew + maxAge + skew = 8 s: 131 072 per worker (the host's shared register
   // holds that × its workers) takes 16 000 new proofs a second per worker at capacity, and
-  // refuses none below ~97 % of it (two candidate stripes per proof: register.ts).
+  // refuses none below ~94 % of it (two candidate stripes per proof: register.ts).
   registerEntries: 131_072,
   peerTokens: 4_096,
   stateEntries: 16_384,

@@ -70,11 +70,11 @@ export function createClientRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
   // An IPv4 server address is its own key (a number); an IPv6 one a string of 8 units.
   const hosts = new Lru<number | string, ServerHost>(opt.learnedHostKeys);
   const free: ClientConn[] = [];
+  // A dropped connection's proofs keep their (long-lived) keys until the object is reused.
   const state = new FlowTable<ClientConn>(opt.stateEntries, (c) => {
     c.token = null;
     c.host = null;
-    c.pks.fill(null);
-    c.hks.fill(null);
+    c.proofs = 0;
     free.push(c);
   });
   const nonce = new Uint8Array(NONCE2_LENGTH);

@@ -7,10 +7,10 @@
 // --queue-balance may hand that copy to another worker than the original. The table lives in
 // one SharedArrayBuffer (createRegisterBuffer, made by the pool, passed in workerData):
 //
-//   Int32 words: [magic, stripes, ways, seed] ‖ lock[stripes] ‖ slot[stripes × ways] × 6 words
-//                (the proof's first 4 words, the tuple hash, 0) ‖ tag[stripes × ways] (the
-//                proof's first word again: a stripe's scan reads 128 bytes of tags, not its slots)
-//   Float64:     expiry[stripes × ways] (ms since the epoch; 0 = empty), 8-aligned after
+//   Int32 words: [magic, stripes, ways, seed] ‖ lock[stripes], then, 64-byte aligned, one
+//   block per stripe, contiguous (a stripe's scan reads its first 12 × ways bytes, in order):
+//     expiry[ways] Float64 (ms since the epoch; 0 = empty) ‖ tag[ways] Int32 (the proof's first
+//     word) ‖ rest[ways] × 4 Int32 (the proof's words 1-3, the tuple hash)
 //
 // A proof has two candidate stripes, from its first two words mixed with the buffer's random
 // seed; it is looked up in both and recorded in the one with more room ("two choices"). With
@@ -35,15 +35,21 @@ import { TesseraError } from '../../../errors.js';
 /** 'new': recorded now; 'same': live, struck from this tuple; 'seen': live, struck from another tuple; 'full': no room. */
 export type Strike = 'new' | 'same' | 'seen' | 'full';
 
-const MAGIC = 0x54535231; // "TSR1"
+const MAGIC = 0x54535232; // "TSR2"
 const HEADER = 4;
-const SLOT = 6;
+/** Bytes per way in a stripe's block: expiry 8, tag 4, rest 16. */
+const WAY_BYTES = 28;
 /** 32 ways × two candidate stripes read as much memory per strike as one stripe of 64 did. */
 const MAX_WAYS = 32;
 /** Lock attempts before giving up (answering 'full'): the critical section is a few dozen operations. */
 const SPIN_LIMIT = 1 << 22;
 /** The table is counted (size) at most this often, by the clock the handle was last given. */
 const SIZE_EVERY_MS = 1_000;
+
+/** Byte offset of the first stripe block: after the header and the locks, 64-byte aligned. */
+function blocksAt(stripes: number): number {
+  return Math.ceil(((HEADER + stripes) * 4) / 64) * 64;
+}
 
 /** A register's shared memory for `entries` proofs (rounded up to whole stripes). */
 export function createRegisterBuffer(entries: number): SharedArrayBuffer {
@@ -52,10 +58,8 @@ export function createRegisterBuffer(entries: number): SharedArrayBuffer {
   }
   const ways = Math.min(MAX_WAYS, entries);
   const stripes = Math.ceil(entries / ways);
-  const words = HEADER + stripes + stripes * ways * (SLOT + 1);
-  const f64At = Math.ceil((words * 4) / 8) * 8;
-  const sab = new SharedArrayBuffer(f64At + stripes * ways * 8);
-  const i32 = new Int32Array(sab, 0, words);
+  const sab = new SharedArrayBuffer(blocksAt(stripes) + stripes * ways * WAY_BYTES);
+  const i32 = new Int32Array(sab, 0, HEADER);
   i32[1] = stripes;
   i32[2] = ways;
   const seed = new Int32Array(1);
@@ -70,9 +74,9 @@ function layout(sab: SharedArrayBuffer): { i32: Int32Array; f64: Float64Array; s
   if (Atomics.load(head, 0) !== MAGIC) throw new TesseraError('TESSERA_ERR_INVALID_CONFIG', 'strike register buffer is not one createRegisterBuffer made');
   const stripes = head[1]!;
   const ways = head[2]!;
-  const words = HEADER + stripes + stripes * ways * (SLOT + 1);
-  const f64At = Math.ceil((words * 4) / 8) * 8;
-  return { i32: new Int32Array(sab, 0, words), f64: new Float64Array(sab, f64At, stripes * ways), stripes, ways, seed: head[3]! };
+  // ways × 28 is a multiple of 4 (and of 8 for even ways; 1-way tables are tests): whole views.
+  const bytes = sab.byteLength - (sab.byteLength % 8);
+  return { i32: new Int32Array(sab, 0, sab.byteLength / 4), f64: new Float64Array(sab, 0, bytes / 8), stripes, ways, seed: head[3]! };
 }
 
 /** Free the stripe locks `holder` holds (a worker that ended inside a critical section). Returns how many. */
@@ -92,8 +96,9 @@ export class StrikeRegister {
   readonly #ways: number;
   readonly #holder: number;
   readonly #seed: number;
-  /** Where the tag words start in #i32. */
-  readonly #tags: number;
+  /** Byte offset of stripe 0's block, and bytes per block. */
+  readonly #blocks: number;
+  readonly #block: number;
   #lastNow = 0;
   #sizeAt: number | null = null;
   #size = 0;
@@ -112,7 +117,8 @@ export class StrikeRegister {
     this.#stripes = l.stripes;
     this.#ways = l.ways;
     this.#seed = l.seed;
-    this.#tags = HEADER + l.stripes + l.stripes * l.ways * SLOT;
+    this.#blocks = blocksAt(l.stripes);
+    this.#block = l.ways * WAY_BYTES;
     this.capacity = l.stripes * l.ways;
     this.retentionMs = retentionMs;
     this.#holder = shared?.holder ?? 1;
@@ -128,7 +134,10 @@ export class StrikeRegister {
     const now = this.#lastNow;
     if (this.#sizeAt !== null && now >= this.#sizeAt && now - this.#sizeAt < SIZE_EVERY_MS) return this.#size;
     let n = 0;
-    for (let i = 0; i < this.#f64.length; i++) if (this.#f64[i]! > now) n++;
+    for (let st = 0; st < this.#stripes; st++) {
+      const e = (this.#blocks + st * this.#block) / 8;
+      for (let w = 0; w < this.#ways; w++) if (this.#f64[e + w]! > now) n++;
+    }
     this.#sizeAt = now;
     this.#size = n;
     return n;
@@ -176,14 +185,17 @@ export class StrikeRegister {
         // Free slot counts were kept in #freeIn: record in the stripe with more room.
         const free = b >= 0 && this.#lastFree > this.#firstFree ? b : a >= 0 ? a : b;
         if (free >= 0) {
-          const p = HEADER + this.#stripes + free * SLOT;
-          i32[this.#tags + free] = k0;
-          i32[p] = k0;
-          i32[p + 1] = k1;
-          i32[p + 2] = k2;
-          i32[p + 3] = k3;
-          i32[p + 4] = tupleHash | 0;
-          this.#f64[free] = now + this.retentionMs;
+          // free = the way's byte offset (see #scan).
+          const w = this.#way(free);
+          const base = free - w * 8;
+          const tag = (base + this.#ways * 8) / 4 + w;
+          const rest = (base + this.#ways * 12) / 4 + w * 4;
+          i32[tag] = k0;
+          i32[rest] = k1;
+          i32[rest + 1] = k2;
+          i32[rest + 2] = k3;
+          i32[rest + 3] = tupleHash | 0;
+          this.#f64[free / 8] = now + this.retentionMs;
           answer = 'new';
         }
       }
@@ -210,28 +222,34 @@ export class StrikeRegister {
   #firstFree = 0;
   #lastFree = 0;
 
+  /** The way of a free slot (its expiry's byte offset) within its stripe's block. */
+  #way(byteOffset: number): number {
+    return ((byteOffset - this.#blocks) % this.#block) / 8;
+  }
+
   /**
-   * One stripe, under its lock: SAME or SEEN when the proof is live there, else the first free
-   * slot's index (-1: none), with the stripe's free slot count in #lastFree (the previous
-   * scan's moved to #firstFree).
+   * One stripe, under its lock: SAME or SEEN when the proof is live there, else the byte
+   * offset of the first free way's expiry (-1: none), with the stripe's free way count in
+   * #lastFree (the previous scan's moved to #firstFree).
    */
   #scan(stripe: number, k0: number, k1: number, k2: number, k3: number, tupleHash: number, now: number): number {
     const i32 = this.#i32;
     const f64 = this.#f64;
-    const first = stripe * this.#ways;
-    const slots = HEADER + this.#stripes;
-    const tags = this.#tags;
+    const ways = this.#ways;
+    const base = this.#blocks + stripe * this.#block;
+    const exp = base / 8;
+    const tag = (base + ways * 8) / 4;
+    const rest = (base + ways * 12) / 4;
     let free = -1;
     let count = 0;
     this.#firstFree = this.#lastFree;
-    for (let w = 0; w < this.#ways; w++) {
-      const e = first + w;
-      if (f64[e]! > now) {
-        if (i32[tags + e] !== k0) continue;
-        const p = slots + e * SLOT;
-        if (i32[p + 1] === k1 && i32[p + 2] === k2 && i32[p + 3] === k3) return i32[p + 4] === (tupleHash | 0) ? SAME : SEEN;
+    for (let w = 0; w < ways; w++) {
+      if (f64[exp + w]! > now) {
+        if (i32[tag + w] !== k0) continue;
+        const p = rest + w * 4;
+        if (i32[p] === k1 && i32[p + 1] === k2 && i32[p + 2] === k3) return i32[p + 3] === (tupleHash | 0) ? SAME : SEEN;
       } else {
-        if (free === -1) free = e;
+        if (free === -1) free = base + w * 8;
         count++;
       }
     }

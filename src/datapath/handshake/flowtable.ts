@@ -84,10 +84,12 @@ export class FlowTable<V> {
       const st = g.state[s]!;
       if (st === EMPTY) return -1;
       if (st === USED) {
+        // Last word first: the ISN and ports tell connections apart, the addresses and the
+        // address length are mostly the same from one connection to the next.
         const at = s * KEY_WORDS;
-        let i = 0;
-        while (i < KEY_WORDS && keys[at + i] === k[i]) i++;
-        if (i === KEY_WORDS) return s;
+        let i = KEY_WORDS - 1;
+        while (i >= 0 && keys[at + i] === k[i]) i--;
+        if (i < 0) return s;
       }
     }
     return -1;
@@ -100,7 +102,8 @@ export class FlowTable<V> {
     // A tombstone is reused in place (it was counted in `filled` already).
     if (g.state[s] === EMPTY) g.filled++;
     g.state[s] = USED;
-    g.keys.set(k, s * KEY_WORDS);
+    const at = s * KEY_WORDS;
+    for (let i = 0; i < KEY_WORDS; i++) g.keys[at + i] = k[i]!;
     g.vals[s] = v;
     g.live++;
   }

@@ -25,7 +25,7 @@
 // keeps other software's nfmark bits (verdict.ts).
 
 import { parseTcp, findOption, rebuild, verifyChecksums, newTcpPacket, TCP_SYN, TCP_ACK, TCP_FIN, TCP_RST, type RebuildEdit } from '../../packet/index.js';
-import type { PolicyDecision, PolicyRequest } from '../../policy/index.js';
+import type { Policy, PolicyDecision, PolicyRequest } from '../../policy/index.js';
 import type { FlowRecord } from '../../flow.js';
 import type { VerifiedToken, VerifyResult } from '../../identity/index.js';
 import { OP_SET_CLIENT_PENDING, OP_CLEAR_CLIENT_PENDING, OP_SET_SERVER_PENDING, OP_CLEAR_SERVER_PENDING, HOST_SOCK, PU_DEST, PU_INDEX_MASK, puIndexFromMark } from '../../marks.js';
@@ -56,6 +56,8 @@ const FLAG_MASK = TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST;
 const ACK_MASK = TCP_SYN | TCP_ACK | TCP_RST;
 /** Server refusals answered with silence (a drop), not a reset: see synIn. */
 const SILENT: ReadonlySet<string> = new Set(['replay', 'stale', 'restarted', 'register-full']);
+/** Ports whose decisions are cached per pair of label sets (then that pair's cache starts over). */
+const PORTS_PER_PAIR = 1024;
 /** Not a token verifier's reason: the source spent its budget of failed verifications. */
 const RATE_LIMITED = 'rate-limited' as const;
 
@@ -144,7 +146,37 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
   const addr4 = new Uint8Array(4);
   const addr16 = new Uint8Array(16);
   const request: { -readonly [K in keyof PolicyRequest]: PolicyRequest[K] } = { client: null, server: null, port: 0, peerAddr: addr4 };
+  // Decisions between two verified endpoints, per policy object: they depend only on the two
+  // label sets, the direction and the port (network rules never match a peer that runs
+  // Tessera, and a compiled policy keeps no state), so a repeated question is one lookup
+  // instead of a walk over the rules. Keyed by the label arrays' identity (a cached token's
+  // and a PU snapshot's are the same object every time), weakly; ports bounded per pair.
+  type PortDecisions = Map<number, PolicyDecision>;
+  let cachedFor: Policy | null = null;
+  let cache: Array<WeakMap<readonly string[], WeakMap<readonly string[], PortDecisions>>> = [new WeakMap(), new WeakMap()];
   function ask(c: PacketContext, ingress: boolean, client: PolicyRequest['client'], server: PolicyRequest['server'], port: number): PolicyDecision {
+    const p = deps.policy();
+    if (client !== null && server !== null) {
+      if (p !== cachedFor) {
+        cachedFor = p;
+        cache = [new WeakMap(), new WeakMap()];
+      }
+      const byClient = cache[ingress ? 0 : 1]!;
+      let byServer = byClient.get(client.labels);
+      if (byServer === undefined) byClient.set(client.labels, (byServer = new WeakMap()));
+      let ports = byServer.get(server.labels);
+      if (ports === undefined) byServer.set(server.labels, (ports = new Map()));
+      let d = ports.get(port);
+      if (d === undefined) {
+        d = evaluate(c, p, ingress, client, server, port);
+        if (ports.size >= PORTS_PER_PAIR) ports.clear();
+        ports.set(port, d);
+      }
+      return d;
+    }
+    return evaluate(c, p, ingress, client, server, port);
+  }
+  function evaluate(c: PacketContext, p: Policy, ingress: boolean, client: PolicyRequest['client'], server: PolicyRequest['server'], port: number): PolicyDecision {
     const { buf, pkt } = c;
     const a = pkt.addrLength === 4 ? addr4 : addr16;
     for (let i = 0; i < a.length; i++) a[i] = buf[pkt.srcAddrOffset + i]!;
@@ -152,7 +184,6 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     request.server = server;
     request.port = port;
     request.peerAddr = a;
-    const p = deps.policy();
     return ingress ? p.ingress(request) : p.egress(request);
   }
 

@@ -9,6 +9,7 @@ import {
   type FlowRecord,
   type Handshake,
   type HandshakeOptions,
+  type HandshakeVerifier,
   type IssuedToken,
   type LocalPu,
 } from '../../../src/datapath/handshake/handshake.js';
@@ -65,6 +66,8 @@ export interface HostSetup {
   directory?: Map<string, Uint8Array>;
   /** Protocol v2 engine options (register bound, freshness window). */
   v2?: Partial<V2Options>;
+  /** The verifier the handshake is given (default: the host's plain one); e.g. createHandshakeCrypto's `tokens`, as in the workers. */
+  handshakeVerifier?: HandshakeVerifier;
   /** When the host's strike register started (default: a minute ago, long before any proof of a test). */
   startedAt?: number;
 }
@@ -88,7 +91,7 @@ export function makeHost(name: string, psk: Uint8Array, options: Partial<Handsha
   const directory = setup.directory ?? DIRECTORY;
   const verifier = createVerifier(setup.trust ?? { mode: 'psk', secret: psk }, 30);
   const hs = createHandshake({
-    verifier,
+    verifier: setup.handshakeVerifier ?? verifier,
     random: (b) => void randomFillSync(b),
     hostStaticKeys: [key],
     ...(setup.v2 ? { v2: setup.v2 } : {}),

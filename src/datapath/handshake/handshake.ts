@@ -31,7 +31,7 @@ import type { VerifiedToken, VerifyResult } from '../../identity/index.js';
 import { OP_SET_CLIENT_PENDING, OP_CLEAR_CLIENT_PENDING, OP_SET_SERVER_PENDING, OP_CLEAR_SERVER_PENDING, HOST_SOCK, PU_DEST, PU_INDEX_MASK, puIndexFromMark } from '../../marks.js';
 import { SourceBudget } from './tables.js';
 import { createFlowKeys } from './keys.js';
-import { FlowTable, keyPacket, keyTuple } from './flowtable.js';
+import { FlowTable, keyTuple } from './flowtable.js';
 import { createOutcomes, newContext, type PacketContext } from './outcome.js';
 import { HOOK_LOCAL_OUT, HOOK_POST_ROUTING, VERDICT_ACCEPT, VERDICT_REPEAT } from './verdict.js';
 import { MARKER_EXID, MARKER_KIND, MARKER_OPTION } from './wire.js';
@@ -66,9 +66,6 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
   /** Per connection by tuple (by role) and client ISN; the value objects are reused (FlowTable recycles them). */
   const freeFlows: ServerFlow[] = [];
   const serverFlows = new FlowTable<ServerFlow>(opt.stateEntries, (f) => freeFlows.push(f));
-  /** ISN of the SYN each local client sent, by the SYN's (source, destination, ports): spots a simultaneous open. */
-  const clientSyns = new FlowTable<{ isn: number }>(opt.stateEntries, (v) => freeSyns.push(v));
-  const freeSyns: Array<{ isn: number }> = [];
   const budget = new SourceBudget(opt.budgetSources, opt.failedVerifyBurst, opt.failedVerifyPerSecond);
   const { sourceKey } = createFlowKeys();
   const blockBuf = new Uint8Array(4096);
@@ -213,7 +210,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
   // ---- egress (POSTROUTING): our PU is the client (SYN) or the server (SYN-ACK) ----
 
   function synOut(c: PacketContext): Decision {
-    const { buf, pkt } = c;
+    const { pkt } = c;
     const pu = deps.puByIndex(puIndexFromMark(c.mark));
     // The nfmark names a PU this worker does not know (yet: its snapshot is on the way), or
     // one without a token: leaving untagged would skip the egress decision. The kernel
@@ -226,14 +223,6 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     if (r.kind === 'refuse') return drop(c, r.reason as Reason);
     const len = attach(c, r.length);
     if (len === 'too-large') return drop(c, 'too-large');
-    keyPacket(clientSyns.key, buf, pkt.srcAddrOffset, pkt.dstAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort, 0);
-    const syn = clientSyns.get();
-    if (syn !== undefined) syn.isn = pkt.seq;
-    else {
-      const v = freeSyns.pop() ?? { isn: 0 };
-      v.isn = pkt.seq;
-      clientSyns.set(v);
-    }
     return accept(c, VERDICT_REPEAT, OP_SET_CLIENT_PENDING | (c.mark & PU_INDEX_MASK), len, null);
   }
 
@@ -241,11 +230,9 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     const { buf, pkt } = c;
     // Simultaneous open: our local client sent a SYN on this tuple, a crossed SYN came in and
     // the stack answers it with its own ISN. Neither side could prove itself: refused.
-    if (clientSyns.size > 0) {
-      // Our SYN-ACK leaves on the tuple our SYN left on: same source, destination and ports.
-      keyPacket(clientSyns.key, buf, pkt.srcAddrOffset, pkt.dstAddrOffset, pkt.addrLength, pkt.srcPort, pkt.dstPort, 0);
-      if (clientSyns.peek()?.isn === pkt.seq) return drop(c, 'simultaneous-open');
-    }
+    // (Our SYN-ACK leaves on the tuple our SYN left on, client = this host, with our SYN's ISN:
+    // the engine's client state, kept for every SYN it tagged, knows.)
+    if (engine.clientSent(setTuple(c, true), pkt.seq)) return drop(c, 'simultaneous-open');
     const isnC = (pkt.ack - 1) >>> 0;
     const t = setTuple(c, false);
     keyTuple(serverFlows.key, t, isnC);

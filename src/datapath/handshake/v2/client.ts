@@ -63,6 +63,7 @@ const PORTS_PER_HOST = 256;
 export interface ClientRole {
   synOut(t: TupleView, isnC: number, pu: V2LocalPu, out: Uint8Array): ClientSynOutResult;
   synAckIn(t: TupleView, isnC: number, isnS: number, payload: Uint8Array): ClientSynAckInResult;
+  sent(t: TupleView, isnC: number): boolean;
   readonly state: FlowTable<ClientConn>;
 }
 
@@ -239,5 +240,11 @@ export function createClientRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     return { kind: 'proof', peer: tk, blockStart: b.start };
   }
 
-  return { synOut, synAckIn, state };
+  /** Whether a SYN of ours left on this tuple with this ISN (and its state is still kept). */
+  function sent(t: TupleView, isnC: number): boolean {
+    keyTuple(state.key, t, isnC);
+    return state.peek() !== undefined;
+  }
+
+  return { synOut, synAckIn, sent, state };
 }

@@ -62,6 +62,7 @@ export function createV2Engine(deps: V2Deps): V2Engine {
     serverSynIn: server.synIn,
     serverSynAckOut: server.synAckOut,
     clientSynAckIn: client.synAckIn,
+    clientSent: client.sent,
     setHostKeys: server.setHostKeys,
     clearPeerTokens: () => peers.clear(),
     stats: () => ({

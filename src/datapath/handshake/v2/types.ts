@@ -245,6 +245,11 @@ export interface V2Engine {
   serverSynAckOut(t: TupleView, isnC: number, isnS: number, pu: V2LocalPu, out: Uint8Array): ServerSynAckOutResult;
   /** Client, SYN-ACK in (PREROUTING). `isnC` = ack − 1, `isnS` = seq. */
   clientSynAckIn(t: TupleView, isnC: number, isnS: number, payload: Uint8Array): ClientSynAckInResult;
+  /**
+   * Whether this engine's client sent a SYN on `t` with ISN `isnC` that it still keeps state
+   * for (a simultaneous open: the datapath sees our own SYN-ACK leave on that tuple with that ISN).
+   */
+  clientSent(t: TupleView, isnC: number): boolean;
   /** Replace this host's static keys (current first; rotated-out ones with `notAfter`). */
   setHostKeys(keys: readonly HostStaticKey[]): void;
   /** Forget cached peer tokens (e.g. when the revocation set or trust changed). */

@@ -69,7 +69,10 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
   const budget = new SourceBudget(opt.budgetSources, opt.failedVerifyBurst, opt.failedVerifyPerSecond);
   const { sourceKey } = createFlowKeys();
   const blockBuf = new Uint8Array(4096);
-  const outcomes = createOutcomes(opt, deps.now, deps.onFlow);
+  // The clock is read once per packet (handle): every step of one packet sees the same time.
+  let clock = deps.now();
+  const now = (): number => clock;
+  const outcomes = createOutcomes(opt, now, deps.onFlow);
   const { drop, pass, accept, refuse } = outcomes;
   const ctx = newContext();
   /** The parsed view of the packet being handled, reused. */
@@ -83,7 +86,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
    */
   let sourceOf: PacketContext | null = null;
   const engine = createV2Engine({
-    now: deps.now,
+    now,
     random: deps.random,
     // Tokens the caches cannot answer cost a signature verification: a source whose tokens
     // keep failing is refused unverified (issue 6's forged-SYN flood). Only SYN in verifies
@@ -95,10 +98,10 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       const { buf, pkt } = sourceOf;
       // IPv6 sources by /64: one host commonly holds the whole prefix.
       const source = sourceKey(buf, pkt.srcAddrOffset, pkt.addrLength === 16 ? 8 : 4);
-      const now = deps.now();
-      if (!budget.allows(source, now)) return { ok: false, reason: RATE_LIMITED as never };
+      const t = clock;
+      if (!budget.allows(source, t)) return { ok: false, reason: RATE_LIMITED as never };
       const r = deps.verifier.verify(bytes);
-      if (!r.ok) budget.charge(source, now);
+      if (!r.ok) budget.charge(source, t);
       return r;
     },
     ...(deps.revoked ? { revoked: (t: VerifiedToken) => deps.revoked!(t.claims.iss) } : {}),
@@ -107,7 +110,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     ...(deps.digests ? { digests: deps.digests } : {}),
     // One bound for every per-flow table of this handshake (HandshakeOptions.stateEntries).
     options: { stateEntries: opt.stateEntries, ...deps.v2 },
-    ...(deps.startedAt !== undefined ? { startedAt: deps.startedAt } : {}),
+    startedAt: deps.startedAt ?? clock,
     ...(deps.register ? { register: deps.register } : {}),
     // Pair-key cache hits and derivations, reported as the worker's x25519 cache metrics.
     ...(deps.verifier.keyStats ? { keyStats: deps.verifier.keyStats } : {}),
@@ -236,7 +239,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     const isnC = (pkt.ack - 1) >>> 0;
     const t = setTuple(c, false);
     keyTuple(serverFlows.key, t, isnC);
-    const st = flowOf(deps.now());
+    const st = flowOf(clock);
     // Lost state (restart, eviction): drop; the client's SYN retransmission is judged anew.
     if (!st) return drop(c, 'no-state');
     // A peer without Tessera, allowed at its SYN: the flow is authorized already.
@@ -287,7 +290,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     const hostSocket = !lookedUp && (mark & HOST_SOCK) !== 0;
     const t = setTuple(c, false);
     keyTuple(serverFlows.key, t, pkt.seq);
-    const earlier = lookedUp ? undefined : flowOf(deps.now());
+    const earlier = lookedUp ? undefined : flowOf(clock);
     const pu = lookedUp ? deps.puByIndex(puIndexFromMark(mark)) : earlier ? deps.puByIndex(earlier.puIndex) : hostSocket ? undefined : deps.puByLocalPort(pkt.dstPort);
     c.local = pu;
     if (!pu && lookedUp) return drop(c, 'no-pu');
@@ -297,7 +300,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       if (!pu) return pass(c, 'no-pu');
       const d = ask(c, true, null, pu, pkt.dstPort);
       if (!d.allow) return refuse(c, 'missing-token', d);
-      keepFlow(deps.now(), pu.index, true);
+      keepFlow(clock, pu.index, true);
       // Allowed, no proof will follow: TESSERA-APPLY turns "clear server pending" into AUTHORIZED.
       return accept(c, VERDICT_REPEAT, OP_CLEAR_SERVER_PENDING, 0, d);
     }
@@ -332,12 +335,12 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
         const d = ask(c, true, c.peer, pu, pkt.dstPort);
         if (!d.allow) return refuse(c, 'policy', d);
       }
-      keepFlow(deps.now(), pu.index, false);
+      keepFlow(clock, pu.index, false);
       return pass(c, 'retry', stripped, OP_SET_SERVER_PENDING);
     }
     const d = ask(c, true, c.peer, pu, pkt.dstPort);
     if (!d.allow) return refuse(c, 'policy', d);
-    keepFlow(deps.now(), pu.index, false);
+    keepFlow(clock, pu.index, false);
     // The connection is decided here (proof, register, policy); its SYN-ACK authorizes it.
     return accept(c, VERDICT_REPEAT, OP_SET_SERVER_PENDING, stripped, d);
   }
@@ -372,6 +375,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
 
   function handle(buf: Uint8Array, hook: number, mark: number, out: Uint8Array): Decision {
     outcomes.counters.packets++;
+    clock = deps.now();
     const c = ctx;
     c.buf = buf;
     c.out = out;

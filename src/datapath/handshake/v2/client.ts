@@ -45,16 +45,28 @@ interface ClientConn {
   host: ServerHost | null;
   /** Proofs of this connection's SYNs (retransmissions get fresh ones), oldest first: count, keys and MACs. */
   proofs: number;
-  readonly pks: Array<PairKey | null>;
-  readonly hks: Array<KnownHostKey | null>;
-  /** macC of proof i at macs[16 i .. 16 i + 16). */
-  readonly macs: Uint8Array;
+  /**
+   * The first proof inline (key, host key, macC): most connections send one SYN, and a
+   * recycled connection is cold memory, where each separate object costs a cache miss.
+   */
+  pk0: PairKey | null;
+  hk0: KnownHostKey | null;
+  readonly mac0: Uint8Array;
+  /** Proofs 1.. (SYN retransmissions), made when first needed. */
+  more: Retransmitted | null;
   /** The server asked for the full token: send it until a SYN-ACK verifies. */
   sendFull: boolean;
 }
 
 /** How often the directory is asked again about an address (ms): its rotations reach us this fast. */
 const DIRECTORY_REFRESH_MS = 5_000;
+interface Retransmitted {
+  readonly pks: Array<PairKey | null>;
+  readonly hks: Array<KnownHostKey | null>;
+  /** macC of proof i at macs[16 (i - 1) ..) (proof 0 is inline). */
+  readonly macs: Uint8Array;
+}
+
 /** SYN proofs of one connection kept for its SYN-ACK: all of them (a SYN and net.ipv4.tcp_syn_retries = 6 retransmissions), since the server may have seen only the first. */
 const PROOFS_KEPT = 8;
 /** Distinct server ports remembered per address (then the map starts over). */
@@ -117,6 +129,27 @@ export function createClientRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     h.portRefs.set(port, ref);
   }
 
+  /** A retransmission's proof (the macC at out[SYN_MAC_AT..)): the newest PROOFS_KEPT are kept, proof 0 inline. */
+  function keepRetransmitted(conn: ClientConn, pk: PairKey, hk: KnownHostKey, out: Uint8Array): void {
+    const m = (conn.more ??= { pks: new Array<PairKey | null>(PROOFS_KEPT).fill(null), hks: new Array<KnownHostKey | null>(PROOFS_KEPT).fill(null), macs: new Uint8Array((PROOFS_KEPT - 1) * MAC2_LENGTH) });
+    if (conn.proofs >= PROOFS_KEPT) {
+      // Drop the oldest: proof 1 moves inline, the rest down one.
+      conn.pk0 = m.pks[1]!;
+      conn.hk0 = m.hks[1]!;
+      for (let k = 0; k < MAC2_LENGTH; k++) conn.mac0[k] = m.macs[k]!;
+      m.macs.copyWithin(0, MAC2_LENGTH);
+      for (let i = 2; i < PROOFS_KEPT; i++) {
+        m.pks[i - 1] = m.pks[i]!;
+        m.hks[i - 1] = m.hks[i]!;
+      }
+      conn.proofs = PROOFS_KEPT - 1;
+    }
+    const i = conn.proofs++;
+    m.pks[i] = pk;
+    m.hks[i] = hk;
+    for (let k = 0; k < MAC2_LENGTH; k++) m.macs[(i - 1) * MAC2_LENGTH + k] = out[SYN_MAC_AT + k]!;
+  }
+
   function synOut(t: TupleView, isnC: number, pu: V2LocalPu, out: Uint8Array): ClientSynOutResult {
     const tok = pu.tokens[0];
     if (tok === undefined) return refusal('missing-token');
@@ -137,7 +170,7 @@ export function createClientRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     deps.random(nonce);
     const length = putSyn(flags, hk?.id ?? null, hk === null ? 0 : now, nonce, h.portRefs.get(t.serverPort) ?? null, tok.bytes, tok.hash, out);
     if (conn === undefined) {
-      conn = free.pop() ?? { at: 0, token: null, host: null, proofs: 0, pks: new Array<PairKey | null>(PROOFS_KEPT).fill(null), hks: new Array<KnownHostKey | null>(PROOFS_KEPT).fill(null), macs: new Uint8Array(PROOFS_KEPT * MAC2_LENGTH), sendFull: false };
+      conn = free.pop() ?? { at: 0, token: null, host: null, proofs: 0, pk0: null, hk0: null, mac0: new Uint8Array(MAC2_LENGTH), more: null, sendFull: false };
       conn.proofs = 0;
       conn.sendFull = false;
       state.set(conn);
@@ -152,18 +185,14 @@ export function createClientRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     if (pk !== null && hk !== null) {
       // The reference macC covers is our token's (refC), whether the SYN sends it or the token.
       proofs.synMac(pk, isnC, out, 0, tok.hash, 0, out, SYN_MAC_AT);
-      if (conn.proofs >= PROOFS_KEPT) {
-        conn.macs.copyWithin(0, MAC2_LENGTH);
-        for (let i = 1; i < PROOFS_KEPT; i++) {
-          conn.pks[i - 1] = conn.pks[i]!;
-          conn.hks[i - 1] = conn.hks[i]!;
-        }
-        conn.proofs = PROOFS_KEPT - 1;
+      if (conn.proofs === 0) {
+        conn.pk0 = pk;
+        conn.hk0 = hk;
+        for (let k = 0; k < MAC2_LENGTH; k++) conn.mac0[k] = out[SYN_MAC_AT + k]!;
+        conn.proofs = 1;
+      } else {
+        keepRetransmitted(conn, pk, hk, out);
       }
-      const i = conn.proofs++;
-      conn.pks[i] = pk;
-      conn.hks[i] = hk;
-      for (let k = 0; k < MAC2_LENGTH; k++) conn.macs[i * MAC2_LENGTH + k] = out[SYN_MAC_AT + k]!;
     }
     return { kind: 'attach', length, proof: pk !== null };
   }
@@ -224,9 +253,14 @@ export function createClientRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
       return refusal(bad);
     }
     let matched: KnownHostKey | null = null;
-    for (let i = conn.proofs - 1; i >= 0 && matched === null; i--) {
-      proofs.synAckMac(conn.pks[i]!, isnC, isnS, conn.macs, i * MAC2_LENGTH, b.flags, entry.ref, 0, check, 0);
-      if (sameBytes(check, 0, payload, b.macAt, MAC2_LENGTH)) matched = conn.hks[i]!;
+    for (let i = conn.proofs - 1; i >= 1 && matched === null; i--) {
+      const m = conn.more!;
+      proofs.synAckMac(m.pks[i]!, isnC, isnS, m.macs, (i - 1) * MAC2_LENGTH, b.flags, entry.ref, 0, check, 0);
+      if (sameBytes(check, 0, payload, b.macAt, MAC2_LENGTH)) matched = m.hks[i]!;
+    }
+    if (matched === null) {
+      proofs.synAckMac(conn.pk0!, isnC, isnS, conn.mac0, 0, b.flags, entry.ref, 0, check, 0);
+      if (sameBytes(check, 0, payload, b.macAt, MAC2_LENGTH)) matched = conn.hk0;
     }
     if (matched === null) return refusal('bad-mac');
     // The key that made the proof must belong to the host that issued the server's token:

@@ -43,9 +43,17 @@ interface ServerConn {
   kind: 'proof' | 'retry';
   retryFlags: number;
   pk: PairKey | null;
-  /** Copies: the SYN's bytes live in a reused queue buffer. */
-  readonly macC: Uint8Array;
-  readonly peerHint: Uint8Array;
+  /**
+   * macC (4 words) and the peerRef hint (2 words), copied: the SYN's bytes live in a reused
+   * queue buffer. Fields of this object, not arrays of their own: a recycled connection is
+   * cold memory, and every separate object is one more cache miss per connection.
+   */
+  m0: number;
+  m1: number;
+  m2: number;
+  m3: number;
+  h0: number;
+  h1: number;
   /** Earlier accepted proofs of this handshake (SYN retransmissions), newest last, at most 7 (with the current one, 8). */
   earlier: Uint8Array[] | null;
   /** The ISN of the first SYN-ACK answered (-1: none yet): the kernel's request keeps it for every retransmission. */
@@ -81,8 +89,25 @@ export function unusable(entry: PeerEntry, now: number, opt: V2Options, deps: V2
   return null;
 }
 
+/** The connection's macC as bytes (a new array: retransmissions only). */
+function macOf(st: ServerConn, out = new Uint8Array(MAC2_LENGTH)): Uint8Array {
+  putWord(out, 0, st.m0);
+  putWord(out, 4, st.m1);
+  putWord(out, 8, st.m2);
+  putWord(out, 12, st.m3);
+  return out;
+}
+
+function putWord(b: Uint8Array, p: number, v: number): void {
+  b[p] = v >>> 24;
+  b[p + 1] = (v >>> 16) & 0xff;
+  b[p + 2] = (v >>> 8) & 0xff;
+  b[p + 3] = v & 0xff;
+}
+
+/** A duplicate of a proof this handshake accepted (already verified: no constant-time need). */
 function sameHandshake(st: ServerConn, mac: Uint8Array, at: number): boolean {
-  if (sameBytes(st.macC, 0, mac, at, MAC2_LENGTH)) return true;
+  if (word32(mac, at) === st.m0 && word32(mac, at + 4) === st.m1 && word32(mac, at + 8) === st.m2 && word32(mac, at + 12) === st.m3) return true;
   if (st.earlier !== null) for (const m of st.earlier) if (sameBytes(m, 0, mac, at, MAC2_LENGTH)) return true;
   return false;
 }
@@ -105,12 +130,13 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
   });
   const startedAt = deps.startedAt ?? deps.now();
   const expected = new Uint8Array(MAC2_LENGTH);
+  const macScratch = new Uint8Array(MAC2_LENGTH);
   const b = newBlockView();
   let derivations = 0;
 
   /** Keep `conn` state for the tuple (state.key must be the tuple's: keyTuple). */
   function keep(now: number, kind: ServerConn['kind'], retryFlags: number, pk: PairKey | null, isnS: number, earlier: Uint8Array[] | null): ServerConn {
-    const c = free.pop() ?? { at: 0, kind: 'retry', retryFlags: 0, pk: null, macC: new Uint8Array(MAC2_LENGTH), peerHint: new Uint8Array(PEER_REF_LENGTH), earlier: null, isnS: -1 };
+    const c = free.pop() ?? { at: 0, kind: 'retry', retryFlags: 0, pk: null, m0: 0, m1: 0, m2: 0, m3: 0, h0: 0, h1: 0, earlier: null, isnS: -1 };
     c.at = now;
     c.kind = kind;
     c.retryFlags = retryFlags;
@@ -209,7 +235,7 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     if (st !== undefined && st.kind === 'proof') {
       earlier = st.earlier ?? [];
       if (earlier.length >= EARLIER_KEPT - 1) earlier.shift();
-      earlier.push(st.macC.slice());
+      earlier.push(macOf(st));
       isnS = st.isnS;
     }
     const c = st ?? keep(now, 'proof', 0, pk, isnS, earlier);
@@ -219,8 +245,12 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     c.pk = pk;
     c.earlier = earlier;
     c.isnS = isnS;
-    for (let i = 0; i < MAC2_LENGTH; i++) c.macC[i] = payload[b.macAt + i]!;
-    for (let i = 0; i < PEER_REF_LENGTH; i++) c.peerHint[i] = payload[b.peerRefAt + i]!;
+    c.m0 = word32(payload, b.macAt);
+    c.m1 = word32(payload, b.macAt + 4);
+    c.m2 = word32(payload, b.macAt + 8);
+    c.m3 = word32(payload, b.macAt + 12);
+    c.h0 = word32(payload, b.peerRefAt);
+    c.h1 = word32(payload, b.peerRefAt + 4);
     return { kind: 'proof', peer: entry.token, blockStart };
   }
 
@@ -242,11 +272,11 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     else if (st.isnS !== isnS) return refusal('replay');
     // refS = the first TOKEN_REF_LENGTH bytes of our token's hash. The client names the token
     // it holds for this address and port: send ours by reference when it is that one.
-    const byRef = sameBytes(st.peerHint, 0, tok.hash, 0, PEER_REF_LENGTH);
+    const byRef = st.h0 === word32(tok.hash, 0) && st.h1 === word32(tok.hash, PEER_REF_LENGTH - 4);
     const flags = byRef ? FLAG_TOKEN_REF : 0;
     if (synAckLength(flags, tok.bytes.length) > out.length) return refusal('too-large');
     const length = putSynAck(flags, tok.bytes, tok.hash, out);
-    proofs.synAckMac(st.pk!, isnC, isnS, st.macC, 0, flags, tok.hash, 0, out, SYNACK_MAC_AT);
+    proofs.synAckMac(st.pk!, isnC, isnS, macOf(st, macScratch), 0, flags, tok.hash, 0, out, SYNACK_MAC_AT);
     return { kind: 'proof', length };
   }
 

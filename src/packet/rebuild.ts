@@ -11,7 +11,7 @@ import { fold, pseudoHeaderSum, sumWords } from './checksum.js';
 import { packetError, type PacketError, type RebuildEdit, type TcpPacket } from './types.js';
 
 // Below this many bytes a plain loop beats out.set(buf.subarray(...)), which allocates a view.
-const LOOP_COPY_MAX = 64;
+const LOOP_COPY_MAX = 128;
 
 function copy(src: Uint8Array, from: number, to: number, dst: Uint8Array, at: number): void {
   const n = to - from;

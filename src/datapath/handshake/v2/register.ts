@@ -41,8 +41,13 @@ const HEADER = 4;
 const WAY_BYTES = 28;
 /** 32 ways × two candidate stripes read as much memory per strike as one stripe of 64 did. */
 const MAX_WAYS = 32;
-/** Lock attempts before giving up (answering 'full'): the critical section is a few dozen operations. */
-const SPIN_LIMIT = 1 << 22;
+/**
+ * A stripe lock is first spun for (the critical section is a few dozen operations), then
+ * waited for in 1 ms sleeps (Atomics.wait: a holder that lost its CPU on a busy machine gets
+ * it back), and given up after about a second (answering 'full': refuse, never accept).
+ */
+const SPINS = 1 << 14;
+const WAITS = 1_000;
 /** The table is counted (size) at most this often, by the clock the handle was last given. */
 const SIZE_EVERY_MS = 1_000;
 
@@ -212,10 +217,15 @@ export class StrikeRegister {
   }
 
   #lock(stripe: number): boolean {
+    const i32 = this.#i32;
     const lock = HEADER + stripe;
-    let spins = 0;
-    while (Atomics.compareExchange(this.#i32, lock, 0, this.#holder) !== 0) if (++spins >= SPIN_LIMIT) return false;
-    return true;
+    for (let spins = 0; spins < SPINS; spins++) if (Atomics.compareExchange(i32, lock, 0, this.#holder) === 0) return true;
+    for (let waits = 0; waits < WAITS; waits++) {
+      const held = Atomics.compareExchange(i32, lock, 0, this.#holder);
+      if (held === 0) return true;
+      Atomics.wait(i32, lock, held, 1);
+    }
+    return false;
   }
 
   /** Free slots of the last two stripes scanned (first, then second). */

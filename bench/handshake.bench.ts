@@ -228,6 +228,19 @@ STEPS.forEach((name, i) => {
   console.log(`  ${name.padEnd(16)} ${us.toFixed(1)}`);
 });
 console.log(`  client host (a)  ${ca_.toFixed(1)}\n  server host (b)  ${cb.toFixed(1)}\n  both             ${med(rounds.map((r) => r[0]! + r[1]! + r[2]! + r[3]!)).toFixed(1)}`);
+// The same without per-step clocks, as this thread's CPU time (user + system): on a shared
+// machine a round's wall time includes waiting for a CPU, its CPU time does not.
+const cpu: number[] = [];
+const wall: number[] = [];
+for (let r = 0; r < 7; r++) {
+  const c0 = process.cpuUsage();
+  const w0 = performance.now();
+  round(N_TIMED, false);
+  const dc = process.cpuUsage(c0);
+  wall.push(((performance.now() - w0) * 1000) / N_TIMED);
+  cpu.push((dc.user + dc.system) / N_TIMED);
+}
+console.log(`  both, untimed steps: ${med(cpu).toFixed(1)} µs CPU, ${med(wall).toFixed(1)} µs wall per connection (median of 7 rounds x ${N_TIMED})`);
 
 // Allocation: heap bytes per connection (both hosts) over batches that start from an empty
 // young generation (a full GC before each, so no collection runs inside one), median; and

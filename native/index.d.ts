@@ -82,6 +82,12 @@ export declare class Queue {
 export declare function sha256(data: Uint8Array, out: Uint8Array): void;
 /** out[0..32) = HMAC-SHA256(key, data) (RFC 2104). Throws TypeError on bad arguments. */
 export declare function hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
+/** Bytes of a prepared HMAC-SHA256 key state (hmacPrepare). */
+export declare const hmacStateBytes: number;
+/** state[0..hmacStateBytes) = the key's HMAC-SHA256 state after its two pad blocks (done once per key). */
+export declare function hmacPrepare(key: Uint8Array, state: Uint8Array): void;
+/** out[0..32) = HMAC-SHA256(key, data) for the key hmacPrepare wrote into state: two fewer compressions per call. */
+export declare function hmacPrepared(state: Uint8Array, data: Uint8Array, out: Uint8Array): void;
 /**
  * Every TCP socket in LISTEN state in the calling thread's network namespace, IPv4 then
  * IPv6, as a flat array [inode, port, inode, port, ...] (port in host order). Synchronous:

@@ -103,10 +103,102 @@ static napi_value js_hmac(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// An HMAC key prepared once: the SHA-256 states after the inner and the outer pad block.
+// Protocol v2 MACs many short messages under one pair key (fixed per peer pair), so half of
+// each HMAC's compressions (the two pad blocks) are done once per key instead of per call.
+typedef struct {
+  SHA256_CTX inner;
+  SHA256_CTX outer;
+} hmac_state;
+
+#define HMAC_STATE_BYTES ((int)sizeof(hmac_state))
+
+void tessera_hmac_prepare(const uint8_t *key, size_t key_len, hmac_state *st) {
+  uint8_t k0[BLOCK] = {0};
+  uint8_t pad[BLOCK];
+  if (key_len > BLOCK) {
+    SHA256(key, key_len, k0);
+  } else {
+    memcpy(k0, key, key_len);
+  }
+  for (int i = 0; i < BLOCK; i++) pad[i] = k0[i] ^ 0x36;
+  SHA256_Init(&st->inner);
+  SHA256_Update(&st->inner, pad, BLOCK);
+  for (int i = 0; i < BLOCK; i++) pad[i] = k0[i] ^ 0x5c;
+  SHA256_Init(&st->outer);
+  SHA256_Update(&st->outer, pad, BLOCK);
+}
+
+// The state's bytes as a JS Uint8Array of at least HMAC_STATE_BYTES (copied in and out with
+// memcpy: a typed array's data need not be aligned for the struct).
+static int state_of(napi_env env, napi_value v, uint8_t **p) {
+  size_t len;
+  if (bytes_of(env, v, "state", p, &len)) return -1;
+  if (len < (size_t)HMAC_STATE_BYTES) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "state must hold at least %d bytes (hmacStateBytes)", HMAC_STATE_BYTES);
+    throw_arg(env, msg);
+    return -1;
+  }
+  return 0;
+}
+
+// hmacPrepare(key, state): state = the key's prepared HMAC-SHA256 state (hmacStateBytes).
+static napi_value js_hmac_prepare(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  uint8_t *key, *state;
+  size_t key_len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 2) {
+    throw_arg(env, "hmacPrepare(key, state) takes two Uint8Arrays");
+    return NULL;
+  }
+  if (bytes_of(env, argv[0], "key", &key, &key_len) || state_of(env, argv[1], &state)) return NULL;
+  hmac_state st;
+  tessera_hmac_prepare(key, key_len, &st);
+  memcpy(state, &st, sizeof st);
+  return NULL;
+}
+
+// hmacPrepared(state, data, out): out[0..32) = HMAC-SHA256(key, data) for the key hmacPrepare
+// prepared into state. A state that hmacPrepare did not write gives a wrong MAC, never a crash
+// (SHA-256 over whatever bytes it holds; num is clamped below).
+static napi_value js_hmac_prepared(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  uint8_t *state, *data, *out;
+  size_t len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 3) {
+    throw_arg(env, "hmacPrepared(state, data, out) takes three Uint8Arrays");
+    return NULL;
+  }
+  if (state_of(env, argv[0], &state) || bytes_of(env, argv[1], "data", &data, &len) || out_of(env, argv[2], &out)) return NULL;
+  hmac_state st;
+  memcpy(&st, state, sizeof st);
+  // SHA256_Update indexes its block buffer by num and SHA256_Final writes md_len bytes: keep a
+  // forged state's fields in range.
+  st.inner.num &= BLOCK - 1;
+  st.outer.num &= BLOCK - 1;
+  st.inner.md_len = DIGEST;
+  st.outer.md_len = DIGEST;
+  SHA256_Update(&st.inner, data, len);
+  SHA256_Final(out, &st.inner);
+  SHA256_Update(&st.outer, out, DIGEST);
+  SHA256_Final(out, &st.outer);
+  return NULL;
+}
+
 int tessera_hash_init(napi_env env, napi_value exports) {
+  napi_value state_bytes;
+  if (napi_create_int32(env, HMAC_STATE_BYTES, &state_bytes) != napi_ok) return -1;
   napi_property_descriptor props[] = {
       {"sha256", NULL, js_sha256, NULL, NULL, NULL, napi_enumerable, NULL},
       {"hmacSha256", NULL, js_hmac, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"hmacPrepare", NULL, js_hmac_prepare, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"hmacPrepared", NULL, js_hmac_prepared, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"hmacStateBytes", NULL, NULL, NULL, NULL, state_bytes, napi_enumerable, NULL},
   };
   return napi_define_properties(env, exports, sizeof props / sizeof props[0], props) == napi_ok ? 0 : -1;
 }

@@ -43,6 +43,9 @@ export function createHandshakeCrypto(
   let casText = '[]';
   const nonces = createNonceSource(hostSecret, digests);
   const agreement = createKeyAgreement({ cacheSize: 4096 });
+  // Protocol v2's pair keys (one X25519 + HKDF per peer token and host key, then cached):
+  // the TCP handshake counts its cache hits and derivations here, the x25519 metrics add them.
+  const pairKeys = { hits: 0, misses: 0 };
   // Verified peers are cached alongside the verifier's own cache so that the handshake gets
   // the same object (no per-packet allocation) for a token it has seen.
   const peers = new WeakMap<object, VerifiedPeer>();
@@ -63,7 +66,7 @@ export function createHandshakeCrypto(
       return nonces.nonce(0, one);
     },
     // The current verifier (a new CA list replaces it) as protocol v2's engine asks it.
-    tokens: { verify: (token) => verifier.verify(token), cached: (token) => verifier.cached(token) },
+    tokens: { verify: (token) => verifier.verify(token), cached: (token) => verifier.cached(token), keyStats: pairKeys },
     verify: (token) => peerOf(verifier.verify(token)),
     cached(token) {
       const r = verifier.cached(token);
@@ -76,7 +79,10 @@ export function createHandshakeCrypto(
       return mac(key, two, digests);
     },
     equal: macEqual,
-    verifierStats: () => ({ tokens: verifier.verifyStats(), x25519: agreement.stats() }),
+    verifierStats() {
+      const a = agreement.stats();
+      return { tokens: verifier.verifyStats(), x25519: { hits: a.hits + pairKeys.hits, misses: a.misses + pairKeys.misses, size: a.size } };
+    },
     // The fleet's trust bundle (messages.ts TrustUpdate): revocations and bindings apply to
     // cached tokens at once; a new CA list starts a new verifier (its caches were for the old CAs).
     setTrust(u: TrustUpdate): void {

@@ -35,6 +35,10 @@ export interface NativeModule {
   sha256(data: Uint8Array, out: Uint8Array): void;
   /** out[0..32) = HMAC-SHA256(key, data). */
   hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
+  /** A key's prepared HMAC state (hash.c; Digests.hmacPrepare); absent in older builds. */
+  hmacStateBytes?: number;
+  hmacPrepare?(key: Uint8Array, state: Uint8Array): void;
+  hmacPrepared?(state: Uint8Array, data: Uint8Array, out: Uint8Array): void;
   /** This namespace's LISTEN TCP sockets as [inode, port, inode, port, ...] (sock_diag dump); throws TESSERA_ERR_SOCK_DIAG. */
   listeningSockets(): Uint32Array;
   /** The same with each socket's cgroup v2 id: [inode, port, idLow, idHigh, ...]; absent in older builds. */

@@ -22,6 +22,32 @@ export const SESSION_KEY_BYTES = 32;
 /** HMAC-SHA256 writing 32 bytes into `out` (which must hold at least 32). */
 export interface Digests {
   hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
+  /**
+   * Optional (the native addon has them): a key prepared once into `hmacStateBytes` bytes of
+   * state (the SHA-256 states after its two pad blocks), then HMACs under it at half the
+   * compressions. Use through preparedMac(), which falls back to hmacSha256.
+   */
+  readonly hmacStateBytes?: number;
+  hmacPrepare?(key: Uint8Array, state: Uint8Array): void;
+  hmacPrepared?(state: Uint8Array, data: Uint8Array, out: Uint8Array): void;
+}
+
+/** HMAC-SHA256 under one fixed key, prepared once when the digests can (no allocation per call). */
+export interface PreparedMac {
+  /** out[0..32) = HMAC-SHA256(key, data). */
+  mac(data: Uint8Array, out: Uint8Array): void;
+}
+
+export function preparedMac(key: Uint8Array, digests: Digests = NODE_DIGESTS): PreparedMac {
+  const prepare = digests.hmacPrepare;
+  const prepared = digests.hmacPrepared;
+  if (prepare && prepared && digests.hmacStateBytes) {
+    const state = new Uint8Array(digests.hmacStateBytes);
+    prepare.call(digests, key, state);
+    return { mac: (data, out) => prepared.call(digests, state, data, out) };
+  }
+  const k = new Uint8Array(key);
+  return { mac: (data, out) => digests.hmacSha256(k, data, out) };
 }
 
 /** The reference implementation: node:crypto. */

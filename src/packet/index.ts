@@ -23,7 +23,7 @@ export {
   TCPOPT_EXP1,
   TCPOPT_EXP2,
 } from './types.js';
-export { parseTcp, verifyChecksums, findOption } from './parse.js';
+export { parseTcp, verifyChecksums, findOption, newTcpPacket } from './parse.js';
 export { rebuild, toReset } from './rebuild.js';
 export { tcpChecksum, updateChecksum16 } from './checksum.js';
 export { flowKey, flowHash, formatFlow, formatAddress } from './flow.js';

@@ -9,6 +9,29 @@ import { packetError, type PacketError, type PacketErrorReason, type TcpPacket }
 const IPV6_EXTENSION = new Uint8Array(256);
 for (const nh of [0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254]) IPV6_EXTENSION[nh] = 1;
 
+/** A TcpPacket to pass to parseTcp as `into` (one per handler: parsing then allocates nothing). */
+export function newTcpPacket(): TcpPacket {
+  return {
+    ok: true,
+    family: 4,
+    length: 0,
+    ipHeaderLength: 0,
+    tcpOffset: 0,
+    tcpHeaderLength: 0,
+    payloadOffset: 0,
+    payloadLength: 0,
+    srcAddrOffset: 0,
+    dstAddrOffset: 0,
+    addrLength: 4,
+    srcPort: 0,
+    dstPort: 0,
+    seq: 0,
+    ack: 0,
+    flags: 0,
+    window: 0,
+  };
+}
+
 /**
  * Parse an IPv4 or IPv6 packet carrying TCP. `length` limits the bytes considered (default
  * buf.length). Pass `into` to reuse one result object per worker instead of allocating.
@@ -60,25 +83,7 @@ export function parseTcp(buf: Uint8Array, length?: number, into?: TcpPacket): Tc
   const bad = walkOptions(buf, t + 20, t + thl);
   if (bad >= 0) return packetError('bad-option-length', `option kind ${buf[bad]!} at offset ${bad}`);
 
-  const p: TcpPacket = into ?? {
-    ok: true,
-    family: 4,
-    length: 0,
-    ipHeaderLength: 0,
-    tcpOffset: 0,
-    tcpHeaderLength: 0,
-    payloadOffset: 0,
-    payloadLength: 0,
-    srcAddrOffset: 0,
-    dstAddrOffset: 0,
-    addrLength: 4,
-    srcPort: 0,
-    dstPort: 0,
-    seq: 0,
-    ack: 0,
-    flags: 0,
-    window: 0,
-  };
+  const p: TcpPacket = into ?? newTcpPacket();
   p.ok = true;
   p.family = version as 4 | 6;
   p.length = total;

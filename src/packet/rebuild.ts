@@ -11,7 +11,7 @@ import { fold, pseudoHeaderSum, sumWords } from './checksum.js';
 import { packetError, type PacketError, type RebuildEdit, type TcpPacket } from './types.js';
 
 // Below this many bytes a plain loop beats out.set(buf.subarray(...)), which allocates a view.
-const LOOP_COPY_MAX = 64;
+const LOOP_COPY_MAX = 128;
 
 function copy(src: Uint8Array, from: number, to: number, dst: Uint8Array, at: number): void {
   const n = to - from;
@@ -166,7 +166,12 @@ export function rebuild(buf: Uint8Array, pkt: TcpPacket, edit: RebuildEdit, out:
     payLength = pl;
   }
   const append = edit.append;
-  const appendLength = append === undefined ? 0 : append.length;
+  let appendLength = append === undefined ? 0 : append.length;
+  if (append !== undefined && edit.appendLength !== undefined) {
+    const al = edit.appendLength;
+    if (!(Number.isInteger(al) && al >= 0 && al <= append.length)) return packetError('bad-edit', `appendLength ${al} outside 0..${append.length}`);
+    appendLength = al;
+  }
   if (append === out) return packetError('bad-edit', 'append must not be out');
 
   const limit = pkt.family === 4 ? 65535 : 65535 + 40;

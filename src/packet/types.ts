@@ -79,6 +79,8 @@ export interface RebuildEdit {
   payloadLength?: number;
   /** Bytes appended after the (kept or replaced) payload. */
   append?: Uint8Array;
+  /** Append only the first appendLength bytes of `append` (default: all; no view needed). */
+  appendLength?: number;
   /** Largest packet to produce, e.g. the path MTU (default and ceiling: the IP length field's limit). */
   maxLength?: number;
 }

@@ -24,13 +24,14 @@
 // in front of the block, a simultaneous open, any ACK that reaches a queue. Every verdict mark
 // keeps other software's nfmark bits (verdict.ts).
 
-import { parseTcp, findOption, rebuild, verifyChecksums, TCP_SYN, TCP_ACK, TCP_FIN, TCP_RST } from '../../packet/index.js';
-import type { PolicyDecision } from '../../policy/index.js';
+import { parseTcp, findOption, rebuild, verifyChecksums, newTcpPacket, TCP_SYN, TCP_ACK, TCP_FIN, TCP_RST, type RebuildEdit } from '../../packet/index.js';
+import type { Policy, PolicyDecision, PolicyRequest } from '../../policy/index.js';
 import type { FlowRecord } from '../../flow.js';
-import { Lru, type VerifiedToken, type VerifyResult } from '../../identity/index.js';
+import type { VerifiedToken, VerifyResult } from '../../identity/index.js';
 import { OP_SET_CLIENT_PENDING, OP_CLEAR_CLIENT_PENDING, OP_SET_SERVER_PENDING, OP_CLEAR_SERVER_PENDING, HOST_SOCK, PU_DEST, PU_INDEX_MASK, puIndexFromMark } from '../../marks.js';
-import { Bounded, SourceBudget } from './tables.js';
+import { SourceBudget } from './tables.js';
 import { createFlowKeys } from './keys.js';
+import { FlowTable, keyTuple } from './flowtable.js';
 import { createOutcomes, newContext, type PacketContext } from './outcome.js';
 import { HOOK_LOCAL_OUT, HOOK_POST_ROUTING, VERDICT_ACCEPT, VERDICT_REPEAT } from './verdict.js';
 import { MARKER_EXID, MARKER_KIND, MARKER_OPTION } from './wire.js';
@@ -55,26 +56,37 @@ const FLAG_MASK = TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST;
 const ACK_MASK = TCP_SYN | TCP_ACK | TCP_RST;
 /** Server refusals answered with silence (a drop), not a reset: see synIn. */
 const SILENT: ReadonlySet<string> = new Set(['replay', 'stale', 'restarted', 'register-full']);
+/** Ports whose decisions are cached per pair of label sets (then that pair's cache starts over). */
+const PORTS_PER_PAIR = 1024;
 /** Not a token verifier's reason: the source spent its budget of failed verifications. */
 const RATE_LIMITED = 'rate-limited' as const;
 
 export function createHandshake(deps: HandshakeDeps): Handshake {
   const opt: HandshakeOptions = { ...DEFAULT_HANDSHAKE_OPTIONS, ...deps.options };
-  const serverFlows = new Bounded<ServerFlow>(opt.stateEntries);
-  /** ISN of the SYN each local client sent, by (remote address, remote port, local port): spots a simultaneous open. */
-  const clientSyns = new Lru<string, number>(opt.stateEntries);
+  /** Per connection by tuple (by role) and client ISN; the value objects are reused (FlowTable recycles them). */
+  const freeFlows: ServerFlow[] = [];
+  const serverFlows = new FlowTable<ServerFlow>(opt.stateEntries, (f) => freeFlows.push(f));
   const budget = new SourceBudget(opt.budgetSources, opt.failedVerifyBurst, opt.failedVerifyPerSecond);
-  const { flowKey, tupleKey, sourceKey } = createFlowKeys();
+  const { sourceKey } = createFlowKeys();
   const blockBuf = new Uint8Array(4096);
-  const outcomes = createOutcomes(opt, deps.now, deps.onFlow);
+  // The clock is read once per packet (handle): every step of one packet sees the same time.
+  let clock = deps.now();
+  const now = (): number => clock;
+  const outcomes = createOutcomes(opt, now, deps.onFlow);
   const { drop, pass, accept, refuse } = outcomes;
   const ctx = newContext();
+  /** The parsed view of the packet being handled, reused. */
+  const parsed = newTcpPacket();
   const tuple: TupleView = { buf: new Uint8Array(0), addrLength: 4, clientAddrOffset: 0, serverAddrOffset: 0, clientPort: 0, serverPort: 0 };
 
-  /** The source whose SYN is being verified: a failed verification is charged to it. */
-  let source = '';
+  /**
+   * The packet whose SYN is being verified (null: none, the client's side): a failed
+   * verification is charged to its source. The source's key is made only when a token must
+   * be verified, not per SYN.
+   */
+  let sourceOf: PacketContext | null = null;
   const engine = createV2Engine({
-    now: deps.now,
+    now,
     random: deps.random,
     // Tokens the caches cannot answer cost a signature verification: a source whose tokens
     // keep failing is refused unverified (issue 6's forged-SYN flood). Only SYN in verifies
@@ -82,11 +94,14 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     verifyToken(bytes) {
       const known = deps.verifier.cached(bytes);
       if (known !== null) return known;
-      if (source === '') return deps.verifier.verify(bytes);
-      const now = deps.now();
-      if (!budget.allows(source, now)) return { ok: false, reason: RATE_LIMITED as never };
+      if (sourceOf === null) return deps.verifier.verify(bytes);
+      const { buf, pkt } = sourceOf;
+      // IPv6 sources by /64: one host commonly holds the whole prefix.
+      const source = sourceKey(buf, pkt.srcAddrOffset, pkt.addrLength === 16 ? 8 : 4);
+      const t = clock;
+      if (!budget.allows(source, t)) return { ok: false, reason: RATE_LIMITED as never };
       const r = deps.verifier.verify(bytes);
-      if (!r.ok) budget.charge(source, now);
+      if (!r.ok) budget.charge(source, t);
       return r;
     },
     ...(deps.revoked ? { revoked: (t: VerifiedToken) => deps.revoked!(t.claims.iss) } : {}),
@@ -95,8 +110,10 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     ...(deps.digests ? { digests: deps.digests } : {}),
     // One bound for every per-flow table of this handshake (HandshakeOptions.stateEntries).
     options: { stateEntries: opt.stateEntries, ...deps.v2 },
-    ...(deps.startedAt !== undefined ? { startedAt: deps.startedAt } : {}),
+    startedAt: deps.startedAt ?? clock,
     ...(deps.register ? { register: deps.register } : {}),
+    // Pair-key cache hits and derivations, reported as the worker's x25519 cache metrics.
+    ...(deps.verifier.keyStats ? { keyStats: deps.verifier.keyStats } : {}),
   });
 
   // The policy's view of a verified token, one object per token (no per-packet allocation).
@@ -124,31 +141,79 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     return tuple;
   }
 
-  /** The peer's address (the packet's source) as bytes, for network rules; a view, no copy of the text. */
-  function peerAddr(c: PacketContext): Uint8Array {
-    return c.buf.subarray(c.pkt.srcAddrOffset, c.pkt.srcAddrOffset + c.pkt.addrLength);
+  // The policy's question, one reused object; the peer's address copied into a fixed array
+  // per family (policy reads it during the call only, for network rules).
+  const addr4 = new Uint8Array(4);
+  const addr16 = new Uint8Array(16);
+  const request: { -readonly [K in keyof PolicyRequest]: PolicyRequest[K] } = { client: null, server: null, port: 0, peerAddr: addr4 };
+  // Decisions between two verified endpoints, per policy object: they depend only on the two
+  // label sets, the direction and the port (network rules never match a peer that runs
+  // Tessera, and a compiled policy keeps no state), so a repeated question is one lookup
+  // instead of a walk over the rules. Keyed by the label arrays' identity (a cached token's
+  // and a PU snapshot's are the same object every time), weakly; ports bounded per pair.
+  type PortDecisions = Map<number, PolicyDecision>;
+  let cachedFor: Policy | null = null;
+  let cache: Array<WeakMap<readonly string[], WeakMap<readonly string[], PortDecisions>>> = [new WeakMap(), new WeakMap()];
+  function ask(c: PacketContext, ingress: boolean, client: PolicyRequest['client'], server: PolicyRequest['server'], port: number): PolicyDecision {
+    const p = deps.policy();
+    if (client !== null && server !== null) {
+      if (p !== cachedFor) {
+        cachedFor = p;
+        cache = [new WeakMap(), new WeakMap()];
+      }
+      const byClient = cache[ingress ? 0 : 1]!;
+      let byServer = byClient.get(client.labels);
+      if (byServer === undefined) byClient.set(client.labels, (byServer = new WeakMap()));
+      let ports = byServer.get(server.labels);
+      if (ports === undefined) byServer.set(server.labels, (ports = new Map()));
+      let d = ports.get(port);
+      if (d === undefined) {
+        d = evaluate(c, p, ingress, client, server, port);
+        if (ports.size >= PORTS_PER_PAIR) ports.clear();
+        ports.set(port, d);
+      }
+      return d;
+    }
+    return evaluate(c, p, ingress, client, server, port);
+  }
+  function evaluate(c: PacketContext, p: Policy, ingress: boolean, client: PolicyRequest['client'], server: PolicyRequest['server'], port: number): PolicyDecision {
+    const { buf, pkt } = c;
+    const a = pkt.addrLength === 4 ? addr4 : addr16;
+    for (let i = 0; i < a.length; i++) a[i] = buf[pkt.srcAddrOffset + i]!;
+    request.client = client;
+    request.server = server;
+    request.port = port;
+    request.peerAddr = a;
+    return ingress ? p.ingress(request) : p.egress(request);
   }
 
   function payloadOf(c: PacketContext): Uint8Array {
     return c.buf.subarray(c.pkt.payloadOffset, c.pkt.payloadOffset + c.pkt.payloadLength);
   }
 
+  // The two rewrites, as reused edit objects (no object or view per packet).
+  const attachEdit: RebuildEdit = { addOption: MARKER_OPTION, append: blockBuf, appendLength: 0, maxLength: opt.maxPacketLength };
+  const stripEdit: RebuildEdit = { removeOptionAt: 0, payloadLength: 0 };
+
   /** Add the marker option and append `n` bytes of blockBuf after whatever payload the packet has. */
   function attach(c: PacketContext, n: number): number | 'too-large' {
-    const len = rebuild(c.buf, c.pkt, { addOption: MARKER_OPTION, append: blockBuf.subarray(0, n), maxLength: opt.maxPacketLength }, c.out);
+    attachEdit.appendLength = n;
+    const len = rebuild(c.buf, c.pkt, attachEdit, c.out);
     return typeof len === 'number' ? len : 'too-large';
   }
 
   /** Remove the marker option and the block (which starts `keep` bytes into the payload). */
   function strip(c: PacketContext, optAt: number, keep: number): number | null {
-    const len = rebuild(c.buf, c.pkt, { removeOptionAt: optAt, payloadLength: keep }, c.out);
+    stripEdit.removeOptionAt = optAt;
+    stripEdit.payloadLength = keep;
+    const len = rebuild(c.buf, c.pkt, stripEdit, c.out);
     return typeof len === 'number' ? len : null;
   }
 
   // ---- egress (POSTROUTING): our PU is the client (SYN) or the server (SYN-ACK) ----
 
   function synOut(c: PacketContext): Decision {
-    const { buf, pkt } = c;
+    const { pkt } = c;
     const pu = deps.puByIndex(puIndexFromMark(c.mark));
     // The nfmark names a PU this worker does not know (yet: its snapshot is on the way), or
     // one without a token: leaving untagged would skip the egress decision. The kernel
@@ -161,7 +226,6 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     if (r.kind === 'refuse') return drop(c, r.reason as Reason);
     const len = attach(c, r.length);
     if (len === 'too-large') return drop(c, 'too-large');
-    clientSyns.set(tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort), pkt.seq);
     return accept(c, VERDICT_REPEAT, OP_SET_CLIENT_PENDING | (c.mark & PU_INDEX_MASK), len, null);
   }
 
@@ -169,18 +233,20 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     const { buf, pkt } = c;
     // Simultaneous open: our local client sent a SYN on this tuple, a crossed SYN came in and
     // the stack answers it with its own ISN. Neither side could prove itself: refused.
-    if (clientSyns.size > 0 && clientSyns.peek(tupleKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, pkt.srcPort)) === pkt.seq) {
-      return drop(c, 'simultaneous-open');
-    }
+    // (Our SYN-ACK leaves on the tuple our SYN left on, client = this host, with our SYN's ISN:
+    // the engine's client state, kept for every SYN it tagged, knows.)
+    if (engine.clientSent(setTuple(c, true), pkt.seq)) return drop(c, 'simultaneous-open');
     const isnC = (pkt.ack - 1) >>> 0;
-    const st = serverFlows.get(flowKey(buf, pkt.dstAddrOffset, pkt.addrLength, pkt.dstPort, isnC), deps.now(), opt.stateTtlMs);
+    const t = setTuple(c, false);
+    keyTuple(serverFlows.key, t, isnC);
+    const st = flowOf(clock);
     // Lost state (restart, eviction): drop; the client's SYN retransmission is judged anew.
     if (!st) return drop(c, 'no-state');
     // A peer without Tessera, allowed at its SYN: the flow is authorized already.
     if (st.untagged) return pass(c, 'ok');
     const pu = deps.puByIndex(st.puIndex);
     if (!pu || pu.tokens.length === 0) return drop(c, 'no-pu');
-    const r = engine.serverSynAckOut(setTuple(c, false), isnC, pkt.seq, pu, blockBuf);
+    const r = engine.serverSynAckOut(t, isnC, pkt.seq, pu, blockBuf);
     if (r.kind === 'refuse') return drop(c, r.reason as Reason);
     const len = attach(c, r.length);
     if (len === 'too-large') return drop(c, 'too-large');
@@ -193,6 +259,25 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
 
   // ---- ingress (INPUT): our PU is the server (SYN) or the client (SYN-ACK) ----
 
+  /** The server flow under serverFlows.key, unless its time to live has passed (then forgotten). */
+  function flowOf(now: number): ServerFlow | undefined {
+    const v = serverFlows.peek();
+    if (v !== undefined && now - v.at > opt.stateTtlMs) {
+      serverFlows.delete();
+      return undefined;
+    }
+    return v;
+  }
+
+  /** Record the server flow under serverFlows.key (set by the caller). */
+  function keepFlow(now: number, puIndex: number, untagged: boolean): void {
+    const f = serverFlows.peek() ?? freeFlows.pop() ?? { at: 0, puIndex: 0, untagged: false };
+    f.at = now;
+    f.puIndex = puIndex;
+    f.untagged = untagged;
+    serverFlows.set(f);
+  }
+
   function synIn(c: PacketContext): Decision {
     const { buf, pkt, mark } = c;
     c.direction = 'ingress';
@@ -203,8 +288,9 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     // first SYN is still the server. HOST_SOCK: a full socket of no PU (not ours to judge).
     const lookedUp = (mark & PU_DEST) !== 0;
     const hostSocket = !lookedUp && (mark & HOST_SOCK) !== 0;
-    const key = flowKey(buf, pkt.srcAddrOffset, pkt.addrLength, pkt.srcPort, pkt.seq);
-    const earlier = lookedUp ? undefined : serverFlows.get(key, deps.now(), opt.stateTtlMs);
+    const t = setTuple(c, false);
+    keyTuple(serverFlows.key, t, pkt.seq);
+    const earlier = lookedUp ? undefined : flowOf(clock);
     const pu = lookedUp ? deps.puByIndex(puIndexFromMark(mark)) : earlier ? deps.puByIndex(earlier.puIndex) : hostSocket ? undefined : deps.puByLocalPort(pkt.dstPort);
     c.local = pu;
     if (!pu && lookedUp) return drop(c, 'no-pu');
@@ -212,9 +298,9 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     if (optAt < 0) {
       // Not a PU's service: not ours to judge.
       if (!pu) return pass(c, 'no-pu');
-      const d = deps.policy().ingress({ client: null, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) });
+      const d = ask(c, true, null, pu, pkt.dstPort);
       if (!d.allow) return refuse(c, 'missing-token', d);
-      serverFlows.set(key, { at: deps.now(), puIndex: pu.index, untagged: true });
+      keepFlow(clock, pu.index, true);
       // Allowed, no proof will follow: TESSERA-APPLY turns "clear server pending" into AUTHORIZED.
       return accept(c, VERDICT_REPEAT, OP_CLEAR_SERVER_PENDING, 0, d);
     }
@@ -223,10 +309,9 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     // from the trailer's block length, before any verification is spent on it.
     const n = pkt.payloadLength;
     if (n >= 4 && ((buf[pkt.payloadOffset + n - 2]! << 8) | buf[pkt.payloadOffset + n - 1]!) < n) return refuse(c, 'fast-open');
-    // IPv6 sources by /64: one host commonly holds the whole prefix.
-    source = sourceKey(buf, pkt.srcAddrOffset, pkt.addrLength === 16 ? 8 : 4);
-    const r = engine.serverSynIn(setTuple(c, false), pkt.seq, payloadOf(c));
-    source = '';
+    sourceOf = c;
+    const r = engine.serverSynIn(t, pkt.seq, payloadOf(c));
+    sourceOf = null;
     if (r.kind === 'refuse') {
       // No flow record: a flood must not fill the flow log (counted under 'rate-limited').
       if ((r.reason as string) === RATE_LIMITED) return drop(c, 'rate-limited');
@@ -247,15 +332,15 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
       // First contact: nothing to authorize yet. A verified token is still judged now, so a
       // peer policy refuses learns it at once rather than after the retry.
       if (c.peer) {
-        const d = deps.policy().ingress({ client: c.peer, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) });
+        const d = ask(c, true, c.peer, pu, pkt.dstPort);
         if (!d.allow) return refuse(c, 'policy', d);
       }
-      serverFlows.set(key, { at: deps.now(), puIndex: pu.index, untagged: false });
+      keepFlow(clock, pu.index, false);
       return pass(c, 'retry', stripped, OP_SET_SERVER_PENDING);
     }
-    const d = deps.policy().ingress({ client: c.peer, server: pu, port: pkt.dstPort, peerAddr: peerAddr(c) });
+    const d = ask(c, true, c.peer, pu, pkt.dstPort);
     if (!d.allow) return refuse(c, 'policy', d);
-    serverFlows.set(key, { at: deps.now(), puIndex: pu.index, untagged: false });
+    keepFlow(clock, pu.index, false);
     // The connection is decided here (proof, register, policy); its SYN-ACK authorizes it.
     return accept(c, VERDICT_REPEAT, OP_SET_SERVER_PENDING, stripped, d);
   }
@@ -270,7 +355,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     const optAt = findOption(buf, pkt, MARKER_KIND, MARKER_EXID);
     if (optAt < 0) {
       // A server without Tessera: the PU's network rules decide (default: refuse).
-      const d = deps.policy().egress({ client: pu, server: null, port: pkt.srcPort, peerAddr: peerAddr(c) });
+      const d = ask(c, false, pu, null, pkt.srcPort);
       if (!d.allow) return refuse(c, 'missing-token', d);
       return accept(c, VERDICT_REPEAT, OP_CLEAR_CLIENT_PENDING, 0, d);
     }
@@ -280,7 +365,7 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
     // retransmission carries it (same ISN), and a reset would end the connect().
     if (r.kind === 'retry') return drop(c, 'retry');
     c.peer = peerOf(r.peer);
-    const d = deps.policy().egress({ client: pu, server: c.peer, port: pkt.srcPort, peerAddr: peerAddr(c) });
+    const d = ask(c, false, pu, c.peer, pkt.srcPort);
     if (!d.allow) return refuse(c, 'policy', d);
     const stripped = strip(c, optAt, r.blockStart);
     if (stripped === null) return refuse(c, 'bad-packet');
@@ -290,13 +375,14 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
 
   function handle(buf: Uint8Array, hook: number, mark: number, out: Uint8Array): Decision {
     outcomes.counters.packets++;
+    clock = deps.now();
     const c = ctx;
     c.buf = buf;
     c.out = out;
     c.mark = mark;
     c.local = undefined;
     c.peer = null;
-    const pkt = parseTcp(buf);
+    const pkt = parseTcp(buf, undefined, parsed);
     // Not a TCP packet we can read: refused both ways. On egress a PU's process can shape its
     // own packets (an IPv6 routing header, say): accepting would let them leave unjudged.
     if (!pkt.ok) return drop(c, 'bad-packet');

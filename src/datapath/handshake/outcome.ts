@@ -94,6 +94,21 @@ export function createOutcomes(opt: HandshakeOptions, now: () => number, onFlow:
     return result;
   }
 
+  // The text of recent peer addresses (IPv4, by their 32-bit value): a record per connection
+  // need not format and allocate the same string again. Bounded: cleared when full.
+  const addresses = new Map<number, string>();
+  function addressText(buf: Uint8Array, at: number, length: 4 | 16): string {
+    if (length !== 4) return formatAddress(buf, at, length);
+    const k = (buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!;
+    let s = addresses.get(k);
+    if (s === undefined) {
+      if (addresses.size >= 4096) addresses.clear();
+      s = formatAddress(buf, at, 4);
+      addresses.set(k, s);
+    }
+    return s;
+  }
+
   /** The flow record of a deciding step. Records are made only on inbound packets: the remote end is the source. */
   function record(c: PacketContext, verdict: FlowRecord['verdict'], reason: Reason, decision: PolicyDecision | null): void {
     const { buf, pkt, local, peer } = c;
@@ -107,14 +122,14 @@ export function createOutcomes(opt: HandshakeOptions, now: () => number, onFlow:
       localPu: local?.id ?? null,
       localLabels: local?.labels ?? null,
       localPort: pkt.dstPort,
-      remoteAddr: formatAddress(buf, pkt.srcAddrOffset, pkt.addrLength),
+      remoteAddr: addressText(buf, pkt.srcAddrOffset, pkt.addrLength),
       remotePort: pkt.srcPort,
       remoteHost: peer?.host ?? null,
       remotePu: peer?.pu ?? null,
       remoteLabels: peer?.labels ?? null,
-      ...(decision?.observed?.length ? { observed: decision.observed } : {}),
-      ...(decision?.mode ? { mode: decision.mode } : {}),
     };
+    if (decision?.observed?.length) r.observed = decision.observed;
+    if (decision?.mode) r.mode = decision.mode;
     // Learn mode's edge table sees every deciding record, whether or not the record is sent on.
     observeFlow(r);
     onFlow(r);

@@ -92,6 +92,8 @@ export interface HandshakeCrypto {
 export interface HandshakeVerifier {
   verify(token: Uint8Array): VerifyResult;
   cached(token: Uint8Array): VerifyResult | null;
+  /** Counters the handshake adds its pair-key cache hits and derivations to (the worker's x25519 cache metrics). */
+  keyStats?: { hits: number; misses: number };
 }
 
 export interface HandshakeOptions {

@@ -9,6 +9,7 @@ import {
   type FlowRecord,
   type Handshake,
   type HandshakeOptions,
+  type HandshakeVerifier,
   type IssuedToken,
   type LocalPu,
 } from '../../../src/datapath/handshake/handshake.js';
@@ -16,7 +17,7 @@ import { createVerifier } from '../../../src/datapath/crypto.js';
 import type { HostStaticKey, V2Options } from '../../../src/datapath/handshake/v2/index.js';
 import type { TrustConfig } from '../../../src/datapath/messages.js';
 import { createEphemeralKey, createSecret, createTokenIssuer, type TokenIssuer } from '../../../src/identity/index.js';
-import { createDefaultPolicy } from '../../../src/policy/index.js';
+import { createDefaultPolicy, type Policy } from '../../../src/policy/index.js';
 import { markForPuIndex } from '../../../src/marks.js';
 import { parseTcp, rebuild, TCP_ACK, TCP_SYN, type TcpPacket } from '../../../src/packet/index.js';
 import { build } from '../packet/helpers.js';
@@ -30,6 +31,8 @@ export const ACK_OPTIONS = Uint8Array.of(1, 1, 8, 10, 0, 0, 0, 2, 0, 0, 0, 1);
 
 export interface Host {
   name: string;
+  /** The policy this host's handshake asks (replace it to change policy, as a worker's snapshot does). */
+  policy: Policy;
   hs: Handshake;
   pus: Map<number, LocalPu>;
   ports: Map<number, LocalPu>;
@@ -63,6 +66,8 @@ export interface HostSetup {
   directory?: Map<string, Uint8Array>;
   /** Protocol v2 engine options (register bound, freshness window). */
   v2?: Partial<V2Options>;
+  /** The verifier the handshake is given (default: the host's plain one); e.g. createHandshakeCrypto's `tokens`, as in the workers. */
+  handshakeVerifier?: HandshakeVerifier;
   /** When the host's strike register started (default: a minute ago, long before any proof of a test). */
   startedAt?: number;
 }
@@ -82,18 +87,17 @@ export function makeHost(name: string, psk: Uint8Array, options: Partial<Handsha
   const base = setup.issuer ?? createTokenIssuer({ mode: 'psk', hostId: name, psk });
   // As the daemon does: every token carries this host's handshake key (claim hk).
   const issuer: TokenIssuer = { ...base, issue: (pu, now, ttl) => base.issue({ ...pu, hostKeyRaw: key.publicRaw }, now, ttl) };
-  const policy = createDefaultPolicy();
   const key = staticKey();
   const directory = setup.directory ?? DIRECTORY;
   const verifier = createVerifier(setup.trust ?? { mode: 'psk', secret: psk }, 30);
   const hs = createHandshake({
-    verifier,
+    verifier: setup.handshakeVerifier ?? verifier,
     random: (b) => void randomFillSync(b),
     hostStaticKeys: [key],
     ...(setup.v2 ? { v2: setup.v2 } : {}),
     startedAt: setup.startedAt ?? Date.now() - 60_000,
     hostKeys: { lookup: (address) => (directory.has(address) ? { host: address, key: directory.get(address)! } : undefined) },
-    policy: () => policy,
+    policy: () => host.policy,
     puByIndex: (i) => pus.get(i),
     puByLocalPort: setup.namespacePu === undefined ? (p) => ports.get(p) : () => pus.get(setup.namespacePu!),
     now: setup.now ?? Date.now,
@@ -102,6 +106,7 @@ export function makeHost(name: string, psk: Uint8Array, options: Partial<Handsha
   });
   const host: Host = {
     name,
+    policy: createDefaultPolicy(),
     hs,
     pus,
     ports,

@@ -40,8 +40,10 @@ export function createV2Engine(deps: V2Deps): V2Engine {
   // Shared by the host's workers when the pool gives a buffer (the proofs do not cover the
   // tuple, so a replay from another address may reach another worker); private otherwise.
   const register = new StrikeRegister(opt.registerEntries, 2 * opt.skewMs + opt.maxAgeMs, deps.register);
-  const pairKeys = new ClientPairKeys(digests);
-  const server = createServerRole(deps, opt, proofs, peers, register, digests);
+  // Pair-key cache counters: the worker reports them as its x25519 cache (crypto.ts).
+  const keyStats = deps.keyStats ?? { hits: 0, misses: 0 };
+  const pairKeys = new ClientPairKeys(proofs, keyStats, digests);
+  const server = createServerRole(deps, opt, proofs, peers, register, keyStats, digests);
   // Nonces come from a pool refilled in one call per 128 of them: a CSPRNG call costs
   // microseconds, more than the rest of a SYN out.
   const pool = new Uint8Array(1024);
@@ -51,7 +53,7 @@ export function createV2Engine(deps: V2Deps): V2Engine {
       deps.random(pool);
       poolAt = 0;
     }
-    out.set(pool.subarray(poolAt, poolAt + out.length));
+    for (let i = 0; i < out.length; i++) out[i] = pool[poolAt + i]!;
     poolAt += out.length;
   };
   const client = createClientRole({ ...deps, random }, opt, proofs, peers, pairKeys);
@@ -60,6 +62,7 @@ export function createV2Engine(deps: V2Deps): V2Engine {
     serverSynIn: server.synIn,
     serverSynAckOut: server.synAckOut,
     clientSynAckIn: client.synAckIn,
+    clientSent: client.sent,
     setHostKeys: server.setHostKeys,
     clearPeerTokens: () => peers.clear(),
     stats: () => ({

@@ -9,7 +9,8 @@
 // another source is the shared strike register's to refuse (register.ts; docs/protocol.md,
 // "Why the proofs do not cover the tuple").
 
-import { NODE_DIGESTS, type Digests } from '../../../identity/index.js';
+import type { Digests } from '../../../identity/index.js';
+import { preparedMac, type PreparedMac } from '../../../identity/session.js';
 import { MAC2_LENGTH, SYN_HEADER_LENGTH, TOKEN_REF_LENGTH } from './wire.js';
 import type { TcpPacket } from '../../../packet/index.js';
 import type { TupleView } from './types.js';
@@ -17,14 +18,17 @@ import type { TupleView } from './types.js';
 const TAG_SYN = Uint8Array.of(0x54, 0x32, 0x53); // "T2S"
 const TAG_SYNACK = Uint8Array.of(0x54, 0x32, 0x41); // "T2A"
 
+/** A pair key prepared for its MACs (identity/session.ts preparedMac). */
+export type PairKey = PreparedMac;
+
 export interface Proofs {
-  /** macC into out[at..at+16). */
-  synMac(pk: Uint8Array, isnC: number, header: Uint8Array, refC: Uint8Array, out: Uint8Array, at: number): void;
-  /** macS into out[at..at+16). */
-  synAckMac(pk: Uint8Array, isnC: number, isnS: number, macC: Uint8Array, flags: number, refS: Uint8Array, out: Uint8Array, at: number): void;
-  /** (client addr, server addr, ports, ISNc) as a Map key: the per-connection state's. */
-  flowKey(t: TupleView, isnC: number): string;
-  /** A 32-bit FNV-1a hash of the same (this host's view): what the strike register keeps of the tuple. */
+  /** A pair key (32 bytes) prepared for the MACs below: once per key, then cached with it. */
+  prepare(pk: Uint8Array): PairKey;
+  /** macC into out[at..at+16), over the SYN header at header[h..h+29) and refC at ref[r..r+16). */
+  synMac(pk: PairKey, isnC: number, header: Uint8Array, h: number, ref: Uint8Array, r: number, out: Uint8Array, at: number): void;
+  /** macS into out[at..at+16), over macC at mac[m..m+16) and refS at ref[r..r+16). */
+  synAckMac(pk: PairKey, isnC: number, isnS: number, mac: Uint8Array, m: number, flags: number, ref: Uint8Array, r: number, out: Uint8Array, at: number): void;
+  /** A 32-bit FNV-1a hash of (client addr, server addr, ports, ISNc) (this host's view): what the strike register keeps of the tuple. */
   tupleHash(t: TupleView, isnC: number): number;
 }
 
@@ -55,65 +59,60 @@ function putU32(b: Uint8Array, p: number, v: number): void {
   b[p + 3] = v & 0xff;
 }
 
-export function createProofs(digests: Digests = NODE_DIGESTS): Proofs {
-  const scratch = new Uint8Array(160);
+function copyInto(dst: Uint8Array, p: number, src: Uint8Array, from: number, n: number): void {
+  for (let i = 0; i < n; i++) dst[p + i] = src[from + i]!;
+}
+
+function fnv(h: number, v: number): number {
+  return Math.imul(h ^ (v & 0xff), 0x01000193);
+}
+
+export function createProofs(digests?: Digests): Proofs {
+  // Exact-length inputs, written in place (no views made per MAC).
+  const synInput = new Uint8Array(TAG_SYN.length + 4 + SYN_HEADER_LENGTH + TOKEN_REF_LENGTH);
+  const synAckInput = new Uint8Array(TAG_SYNACK.length + 4 + 4 + MAC2_LENGTH + 1 + TOKEN_REF_LENGTH);
+  synInput.set(TAG_SYN, 0);
+  synAckInput.set(TAG_SYNACK, 0);
   const digest = new Uint8Array(32);
 
-  /** tag ‖ ISNc at scratch[0..); returns the length written. */
-  function head(tag: Uint8Array, isnC: number): number {
-    scratch.set(tag, 0);
-    putU32(scratch, tag.length, isnC >>> 0);
-    return tag.length + 4;
-  }
-
-  const units: number[] = [];
-
   return {
-    synMac(pk, isnC, header, refC, out, at) {
-      let p = head(TAG_SYN, isnC);
-      scratch.set(header.subarray(0, SYN_HEADER_LENGTH), p);
-      p += SYN_HEADER_LENGTH;
-      scratch.set(refC.subarray(0, TOKEN_REF_LENGTH), p);
-      p += TOKEN_REF_LENGTH;
-      digests.hmacSha256(pk, scratch.subarray(0, p), digest);
-      out.set(digest.subarray(0, MAC2_LENGTH), at);
-    },
-    synAckMac(pk, isnC, isnS, macC, flags, refS, out, at) {
-      let p = head(TAG_SYNACK, isnC);
-      putU32(scratch, p, isnS >>> 0);
+    prepare: (pk) => preparedMac(pk, digests),
+    synMac(pk, isnC, header, h, ref, r, out, at) {
+      let p = TAG_SYN.length;
+      putU32(synInput, p, isnC >>> 0);
       p += 4;
-      scratch.set(macC.subarray(0, MAC2_LENGTH), p);
-      p += MAC2_LENGTH;
-      scratch[p++] = flags;
-      scratch.set(refS.subarray(0, TOKEN_REF_LENGTH), p);
-      p += TOKEN_REF_LENGTH;
-      digests.hmacSha256(pk, scratch.subarray(0, p), digest);
-      out.set(digest.subarray(0, MAC2_LENGTH), at);
+      copyInto(synInput, p, header, h, SYN_HEADER_LENGTH);
+      p += SYN_HEADER_LENGTH;
+      copyInto(synInput, p, ref, r, TOKEN_REF_LENGTH);
+      pk.mac(synInput, digest);
+      copyInto(out, at, digest, 0, MAC2_LENGTH);
     },
-    flowKey(t, isnC) {
-      units.length = 0;
-      const b = t.buf;
-      for (let i = 0; i < t.addrLength; i += 2) units.push((b[t.clientAddrOffset + i]! << 8) | b[t.clientAddrOffset + i + 1]!);
-      for (let i = 0; i < t.addrLength; i += 2) units.push((b[t.serverAddrOffset + i]! << 8) | b[t.serverAddrOffset + i + 1]!);
-      units.push(t.clientPort, t.serverPort, isnC >>> 16, isnC & 0xffff);
-      return String.fromCharCode.apply(null, units);
+    synAckMac(pk, isnC, isnS, mac, m, flags, ref, r, out, at) {
+      let p = TAG_SYNACK.length;
+      putU32(synAckInput, p, isnC >>> 0);
+      p += 4;
+      putU32(synAckInput, p, isnS >>> 0);
+      p += 4;
+      copyInto(synAckInput, p, mac, m, MAC2_LENGTH);
+      p += MAC2_LENGTH;
+      synAckInput[p++] = flags;
+      copyInto(synAckInput, p, ref, r, TOKEN_REF_LENGTH);
+      pk.mac(synAckInput, digest);
+      copyInto(out, at, digest, 0, MAC2_LENGTH);
     },
     tupleHash(t, isnC) {
       let h = 0x811c9dc5;
       const b = t.buf;
-      const mix = (v: number): void => {
-        h = Math.imul(h ^ (v & 0xff), 0x01000193);
-      };
-      for (let i = 0; i < t.addrLength; i++) mix(b[t.clientAddrOffset + i]!);
-      for (let i = 0; i < t.addrLength; i++) mix(b[t.serverAddrOffset + i]!);
-      mix(t.clientPort >> 8);
-      mix(t.clientPort);
-      mix(t.serverPort >> 8);
-      mix(t.serverPort);
-      mix(isnC >>> 24);
-      mix(isnC >>> 16);
-      mix(isnC >>> 8);
-      mix(isnC);
+      for (let i = 0; i < t.addrLength; i++) h = fnv(h, b[t.clientAddrOffset + i]!);
+      for (let i = 0; i < t.addrLength; i++) h = fnv(h, b[t.serverAddrOffset + i]!);
+      h = fnv(h, t.clientPort >> 8);
+      h = fnv(h, t.clientPort);
+      h = fnv(h, t.serverPort >> 8);
+      h = fnv(h, t.serverPort);
+      h = fnv(h, isnC >>> 24);
+      h = fnv(h, isnC >>> 16);
+      h = fnv(h, isnC >>> 8);
+      h = fnv(h, isnC);
       return h | 0;
     },
   };

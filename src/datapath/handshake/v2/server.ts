@@ -1,10 +1,10 @@
 // Protocol v2, server role: SYN in (check the client's proof, freshness, strike register) and
 // SYN-ACK out (the server's proof, bound to the client's). docs/protocol.md, "The exchange".
 
-import { timingSafeEqual } from 'node:crypto';
-import { Lru, type Digests } from '../../../identity/index.js';
-import { derivePairKey, ownHostKeys, unitsKey, type OwnHostKey, type PeerEntry, type PeerTokens } from './keys.js';
-import type { Proofs } from './proof.js';
+import type { Digests } from '../../../identity/index.js';
+import { FlowTable, keyTuple } from '../flowtable.js';
+import { derivePairKey, ownHostKeys, sameBytes, word32, type OwnHostKey, type PeerEntry, type PeerTokens } from './keys.js';
+import type { PairKey, Proofs } from './proof.js';
 import type { StrikeRegister } from './register.js';
 import {
   FLAG_NEED_KEY,
@@ -13,16 +13,19 @@ import {
   PEER_REF_LENGTH,
   RETRY_HAS_TOKEN,
   RETRY_NEED_TOKEN,
+  SYNACK_MAC_AT,
   TOKEN_REF_LENGTH,
   V2Type,
-  decodeBlock2,
+  decodeInto,
   encodeRetry,
-  encodeSynAck,
+  newBlockView,
+  putSynAck,
   retryLength,
   synAckLength,
 } from './wire.js';
 import type {
   HostStaticKey,
+  KeyStats,
   Refusal,
   ServerSynAckOutResult,
   ServerSynInResult,
@@ -33,15 +36,24 @@ import type {
   V2Reason,
 } from './types.js';
 
+/** Per handshake, reused from connection to connection (FlowTable recycles them). */
 interface ServerConn {
   at: number;
   /** 'proof': the SYN proved itself, the SYN-ACK authorizes; 'retry': it did not, the SYN-ACK asks for what was missing. */
   kind: 'proof' | 'retry';
   retryFlags: number;
-  pk: Uint8Array | null;
-  /** Copies: the SYN's bytes live in a reused queue buffer. */
-  macC: Uint8Array;
-  peerHint: Uint8Array;
+  pk: PairKey | null;
+  /**
+   * macC (4 words) and the peerRef hint (2 words), copied: the SYN's bytes live in a reused
+   * queue buffer. Fields of this object, not arrays of their own: a recycled connection is
+   * cold memory, and every separate object is one more cache miss per connection.
+   */
+  m0: number;
+  m1: number;
+  m2: number;
+  m3: number;
+  h0: number;
+  h1: number;
   /** Earlier accepted proofs of this handshake (SYN retransmissions), newest last, at most 7 (with the current one, 8). */
   earlier: Uint8Array[] | null;
   /** The ISN of the first SYN-ACK answered (-1: none yet): the kernel's request keeps it for every retransmission. */
@@ -62,10 +74,9 @@ export function refusal(reason: V2Reason): Refusal {
   return r;
 }
 
-const none = new Uint8Array(0);
-
+/** Equal lengths and bytes, with no early exit on the bytes (MACs). */
 export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.byteLength === b.byteLength && timingSafeEqual(a, b);
+  return a.byteLength === b.byteLength && sameBytes(a, 0, b, 0, a.byteLength);
 }
 
 /** Why a verified (possibly cached) token may not be used now, or null. */
@@ -78,9 +89,26 @@ export function unusable(entry: PeerEntry, now: number, opt: V2Options, deps: V2
   return null;
 }
 
-function sameHandshake(st: ServerConn, mac: Uint8Array): boolean {
-  if (equalBytes(st.macC, mac)) return true;
-  if (st.earlier !== null) for (const m of st.earlier) if (equalBytes(m, mac)) return true;
+/** The connection's macC as bytes (a new array: retransmissions only). */
+function macOf(st: ServerConn, out = new Uint8Array(MAC2_LENGTH)): Uint8Array {
+  putWord(out, 0, st.m0);
+  putWord(out, 4, st.m1);
+  putWord(out, 8, st.m2);
+  putWord(out, 12, st.m3);
+  return out;
+}
+
+function putWord(b: Uint8Array, p: number, v: number): void {
+  b[p] = v >>> 24;
+  b[p + 1] = (v >>> 16) & 0xff;
+  b[p + 2] = (v >>> 8) & 0xff;
+  b[p + 3] = v & 0xff;
+}
+
+/** A duplicate of a proof this handshake accepted (already verified: no constant-time need). */
+function sameHandshake(st: ServerConn, mac: Uint8Array, at: number): boolean {
+  if (word32(mac, at) === st.m0 && word32(mac, at + 4) === st.m1 && word32(mac, at + 8) === st.m2 && word32(mac, at + 12) === st.m3) return true;
+  if (st.earlier !== null) for (const m of st.earlier) if (sameBytes(m, 0, mac, at, MAC2_LENGTH)) return true;
   return false;
 }
 
@@ -88,47 +116,63 @@ export interface ServerRole {
   synIn(t: TupleView, isnC: number, payload: Uint8Array): ServerSynInResult;
   synAckOut(t: TupleView, isnC: number, isnS: number, pu: V2LocalPu, out: Uint8Array): ServerSynAckOutResult;
   setHostKeys(keys: readonly HostStaticKey[]): void;
-  readonly state: Lru<string, ServerConn>;
+  readonly state: FlowTable<ServerConn>;
   derivations(): number;
 }
 
-export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, peers: PeerTokens, register: StrikeRegister, digests?: Digests): ServerRole {
+export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, peers: PeerTokens, register: StrikeRegister, stats: KeyStats, digests?: Digests): ServerRole {
   let keys: OwnHostKey[] = ownHostKeys(deps.hostStaticKeys ?? []);
-  const state = new Lru<string, ServerConn>(opt.stateEntries);
+  const free: ServerConn[] = [];
+  const state = new FlowTable<ServerConn>(opt.stateEntries, (c) => {
+    c.pk = null;
+    c.earlier = null;
+    free.push(c);
+  });
   const startedAt = deps.startedAt ?? deps.now();
   const expected = new Uint8Array(MAC2_LENGTH);
+  const macScratch = new Uint8Array(MAC2_LENGTH);
+  const b = newBlockView();
   let derivations = 0;
 
-  function keep(t: TupleView, isnC: number, conn: ServerConn): void {
-    state.set(proofs.flowKey(t, isnC), conn);
+  /** Keep `conn` state for the tuple (state.key must be the tuple's: keyTuple). */
+  function keep(now: number, kind: ServerConn['kind'], retryFlags: number, pk: PairKey | null, isnS: number, earlier: Uint8Array[] | null): ServerConn {
+    const c = free.pop() ?? { at: 0, kind: 'retry', retryFlags: 0, pk: null, m0: 0, m1: 0, m2: 0, m3: 0, h0: 0, h1: 0, earlier: null, isnS: -1 };
+    c.at = now;
+    c.kind = kind;
+    c.retryFlags = retryFlags;
+    c.pk = pk;
+    c.earlier = earlier;
+    c.isnS = isnS;
+    state.set(c);
+    return c;
   }
 
-  /** Our key a SYN names, if we hold it and its grace has not ended. */
-  function ownKey(keyId: Uint8Array, now: number): OwnHostKey | undefined {
-    const id = unitsKey(keyId);
-    for (const k of keys) if (k.idKey === id && now <= k.notAfter) return k;
+  /** Our key a SYN names (keyId at p[at..at+4)), if we hold it and its grace has not ended. */
+  function ownKey(p: Uint8Array, at: number, now: number): OwnHostKey | undefined {
+    const id = word32(p, at);
+    for (const k of keys) if (k.idWord === id && now <= k.notAfter) return k;
     return undefined;
   }
 
   function synIn(t: TupleView, isnC: number, payload: Uint8Array): ServerSynInResult {
-    const d = decodeBlock2(payload);
-    if (typeof d === 'string') return refusal(d === 'version' ? 'version' : 'malformed');
-    const b = d.block;
+    const err = decodeInto(payload, b);
+    if (err !== null) return refusal(err === 'version' ? 'version' : 'malformed');
     if (b.type !== V2Type.Syn) return refusal('malformed');
     const now = deps.now();
     register.expire(now);
-    const blockStart = d.blockStart;
+    const blockStart = b.start;
+    keyTuple(state.key, t, isnC);
 
     let entry: PeerEntry | undefined;
     if ((b.flags & FLAG_TOKEN_REF) !== 0) {
-      entry = peers.get(b.token);
+      entry = peers.get(payload, b.tokenAt);
       if (entry === undefined) {
         // Not (or no longer) held: say so; the client's SYN retransmission carries the token.
-        keep(t, isnC, { at: now, kind: 'retry', retryFlags: RETRY_NEED_TOKEN, pk: null, macC: none, peerHint: none, earlier: null, isnS: -1 });
+        keep(now, 'retry', RETRY_NEED_TOKEN, null, -1, null);
         return { kind: 'retry', peer: null, blockStart };
       }
     } else {
-      const v = deps.verifyToken(b.token);
+      const v = deps.verifyToken(payload.subarray(b.tokenAt, b.tokenAt + b.tokenLength));
       if (v === null) return refusal('rate-limited');
       if (!v.ok) return refusal(v.reason);
       entry = peers.add(v);
@@ -139,23 +183,26 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
       return refusal(bad);
     }
     if (keys.length === 0) return refusal('no-host-key');
-    const own = (b.flags & FLAG_NEED_KEY) !== 0 ? undefined : ownKey(b.keyId, now);
+    const own = (b.flags & FLAG_NEED_KEY) !== 0 ? undefined : ownKey(payload, b.keyIdAt, now);
     if (own === undefined) {
       // First contact, or a key we never had or rotated out past its grace: teach the current
       // one (our token's hk claim). Nothing is authorized by this exchange.
-      keep(t, isnC, { at: now, kind: 'retry', retryFlags: RETRY_HAS_TOKEN, pk: null, macC: none, peerHint: none, earlier: null, isnS: -1 });
+      keep(now, 'retry', RETRY_HAS_TOKEN, null, -1, null);
       return { kind: 'retry', peer: entry.token, blockStart };
     }
-    let pk = entry.pairKeys.get(own.idKey);
+    let pk = entry.pairKeys.get(own);
     if (pk === undefined) {
       const derived = derivePairKey(own.privateKey, entry.token.epkKey, entry.epkRaw, own.raw, digests);
       if (derived === null) return refusal('malformed');
       derivations++;
-      pk = derived;
-      entry.pairKeys.set(own.idKey, pk);
+      stats.misses++;
+      pk = proofs.prepare(derived);
+      entry.pairKeys.set(own, pk);
+    } else {
+      stats.hits++;
     }
-    proofs.synMac(pk, isnC, b.header, entry.ref, expected, 0);
-    if (!equalBytes(expected, b.mac)) return refusal('bad-mac');
+    proofs.synMac(pk, isnC, payload, b.start, entry.ref, 0, expected, 0);
+    if (!sameBytes(expected, 0, payload, b.macAt, MAC2_LENGTH)) return refusal('bad-mac');
     if (b.ts > now + opt.skewMs || b.ts < now - opt.skewMs - opt.maxAgeMs) return refusal('stale');
     // A previous run may have accepted this proof and lost its register with it.
     if (b.ts < startedAt + opt.skewMs) return refusal('restarted');
@@ -167,11 +214,10 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     // from the request it holds, with the same ISN; after the connection is gone it would open
     // a new request with a new ISN, and that SYN-ACK is refused below (docs/protocol.md,
     // "Retransmissions and loss").
-    const fk = proofs.flowKey(t, isnC);
-    const st = state.get(fk);
-    switch (register.strike(b.mac, proofs.tupleHash(t, isnC), now)) {
+    const st = state.get();
+    switch (register.strikeAt(payload, b.macAt, proofs.tupleHash(t, isnC), now)) {
       case 'same':
-        if (st !== undefined && st.kind === 'proof' && now - st.at <= opt.stateTtlMs && sameHandshake(st, b.mac)) {
+        if (st !== undefined && st.kind === 'proof' && now - st.at <= opt.stateTtlMs && sameHandshake(st, payload, b.macAt)) {
           return { kind: 'proof', peer: entry.token, blockStart };
         }
         return refusal('replay');
@@ -189,16 +235,29 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     if (st !== undefined && st.kind === 'proof') {
       earlier = st.earlier ?? [];
       if (earlier.length >= EARLIER_KEPT - 1) earlier.shift();
-      earlier.push(st.macC);
+      earlier.push(macOf(st));
       isnS = st.isnS;
     }
-    state.set(fk, { at: now, kind: 'proof', retryFlags: 0, pk, macC: new Uint8Array(b.mac), peerHint: new Uint8Array(b.peerRef), earlier, isnS });
+    const c = st ?? keep(now, 'proof', 0, pk, isnS, earlier);
+    c.at = now;
+    c.kind = 'proof';
+    c.retryFlags = 0;
+    c.pk = pk;
+    c.earlier = earlier;
+    c.isnS = isnS;
+    c.m0 = word32(payload, b.macAt);
+    c.m1 = word32(payload, b.macAt + 4);
+    c.m2 = word32(payload, b.macAt + 8);
+    c.m3 = word32(payload, b.macAt + 12);
+    c.h0 = word32(payload, b.peerRefAt);
+    c.h1 = word32(payload, b.peerRefAt + 4);
     return { kind: 'proof', peer: entry.token, blockStart };
   }
 
   function synAckOut(t: TupleView, isnC: number, isnS: number, pu: V2LocalPu, out: Uint8Array): ServerSynAckOutResult {
     const now = deps.now();
-    const st = state.get(proofs.flowKey(t, isnC));
+    keyTuple(state.key, t, isnC);
+    const st = state.get();
     if (st === undefined || now - st.at > opt.stateTtlMs) return refusal('no-state');
     const tok = pu.tokens[0];
     if (tok === undefined) return refusal('missing-token');
@@ -211,14 +270,13 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     // same proof means a new request: the first connection is gone and its SYN was replayed.
     if (st.isnS === -1) st.isnS = isnS;
     else if (st.isnS !== isnS) return refusal('replay');
-    const refS = tok.hash.subarray(0, TOKEN_REF_LENGTH);
-    // The client names the token it holds for this address and port: send ours by reference
-    // when it is that one.
-    const byRef = equalBytes(st.peerHint, refS.subarray(0, PEER_REF_LENGTH));
+    // refS = the first TOKEN_REF_LENGTH bytes of our token's hash. The client names the token
+    // it holds for this address and port: send ours by reference when it is that one.
+    const byRef = st.h0 === word32(tok.hash, 0) && st.h1 === word32(tok.hash, PEER_REF_LENGTH - 4);
     const flags = byRef ? FLAG_TOKEN_REF : 0;
     if (synAckLength(flags, tok.bytes.length) > out.length) return refusal('too-large');
-    const length = encodeSynAck({ flags, mac: expected, token: byRef ? refS : tok.bytes }, out);
-    proofs.synAckMac(st.pk!, isnC, isnS, st.macC, flags, refS, out, 1);
+    const length = putSynAck(flags, tok.bytes, tok.hash, out);
+    proofs.synAckMac(st.pk!, isnC, isnS, macOf(st, macScratch), 0, flags, tok.hash, 0, out, SYNACK_MAC_AT);
     return { kind: 'proof', length };
   }
 

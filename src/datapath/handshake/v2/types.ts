@@ -104,7 +104,7 @@ export const DEFAULT_V2_OPTIONS: V2Options = {
   maxAgeMs: 2_000,
   // Entries live skew + maxAge + skew = 8 s: 131 072 per worker (the host's shared register
   // holds that × its workers) takes 16 000 new proofs a second per worker at capacity, and
-  // refuses none below ~60 % of it (10 000 a second per worker): the stripes fill unevenly.
+  // refuses none below ~94 % of it (two candidate stripes per proof: register.ts).
   registerEntries: 131_072,
   peerTokens: 4_096,
   stateEntries: 16_384,
@@ -114,6 +114,12 @@ export const DEFAULT_V2_OPTIONS: V2Options = {
   stateTtlMs: 64_000,
   learnedHostKeys: 4_096,
 };
+
+/** Pair-key cache counters (the worker's x25519 cache metrics: a miss is one X25519 + HKDF). */
+export interface KeyStats {
+  hits: number;
+  misses: number;
+}
 
 export interface V2Deps {
   /** Wall clock, milliseconds since the epoch (proof timestamps are compared across hosts). */
@@ -142,6 +148,8 @@ export interface V2Deps {
    * private register of options.registerEntries.
    */
   register?: { buffer: SharedArrayBuffer; holder: number };
+  /** Counted into: a pair key found cached (hits) or derived (misses). Default: private counters. */
+  keyStats?: KeyStats;
   options?: Partial<V2Options>;
 }
 
@@ -237,6 +245,11 @@ export interface V2Engine {
   serverSynAckOut(t: TupleView, isnC: number, isnS: number, pu: V2LocalPu, out: Uint8Array): ServerSynAckOutResult;
   /** Client, SYN-ACK in (PREROUTING). `isnC` = ack − 1, `isnS` = seq. */
   clientSynAckIn(t: TupleView, isnC: number, isnS: number, payload: Uint8Array): ClientSynAckInResult;
+  /**
+   * Whether this engine's client sent a SYN on `t` with ISN `isnC` that it still keeps state
+   * for (a simultaneous open: the datapath sees our own SYN-ACK leave on that tuple with that ISN).
+   */
+  clientSent(t: TupleView, isnC: number): boolean;
   /** Replace this host's static keys (current first; rotated-out ones with `notAfter`). */
   setHostKeys(keys: readonly HostStaticKey[]): void;
   /** Forget cached peer tokens (e.g. when the revocation set or trust changed). */

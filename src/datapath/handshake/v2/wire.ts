@@ -161,6 +161,52 @@ export function encodeSynAck(f: SynAckFields, out: Uint8Array): number {
   return putTrailer(out, putTokenPart(out, SYNACK_FIXED, (f.flags & FLAG_TOKEN_REF) !== 0, f.token), V2Type.SynAck);
 }
 
+/** Where macS sits in a SYN-ACK block. */
+export const SYNACK_MAC_AT = 1;
+/** Where macC sits in a SYN block (right after the header it covers). */
+export const SYN_MAC_AT = SYN_HEADER_LENGTH;
+
+/**
+ * The packet path's SYN-ACK encoder (encodeSynAck without a fields object): macS left zero
+ * at SYNACK_MAC_AT for the caller to write; with FLAG_TOKEN_REF the reference is the first
+ * TOKEN_REF_LENGTH bytes of `hash` (the token's SHA-256), else the token.
+ */
+export function putSynAck(flags: number, token: Uint8Array, hash: Uint8Array, out: Uint8Array): number {
+  out[0] = flags;
+  for (let i = 0; i < MAC2_LENGTH; i++) out[SYNACK_MAC_AT + i] = 0;
+  let p = SYNACK_FIXED;
+  if ((flags & FLAG_TOKEN_REF) !== 0) {
+    for (let i = 0; i < TOKEN_REF_LENGTH; i++) out[p + i] = hash[i]!;
+    p += TOKEN_REF_LENGTH;
+  } else {
+    p = putTokenPart(out, p, false, token);
+  }
+  return putTrailer(out, p, V2Type.SynAck);
+}
+
+/**
+ * The packet path's SYN encoder: flags, keyId (4 bytes at keyId[0..4), zero when null), ts,
+ * nonce (8 bytes), peerRef (the first PEER_REF_LENGTH bytes of `peerRef`, zero when null),
+ * macC left zero at SYN_MAC_AT; then the reference (first TOKEN_REF_LENGTH bytes of `hash`,
+ * with FLAG_TOKEN_REF) or the token.
+ */
+export function putSyn(flags: number, keyId: Uint8Array | null, ts: number, nonce: Uint8Array, peerRef: Uint8Array | null, token: Uint8Array, hash: Uint8Array, out: Uint8Array): number {
+  out[0] = flags;
+  for (let i = 0; i < KEY_ID_LENGTH; i++) out[1 + i] = keyId === null ? 0 : keyId[i]!;
+  putTs(out, 5, ts);
+  for (let i = 0; i < NONCE2_LENGTH; i++) out[13 + i] = nonce[i]!;
+  for (let i = 0; i < PEER_REF_LENGTH; i++) out[21 + i] = peerRef === null ? 0 : peerRef[i]!;
+  for (let i = 0; i < MAC2_LENGTH; i++) out[SYN_MAC_AT + i] = 0;
+  let p = SYN_FIXED;
+  if ((flags & FLAG_TOKEN_REF) !== 0) {
+    for (let i = 0; i < TOKEN_REF_LENGTH; i++) out[p + i] = hash[i]!;
+    p += TOKEN_REF_LENGTH;
+  } else {
+    p = putTokenPart(out, p, false, token);
+  }
+  return putTrailer(out, p, V2Type.Syn);
+}
+
 export function encodeRetry(f: RetryFields, out: Uint8Array): number {
   out[0] = f.flags;
   let p = 1;
@@ -169,22 +215,54 @@ export function encodeRetry(f: RetryFields, out: Uint8Array): number {
 }
 
 /**
- * The token part at [p, end): a 16-byte ref, or a length-prefixed token filling it exactly.
- * null when the lengths do not add up.
+ * A decoded block as offsets into the payload it was decoded from (decodeInto): what the
+ * engine reads on the packet path, one reused object, no views made.
  */
-function tokenPart(b: Uint8Array, p: number, end: number, byRef: boolean): Uint8Array | null {
-  if (byRef) return end - p === TOKEN_REF_LENGTH ? b.subarray(p, end) : null;
-  if (end - p < 2) return null;
-  const len = (b[p]! << 8) | b[p + 1]!;
-  if (len === 0 || len > MAX_TOKEN_LENGTH_2 || p + 2 + len !== end) return null;
-  return b.subarray(p + 2, end);
+export interface BlockView {
+  type: V2Type;
+  flags: number;
+  /** Where the block starts in the payload (= bytes in front of it). SYN: the header macC covers starts here. */
+  start: number;
+  /** SYN: the proof's timestamp (ms). */
+  ts: number;
+  /** SYN: keyId, peerRef; SYN and SYN-ACK: the MAC. */
+  keyIdAt: number;
+  peerRefAt: number;
+  macAt: number;
+  /** The token part: a reference (TOKEN_REF flag) or a full token; length 0 = none (a RETRY without one). */
+  tokenAt: number;
+  tokenLength: number;
+}
+
+export function newBlockView(): BlockView {
+  return { type: V2Type.Syn, flags: 0, start: 0, ts: 0, keyIdAt: 0, peerRefAt: 0, macAt: 0, tokenAt: 0, tokenLength: 0 };
 }
 
 /**
- * Decode the v2 block at the end of `payload`. Never throws; returned arrays are views into
- * `payload`. Unknown flag bits, lengths that do not add up exactly, an unknown type: 'malformed'.
+ * The token part at [p, end): a 16-byte ref, or a length-prefixed token filling it exactly.
+ * Sets v.tokenAt/tokenLength; false when the lengths do not add up.
  */
-export function decodeBlock2(payload: Uint8Array): Decoded2 | Wire2Error {
+function tokenPartAt(b: Uint8Array, p: number, end: number, byRef: boolean, v: BlockView): boolean {
+  if (byRef) {
+    if (end - p !== TOKEN_REF_LENGTH) return false;
+    v.tokenAt = p;
+    v.tokenLength = TOKEN_REF_LENGTH;
+    return true;
+  }
+  if (end - p < 2) return false;
+  const len = (b[p]! << 8) | b[p + 1]!;
+  if (len === 0 || len > MAX_TOKEN_LENGTH_2 || p + 2 + len !== end) return false;
+  v.tokenAt = p + 2;
+  v.tokenLength = len;
+  return true;
+}
+
+/**
+ * Decode the v2 block at the end of `payload` into `v` (offsets into payload). Never throws.
+ * Unknown flag bits, lengths that do not add up exactly, an unknown type: 'malformed'.
+ * null when it decoded.
+ */
+export function decodeInto(payload: Uint8Array, v: BlockView): Wire2Error | null {
   const n = payload.length;
   if (n < TRAILER_LENGTH) return 'no-block';
   const version = payload[n - 4]!;
@@ -196,22 +274,66 @@ export function decodeBlock2(payload: Uint8Array): Decoded2 | Wire2Error {
   const end = n - TRAILER_LENGTH;
   const flags = payload[start]!;
   const b = payload;
+  v.flags = flags;
+  v.start = start;
+  v.tokenAt = 0;
+  v.tokenLength = 0;
   switch (type) {
     case V2Type.Syn: {
       if (total < SYN_FIXED + TRAILER_LENGTH || (flags & ~SYN_FLAGS) !== 0) return 'malformed';
-      const token = tokenPart(b, start + SYN_FIXED, end, (flags & FLAG_TOKEN_REF) !== 0);
-      if (token === null) return 'malformed';
+      if (!tokenPartAt(b, start + SYN_FIXED, end, (flags & FLAG_TOKEN_REF) !== 0, v)) return 'malformed';
       // A first-contact SYN carries no proof, so it cannot carry a reference either (the
       // server answers it with its own token, which needs the client's verified).
       if ((flags & (FLAG_NEED_KEY | FLAG_TOKEN_REF)) === (FLAG_NEED_KEY | FLAG_TOKEN_REF)) return 'malformed';
       const ts = getU32(b, start + 5) * 0x1_0000_0000 + getU32(b, start + 9);
       if (ts > Number.MAX_SAFE_INTEGER) return 'malformed';
+      v.type = V2Type.Syn;
+      v.ts = ts;
+      v.keyIdAt = start + 1;
+      v.peerRefAt = start + 21;
+      v.macAt = start + 29;
+      return null;
+    }
+    case V2Type.SynAck: {
+      if (total < SYNACK_FIXED + TRAILER_LENGTH || (flags & ~SYNACK_FLAGS) !== 0) return 'malformed';
+      if (!tokenPartAt(b, start + SYNACK_FIXED, end, (flags & FLAG_TOKEN_REF) !== 0, v)) return 'malformed';
+      v.type = V2Type.SynAck;
+      v.macAt = start + 1;
+      return null;
+    }
+    case V2Type.Retry: {
+      if ((flags & ~RETRY_FLAGS) !== 0) return 'malformed';
+      v.type = V2Type.Retry;
+      if ((flags & RETRY_HAS_TOKEN) === 0) return end === start + 1 ? null : 'malformed';
+      return tokenPartAt(b, start + 1, end, false, v) ? null : 'malformed';
+    }
+    default:
+      return 'malformed';
+  }
+}
+
+const scratchView = newBlockView();
+
+/**
+ * Decode the v2 block at the end of `payload`. Never throws; returned arrays are views into
+ * `payload`. Unknown flag bits, lengths that do not add up exactly, an unknown type: 'malformed'.
+ * (decodeInto is the same without the views.)
+ */
+export function decodeBlock2(payload: Uint8Array): Decoded2 | Wire2Error {
+  const v = scratchView;
+  const err = decodeInto(payload, v);
+  if (err !== null) return err;
+  const b = payload;
+  const start = v.start;
+  const token = b.subarray(v.tokenAt, v.tokenAt + v.tokenLength);
+  switch (v.type) {
+    case V2Type.Syn:
       return {
         block: {
           type: V2Type.Syn,
-          flags,
+          flags: v.flags,
           keyId: b.subarray(start + 1, start + 5),
-          ts,
+          ts: v.ts,
           nonce: b.subarray(start + 13, start + 21),
           peerRef: b.subarray(start + 21, start + 29),
           mac: b.subarray(start + 29, start + 45),
@@ -220,23 +342,9 @@ export function decodeBlock2(payload: Uint8Array): Decoded2 | Wire2Error {
         },
         blockStart: start,
       };
-    }
-    case V2Type.SynAck: {
-      if (total < SYNACK_FIXED + TRAILER_LENGTH || (flags & ~SYNACK_FLAGS) !== 0) return 'malformed';
-      const token = tokenPart(b, start + SYNACK_FIXED, end, (flags & FLAG_TOKEN_REF) !== 0);
-      if (token === null) return 'malformed';
-      return { block: { type: V2Type.SynAck, flags, mac: b.subarray(start + 1, start + 17), token }, blockStart: start };
-    }
-    case V2Type.Retry: {
-      if ((flags & ~RETRY_FLAGS) !== 0) return 'malformed';
-      if ((flags & RETRY_HAS_TOKEN) === 0) {
-        return end === start + 1 ? { block: { type: V2Type.Retry, flags, token: null }, blockStart: start } : 'malformed';
-      }
-      const token = tokenPart(b, start + 1, end, false);
-      if (token === null) return 'malformed';
-      return { block: { type: V2Type.Retry, flags, token }, blockStart: start };
-    }
+    case V2Type.SynAck:
+      return { block: { type: V2Type.SynAck, flags: v.flags, mac: b.subarray(start + 1, start + 17), token }, blockStart: start };
     default:
-      return 'malformed';
+      return { block: { type: V2Type.Retry, flags: v.flags, token: v.tokenLength > 0 ? token : null }, blockStart: start };
   }
 }

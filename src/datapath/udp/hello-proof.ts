@@ -19,6 +19,7 @@ import { StrikeRegister, type Strike } from '../handshake/v2/register.js';
 import type { HostKeyDirectory, HostStaticKey } from '../handshake/v2/types.js';
 import type { HandshakeCrypto, HandshakeVerifier, IssuedToken, VerifiedPeer } from '../handshake/types.js';
 import { writeU64 } from './wire.js';
+import { MAC_BYTES, preparedMac, type PreparedMac } from '../../identity/session.js';
 
 const TAG = Uint8Array.of(0x55, 0x32, 0x48); // "U2H"
 const REF = 16;
@@ -72,18 +73,22 @@ export function createHelloProofs(crypto: HandshakeCrypto, deps: HelloProofDeps,
   const learned = new Lru<string, KnownHostKey>(opt.learnedHostKeys);
   /** Directory keys decoded once per (address, key bytes). */
   const fromDirectory = new Lru<string, KnownHostKey>(opt.learnedHostKeys);
-  const clientPairs = new ClientPairKeys(deps.digests);
-  const serverPairs = new Lru<string, Uint8Array>(opt.pairKeys);
+  // Pair keys are prepared once for the MAC (v2's, native/src/hash.c) and cached with it.
+  const prepare = (raw: Uint8Array): PreparedMac => preparedMac(raw, deps.digests);
+  const clientPairs = new ClientPairKeys({ prepare }, { hits: 0, misses: 0 }, deps.digests);
+  const serverPairs = new Lru<string, PreparedMac>(opt.pairKeys);
+  const digest = new Uint8Array(32);
   const startedAt = deps.startedAt ?? 0;
   const input = new Uint8Array(TAG.length + 8 + 4 + 16 + REF);
 
-  function macOf(pk: Uint8Array, ts: number, keyId: Uint8Array, nonceC: Uint8Array, tokenHash: Uint8Array): Uint8Array {
+  function macOf(pk: PreparedMac, ts: number, keyId: Uint8Array, nonceC: Uint8Array, tokenHash: Uint8Array): Uint8Array {
     input.set(TAG, 0);
     writeU64(input, TAG.length, ts);
     input.set(keyId.subarray(0, 4), TAG.length + 8);
     input.set(nonceC.subarray(0, 16), TAG.length + 12);
     input.set(tokenHash.subarray(0, REF), TAG.length + 28);
-    return crypto.mac(pk, input);
+    pk.mac(input, digest);
+    return digest.slice(0, MAC_BYTES);
   }
 
   function epkRawOf(peer: VerifiedPeer): Uint8Array {
@@ -129,7 +134,7 @@ export function createHelloProofs(crypto: HandshakeCrypto, deps: HelloProofDeps,
       if (pk === undefined) {
         const derived = derivePairKey(key.privateKey, peer.epk, epkRawOf(peer), key.raw, deps.digests);
         if (derived === null) return 'malformed';
-        pk = derived;
+        pk = prepare(derived);
         serverPairs.set(pairId, pk);
       }
       if (!crypto.equal(macOf(pk, h.ts, h.keyId, h.nonceC, peer.tokenHash), h.macH)) return 'bad-mac';

@@ -179,7 +179,7 @@ export class ClientPairKeys {
   readonly #byToken = new WeakMap<IssuedToken, OwnTokenKeys>();
   derivations = 0;
   constructor(
-    private readonly proofs: Proofs,
+    private readonly proofs: Pick<Proofs, 'prepare'>,
     private readonly stats: KeyStats,
     private readonly digests?: Digests,
   ) {}

@@ -9,7 +9,7 @@
 // failure; the cluster's destroy removes namespaces, chains and cgroups.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -213,6 +213,26 @@ describe.runIf(dockerAvailable)('UDP of bridge containers: judged in their own n
     expect(refused.stdout).not.toContain(`10.213.${SUBNET + 5}.`);
     expect(refused.code).not.toBe(0);
   }, 60_000);
+
+  it("a removed bridge container's raw sockets are closed with its queue: they do not keep its namespace alive", async () => {
+    const gone = run('gone', '-l', 'app=dns', ...PY, IMAGE, 'sleep', '600');
+    await waitBridgeUdp(gone);
+    const pid = docker('inspect', '-f', '{{.State.Pid}}', gone);
+    // Raw sockets of that namespace (its /proc/net/raw and raw6, inode column) held by the daemon.
+    const inodes = ['raw', 'raw6'].flatMap((f) =>
+      readFileSync(`/proc/${pid}/net/${f}`, 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)[9]).filter((x): x is string => !!x && x !== '0'),
+    );
+    const daemonPid = h.daemon!.pid!;
+    const held = (): string[] => {
+      const fds = spawnSync('bash', ['-c', `for f in /proc/${daemonPid}/fd/*; do readlink "$f"; done`], { encoding: 'utf8' }).stdout;
+      return inodes.filter((inode) => fds.includes(`socket:[${inode}]`));
+    };
+    expect(held().length).toBeGreaterThanOrEqual(1); // IPv4 (and IPv6 where the namespace has it)
+    docker('rm', '-f', gone);
+    containers.splice(containers.indexOf(gone), 1);
+    await waitFor('its PU gone', async () => !(await h.status()).pus.some((p) => p.id === puIdOf(gone)), 15_000);
+    await waitFor('its raw sockets closed', async () => held().length === 0, 10_000);
+  });
 
   it('while the daemon is stopped, and after it crashed, no UDP of a bridge container passes; restarted, it is judged again', async () => {
     await waitBridgeUdp(client);

@@ -142,8 +142,10 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
     clockSkewSeconds: config.clockSkewSeconds,
     handshake: { rejectMode: config.rejectMode, maxPacketLength: config.mtu },
     udp: { reject: config.udpRefusal ?? 'drop' },
-    // Test only (like TESSERA_TEST_CRASH_AFTER_MS): a strike register small enough to fill.
-    ...(process.env.TESSERA_TEST_REGISTER_ENTRIES ? { v2: { registerEntries: Number(process.env.TESSERA_TEST_REGISTER_ENTRIES) } } : {}),
+    // Each worker's share of the host's strike register: twice protocol v2's 131,072, because
+    // the UDP exchange's Hellos strike it too (docs/protocol.md, "UDP", "Bounded state").
+    // Test only (like TESSERA_TEST_CRASH_AFTER_MS): a register small enough to fill.
+    v2: { registerEntries: process.env.TESSERA_TEST_REGISTER_ENTRIES ? Number(process.env.TESSERA_TEST_REGISTER_ENTRIES) : 262_144 },
     policyText: policy.current().text,
   });
   // --cluster: the last verified bundles on disk are adopted now (fail-static), before any

@@ -244,10 +244,12 @@ export function createUdpExchange(deps: UdpDeps): UdpExchange {
     return v;
   }
 
+  /** A control packet on this datagram's tuple, in an array of its exact size (one per flow step: no 1,500-byte scratch and copy). */
   function packet(c: Ctx, reverse: boolean, payload: Uint8Array): Uint8Array | null {
-    const tmp = new Uint8Array(opt.maxPacketLength);
-    const n = writeUdp(c.buf, c.p, reverse, payload, tmp, opt.maxPacketLength);
-    return n < 0 ? null : tmp.slice(0, n);
+    const size = (c.p.family === 4 ? 20 : 40) + 8 + payload.length;
+    if (size > opt.maxPacketLength) return null;
+    const pkt = new Uint8Array(size);
+    return writeUdp(c.buf, c.p, reverse, payload, pkt, size) < 0 ? null : pkt;
   }
 
   function verifyBudgeted(c: Ctx, token: Uint8Array): VerifiedPeer | VerifyFailure | null {

@@ -8,9 +8,8 @@
 //   1. a captured Hello replayed verbatim after its exchange ended (inside the freshness
 //      window), and the captured Confirm: nothing answered, nothing authorized;
 //   2. the Hello replayed from another address and from many ports: refused by the host-wide
-//      strike register (one worker here: a second worker thread cannot load raw-socket, so
-//      --queues 2 would refuse half of the legitimate flows; the register shared between two
-//      workers is tested in test/unit/datapath/udp-exchange.test.ts);
+//      strike register, whichever of b's two workers (--queues 2, balanced by flow) a copy
+//      reaches;
 //   3. the Hello replayed after b's daemon restarted: refused (restarted, or stale);
 //   4. forged Reply and Confirm injected into a flow being set up: refused, nothing delivered,
 //      the flow completes once the path is clear;
@@ -179,7 +178,7 @@ describe.runIf(isRoot)('the UDP exchange against an on-path attacker, on the rea
   beforeAll(async () => {
     // A run that died half way may have left our namespaces: they are ours to remove.
     for (const n of ['a', 'b', 'r', 'sw']) await run(['ip', 'netns', 'del', `${PREFIX}-${n}`]);
-    net = await createRouted({ prefix: PREFIX, netA: NET_A, netB: NET_B, trust: 'ca' });
+    net = await createRouted({ prefix: PREFIX, netA: NET_A, netB: NET_B, trust: 'ca', daemonArgs: ['--queues', '2'] });
     net.b.spawnPu(['app=dns'], udpEcho(4, PORT));
     await net.b.waitForListener(PORT, 20_000).catch(() => undefined);
     await waitFor('the echo server PU answering', async () => answered(await query(1)), 30_000, 200);

@@ -3,14 +3,17 @@
 // them), the IP header ours (IPv4: IP_HDRINCL is implied; IPv6: IPV6_HDRINCL). The packets
 // leave from no PU's socket, so our egress rules call them the host's own.
 //
-// raw-socket is an optional dependency: without it the exchange cannot answer, and every
-// PU's UDP flow stays refused (fail closed), with one log line.
+// The sockets are the addon's (rawSocket, native/src/raw.c). The npm raw-socket module is only
+// the fallback for an addon built without rawSocket: it loads in ONE worker thread of a process
+// ("Module did not self-register" in the next), so with --queues 2+ the flows balanced to the
+// other workers stayed refused. Without either, every PU's UDP flow stays refused (fail closed),
+// with one log line.
 //
-// In a container's own network namespace (`netns`), the sockets are the addon's (rawSocket,
-// native/src/raw.c), made inside that namespace: the Reply and Confirm of a bridge container
-// leave from its address, through its conntrack and routes, as its datagrams do. They carry
-// UDP_CONTROL (SO_MARK), by which the namespace's rules tell them from the container's own.
-// Without the addon's rawSocket the container's UDP flows stay refused (fail closed).
+// In a container's own network namespace (`netns`), the addon makes them inside that namespace:
+// the Reply and Confirm of a bridge container leave from its address, through its conntrack and
+// routes, as its datagrams do. They carry UDP_CONTROL (SO_MARK), by which the namespace's rules
+// tell them from the container's own. The host's carry no mark: our host rules never match the
+// host's own packets, and these leave from no PU's socket.
 
 import { createRequire } from 'node:module';
 import { loadNative } from '../native.js';
@@ -50,8 +53,14 @@ export interface UdpSenderOptions {
   netns?: string;
 }
 
-/** Raw sockets of the addon made in `netns`, shaped as raw-socket's (send only). IPv6: null when the namespace has none. */
-function nativeSockets(netns: string): { v4: RawSocket; v6: RawSocket | null } {
+/** Whether the loaded addon can make raw sockets (an older build cannot). */
+function nativeRaw(): boolean {
+  const n = loadNative();
+  return !!(n.rawSocket && n.rawSend && n.rawClose);
+}
+
+/** Raw sockets of the addon, made in `netns` (marked UDP_CONTROL) or in this thread's namespace, shaped as raw-socket's (send only). IPv6: null when the namespace has none. */
+function nativeSockets(netns: string | undefined): { v4: RawSocket; v6: RawSocket | null } {
   const { rawSocket, rawSend, rawClose } = loadNative();
   if (!rawSocket || !rawSend || !rawClose) throw new Error('the addon has no rawSocket (rebuild it: npm rebuild)');
   const wrap = (fd: number): RawSocket => ({
@@ -66,10 +75,10 @@ function nativeSockets(netns: string): { v4: RawSocket; v6: RawSocket | null } {
     on: () => undefined,
     close: () => rawClose(fd),
   });
-  const v4 = wrap(rawSocket(4, netns, UDP_CONTROL));
+  const v4 = wrap(netns ? rawSocket(4, netns, UDP_CONTROL) : rawSocket(4));
   let v6: RawSocket | null = null;
   try {
-    v6 = wrap(rawSocket(6, netns, UDP_CONTROL));
+    v6 = wrap(netns ? rawSocket(6, netns, UDP_CONTROL) : rawSocket(6));
   } catch {
     v6 = null;
   }
@@ -104,7 +113,7 @@ export function createUdpSender(log: (message: string) => void, opts: UdpSenderO
   let errors = 0;
   let warned = false;
   try {
-    ({ v4, v6 } = opts.netns ? nativeSockets(opts.netns) : hostSockets(() => errors++));
+    ({ v4, v6 } = opts.netns || nativeRaw() ? nativeSockets(opts.netns) : hostSockets(() => errors++));
   } catch (err) {
     const where = opts.netns ? `in ${opts.netns}` : 'raw-socket';
     log(`UDP exchange cannot send control packets (${where}: ${(err as Error).message}); UDP flows of ${opts.netns ? 'this container' : 'PUs'} stay refused`);

@@ -12,7 +12,7 @@ import { createHandshakeCrypto } from './crypto.js';
 import type { HostKeyDirectory } from './handshake/v2/index.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
 import { drainObserved } from '../learn/observer.js';
-import { Lru } from '../identity/lru.js';
+import { AcceptedRing } from './accepted-ring.js';
 import { createUdpPath } from './udp/path.js';
 import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type SnapshotDelta, type ToWorker, type TrustUpdate, type WorkerConfig } from './messages.js';
 
@@ -131,13 +131,17 @@ const handling = { buckets: new Array<number>(HANDLING_BUCKETS_US.length + 1).fi
  */
 let follow = true;
 let unsentAccepts = 0;
-/** Accept records not sent, by connection (the main thread's revoke memory has the same bound). */
-const unsent = new Lru<string, FlowTuple>(65_536);
+/**
+ * Accept records not sent, newest last (the main thread's revoke memory has the same bound
+ * and dedupes them by tuple). A ring of typed rows: keeping a record allocates nothing that
+ * outlives the packet (accepted-ring.ts says what the Lru of tuples cost the GC).
+ */
+const unsent = new AcceptedRing(65_536);
 
 function onFlow(r: FlowRecord): void {
   if (!follow && r.verdict === 'accept') {
     unsentAccepts++;
-    if (r.localLabels) unsent.set(`${r.remoteAddr}|${r.remotePort}|${r.localPort}|${r.stage}`, flowToTuple(r));
+    if (r.localLabels) unsent.push(r);
     return;
   }
   flows.push(flowToTuple(r));
@@ -338,7 +342,7 @@ port.on('message', (m: ToWorker) => {
   else if (m.type === 'delta') applyDelta(m.delta);
   else if (m.type === 'policy') policy = compile(m.text) ?? policy;
   else if (m.type === 'follow') follow = m.on;
-  else if (m.type === 'accepted') send({ type: 'accepted', id: m.id, records: [...unsent.values()] });
+  else if (m.type === 'accepted') send({ type: 'accepted', id: m.id, records: unsent.tuples() });
   else if (m.type === 'ns-open') openNamespace(m.ns);
   else if (m.type === 'ns-close') {
     closeNamespace(m.key);

@@ -285,8 +285,12 @@ export class Bench {
         if (first === 0) throw new TesseraError('TESSERA_ERR_COMMAND', 'first contact: no connection succeeded in 5 tries');
         await settle();
       }
-      // Warm-up: JIT, caches, and a check that the path works at all before timing it.
-      const warm = await this.client(a, [...target, '--concurrency', String(this.opts.concurrency), '--seconds', '0.3', '--count', '3000'], wrap);
+      // Warm-up: JIT, caches, and a check that the path works at all before timing it. Every
+      // round starts fresh daemons, and a daemon's handler is still being optimized for about
+      // 1.5 s of full load (perf of the CA row: TurboFan threads busy through the first 1.5 s
+      // of a rate phase after a 0.3 s warm-up, 7 % of its CPU): without this the rows would
+      // time the JIT, once per daemon start, rather than the steady state.
+      const warm = await this.client(a, [...target, '--concurrency', String(this.opts.concurrency), '--seconds', String(this.opts.warmup), '--count', String(Math.max(3000, Math.round(this.opts.warmup * 40_000)))], wrap);
       if (warm.connections === 0) throw new TesseraError('TESSERA_ERR_COMMAND', `warm-up: no connection succeeded (${warm.errors} errors)`);
       await settle();
 
@@ -591,7 +595,7 @@ function describe(s: RunSample): string {
   if (s.failure && !s.rate) return `FAILED: ${s.failure}`;
   const parts = [
     s.rate ? `${Math.round(s.rate.connPerSec)} conn/s` : '',
-    s.latency ? `p50 ${s.latency.connectP50Us.toFixed(0)} µs p99 ${s.latency.connectP99Us.toFixed(0)} µs` : '',
+    s.latency ? `p50 ${s.latency.connectP50Us.toFixed(0)} µs p99 ${s.latency.connectP99Us.toFixed(0)} µs (${s.latency.connections} one at a time)` : '',
     s.rate && s.handlerCpuUs !== undefined && s.rate.connections
       ? `cpu ${(s.handlerCpuUs / s.rate.connections).toFixed(1)} µs/conn` +
         (s.handlerMainThreadCpuUs !== undefined ? ` (main threads ${(s.handlerMainThreadCpuUs / s.rate.connections).toFixed(1)})` : '')

@@ -12,6 +12,8 @@ export interface BenchOptions {
   latencyCount: number;
   /** Connections in flight for the rate phase. */
   concurrency: number;
+  /** Seconds of untimed connections (same concurrency) before each scenario's timed phases. */
+  warmup: number;
   /** Scenario ids to run; null = all. */
   scenarios: string[] | null;
   json: boolean;
@@ -34,6 +36,7 @@ export const DEFAULTS: BenchOptions = {
   count: 200_000,
   latencyCount: 5_000,
   concurrency: 32,
+  warmup: 1.5,
   scenarios: null,
   json: false,
   out: null,
@@ -50,6 +53,7 @@ export const USAGE = `usage: npx tsx bench/run.ts [options]
   --count N            bound on connections of the rate phase (default 200000)
   --latency-count N    bound on connections of the latency phase (default 5000)
   --concurrency N      connections in flight in the rate phase (default 32)
+  --warmup S           untimed connections before each scenario's timed phases, seconds (default 1.5)
   --quick              smoke test: runs 3, seconds 1 (explicit --runs/--seconds win)
   --scenarios a,b,c    only these scenario ids (see bench/README.md)
   --bulk [MB]          also time a bulk transfer per scenario and run (default 100 MB)
@@ -105,6 +109,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions | null {
       case '--concurrency':
         o.concurrency = num(a, next(), 1, true);
         if (o.concurrency > 4096) bad('--concurrency must be at most 4096');
+        break;
+      case '--warmup':
+        o.warmup = num(a, next(), 0.1, false);
         break;
       case '--scenarios': {
         const v = next();

@@ -77,11 +77,14 @@ const node = process.execPath;
 /**
  * Node handlers' interpreter argv. BENCH_CPU_PROF=DIR adds --cpu-prof (main thread and every
  * worker write a .cpuprofile into DIR when they exit): for finding where a row's time goes.
- * BENCH_NODE_FLAGS="--trace-deopt ..." adds node/V8 flags (with --verbose to see their output).
+ * BENCH_NODE_FLAGS="--trace-deopt ..." adds node/V8 flags (with --verbose to see their output);
+ * BENCH_BASE_NODE_FLAGS, when set, replaces them for the *-base rows.
  */
-const nodeArgv = (): string[] => {
+const nodeArgv = (base = false): string[] => {
   const dir = process.env.BENCH_CPU_PROF;
-  const extra = process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+  // The *-base rows take BENCH_BASE_NODE_FLAGS when it is set (even empty): an A/B of flags alone.
+  const flags = base && process.env.BENCH_BASE_NODE_FLAGS !== undefined ? process.env.BENCH_BASE_NODE_FLAGS : process.env.BENCH_NODE_FLAGS;
+  const extra = flags?.split(' ').filter(Boolean) ?? [];
   return [node, ...extra, ...(dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [])];
 };
 const TESSERA_JS = 'dist/src/bin/tessera.js';
@@ -187,7 +190,7 @@ function caScenario(id: string, title: string, withPolicy: boolean, acceptAll = 
       if (withPolicy) writeFileSync(join(shared, 'policy50.yaml'), policy50());
     },
     handler: (c) => [
-      ...nodeArgv(),
+      ...nodeArgv(otherRoot !== undefined),
       join(rootOf(c), TESSERA_JS),
       'daemon',
       '--ca', join(c.shared, 'ca', 'ca.pub.json'),

@@ -54,7 +54,7 @@ export const USAGE = `usage: npx tsx bench/run.ts [options]
   --latency-count N    bound on connections of the latency phase (default 5000)
   --concurrency N      connections in flight in the rate phase (default 32)
   --warmup S           untimed connections before each scenario's timed phases, seconds (default 1.5)
-  --quick              smoke test: runs 3, seconds 1 (explicit --runs/--seconds win)
+  --quick              smoke test: runs 3, seconds 1, warmup 0.3 (explicit values win)
   --scenarios a,b,c    only these scenario ids (see bench/README.md)
   --bulk [MB]          also time a bulk transfer per scenario and run (default 100 MB)
   --json               print JSON instead of the table (or write it to --out)
@@ -82,6 +82,7 @@ function num(flag: string, v: string | undefined, min: number, integer: boolean)
 export function parseOptions(argv: readonly string[]): BenchOptions | null {
   const o: BenchOptions = { ...DEFAULTS };
   let quick = false;
+  let warmup: number | undefined;
   let runs: number | undefined;
   let seconds: number | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -111,7 +112,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | null {
         if (o.concurrency > 4096) bad('--concurrency must be at most 4096');
         break;
       case '--warmup':
-        o.warmup = num(a, next(), 0.1, false);
+        warmup = num(a, next(), 0.1, false);
         break;
       case '--scenarios': {
         const v = next();
@@ -155,5 +156,6 @@ export function parseOptions(argv: readonly string[]): BenchOptions | null {
   }
   o.runs = runs ?? (quick ? 3 : DEFAULTS.runs);
   o.seconds = seconds ?? (quick ? 1 : DEFAULTS.seconds);
+  o.warmup = warmup ?? (quick ? 0.3 : DEFAULTS.warmup);
   return o;
 }

@@ -202,6 +202,8 @@ function consumer(get: () => NativeQueue, hs: Handshake | null): (count: number)
     const queue = get();
     const meta = queue.meta;
     const data = queue.data;
+    const bytes = data.buffer;
+    const at = data.byteOffset;
     // One clock read per packet: each packet's handling ends where the next one's begins.
     let t0 = performance.now();
     for (let i = 0; i < count; i++) {
@@ -222,7 +224,7 @@ function consumer(get: () => NativeQueue, hs: Handshake | null): (count: number)
       }
       try {
         // A plain Uint8Array view (not a Buffer), so that .slice() in pure code copies.
-        const d = hs.handle(new Uint8Array(data.buffer, data.byteOffset + off, len), meta[base + 4]!, meta[base + 3]!, out);
+        const d = hs.handle(new Uint8Array(bytes, at + off, len), meta[base + 4]!, meta[base + 3]!, out);
         if (d.length > 0) queue.verdict(id, d.verdict, d.mark, out, d.length);
         else queue.verdict(id, d.verdict, d.mark);
         const t1 = performance.now();

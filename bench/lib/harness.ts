@@ -1,7 +1,7 @@
 // The benchmark run: two namespace hosts (client in "a", server in "b"), every scenario
 // measured once per round, rounds interleaved, everything started here ended by PID and the
 // topology removed on success, failure and signals (see cleanup()).
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
@@ -285,8 +285,12 @@ export class Bench {
         if (first === 0) throw new TesseraError('TESSERA_ERR_COMMAND', 'first contact: no connection succeeded in 5 tries');
         await settle();
       }
-      // Warm-up: JIT, caches, and a check that the path works at all before timing it.
-      const warm = await this.client(a, [...target, '--concurrency', String(this.opts.concurrency), '--seconds', '0.3', '--count', '3000'], wrap);
+      // Warm-up: JIT, caches, and a check that the path works at all before timing it. Every
+      // round starts fresh daemons, and a daemon's handler is still being optimized for about
+      // 1.5 s of full load (perf of the CA row: TurboFan threads busy through the first 1.5 s
+      // of a rate phase after a 0.3 s warm-up, 7 % of its CPU): without this the rows would
+      // time the JIT, once per daemon start, rather than the steady state.
+      const warm = await this.client(a, [...target, '--concurrency', String(this.opts.concurrency), '--seconds', String(this.opts.warmup), '--count', String(Math.max(3000, Math.round(this.opts.warmup * 40_000)))], wrap);
       if (warm.connections === 0) throw new TesseraError('TESSERA_ERR_COMMAND', `warm-up: no connection succeeded (${warm.errors} errors)`);
       await settle();
 
@@ -296,6 +300,7 @@ export class Bench {
       const pids = handlers.flatMap((h) => (h.child.pid ? [realPid(h.child.pid)] : []));
       const cpu0 = cpuMicros(pids);
       const main0 = mainThreadMicros(pids);
+      const perfRate = this.perf(pids, `${s.id}-r${run}-rate`);
       sample.rate = await this.client(
         a,
         [...target, '--concurrency', String(this.opts.concurrency), '--seconds', String(this.opts.seconds), '--count', String(this.opts.count)],
@@ -303,8 +308,11 @@ export class Bench {
       );
       sample.handlerCpuUs = handlers.length ? cpuMicros(pids) - cpu0 : 0;
       if (handlers.length) sample.handlerMainThreadCpuUs = mainThreadMicros(pids) - main0;
+      await perfRate?.();
       await settle();
+      const perfLatency = this.perf(pids, `${s.id}-r${run}-latency`);
       sample.latency = await this.client(a, [...target, '--concurrency', '1', '--seconds', String(this.opts.seconds), '--count', String(this.opts.latencyCount)], wrap);
+      await perfLatency?.();
       if (this.opts.bulkBytes > 0) {
         await settle();
         sample.bulk = (await this.client(
@@ -331,6 +339,31 @@ export class Bench {
       if (pu) await this.runLeftovers();
     }
     return sample;
+  }
+
+  /**
+   * BENCH_PERF=DIR: `perf record -g` of the handler processes (every thread, kernel stacks
+   * included: a verdict's sendto carries the packet on through the stack) for one timed phase,
+   * into DIR/<scenario>-r<round>-<phase>.data. Returns the function that stops it, or null.
+   * BENCH_PERF_ARGS adds perf options (e.g. "-e sched:sched_switch"). Run the handlers with
+   * BENCH_NODE_FLAGS="--perf-basic-prof --interpreted-frames-native-stack" so JS frames resolve.
+   */
+  private perf(pids: number[], name: string): (() => Promise<void>) | null {
+    const dir = process.env.BENCH_PERF;
+    if (!dir || pids.length === 0) return null;
+    mkdirSync(dir, { recursive: true });
+    const extra = process.env.BENCH_PERF_ARGS?.split(' ').filter(Boolean) ?? [];
+    const child = spawn('perf', ['record', '-q', '-g', '-F', '4999', ...extra, '-p', pids.join(','), '-o', join(dir, `${name}.data`)], { stdio: 'ignore' });
+    this.procs.add(child);
+    return async () => {
+      // SIGINT: perf writes its file and exits; SIGKILL only if it has not after 20 s.
+      const exited = new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
+      child.kill('SIGINT');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(timer);
+      this.procs.delete(child);
+    };
   }
 
   /** TIME_WAIT sockets in host h, from /proc/net/sockstat (cheap: a counter, not a table walk). */
@@ -562,7 +595,7 @@ function describe(s: RunSample): string {
   if (s.failure && !s.rate) return `FAILED: ${s.failure}`;
   const parts = [
     s.rate ? `${Math.round(s.rate.connPerSec)} conn/s` : '',
-    s.latency ? `p50 ${s.latency.connectP50Us.toFixed(0)} µs p99 ${s.latency.connectP99Us.toFixed(0)} µs` : '',
+    s.latency ? `p50 ${s.latency.connectP50Us.toFixed(0)} µs p99 ${s.latency.connectP99Us.toFixed(0)} µs (${s.latency.connections} one at a time)` : '',
     s.rate && s.handlerCpuUs !== undefined && s.rate.connections
       ? `cpu ${(s.handlerCpuUs / s.rate.connections).toFixed(1)} µs/conn` +
         (s.handlerMainThreadCpuUs !== undefined ? ` (main threads ${(s.handlerMainThreadCpuUs / s.rate.connections).toFixed(1)})` : '')

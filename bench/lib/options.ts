@@ -12,6 +12,8 @@ export interface BenchOptions {
   latencyCount: number;
   /** Connections in flight for the rate phase. */
   concurrency: number;
+  /** Seconds of untimed connections (same concurrency) before each scenario's timed phases. */
+  warmup: number;
   /** Scenario ids to run; null = all. */
   scenarios: string[] | null;
   json: boolean;
@@ -34,6 +36,7 @@ export const DEFAULTS: BenchOptions = {
   count: 200_000,
   latencyCount: 5_000,
   concurrency: 32,
+  warmup: 1.5,
   scenarios: null,
   json: false,
   out: null,
@@ -50,7 +53,8 @@ export const USAGE = `usage: npx tsx bench/run.ts [options]
   --count N            bound on connections of the rate phase (default 200000)
   --latency-count N    bound on connections of the latency phase (default 5000)
   --concurrency N      connections in flight in the rate phase (default 32)
-  --quick              smoke test: runs 3, seconds 1 (explicit --runs/--seconds win)
+  --warmup S           untimed connections before each scenario's timed phases, seconds (default 1.5)
+  --quick              smoke test: runs 3, seconds 1, warmup 0.3 (explicit values win)
   --scenarios a,b,c    only these scenario ids (see bench/README.md)
   --bulk [MB]          also time a bulk transfer per scenario and run (default 100 MB)
   --json               print JSON instead of the table (or write it to --out)
@@ -78,6 +82,7 @@ function num(flag: string, v: string | undefined, min: number, integer: boolean)
 export function parseOptions(argv: readonly string[]): BenchOptions | null {
   const o: BenchOptions = { ...DEFAULTS };
   let quick = false;
+  let warmup: number | undefined;
   let runs: number | undefined;
   let seconds: number | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -105,6 +110,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions | null {
       case '--concurrency':
         o.concurrency = num(a, next(), 1, true);
         if (o.concurrency > 4096) bad('--concurrency must be at most 4096');
+        break;
+      case '--warmup':
+        warmup = num(a, next(), 0.1, false);
         break;
       case '--scenarios': {
         const v = next();
@@ -148,5 +156,6 @@ export function parseOptions(argv: readonly string[]): BenchOptions | null {
   }
   o.runs = runs ?? (quick ? 3 : DEFAULTS.runs);
   o.seconds = seconds ?? (quick ? 1 : DEFAULTS.seconds);
+  o.warmup = warmup ?? (quick ? 0.3 : DEFAULTS.warmup);
   return o;
 }

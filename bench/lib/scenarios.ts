@@ -77,11 +77,14 @@ const node = process.execPath;
 /**
  * Node handlers' interpreter argv. BENCH_CPU_PROF=DIR adds --cpu-prof (main thread and every
  * worker write a .cpuprofile into DIR when they exit): for finding where a row's time goes.
- * BENCH_NODE_FLAGS="--trace-deopt ..." adds node/V8 flags (with --verbose to see their output).
+ * BENCH_NODE_FLAGS="--trace-deopt ..." adds node/V8 flags (with --verbose to see their output);
+ * BENCH_BASE_NODE_FLAGS, when set, replaces them for the *-base rows.
  */
-const nodeArgv = (): string[] => {
+const nodeArgv = (base = false): string[] => {
   const dir = process.env.BENCH_CPU_PROF;
-  const extra = process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+  // The *-base rows take BENCH_BASE_NODE_FLAGS when it is set (even empty): an A/B of flags alone.
+  const flags = base && process.env.BENCH_BASE_NODE_FLAGS !== undefined ? process.env.BENCH_BASE_NODE_FLAGS : process.env.BENCH_NODE_FLAGS;
+  const extra = flags?.split(' ').filter(Boolean) ?? [];
   return [node, ...extra, ...(dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [])];
 };
 const TESSERA_JS = 'dist/src/bin/tessera.js';
@@ -141,6 +144,11 @@ export const SCENARIOS: readonly Scenario[] = [
   // six-pass layout (`--six-passes`: the first ACK queued at both ends) beside it.
   caScenario('tessera-daemon-accept', 'tessera daemon rules, accept-all handler (4-pass floor)', false, true),
   caScenario('tessera-daemon-accept6', 'tessera daemon rules, accept-all handler (6-pass floor, v1 layout)', false, true, true),
+  // Same-run A/B against another checkout (BENCH_BASE_ROOT=/path/to/a/built/clone): the same
+  // rows with that checkout's daemon, interleaved with ours, so a change is measured against
+  // its parent under the same load rather than against a number from another hour.
+  caScenario('tessera-ca-base', 'tessera full mutual auth (CA), BENCH_BASE_ROOT daemon', false, false, false, baseRoot),
+  caScenario('tessera-daemon-accept-base', 'tessera daemon rules, accept-all (4-pass floor), BENCH_BASE_ROOT daemon', false, true, false, baseRoot),
 ];
 
 /**
@@ -155,8 +163,18 @@ export function policy50(): string {
   return `version: 1\nname: bench-50-rules\nrules:\n${rules.join('')}  - id: bench\n    from: {app: bench}\n    to: {app: bench}\n    action: allow\n`;
 }
 
-/** The full-auth scenario: a real daemon per host (CA mode), server and client as PUs. */
-function caScenario(id: string, title: string, withPolicy: boolean, acceptAll = false, sixPasses = false): Scenario {
+/** The checkout BENCH_BASE_ROOT names (built: dist/ and native/build), or null. */
+function baseRoot(): string | null {
+  return process.env.BENCH_BASE_ROOT || null;
+}
+
+/**
+ * The full-auth scenario: a real daemon per host (CA mode), server and client as PUs.
+ * `otherRoot`: run the daemon (and its CLI) of that checkout instead of this one; the
+ * scenario is skipped when it returns null.
+ */
+function caScenario(id: string, title: string, withPolicy: boolean, acceptAll = false, sixPasses = false, otherRoot?: () => string | null): Scenario {
+  const rootOf = (c: { root: string }): string => otherRoot?.() ?? c.root;
   return {
     id,
     title,
@@ -164,6 +182,7 @@ function caScenario(id: string, title: string, withPolicy: boolean, acceptAll = 
     passes: sixPasses ? 6 : 4,
     rules: 'handler',
     requires: [TESSERA_JS, 'native/build/Release/tessera_nfq.node'],
+    ...(otherRoot ? { missing: 'BENCH_BASE_ROOT is not set (a built checkout to compare with)' } : {}),
     prepare: async (root, shared, run) => {
       const ca = join(shared, 'ca');
       await run([node, join(root, TESSERA_JS), 'ca', 'init', '--out', ca, '--name', 'tessera-bench-ca']);
@@ -171,8 +190,8 @@ function caScenario(id: string, title: string, withPolicy: boolean, acceptAll = 
       if (withPolicy) writeFileSync(join(shared, 'policy50.yaml'), policy50());
     },
     handler: (c) => [
-      ...nodeArgv(),
-      join(c.root, TESSERA_JS),
+      ...nodeArgv(otherRoot !== undefined),
+      join(rootOf(c), TESSERA_JS),
       'daemon',
       '--ca', join(c.shared, 'ca', 'ca.pub.json'),
       '--cert', join(c.shared, 'ca', `host-${c.host.name}.cert`),
@@ -187,15 +206,15 @@ function caScenario(id: string, title: string, withPolicy: boolean, acceptAll = 
       ...(acceptAll ? ['--accept-all'] : []),
       ...(sixPasses ? ['--six-passes'] : []),
     ],
-    probe: (c) => [node, join(c.root, TESSERA_JS), 'status', '--json', '--socket', socketOf(c)],
+    probe: (c) => [node, join(rootOf(c), TESSERA_JS), 'status', '--json', '--socket', socketOf(c)],
     pu: {
-      wrap: (c) => [node, join(c.root, TESSERA_JS), 'run', '--label', 'app=bench', '--socket', socketOf(c), '--'],
-      status: (c) => [node, join(c.root, TESSERA_JS), 'status', '--json', '--socket', socketOf(c)],
+      wrap: (c) => [node, join(rootOf(c), TESSERA_JS), 'run', '--label', 'app=bench', '--socket', socketOf(c), '--'],
+      status: (c) => [node, join(rootOf(c), TESSERA_JS), 'status', '--json', '--socket', socketOf(c)],
       // A server PU's port is in table inet tessera's guard_ports set once the daemon's
       // transaction for it committed (docs/rules.md); its listener is found by the socket
       // lookup from the first SYN anyway.
       serving: (_c, port) => ['sh', '-c', `nft list set inet tessera guard_ports | grep -E -q -- '[ {,]${port}[ ,}]'`],
-      cleanup: (c) => [node, join(c.root, TESSERA_JS), 'cleanup', '--cgroup-root', cgroupRootOf(c.host.ns)],
+      cleanup: (c) => [node, join(rootOf(c), TESSERA_JS), 'cleanup', '--cgroup-root', cgroupRootOf(c.host.ns)],
       cgroupPrefix: (ns) => cgroupRootOf(ns),
     },
   };
@@ -204,7 +223,9 @@ function caScenario(id: string, title: string, withPolicy: boolean, acceptAll = 
 /** Why a scenario cannot run on this checkout, or null when it can. */
 export function unavailable(s: Scenario, root: string): string | null {
   if (s.handler === undefined) return s.missing ?? 'no handler command';
-  const absent = (s.requires ?? []).filter((f) => !existsSync(join(root, f)));
+  const base = s.id.endsWith('-base') ? baseRoot() : root;
+  if (base === null) return s.missing ?? 'no checkout';
+  const absent = (s.requires ?? []).filter((f) => !existsSync(join(base, f)));
   return absent.length ? `missing ${absent.join(', ')}` : null;
 }
 

@@ -12,12 +12,13 @@ import { createHandshakeCrypto } from './crypto.js';
 import type { HostKeyDirectory } from './handshake/v2/index.js';
 import { compilePolicy, createDefaultPolicy, type Policy } from '../policy/index.js';
 import { drainObserved } from '../learn/observer.js';
-import { Lru } from '../identity/lru.js';
+import { AcceptedRing } from './accepted-ring.js';
 import { createUdpPath, type UdpPath, type UdpPathStats } from './udp/path.js';
 import { HANDLING_BUCKETS_US, flowToTuple, type FlowTuple, type FromWorker, type NamespaceQueue, type Snapshot, type SnapshotDelta, type ToWorker, type TrustUpdate, type WorkerConfig } from './messages.js';
 
 const config = workerData as WorkerConfig;
 const EDGE_HANDOVER_MS = 5000;
+const IPPROTO_UDP = 17;
 const port = parentPort!;
 const send = (m: FromWorker): void => port.postMessage(m);
 
@@ -131,13 +132,17 @@ const handling = { buckets: new Array<number>(HANDLING_BUCKETS_US.length + 1).fi
  */
 let follow = true;
 let unsentAccepts = 0;
-/** Accept records not sent, by connection (the main thread's revoke memory has the same bound). */
-const unsent = new Lru<string, FlowTuple>(65_536);
+/**
+ * Accept records not sent, newest last (the main thread's revoke memory has the same bound
+ * and dedupes them by tuple). A ring of typed rows: keeping a record allocates nothing that
+ * outlives the packet (accepted-ring.ts says what the Lru of tuples cost the GC).
+ */
+const unsent = new AcceptedRing(65_536);
 
 function onFlow(r: FlowRecord): void {
   if (!follow && r.verdict === 'accept') {
     unsentAccepts++;
-    if (r.localLabels) unsent.set(`${r.remoteAddr}|${r.remotePort}|${r.localPort}|${r.stage}`, flowToTuple(r));
+    if (r.localLabels) unsent.push(r);
     return;
   }
   flows.push(flowToTuple(r));
@@ -209,6 +214,10 @@ function consumer(get: () => NativeQueue, hs: Handshake | null, u: UdpPath | nul
     const queue = get();
     const meta = queue.meta;
     const data = queue.data;
+    const bytes = data.buffer;
+    const at = data.byteOffset;
+    // One clock read per packet: each packet's handling ends where the next one's begins.
+    let t0 = performance.now();
     for (let i = 0; i < count; i++) {
       const base = i * 8;
       const id = meta[base]!;
@@ -218,14 +227,21 @@ function consumer(get: () => NativeQueue, hs: Handshake | null, u: UdpPath | nul
       }
       const off = meta[base + 1]!;
       const len = meta[base + 2]!;
-      if (u && u.take(queue, id, data, off, len, meta[base + 4]!, meta[base + 3]!, out)) continue;
+      // UDP goes to its queue's own exchange (the IP protocol byte, as udp/packet.ts isUdp reads
+      // it): a TCP packet does not pay for the UDP path's view and call.
+      const v = len > 9 ? data[off]! >> 4 : 0;
+      if (u && (v === 4 ? data[off + 9] : v === 6 ? data[off + 6] : 0) === IPPROTO_UDP && u.take(queue, id, data, off, len, meta[base + 4]!, meta[base + 3]!, out)) {
+        t0 = performance.now();
+        continue;
+      }
       try {
-        const t0 = performance.now();
         // A plain Uint8Array view (not a Buffer), so that .slice() in pure code copies.
-        const d = hs.handle(new Uint8Array(data.buffer, data.byteOffset + off, len), meta[base + 4]!, meta[base + 3]!, out);
+        const d = hs.handle(new Uint8Array(bytes, at + off, len), meta[base + 4]!, meta[base + 3]!, out);
         if (d.length > 0) queue.verdict(id, d.verdict, d.mark, out, d.length);
         else queue.verdict(id, d.verdict, d.mark);
-        const us = (performance.now() - t0) * 1000;
+        const t1 = performance.now();
+        const us = (t1 - t0) * 1000;
+        t0 = t1;
         let b = 0;
         while (b < HANDLING_BUCKETS_US.length && us > HANDLING_BUCKETS_US[b]!) b++;
         handling.buckets[b]!++;
@@ -235,6 +251,7 @@ function consumer(get: () => NativeQueue, hs: Handshake | null, u: UdpPath | nul
         // A bug must not wedge the queue: refuse the packet and keep going.
         errors++;
         queue.verdict(id, 0);
+        t0 = performance.now();
         if (errors <= 10 || errors % 1000 === 0) console.error(`tessera worker ${config.queueNum}: handler error: ${(err as Error).stack}`);
       }
     }
@@ -382,7 +399,7 @@ port.on('message', (m: ToWorker) => {
   else if (m.type === 'delta') applyDelta(m.delta);
   else if (m.type === 'policy') policy = compile(m.text) ?? policy;
   else if (m.type === 'follow') follow = m.on;
-  else if (m.type === 'accepted') send({ type: 'accepted', id: m.id, records: [...unsent.values()] });
+  else if (m.type === 'accepted') send({ type: 'accepted', id: m.id, records: unsent.tuples() });
   else if (m.type === 'ns-open') openNamespace(m.ns);
   else if (m.type === 'ns-close') {
     closeNamespace(m.key);

@@ -315,16 +315,15 @@ async function startLocked(config: DaemonConfig, log: Logger, locks: HeldLocks):
       stopWatching();
       await Promise.all([api.close(), probes?.close(), ui?.close(), fleet?.stop()]);
     },
-    saveState: async () => {
-      await store.save();
-      await learn.stop();
-    },
+    saveState: () => store.save(),
     holdRules: () => syncLoop.hold(true),
     ...(containers ? { stopContainers: (o: { removeRules: boolean }) => containers.stop(o) } : {}),
     syncIdle: () => syncLoop.idle(),
     stopDatapath: async () => {
       await datapath.stop();
       markStopped(config.stateDir, Date.now());
+      // After the workers: each hands over the edges it still holds when it stops.
+      await learn.stop();
     },
     removeRules: () => reconciler.removeAll(),
     releaseLocks: () => {

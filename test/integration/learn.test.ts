@@ -85,7 +85,12 @@ describe.runIf(isRoot)('learn mode across three hosts: observe, restart, promote
   it('keeps the observed edges across a daemon restart', async () => {
     // Handed over by the worker within 5 s, saved within 10 s.
     await waitFor('b to save its edges', async () => existsSync(stateEdges(b)) && parseTable(JSON.parse(readFileSync(stateEdges(b), 'utf8'))).edges.some((e) => e.port === 5432), 30_000, 500);
+    // A connection just before a clean stop, still in its worker's table (handed over every
+    // 5 s): the stop hands it over and saves it too.
+    expect((await b.runPu(['app=api', 'version=2.0.0', 'replica=last'], wget(c.addr, 53))).stderr).toBe('');
     await b.stopDaemon();
+    const saved = parseTable(JSON.parse(readFileSync(stateEdges(b), 'utf8'))).edges;
+    expect(saved.some((e) => e.port === 53 && 'labels' in e.client && e.client.labels.includes('replica=last'))).toBe(true);
     await b.startDaemon();
     const r = await b.tessera(['policy', 'suggest', '--json']);
     expect(r.code, r.stderr).toBe(0);

@@ -38,16 +38,36 @@ export interface PreparedMac {
   mac(data: Uint8Array, out: Uint8Array): void;
 }
 
+/**
+ * One class for every prepared key, its method on the prototype: a closure per key (the
+ * former `{ mac: (data, out) => ... }`) is a different call target for each key, so V8's
+ * code for a pass that calls pk.mac() was thrown away ("wrong call target") whenever a new
+ * pair key (a new peer, PU or token) first came by.
+ */
+class PreparedKey implements PreparedMac {
+  constructor(
+    private readonly digests: Digests,
+    /** The raw key (a copy), used when the digests cannot prepare one. */
+    private readonly key: Uint8Array,
+    /** The prepared state, or null. */
+    private readonly state: Uint8Array | null,
+  ) {}
+  mac(data: Uint8Array, out: Uint8Array): void {
+    if (this.state !== null) this.digests.hmacPrepared!(this.state, data, out);
+    else this.digests.hmacSha256(this.key, data, out);
+  }
+}
+
+const NO_KEY = new Uint8Array(0);
+
 export function preparedMac(key: Uint8Array, digests: Digests = NODE_DIGESTS): PreparedMac {
   const prepare = digests.hmacPrepare;
-  const prepared = digests.hmacPrepared;
-  if (prepare && prepared && digests.hmacStateBytes) {
+  if (prepare && digests.hmacPrepared && digests.hmacStateBytes) {
     const state = new Uint8Array(digests.hmacStateBytes);
     prepare.call(digests, key, state);
-    return { mac: (data, out) => prepared.call(digests, state, data, out) };
+    return new PreparedKey(digests, NO_KEY, state);
   }
-  const k = new Uint8Array(key);
-  return { mac: (data, out) => digests.hmacSha256(k, data, out) };
+  return new PreparedKey(digests, new Uint8Array(key), null);
 }
 
 /** The reference implementation: node:crypto. */

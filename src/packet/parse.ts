@@ -25,8 +25,10 @@ export function newTcpPacket(): TcpPacket {
     addrLength: 4,
     srcPort: 0,
     dstPort: 0,
-    seq: 0,
-    ack: 0,
+    // NaN, not 0: sequence numbers are uint32, so most are doubles; a field that starts as a
+    // Smi changes representation at the first one and deopts every handler reading packets.
+    seq: NaN,
+    ack: NaN,
     flags: 0,
     window: 0,
   };

@@ -202,6 +202,17 @@ export class FlowTable<V> {
   }
 }
 
+/**
+ * An empty free list for recycled values. A `[]` literal starts with Smi elements, and the
+ * first object pushed (at a table's first rotation) changes its map: the optimized passes
+ * that pop from it were deoptimized then. This one holds objects from the start.
+ */
+export function freeList<V extends object>(): V[] {
+  const a: object[] = [{}];
+  a.pop();
+  return a as V[];
+}
+
 function addrWords(k: Int32Array, at: number, b: Uint8Array, off: number, len: number): void {
   for (let w = 0; w < 4; w++) {
     const p = off + w * 4;

@@ -31,7 +31,7 @@ import type { VerifiedToken, VerifyResult } from '../../identity/index.js';
 import { OP_SET_CLIENT_PENDING, OP_CLEAR_CLIENT_PENDING, OP_SET_SERVER_PENDING, OP_CLEAR_SERVER_PENDING, HOST_SOCK, PU_DEST, PU_INDEX_MASK, puIndexFromMark } from '../../marks.js';
 import { SourceBudget } from './tables.js';
 import { createFlowKeys } from './keys.js';
-import { FlowTable, keyTuple } from './flowtable.js';
+import { FlowTable, freeList, keyTuple } from './flowtable.js';
 import { createOutcomes, newContext, type PacketContext } from './outcome.js';
 import { HOOK_LOCAL_OUT, HOOK_POST_ROUTING, VERDICT_ACCEPT, VERDICT_REPEAT } from './verdict.js';
 import { MARKER_EXID, MARKER_KIND, MARKER_OPTION } from './wire.js';
@@ -64,7 +64,7 @@ const RATE_LIMITED = 'rate-limited' as const;
 export function createHandshake(deps: HandshakeDeps): Handshake {
   const opt: HandshakeOptions = { ...DEFAULT_HANDSHAKE_OPTIONS, ...deps.options };
   /** Per connection by tuple (by role) and client ISN; the value objects are reused (FlowTable recycles them). */
-  const freeFlows: ServerFlow[] = [];
+  const freeFlows = freeList<ServerFlow>();
   const serverFlows = new FlowTable<ServerFlow>(opt.stateEntries, (f) => freeFlows.push(f));
   const budget = new SourceBudget(opt.budgetSources, opt.failedVerifyBurst, opt.failedVerifyPerSecond);
   const { sourceKey } = createFlowKeys();
@@ -271,7 +271,10 @@ export function createHandshake(deps: HandshakeDeps): Handshake {
 
   /** Record the server flow under serverFlows.key (set by the caller). */
   function keepFlow(now: number, puIndex: number, untagged: boolean): void {
-    const f = serverFlows.peek() ?? freeFlows.pop() ?? { at: 0, puIndex: 0, untagged: false };
+    // A new object starts with the values it keeps (a time is a double): created as
+    // { at: 0 } and then given a time, its map's field changes representation (Smi to
+    // double) and V8 throws away the optimized code of every pass that touches flows.
+    const f = serverFlows.peek() ?? freeFlows.pop() ?? { at: now, puIndex, untagged };
     f.at = now;
     f.puIndex = puIndex;
     f.untagged = untagged;

@@ -4,7 +4,7 @@
 
 import { formatAddress } from '../../../flow.js';
 import { Lru } from '../../../identity/index.js';
-import { FlowTable, keyTuple } from '../flowtable.js';
+import { FlowTable, freeList, keyTuple } from '../flowtable.js';
 import { knownHostKey, sameBytes, unitsKey, word32, type ClientPairKeys, type KnownHostKey, type PeerEntry, type PeerTokens } from './keys.js';
 import type { PairKey, Proofs } from './proof.js';
 import { equalBytes, refusal, unusable } from './server.js';
@@ -82,7 +82,7 @@ export interface ClientRole {
 export function createClientRole(deps: V2Deps, opt: V2Options, proofs: Proofs, peers: PeerTokens, pairKeys: ClientPairKeys): ClientRole {
   // An IPv4 server address is its own key (a number); an IPv6 one a string of 8 units.
   const hosts = new Lru<number | string, ServerHost>(opt.learnedHostKeys);
-  const free: ClientConn[] = [];
+  const free = freeList<ClientConn>();
   // A dropped connection's proofs keep their (long-lived) keys until the object is reused.
   const state = new FlowTable<ClientConn>(opt.stateEntries, (c) => {
     c.token = null;
@@ -170,7 +170,9 @@ export function createClientRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
     deps.random(nonce);
     const length = putSyn(flags, hk?.id ?? null, hk === null ? 0 : now, nonce, h.portRefs.get(t.serverPort) ?? null, tok.bytes, tok.hash, out);
     if (conn === undefined) {
-      conn = free.pop() ?? { at: 0, token: null, host: null, proofs: 0, pk0: null, hk0: null, mac0: new Uint8Array(MAC2_LENGTH), more: null, sendFull: false };
+      // A new object starts with the values it keeps (a double time, the token and host):
+      // fields that change representation or class later deopt every pass using the map.
+      conn = free.pop() ?? { at: now, token: tok, host: h, proofs: 0, pk0: pk, hk0: hk, mac0: new Uint8Array(MAC2_LENGTH), more: null, sendFull: false };
       conn.proofs = 0;
       conn.sendFull = false;
       state.set(conn);

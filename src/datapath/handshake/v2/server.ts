@@ -2,7 +2,7 @@
 // SYN-ACK out (the server's proof, bound to the client's). docs/protocol.md, "The exchange".
 
 import type { Digests } from '../../../identity/index.js';
-import { FlowTable, keyTuple } from '../flowtable.js';
+import { FlowTable, freeList, keyTuple } from '../flowtable.js';
 import { derivePairKey, ownHostKeys, sameBytes, word32, type OwnHostKey, type PeerEntry, type PeerTokens } from './keys.js';
 import type { PairKey, Proofs } from './proof.js';
 import type { StrikeRegister } from './register.js';
@@ -122,7 +122,7 @@ export interface ServerRole {
 
 export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, peers: PeerTokens, register: StrikeRegister, stats: KeyStats, digests?: Digests): ServerRole {
   let keys: OwnHostKey[] = ownHostKeys(deps.hostStaticKeys ?? []);
-  const free: ServerConn[] = [];
+  const free = freeList<ServerConn>();
   const state = new FlowTable<ServerConn>(opt.stateEntries, (c) => {
     c.pk = null;
     c.earlier = null;
@@ -136,7 +136,10 @@ export function createServerRole(deps: V2Deps, opt: V2Options, proofs: Proofs, p
 
   /** Keep `conn` state for the tuple (state.key must be the tuple's: keyTuple). */
   function keep(now: number, kind: ServerConn['kind'], retryFlags: number, pk: PairKey | null, isnS: number, earlier: Uint8Array[] | null): ServerConn {
-    const c = free.pop() ?? { at: 0, kind: 'retry', retryFlags: 0, pk: null, m0: 0, m1: 0, m2: 0, m3: 0, h0: 0, h1: 0, earlier: null, isnS: -1 };
+    // New objects carry the values they will hold (a time is a double, not a Smi 0; isnS is a
+    // uint32, so a double field from the start: NaN, set below): a field that changes
+    // representation later deprecates the map and deopts every pass using it.
+    const c = free.pop() ?? { at: now, kind, retryFlags, pk, m0: 0, m1: 0, m2: 0, m3: 0, h0: 0, h1: 0, earlier, isnS: NaN };
     c.at = now;
     c.kind = kind;
     c.retryFlags = retryFlags;

@@ -272,7 +272,11 @@ function buildMangle(spec: RulesetSpec): TableRules {
         // (same bits) before the MARK rule below clears it.
         [...markMatch(OP_SET_CLIENT_PENDING, OP_MASK), '-j', 'CONNMARK', '--save-mark', ...puBits],
         [...markMatch(OP_CLEAR_CLIENT_PENDING, OP_MASK), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_AUTHORIZED)}/${hex(CT_CLIENT_PENDING | CT_AUTHORIZED)}`],
-        [...markMatch(OP_SET_SERVER_PENDING, OP_MASK), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_SERVER_PENDING)}/${hex(CT_SERVER_PENDING)}`],
+        // Not on a flow already authorized: a retransmitted SYN can wait in the queue while the
+        // client's ACK (never queued) passes and establishes the connection; the established
+        // socket answers that SYN with an ACK, never a SYN-ACK, so a pending bit set now would
+        // never be cleared and every later packet of the client would be dropped.
+        [...markMatch(OP_SET_SERVER_PENDING, OP_MASK), '-m', 'connmark', '--mark', `0x0/${hex(CT_AUTHORIZED)}`, '-j', 'CONNMARK', '--set-xmark', `${hex(CT_SERVER_PENDING)}/${hex(CT_SERVER_PENDING)}`],
         [...markMatch(OP_CLEAR_SERVER_PENDING, OP_MASK), '-j', 'CONNMARK', '--set-xmark', `${hex(CT_AUTHORIZED)}/${hex(CT_SERVER_PENDING | CT_AUTHORIZED)}`],
         // Consume the op and PU bits so the packet cannot loop; REJECT_BIT stays for the filter table.
         ['-j', 'MARK', '--set-xmark', `0x0/${hex(OP_MASK | PU_INDEX_MASK)}`],

@@ -6,6 +6,12 @@
 // Run: npx tsx bench/handshake.bench.ts [--node-crypto]   (about 15 s, one thread)
 // Reports µs per step (medians), heap bytes allocated per connection and collections per 10 000.
 // SHA-256/HMAC come from the native addon, as in the workers; --node-crypto uses node:crypto.
+//
+// --deopt: instead of timing, run the four passes for DEOPT_N connections (200 000), crossing
+// the flow tables' rotations (32 768 entries a half), a policy snapshot change (60 000), new
+// PU objects (100 000) and a new token (150 000), and COUNT V8's deopts under its tracing:
+//   node --trace-deopt --import tsx bench/handshake.bench.ts --deopt | grep -c 'bailout (kind'
+// (under tsx the loader's own deopts count too; the lines after "conn 0" are the handshake's).
 import { createHash, generateKeyPairSync, randomFillSync, type KeyObject } from 'node:crypto';
 import { PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
@@ -70,9 +76,13 @@ function staticKey(): { privateKey: KeyObject; publicRaw: Uint8Array } {
 }
 const B_KEY = staticKey();
 
+/** The policy and PUs the workers' handshakes see: replaced as a worker's snapshots replace them (--deopt). */
+let currentPolicy = createDefaultPolicy();
+let curClient: LocalPu;
+let curServer: LocalPu;
+
 function host(pu: LocalPu, serves: boolean): Host {
   const key = serves ? B_KEY : staticKey();
-  const policy = createDefaultPolicy();
   const h: Host = { hs: null as unknown as Handshake, flows: 0 };
   h.hs = createHandshake({
     verifier: createVerifier({ mode: 'ca', caPublicJwk }, 30),
@@ -82,9 +92,9 @@ function host(pu: LocalPu, serves: boolean): Host {
     // b's key is published (the fleet's directory): no retry exchange.
     hostKeys: { lookup: (address) => (address === '10.213.100.2' ? { host: 'host-b', key: B_KEY.publicRaw } : undefined) },
     startedAt: Date.now() - 60_000,
-    policy: () => policy,
-    puByIndex: (i) => (i === pu.index ? pu : undefined),
-    puByLocalPort: (p) => (serves && p === PORT ? pu : undefined),
+    policy: () => currentPolicy,
+    puByIndex: (i) => (i === pu.index ? (serves ? curServer : curClient) : undefined),
+    puByLocalPort: (p) => (serves && p === PORT ? curServer : undefined),
     now: Date.now,
     onFlow: () => h.flows++,
     // Room for every proof of the run within the freshness window (this bench makes ~50 000 a second).
@@ -97,6 +107,9 @@ const client: LocalPu = { index: 1, id: 'a-pu1', labels: ['app=bench'], tokens: 
 const server: LocalPu = { index: 1, id: 'b-pu1', labels: ['app=bench'], tokens: [await token(await hostIssuer('host-b'), 'b-pu1')] };
 const a = host(client, false);
 const b = host(server, true);
+// As in the daemon, a worker's PUs and tokens arrive by postMessage: structured clones.
+curClient = structuredClone(client);
+curServer = structuredClone(server);
 const out = new Uint8Array(65_536);
 const reasons = new Map<string, number>();
 
@@ -208,6 +221,31 @@ function round(n: number, timed: boolean): void {
     prepare(conn++);
     one(synT, synAckT, markA, timed);
   }
+}
+
+if (process.argv.includes('--deopt')) {
+  const total = Number(process.env.DEOPT_N ?? 200_000);
+  for (let k = 0; k < total; k++) {
+    if (k === 60_000) {
+      console.log('policy change');
+      currentPolicy = createDefaultPolicy();
+    }
+    if (k === 100_000) {
+      console.log('pu objects change');
+      curClient = structuredClone(client);
+      curServer = structuredClone(server);
+    }
+    if (k === 150_000) {
+      console.log('new token');
+      curClient = structuredClone({ ...client, tokens: [await token(await hostIssuer('host-a'), 'a-pu1')] });
+    }
+    if (k === 32_768 || k === 65_536 || k === 70_000) console.log(`at ${k}`);
+    prepare(conn++);
+    one(synT, synAckT, markA, false);
+    if (k % 50_000 === 0) console.log(`conn ${k} failed ${failed} ${[...reasons].join(' ')}`);
+  }
+  console.log(`done ${total} failed ${failed} ${[...reasons].join(' ')}`);
+  process.exit(failed > 0 ? 1 : 0);
 }
 round(N_TIMED, false);
 reasons.clear();
